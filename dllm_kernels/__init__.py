@@ -1,0 +1,17 @@
+"""dllm-kernels: native kernels and runtime for masked-diffusion language models.
+
+    import dllm_kernels as dk
+    dk.backend_info()                     # compiled ops loaded? CUDA kernels? built for what?
+    n = dk.num_transfer_tokens(x == mask_id, steps)
+    dk.commit_(x, x0, transfer)
+
+The ops live in dllm_kernels.ops (re-exported here), their pure-PyTorch specification in
+dllm_kernels.reference, and `python -m dllm_kernels` verifies and benchmarks them.
+"""
+
+from . import reference
+from ._native import backend_info
+from .ops import commit_, num_transfer_tokens
+
+__version__ = "0.1.0"
+__all__ = ["backend_info", "commit_", "num_transfer_tokens", "reference", "__version__"]

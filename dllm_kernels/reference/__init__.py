@@ -1,0 +1,10 @@
+"""Pure-PyTorch reference ops: the specification every native kernel is tested against.
+
+Readable first, fast never. Each function validates its arguments like the native op does, so the
+reference is also the fallback when the native extension is not available.
+"""
+
+from .commit import commit_
+from .num_transfer_tokens import num_transfer_tokens
+
+__all__ = ["commit_", "num_transfer_tokens"]
