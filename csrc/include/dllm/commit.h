@@ -3,11 +3,12 @@
 // This is the write-back of a denoising step: the positions chosen for transfer take their
 // candidate token, every other position keeps its current token (mask or already committed).
 //
-// Napkin math, per element: read transfer (1 B) and x (sizeof(T)), read x0 and write x only where
-// transfer is set. No FLOPs. For B*L elements with a fraction f transferred and T = int64:
-//   bytes >= B*L*1 + f*B*L*(8 + 8)      (mask read always; x0 read + x written where set)
-// The kernels stream transfer once and touch x0/x only where it is set, so they sit at that floor
-// up to cache-line granularity (a set bit anywhere in a 64-byte line costs the whole line).
+// Napkin math, per element: read transfer (1 B); where it is set, read x0 and write x
+// (sizeof(T) each). No FLOPs. Memory moves in sectors/lines, not elements: with a fraction f >= ~1/4
+// transferred, nearly every 32-byte sector of x and x0 holds a set position, so the floor is
+//   bytes = B*L*(1 + 2*sizeof(T))       (17 B per element for int64)
+// over memory bandwidth. The CPU loop below is a branch-free select (a random mask would
+// mispredict a branch on every other element), so it also reads x: 25 B per element in practice.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,8 @@ void commit_rows(View2D<T> x,                  // [B, L] token ids, written in p
                  int64_t L, int64_t row_begin, int64_t row_end) {
   for (int64_t b = row_begin; b < row_end; ++b) {
     for (int64_t l = 0; l < L; ++l) {
-      if (transfer(b, l)) x(b, l) = x0(b, l);
+      const T keep = x(b, l);
+      x(b, l) = transfer(b, l) ? x0(b, l) : keep;
     }
   }
 }

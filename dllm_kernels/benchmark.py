@@ -1,0 +1,238 @@
+"""Timing, peak measurement and the `python -m dllm_kernels bench` driver.
+
+Method: warm up, then time each call (CUDA events on GPU, perf_counter on CPU) and report the
+median. When one input set fits in the last-level cache, several sets are rotated so that the
+numbers are memory numbers, not cache numbers. Peaks are measured in the same run: memory
+bandwidth by a large device copy (bytes read + written), compute by a large matmul (bf16 on GPU,
+fp32 on CPU). Every op is also timed as its reference and, unless disabled, as torch.compile of
+the reference, so each ratio comes from one process on one machine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+
+from . import _native, registry
+from .verify import native_on
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[int], Any], device: torch.device, warmup: int = 5, reps: int = 50,
+            max_seconds: float = 2.0) -> float:
+    """Median seconds of fn(i) over `reps` calls (fewer if they exceed max_seconds)."""
+    for i in range(warmup):
+        fn(i)
+    _sync(device)
+    times = []
+    deadline = time.perf_counter() + max_seconds
+    for i in range(reps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn(i)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn(i)
+            times.append(time.perf_counter() - t0)
+        if len(times) >= 5 and time.perf_counter() > deadline:
+            break
+    return statistics.median(times)
+
+
+def cache_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 << 20))
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
+            text = f.read().strip()
+        return int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+    except (OSError, ValueError):
+        return 32 << 20
+
+
+def peak_bandwidth(device: torch.device) -> float:
+    """Bytes/s of a large copy (read + write counted), the practical memory roof."""
+    n = (1 << 30) if device.type == "cuda" else (256 << 20)
+    src = torch.empty(n, dtype=torch.uint8, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    t = time_fn(lambda i: dst.copy_(src), device, warmup=2, reps=10, max_seconds=5.0)
+    return 2 * n / t
+
+
+def peak_flops(device: torch.device) -> float:
+    """FLOP/s of a large matmul: bf16 on GPU (tensor cores), fp32 on CPU."""
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t = time_fn(lambda i: a @ b, device, warmup=2, reps=10, max_seconds=5.0)
+    return 2 * n**3 / t
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def header(devices: list[torch.device]) -> dict[str, Any]:
+    build = _native.BUILD_INFO or {}
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "devices": {str(d): device_name(d) for d in devices},
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "native": _native.NATIVE,
+        "native_cuda": _native.NATIVE_CUDA,
+        "build_commit": build.get("git_commit"),
+        "build_archs": build.get("archs"),
+        "commit": git_commit(),
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class BenchRow:
+    op: str
+    device: str
+    case: str
+    native_s: float | None
+    reference_s: float
+    compiled_s: float | None
+    bytes: int
+    flops: int
+    gbps: float | None
+    tflops: float | None
+    pct_peak: float | None
+    speedup_vs_ref: float | None
+    speedup_vs_compiled: float | None
+    note: str = ""
+
+
+def _input_sets(spec, case, device, gen) -> list[registry.Inputs]:
+    first = spec.make_inputs(case.params, device, gen)
+    size = sum(v.numel() * v.element_size() for v in first.values() if isinstance(v, torch.Tensor))
+    n = max(1, min(8, math.ceil(2 * cache_bytes(device) / max(size, 1))))
+    return [first] + [spec.make_inputs(case.params, device, gen) for _ in range(n - 1)]
+
+
+def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device, peaks: dict,
+               compile_ref: bool = True, reps: int = 50) -> BenchRow:
+    gen = torch.Generator().manual_seed(1234)
+    sets = _input_sets(spec, case, device, gen)
+    # In-place ops rerun on the same inputs: every registered mutating op is idempotent.
+    run = lambda fn: (lambda i: spec.call(fn, sets[i % len(sets)]))  # noqa: E731
+    note = []
+    ok, why = native_on(device)
+    native_s = time_fn(run(spec.op), device, reps=reps) if ok else None
+    if not ok:
+        note.append(why)
+    reference_s = time_fn(run(spec.reference), device, reps=reps)
+    compiled_s = None
+    if compile_ref:
+        try:
+            torch._dynamo.reset()
+            compiled = torch.compile(spec.reference, dynamic=False)
+            compiled_s = time_fn(run(compiled), device, warmup=3, reps=reps)
+        except Exception as e:  # report, don't hide: the column says why it is missing
+            note.append(f"torch.compile failed: {type(e).__name__}")
+    nbytes = spec.bytes_moved(sets[0])
+    nflops = spec.flops(sets[0]) if spec.flops else 0
+    t = native_s
+    gbps = nbytes / t / 1e9 if t else None
+    tflops = nflops / t / 1e12 if t and nflops else None
+    if t and nflops and nflops / peaks["flops"] > nbytes / peaks["bandwidth"]:
+        pct = 100 * nflops / t / peaks["flops"]
+    elif t:
+        pct = 100 * nbytes / t / peaks["bandwidth"]
+    else:
+        pct = None
+    return BenchRow(spec.name, str(device), case.label, native_s, reference_s, compiled_s, nbytes,
+                    nflops, gbps, tflops, pct,
+                    reference_s / t if t else None,
+                    compiled_s / t if t and compiled_s else None, "; ".join(note))
+
+
+def run_bench(specs, devices, compile_ref: bool = True, reps: int = 50, log=print) -> tuple[dict, list[BenchRow]]:
+    head = header(devices)
+    need_flops = any(spec.flops is not None for spec in specs)
+    head["peaks"] = {str(d): {"bandwidth": peak_bandwidth(d),
+                              "flops": peak_flops(d) if need_flops else None} for d in devices}
+    log(format_header(head))
+    log(TABLE_HEAD)
+    rows = []
+    for spec in specs:
+        for d in devices:
+            for case in spec.cases:
+                rows.append(bench_case(spec, case, d, head["peaks"][str(d)], compile_ref, reps))
+                log(format_row(rows[-1]))
+    return head, rows
+
+
+def _fmt_t(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def _fmt_x(r: float | None) -> str:
+    return "-" if r is None else f"{r:.1f}x"
+
+
+TABLE_HEAD = (f"{'op':<20} {'device':<7} {'case':<30} {'native':>10} {'GB/s':>8} {'%peak':>6} "
+              f"{'reference':>10} {'compiled':>10} {'vs ref':>7} {'vs comp':>7}  note")
+
+
+def format_row(r: BenchRow) -> str:
+    gbps = "-" if r.gbps is None else f"{r.gbps:.2f}"
+    pct = "-" if r.pct_peak is None else f"{r.pct_peak:.1f}"
+    return (f"{r.op:<20} {r.device:<7} {r.case:<30} {_fmt_t(r.native_s):>10} {gbps:>8} {pct:>6} "
+            f"{_fmt_t(r.reference_s):>10} {_fmt_t(r.compiled_s):>10} {_fmt_x(r.speedup_vs_ref):>7} "
+            f"{_fmt_x(r.speedup_vs_compiled):>7}  {r.note}")
+
+
+def format_header(head: dict) -> str:
+    lines = [f"dllm_kernels bench  {head['date']}  commit {head['commit']}",
+             f"torch {head['torch']}  CUDA {head['cuda']}  native={head['native']} native_cuda={head['native_cuda']}  "
+             f"built for archs {head['build_archs']} at {head['build_commit']}"]
+    for d, name in head["devices"].items():
+        p = head.get("peaks", {}).get(d, {})
+        bw = p.get("bandwidth")
+        lines.append(f"  {d}: {name}; measured copy bandwidth {bw / 1e9:.1f} GB/s" if bw else f"  {d}: {name}")
+    return "\n".join(lines)
+
+
+def to_json(head: dict, rows: list[BenchRow]) -> dict:
+    return {"header": head, "rows": [asdict(r) for r in rows]}

@@ -1,0 +1,46 @@
+"""python -m dllm_kernels: verify passes, bench writes its JSON. Structure only: no timing asserts."""
+
+import json
+import subprocess
+import sys
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "dllm_kernels", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_verify_passes_on_every_device():
+    out = run("verify")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "FAIL" not in out.stdout
+    assert "commit_" in out.stdout and "num_transfer_tokens" in out.stdout
+    assert ", 0 failed" in out.stdout
+
+
+def test_bench_writes_json(tmp_path):
+    path = tmp_path / "bench.json"
+    out = run("bench", "--device", "cpu", "--no-compile", "--reps", "3", "--json", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads(path.read_text())
+    head = data["header"]
+    assert head["native"] is True and head["torch"] and "cpu" in head["devices"]
+    assert head["peaks"]["cpu"]["bandwidth"] > 0
+    rows = data["rows"]
+    assert {r["op"] for r in rows} == {"commit_", "num_transfer_tokens"}
+    for r in rows:
+        assert r["native_s"] > 0 and r["reference_s"] > 0 and r["bytes"] > 0
+        assert r["gbps"] > 0 and r["pct_peak"] > 0 and r["speedup_vs_ref"] > 0
+    assert "GB/s" in out.stdout and "vs ref" in out.stdout
+
+
+def test_info_is_json():
+    out = run("info")
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["native"] is True
+
+
+def test_unknown_op_is_a_clear_error():
+    out = run("verify", "--op", "no_such_op")
+    assert out.returncode != 0
+    assert "unknown op 'no_such_op'" in out.stderr

@@ -1,0 +1,89 @@
+"""num_transfer_tokens: kernel vs reference on random masks, odd and strided shapes, opcheck, errors."""
+
+import pytest
+import torch
+
+import dllm_kernels as dk
+from dllm_kernels import reference
+
+SHAPES = [(1, 1), (1, 7), (2, 32), (3, 33), (4, 320), (2, 4099), (0, 8), (3, 0)]
+
+
+def make(shape, device, gen, p=0.7):
+    return (torch.rand(shape, generator=gen) < p).to(device)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 8, 64, 1000])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_matches_reference(device, gen, shape, steps):
+    mask = make(shape, device, gen)
+    got = dk.num_transfer_tokens(mask, steps)
+    want = reference.num_transfer_tokens(mask, steps)
+    assert got.dtype == torch.int64 and got.device == mask.device and got.shape == (shape[0], steps)
+    assert torch.equal(got, want)
+
+
+def test_schedule_properties(device, gen):
+    """Each row commits exactly its masked count; steps differ by at most one, larger first."""
+    mask = make((6, 257), device, gen, p=0.5)
+    n = dk.num_transfer_tokens(mask, 7).cpu()
+    assert torch.equal(n.sum(1), mask.sum(1).cpu())
+    assert int((n.max(1).values - n.min(1).values).max()) <= 1
+    assert bool((n[:, :-1] >= n[:, 1:]).all())
+
+
+def test_strided_mask(device, gen):
+    """x[:, start:end] == mask_id style slices and transposed masks are read in place."""
+    full = make((4, 150), device, gen)
+    for mask in (full[:, 40:73], full.t()[:33], full[:, ::3]):
+        assert not mask.is_contiguous()
+        assert torch.equal(dk.num_transfer_tokens(mask, 5), reference.num_transfer_tokens(mask, 5))
+
+
+def test_large_batch_rows(device, gen):
+    mask = make((70_000, 5), device, gen)
+    assert torch.equal(dk.num_transfer_tokens(mask, 3), reference.num_transfer_tokens(mask, 3))
+
+
+def test_opcheck(device, gen):
+    torch.library.opcheck(torch.ops.dllm_kernels.num_transfer_tokens, (make((3, 33), device, gen), 4))
+
+
+def test_torch_compile_fullgraph(gen):
+    mask = make((2, 17), "cpu", gen)
+    got = torch.compile(dk.num_transfer_tokens, fullgraph=True, backend="eager")(mask, 4)
+    assert torch.equal(got, reference.num_transfer_tokens(mask, 4))
+
+
+BAD = {
+    "mask float": (lambda m, s: (m.float(), s), r"num_transfer_tokens: mask_index must have dtype"),
+    "mask int64": (lambda m, s: (m.long(), s), r"num_transfer_tokens: mask_index must have dtype"),
+    "mask 1-D": (lambda m, s: (m[0], s), r"num_transfer_tokens: mask_index must be 2-D"),
+    "mask 3-D": (lambda m, s: (m[None], s), r"num_transfer_tokens: mask_index must be 2-D"),
+    "steps 0": (lambda m, s: (m, 0), r"num_transfer_tokens: steps must be >= 1"),
+    "steps -3": (lambda m, s: (m, -3), r"num_transfer_tokens: steps must be >= 1"),
+}
+IMPLS = {
+    "native": lambda *a: torch.ops.dllm_kernels.num_transfer_tokens(*a),
+    "public": lambda *a: dk.num_transfer_tokens(*a),
+    "reference": lambda *a: reference.num_transfer_tokens(*a),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input(device, gen, case, impl):
+    make_bad, pattern = BAD[case]
+    with pytest.raises(RuntimeError, match=pattern):
+        IMPLS[impl](*make_bad(make((3, 33), device, gen), 4))
+
+
+@pytest.mark.parametrize("impl", ["native", "public"])
+def test_bad_input_under_fake_tensors(gen, impl):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    mask = make((3, 33), "cpu", gen)
+    with FakeTensorMode() as mode:
+        fm = mode.from_tensor(mask)
+        assert IMPLS[impl](fm, 4).shape == (3, 4)
+        with pytest.raises(RuntimeError, match=r"num_transfer_tokens: steps must be >= 1"):
+            IMPLS[impl](fm, 0)
