@@ -47,7 +47,10 @@ if [ "$venv" != none ]; then
   . "$venv/bin/activate"
 fi
 py=python
-pipq() { "$py" -m pip install --quiet --disable-pip-version-check "$@"; }
+pipq() { # quiet pip install; drops the warnings this machine's pip configuration prints per index
+  "$py" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 |
+    { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 
 if ! "$py" -c "import torch" 2>/dev/null; then
   spec=${DLLM_TORCH:-torch==2.14.1}
