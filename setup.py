@@ -167,6 +167,10 @@ def decide_cuda() -> tuple[bool, str | None]:
 
 
 def git_commit() -> str:
+    """HEAD (+ "-dirty"), or $DLLM_GIT_COMMIT where the tree has no .git (e.g. a copy sent to a
+    GPU machine)."""
+    if not os.path.exists(os.path.join(ROOT, ".git")):
+        return os.environ.get("DLLM_GIT_COMMIT", "unknown")
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=30)
         if sha.returncode != 0:
@@ -223,10 +227,23 @@ def build_extension():
             f"{PKG}._C", sources, include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx}, extra_link_args=extra_link,
         )
-    with open(os.path.join(ROOT, PKG, "_build_info.json"), "w") as f:
-        json.dump(info, f, indent=2)
-        f.write("\n")
-    return ext, cpp_extension.BuildExtension.with_options(no_python_abi_suffix=False)
+
+    class BuildExtWithInfo(cpp_extension.BuildExtension):
+        """Writes dllm_kernels/_build_info.json only once the extension has built, and removes the
+        old one first, so a failed rebuild never leaves a stale _C looking current."""
+
+        def run(self):
+            src = os.path.join(ROOT, PKG, "_build_info.json")
+            if os.path.exists(src):
+                os.remove(src)
+            super().run()
+            for folder in dict.fromkeys([os.path.join(ROOT, PKG), os.path.join(self.build_lib, PKG)]):
+                if os.path.isdir(folder):
+                    with open(os.path.join(folder, "_build_info.json"), "w") as f:
+                        json.dump(info, f, indent=2)
+                        f.write("\n")
+
+    return ext, BuildExtWithInfo
 
 
 ext, build_ext = build_extension()

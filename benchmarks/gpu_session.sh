@@ -6,7 +6,9 @@
 #   device run:  bash benchmarks/gpu_session.sh
 #   then commit $OUT/bench.json and the logs under benchmarks/results/<date>-<gpu>/.
 #
-# The device has torch (python3) but no network: nothing is installed, only built.
+# The device has torch (python3) but no network: nothing is installed, only built. The tree is
+# sent without .git: pass DLLM_GIT_COMMIT=$(git rev-parse HEAD) so the results name their commit.
+# Each step has STEP_TIMEOUT seconds (default 240); CPU figures come from the CI-class machine.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-build/gpu_session}
@@ -14,12 +16,22 @@ mkdir -p "$OUT"
 export MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} DLLM_KERNELS_CUDA=1
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the package also imports from here if built in place
+export DLLM_REQUIRE_GPU=1  # pytest fails instead of skipping the CUDA tests
 PY=${PYTHON:-python3}
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "no usable CUDA device: stopping before spending the session" >&2
+  nvidia-smi >&2 || true
+  exit 1
+fi
+if [ -z "${CUDACXX:-}" ]; then
+  if [ -x /usr/local/cuda/bin/nvcc ]; then CUDACXX=/usr/local/cuda/bin/nvcc; else CUDACXX=$(command -v nvcc || true); fi
+  export CUDACXX
+fi
 status=0
 step() { # step NAME LOG CMD...: run, log, remember failure, keep going
   local name=$1 log=$2; shift 2
   local t0=$SECONDS
-  "$@" >"$OUT/$log" 2>&1
+  timeout "${STEP_TIMEOUT:-240}" "$@" >"$OUT/$log" 2>&1
   local rc=$?
   echo "== $name: rc=$rc in $((SECONDS - t0)) s (log $log)"
   tail -n 6 "$OUT/$log" | sed 's/^/   /'
@@ -29,7 +41,7 @@ step() { # step NAME LOG CMD...: run, log, remember failure, keep going
 
 {
   date -u +%Y-%m-%dT%H:%M:%SZ
-  git rev-parse HEAD 2>/dev/null || echo "commit unknown"
+  git rev-parse HEAD 2>/dev/null || echo "commit ${DLLM_GIT_COMMIT:-unknown}"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
   command -v nvcc && nvcc --version | tail -2
@@ -44,7 +56,7 @@ step ctest ctest.log bash -c 'cmake -S . -B build/cmake-gpu -G Ninja -DDLLM_CUDA
   cmake --build build/cmake-gpu && ctest --test-dir build/cmake-gpu --output-on-failure --no-tests=error'
 step pytest pytest.log "$PY" -m pytest python_tests -ra -q
 step verify verify.log "$PY" -m dllm_kernels verify
-step bench bench.log "$PY" -m dllm_kernels bench --json "$OUT/bench.json"
+step bench bench.log "$PY" -m dllm_kernels bench --device cuda --json "$OUT/bench.json"
 echo "== bench table"
 grep -v "^W[0-9]" "$OUT/bench.log" | tail -n 20
 exit $status

@@ -7,7 +7,10 @@ tensors under torch.compile) rejects the same inputs with a message naming the o
 
 from __future__ import annotations
 
+import operator
+
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 
 def fail(op: str, arg: str, problem: str) -> None:
@@ -49,6 +52,34 @@ def check_writable(t: torch.Tensor, op: str, arg: str) -> None:
         fail(op, arg, f"is written in place and must not have internal overlap (e.g. an expanded tensor), got strides {list(t.stride())}")
 
 
+def check_no_overlap(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_arg: str) -> None:
+    """`out` is written while `inp` is read: the very same view, or no shared memory."""
+    if out.numel() == 0 or inp.numel() == 0 or out.device.type == "meta" or is_fake(out) or is_fake(inp):
+        return  # no data to overlap (fake tensors are checked when they become real)
+    if out.untyped_storage().data_ptr() != inp.untyped_storage().data_ptr():
+        return
+    if (out.dtype, out.storage_offset(), out.shape, out.stride()) == (inp.dtype, inp.storage_offset(), inp.shape, inp.stride()):
+        return
+
+    def span(t):  # [first, last) byte of t within its storage
+        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        return t.storage_offset() * t.element_size(), (last + 1) * t.element_size()
+
+    (a0, a1), (b0, b1) = span(out), span(inp)
+    if a0 < b1 and b0 < a1:
+        fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
+
+
+def as_int(value, op: str, arg: str) -> int:
+    """An integer argument: int, numpy integer or 0-d integer tensor; never bool or float."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        fail(op, arg, f"must be an int, got {type(value).__name__}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        fail(op, arg, f"must be an int, got {type(value).__name__}")
+
+
 # ---- per-op checks -------------------------------------------------------------------------------
 
 def commit_(x, x0, transfer) -> None:
@@ -62,13 +93,16 @@ def commit_(x, x0, transfer) -> None:
     check_same_shape(x0, x, op, "x0", "x")
     check_same_shape(transfer, x, op, "transfer", "x")
     check_writable(x, op, "x")
+    check_no_overlap(x, x0, op, "x0", "x")
+    check_no_overlap(x, transfer, op, "transfer", "x")
 
 
-def num_transfer_tokens(mask_index, steps) -> None:
+def num_transfer_tokens(mask_index, steps) -> int:
+    """Checks the arguments; returns steps as a Python int."""
     op = "num_transfer_tokens"
     check_dim(mask_index, 2, op, "mask_index")
     check_dtype(mask_index, torch.bool, op, "mask_index")
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        fail(op, "steps", f"must be an int, got {type(steps).__name__}")
+    steps = as_int(steps, op, "steps")
     if steps < 1:
         fail(op, "steps", f"must be >= 1, got {steps}")
+    return steps

@@ -1,8 +1,9 @@
 """Timing, peak measurement and the `python -m dllm_kernels bench` driver.
 
 Method: warm up, then time each call (CUDA events on GPU, perf_counter on CPU) and report the
-median. When one input set fits in the last-level cache, several sets are rotated so that the
-numbers are memory numbers, not cache numbers. Peaks are measured in the same run: memory
+median. Calls rotate over up to 64 input sets so that together they exceed twice the last-level
+cache (L2 on GPU): cases of more than ~1/32 of the cache are then timed from memory; smaller ones
+stay cache-resident, as they are in real use. Peaks are measured in the same run: memory
 bandwidth by a large device copy (bytes read + written), compute by a large matmul (bf16 on GPU,
 fp32 on CPU). Every op is also timed as its reference and, unless disabled, as torch.compile of
 the reference, so each ratio comes from one process on one machine.
@@ -99,12 +100,15 @@ def device_name(device: torch.device) -> str:
 
 
 def git_commit() -> str:
+    """The checkout's HEAD, else $DLLM_GIT_COMMIT (a tree copied without .git), else unknown."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
-        return out.stdout.strip() or "unknown"
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        pass
+    return os.environ.get("DLLM_GIT_COMMIT", "unknown")
 
 
 def header(devices: list[torch.device]) -> dict[str, Any]:
@@ -144,7 +148,8 @@ class BenchRow:
 def _input_sets(spec, case, device, gen) -> list[registry.Inputs]:
     first = spec.make_inputs(case.params, device, gen)
     size = sum(v.numel() * v.element_size() for v in first.values() if isinstance(v, torch.Tensor))
-    n = max(1, min(8, math.ceil(2 * cache_bytes(device) / max(size, 1))))
+    budget = (2 << 30) if device.type == "cuda" else (512 << 20)
+    n = max(1, min(64, budget // max(size, 1), math.ceil(2 * cache_bytes(device) / max(size, 1))))
     return [first] + [spec.make_inputs(case.params, device, gen) for _ in range(n - 1)]
 
 

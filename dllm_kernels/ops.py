@@ -17,18 +17,21 @@ from ._native import NATIVE, NATIVE_CUDA
 _warned_devices: set[str] = set()
 
 
-def _use_native(t: torch.Tensor) -> bool:
-    """True when the compiled op can run on t's device; warns once per device type otherwise."""
+def _use_native(*tensors: torch.Tensor) -> bool:
+    """True when the compiled op can run on the tensors' devices; warns once per device type
+    otherwise. Mixed devices go to the reference, whose checks name the misplaced argument."""
     if not NATIVE:
         return False  # the import already warned
-    kind = t.device.type if isinstance(t, torch.Tensor) else "cpu"
-    if kind in ("cpu", "meta") or (kind == "cuda" and NATIVE_CUDA):
+    kinds = {t.device.type for t in tensors if isinstance(t, torch.Tensor)}
+    supported = {"cpu", "meta"} | ({"cuda"} if NATIVE_CUDA else set())
+    if kinds <= supported:
         return True
-    if kind not in _warned_devices:
-        _warned_devices.add(kind)
-        why = "was built without CUDA" if kind == "cuda" else f"has no {kind} kernels"
-        warnings.warn(f"dllm_kernels._C {why}; using the reference ops on {kind} (slow).",
-                      RuntimeWarning, stacklevel=3)
+    for kind in sorted(kinds - supported):
+        if kind not in _warned_devices:
+            _warned_devices.add(kind)
+            why = "was built without CUDA" if kind == "cuda" else f"has no {kind} kernels"
+            warnings.warn(f"dllm_kernels._C {why}; using the reference ops on {kind} (slow).",
+                          RuntimeWarning, stacklevel=3)
     return False
 
 
@@ -44,7 +47,7 @@ def commit_(x: torch.Tensor, x0: torch.Tensor, transfer: torch.Tensor) -> torch.
     Returns:
         `x`, mutated.
     """
-    if _use_native(x):
+    if _use_native(x, x0, transfer):
         torch.ops.dllm_kernels.commit_(x, x0, transfer)
         return x
     return reference.commit_(x, x0, transfer)
@@ -57,12 +60,13 @@ def num_transfer_tokens(mask_index: torch.Tensor, steps: int) -> torch.Tensor:
 
     Args:
         mask_index: [B, L] bool, True where masked; any strides.
-        steps: number of denoising steps, >= 1.
+        steps: number of denoising steps, an int >= 1 (numpy ints and 0-d tensors accepted).
 
     Returns:
         [B, steps] int64 on the device of `mask_index`.
     """
     if _use_native(mask_index):
+        steps = _checks.as_int(steps, "num_transfer_tokens", "steps")  # numpy / 0-d tensor ok
         return torch.ops.dllm_kernels.num_transfer_tokens(mask_index, steps)
     return reference.num_transfer_tokens(mask_index, steps)
 

@@ -39,6 +39,8 @@ def pytest_report_header(config):
 
 
 def pytest_sessionstart(session):
+    if os.environ.get("DLLM_REQUIRE_GPU") == "1" and not (HAS_CUDA and _native.NATIVE_CUDA):
+        raise pytest.UsageError("DLLM_REQUIRE_GPU=1 but no CUDA device or no native CUDA kernels")
     # The tests compare the compiled kernels with the reference: without them they would compare
     # the reference with itself. Refuse to run instead of passing vacuously.
     if not _native.NATIVE and os.environ.get("DLLM_KERNELS_NATIVE", "1") != "0":

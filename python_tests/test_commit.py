@@ -64,6 +64,29 @@ def test_large_batch_rows(device, gen):
     assert torch.equal(x, want)
 
 
+def test_long_rows(device, gen):
+    """More columns than one launch covers (1024 blocks x 256 threads): the column loop wraps."""
+    x, x0, transfer = make((1, 300_001), torch.int64, device, gen)
+    want = expected(x, x0, transfer)
+    dk.commit_(x, x0, transfer)
+    assert torch.equal(x, want)
+
+
+def test_same_tensor_is_a_no_op(device, gen):
+    x, _, transfer = make((3, 33), torch.int64, device, gen)
+    before = x.clone()
+    dk.commit_(x, x, transfer)
+    assert torch.equal(x, before)
+
+
+def test_non_canonical_bool_bytes(device):
+    """A bool tensor viewed from bytes other than 0/1 counts every nonzero byte as True."""
+    transfer = torch.tensor([[2, 0, 255, 1]], dtype=torch.uint8).view(torch.bool).to(device)
+    x = torch.tensor([[5, 6, 7, 8]], device=device)
+    dk.commit_(x, torch.tensor([[1, 2, 3, 4]], device=device), transfer)
+    assert x.tolist() == [[1, 6, 3, 4]]
+
+
 def test_opcheck(device, gen):
     x, x0, transfer = make((3, 33), torch.int64, device, gen)
     torch.library.opcheck(torch.ops.dllm_kernels.commit_, (x, x0, transfer))
@@ -86,6 +109,9 @@ BAD = {
     "transfer uint8": (lambda x, x0, t: (x, x0, t.to(torch.uint8)), r"commit_: transfer must have dtype"),
     "transfer shape": (lambda x, x0, t: (x, x0, t[:1]), r"commit_: transfer must have the same shape"),
     "x expanded": (lambda x, x0, t: (x[:1].expand(3, -1), x0, t), r"commit_: x is written in place"),
+    "x0 overlaps x": (lambda x, x0, t: (x[:, 1:], x[:, :-1], t[:, 1:]), r"commit_: x0 must not share memory with x"),
+    "transfer overlaps x": (lambda x, x0, t: (x[:, :4], x0[:, :4], x[:, :4].view(torch.bool)[:, :4]),
+                            r"commit_: transfer must not share memory with x"),
 }
 IMPLS = {
     "native": lambda *a: torch.ops.dllm_kernels.commit_(*a),

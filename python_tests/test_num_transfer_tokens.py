@@ -1,5 +1,6 @@
 """num_transfer_tokens: kernel vs reference on random masks, odd and strided shapes, opcheck, errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,6 +46,19 @@ def test_large_batch_rows(device, gen):
     assert torch.equal(dk.num_transfer_tokens(mask, 3), reference.num_transfer_tokens(mask, 3))
 
 
+def test_non_canonical_bool_bytes(device):
+    """A bool tensor viewed from bytes other than 0/1 counts every nonzero byte as masked."""
+    mask = torch.tensor([[2, 0, 255, 1]], dtype=torch.uint8).view(torch.bool).to(device)
+    assert dk.num_transfer_tokens(mask, 2).tolist() == [[2, 1]]
+    assert reference.num_transfer_tokens(mask, 2).tolist() == [[2, 1]]
+
+
+@pytest.mark.parametrize("steps", [np.int64(4), torch.tensor(4)], ids=["numpy", "tensor"])
+def test_integer_like_steps(device, gen, steps):
+    mask = make((3, 33), device, gen)
+    assert torch.equal(dk.num_transfer_tokens(mask, steps), reference.num_transfer_tokens(mask, 4))
+
+
 def test_opcheck(device, gen):
     torch.library.opcheck(torch.ops.dllm_kernels.num_transfer_tokens, (make((3, 33), device, gen), 4))
 
@@ -63,6 +77,12 @@ BAD = {
     "steps 0": (lambda m, s: (m, 0), r"num_transfer_tokens: steps must be >= 1"),
     "steps -3": (lambda m, s: (m, -3), r"num_transfer_tokens: steps must be >= 1"),
 }
+# Python-level argument types: the raw torch.ops schema rejects these itself (torch's message).
+BAD_PY = {
+    "steps float": (lambda m, s: (m, 4.0), r"num_transfer_tokens: steps must be an int"),
+    "steps bool": (lambda m, s: (m, True), r"num_transfer_tokens: steps must be an int"),
+    "steps str": (lambda m, s: (m, "4"), r"num_transfer_tokens: steps must be an int"),
+}
 IMPLS = {
     "native": lambda *a: torch.ops.dllm_kernels.num_transfer_tokens(*a),
     "public": lambda *a: dk.num_transfer_tokens(*a),
@@ -74,6 +94,14 @@ IMPLS = {
 @pytest.mark.parametrize("case", BAD)
 def test_bad_input(device, gen, case, impl):
     make_bad, pattern = BAD[case]
+    with pytest.raises(RuntimeError, match=pattern):
+        IMPLS[impl](*make_bad(make((3, 33), device, gen), 4))
+
+
+@pytest.mark.parametrize("impl", ["public", "reference"])
+@pytest.mark.parametrize("case", BAD_PY)
+def test_bad_steps_type(device, gen, case, impl):
+    make_bad, pattern = BAD_PY[case]
     with pytest.raises(RuntimeError, match=pattern):
         IMPLS[impl](*make_bad(make((3, 33), device, gen), 4))
 

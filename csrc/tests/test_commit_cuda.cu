@@ -10,7 +10,8 @@ int main() {
   require_gpu("commit_cuda");
   std::mt19937_64 rng(20261123);
   std::vector<Shape> shapes = test_shapes();
-  shapes.push_back({70000, 3});  // more rows than one grid dimension
+  shapes.push_back({70000, 3});   // more rows than one grid dimension
+  shapes.push_back({1, 300001});  // more columns than one launch covers (1024 x 256)
   for (const Shape s : shapes) {
     for (const int64_t pad : {0, 5}) {
       const int64_t row = s.L + pad;
@@ -21,12 +22,12 @@ int main() {
       DeviceBuffer<char> dt(t);
       CUDA_OK(dllm::cuda::commit<int64_t>(dllm::view2d(dx.ptr + pad, row, 1),
                                           dllm::view2d<const int64_t>(dx0.ptr, s.L, 1),
-                                          dllm::view2d(reinterpret_cast<const bool*>(dt.ptr), s.L, 1),
+                                          dllm::view2d(reinterpret_cast<const uint8_t*>(dt.ptr), s.L, 1),
                                           s.B, s.L, nullptr));
       CUDA_OK(cudaDeviceSynchronize());
       dllm::cpu::commit_rows<int64_t>(dllm::view2d(x.data() + pad, row, 1),
                                       dllm::view2d(x0.data(), s.L, 1),
-                                      dllm::view2d(reinterpret_cast<const bool*>(t.data()), s.L, 1),
+                                      dllm::view2d(reinterpret_cast<const uint8_t*>(t.data()), s.L, 1),
                                       s.L, 0, s.B);
       CHECK(dx.to_host() == x, "B=%lld L=%lld pad=%lld", (long long)s.B, (long long)s.L, (long long)pad);
     }

@@ -12,7 +12,7 @@ int main() {
         const auto m = random_mask(rng, s.B * s.L * col_stride, 0.7);
         std::vector<int64_t> out(s.B * steps, -1);
         dllm::cpu::num_transfer_tokens_rows(
-            dllm::view2d(reinterpret_cast<const bool*>(m.data()), s.L * col_stride, col_stride),
+            dllm::view2d(reinterpret_cast<const uint8_t*>(m.data()), s.L * col_stride, col_stride),
             dllm::view2d(out.data(), steps, 1), s.L, steps, 0, s.B);
         bool ok = true;
         for (int64_t b = 0; b < s.B; ++b) {

@@ -15,7 +15,7 @@ int main() {
     for (const int64_t steps : {1, 3, 64, 1000}) {
       const auto m = random_mask(rng, s.B * s.L * 2, 0.7);  // column stride 2
       const auto mv = [&](const char* p) {
-        return dllm::view2d(reinterpret_cast<const bool*>(p), s.L * 2, 2);
+        return dllm::view2d(reinterpret_cast<const uint8_t*>(p), s.L * 2, 2);
       };
       DeviceBuffer<char> dm(m);
       DeviceBuffer<int64_t> dout(std::vector<int64_t>(s.B * steps, -1));

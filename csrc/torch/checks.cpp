@@ -17,6 +17,8 @@ void commit_check(const at::Tensor& x, const at::Tensor& x0, const at::Tensor& t
   check_same_shape(x0, x, op, "x0", "x");
   check_same_shape(transfer, x, op, "transfer", "x");
   check_writable(x, op, "x");
+  check_no_overlap(x, x0, op, "x0", "x");
+  check_no_overlap(x, transfer, op, "transfer", "x");
 }
 
 void num_transfer_tokens_check(const at::Tensor& mask_index, int64_t steps) {

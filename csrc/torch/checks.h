@@ -7,6 +7,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <utility>
+
 #define DLLM_CHECK_ARG(cond, op, arg, ...) \
   TORCH_CHECK((cond), "dllm_kernels.", op, ": ", arg, " ", __VA_ARGS__)
 
@@ -40,6 +42,27 @@ inline void check_writable(const at::Tensor& t, const char* op, const char* arg)
                  "is written in place and must not have internal overlap (e.g. an expanded "
                  "tensor), got strides ",
                  t.strides());
+}
+
+// `out` is written while `in` is read: they must be the very same view or not share memory
+// (a partial overlap would read values the op has already written: wrong on CPU, a race on GPU).
+inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const char* op,
+                             const char* arg, const char* out_arg) {
+  if (out.numel() == 0 || in.numel() == 0 || !out.has_storage() || !in.has_storage()) return;
+  if (!out.storage().is_alias_of(in.storage())) return;
+  if (out.dtype() == in.dtype() && out.storage_offset() == in.storage_offset() &&
+      out.sizes() == in.sizes() && out.strides() == in.strides())
+    return;  // the same view: reading and writing the same element is fine
+  auto span = [](const at::Tensor& t) {  // [first, last) byte of t within its storage
+    int64_t last = t.storage_offset();
+    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+    const auto item = static_cast<int64_t>(t.element_size());
+    return std::make_pair(t.storage_offset() * item, (last + 1) * item);
+  };
+  const auto a = span(out), b = span(in);
+  DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg,
+                 "must not share memory with ", out_arg,
+                 ", which is written in place (pass a copy)");
 }
 
 // Per-op checks (checks.cpp).

@@ -20,7 +20,7 @@ def num_transfer_tokens(mask_index: torch.Tensor, steps: int) -> torch.Tensor:
     Returns:
         [B, steps] int64 on the device of `mask_index`.
     """
-    _checks.num_transfer_tokens(mask_index, steps)
+    steps = _checks.num_transfer_tokens(mask_index, steps)
     masked = mask_index.sum(dim=1, keepdim=True)                      # [B, 1] M_b
     base = masked // steps                                            # [B, 1]
     remainder = masked % steps                                        # [B, 1]

@@ -20,22 +20,22 @@
 namespace dllm::cuda {
 
 template <typename T>
-__global__ void commit_kernel(View2D<T> x,                  // [B, L] token ids, written in place
-                              View2D<const T> x0,           // [B, L] candidate token ids
-                              View2D<const bool> transfer,  // [B, L] true where x takes x0
+__global__ void commit_kernel(View2D<T> x,                     // [B, L] token ids, in place
+                              View2D<const T> x0,              // [B, L] candidate token ids
+                              View2D<const uint8_t> transfer,  // [B, L] bool bytes, nonzero: take x0
                               int64_t B, int64_t L) {
   for (int64_t b = blockIdx.y; b < B; b += gridDim.y) {
     for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < L;
          l += int64_t(gridDim.x) * blockDim.x) {
-      if (transfer(b, l)) x(b, l) = x0(b, l);
+      if (transfer(b, l) != 0) x(b, l) = x0(b, l);
     }
   }
 }
 
 template <typename T>
-cudaError_t commit(View2D<T> x,                  // [B, L] token ids, written in place
-                   View2D<const T> x0,           // [B, L] candidate token ids
-                   View2D<const bool> transfer,  // [B, L] true where x takes x0
+cudaError_t commit(View2D<T> x,                     // [B, L] token ids, written in place
+                   View2D<const T> x0,              // [B, L] candidate token ids
+                   View2D<const uint8_t> transfer,  // [B, L] bool bytes, nonzero: x takes x0
                    int64_t B, int64_t L, cudaStream_t stream) {
   if (B == 0 || L == 0) return cudaSuccess;
   constexpr int kThreads = 256;

@@ -20,15 +20,15 @@
 namespace dllm::cuda {
 
 template <int kThreads>
-__global__ void num_transfer_tokens_kernel(View2D<const bool> mask,  // [B, L] true where masked
-                                           View2D<int64_t> out,      // [B, steps] tokens per step
+__global__ void num_transfer_tokens_kernel(View2D<const uint8_t> mask,  // [B, L] nonzero: masked
+                                           View2D<int64_t> out,         // [B, steps]
                                            int64_t B, int64_t L, int64_t steps) {
   using BlockReduce = cub::BlockReduce<int64_t, kThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   __shared__ int64_t row_total;
   for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
     int64_t count = 0;
-    for (int64_t l = threadIdx.x; l < L; l += kThreads) count += mask(b, l) ? 1 : 0;
+    for (int64_t l = threadIdx.x; l < L; l += kThreads) count += mask(b, l) != 0 ? 1 : 0;
     const int64_t total = BlockReduce(temp).Sum(count);  // valid in thread 0 only
     if (threadIdx.x == 0) row_total = total;
     __syncthreads();
@@ -40,8 +40,8 @@ __global__ void num_transfer_tokens_kernel(View2D<const bool> mask,  // [B, L] t
   }
 }
 
-inline cudaError_t num_transfer_tokens(View2D<const bool> mask,  // [B, L] true where masked
-                                       View2D<int64_t> out,      // [B, steps] tokens per step
+inline cudaError_t num_transfer_tokens(View2D<const uint8_t> mask,  // [B, L] nonzero: masked
+                                       View2D<int64_t> out,         // [B, steps] tokens per step
                                        int64_t B, int64_t L, int64_t steps, cudaStream_t stream) {
   if (B == 0 || steps <= 0) return steps <= 0 ? cudaErrorInvalidValue : cudaSuccess;
   constexpr int kThreads = 256;
