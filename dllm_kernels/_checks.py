@@ -106,3 +106,122 @@ def num_transfer_tokens(mask_index, steps) -> int:
     if steps < 1:
         fail(op, "steps", f"must be >= 1, got {steps}")
     return steps
+
+
+def _choice(value, allowed, op, arg) -> None:
+    if value not in allowed:
+        fail(op, arg, f"must be one of {list(allowed)}, got {value!r}")
+
+
+def as_float(value, op: str, arg: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # numpy floats, 0-d tensors
+        except (TypeError, ValueError):
+            fail(op, arg, f"must be a number, got {type(value).__name__}")
+    if value != value:
+        fail(op, arg, "must not be NaN")
+    return float(value)
+
+
+def seed_and_offset(seed, offset, op: str) -> tuple[int, int]:
+    """seed None draws one from torch's default generator (host-side: no device sync)."""
+    if seed is None:
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    seed = as_int(seed, op, "seed")
+    offset = as_int(offset, op, "offset")
+    if not 0 <= offset < 2**32:
+        fail(op, "offset", f"must be in [0, 2^32), got {offset}")
+    return seed & ((1 << 64) - 1), offset
+
+
+def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
+                 confidence_source, suppress_tokens, seed, offset, op: str = "denoise_step") -> dict:
+    """Checks every argument; returns the normalised ones (seed drawn if None, suppress tensor)."""
+    check_dim(logits, 3, op, "logits")
+    check_dtype(logits, (torch.float32, torch.bfloat16, torch.float16), op, "logits")
+    if logits.shape[-1] < 1:
+        fail(op, "logits", f"must have a vocabulary of at least 1, got shape {list(logits.shape)}")
+    if logits.shape[-1] > 1 and logits.stride(-1) != 1:
+        fail(op, "logits", f"must be contiguous in the last (vocabulary) dim, got strides {list(logits.stride())}")
+    check_dim(x, 2, op, "x")
+    check_dtype(x, torch.int64, op, "x")
+    check_same_device(x, logits, op, "x", "logits")
+    if tuple(x.shape) != tuple(logits.shape[:2]):
+        fail(op, "x", f"must have shape [B, L] = {list(logits.shape[:2])} like logits, got {list(x.shape)}")
+    mask_id = as_int(mask_id, op, "mask_id")
+    if mask_id < 0:
+        fail(op, "mask_id", f"must be >= 0, got {mask_id}")
+    temperature = as_float(temperature, op, "temperature")
+    if not 0 <= temperature < float("inf"):
+        fail(op, "temperature", f"must be finite and >= 0, got {temperature}")
+    top_k = as_int(top_k, op, "top_k")
+    if top_k < 0:
+        fail(op, "top_k", f"must be >= 0 (0 = off), got {top_k}")
+    top_p = as_float(top_p, op, "top_p")
+    if not 0 < top_p <= 1:
+        fail(op, "top_p", f"must be in (0, 1], got {top_p}")
+    _choice(filter_order, ("top_k_first", "top_p_first"), op, "filter_order")
+    _choice(confidence, ("prob", "margin", "neg_entropy", "random"), op, "confidence")
+    _choice(confidence_source, ("raw", "sampling"), op, "confidence_source")
+    suppress = None
+    if suppress_tokens is not None:
+        if isinstance(suppress_tokens, torch.Tensor):
+            if suppress_tokens.dtype not in (torch.int64, torch.int32) or suppress_tokens.dim() > 1:
+                fail(op, "suppress_tokens", f"must be a 1-D int tensor or a sequence of ints, got {suppress_tokens.dtype} {list(suppress_tokens.shape)}")
+            ids = [int(t) for t in suppress_tokens.reshape(-1).tolist()]
+        else:
+            ids = [as_int(t, op, "suppress_tokens") for t in (suppress_tokens if hasattr(suppress_tokens, "__iter__") else [suppress_tokens])]
+        V = logits.shape[-1]
+        bad = [t for t in ids if not 0 <= t < V]
+        if bad:
+            fail(op, "suppress_tokens", f"must be token ids in [0, {V}), got {bad[:5]}")
+        if ids:
+            suppress = torch.tensor(sorted(set(ids)), dtype=torch.int64, device=logits.device)
+    seed, offset = seed_and_offset(seed, offset, op)
+    return {"mask_id": mask_id, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+            "suppress": suppress, "seed": seed, "offset": offset}
+
+
+def select_transfer(conf, num_transfer, threshold, factor, probability, strict, seed, offset,
+                    op: str = "select_transfer") -> dict:
+    """Checks the arguments; returns {"kind", "value", "seed", "offset"} with value normalised
+    (num_transfer: int64 [B] on conf's device; probability: float32 [B]; threshold/factor: float)."""
+    check_dim(conf, 2, op, "conf")
+    check_dtype(conf, torch.float32, op, "conf")
+    given = [name for name, v in (("num_transfer", num_transfer), ("threshold", threshold),
+                                  ("factor", factor), ("probability", probability)) if v is not None]
+    if len(given) != 1:
+        fail(op, "num_transfer/threshold/factor/probability",
+             f"exactly one selection rule must be given, got {given or 'none'}")
+    B = conf.shape[0]
+    kind = given[0]
+    if not isinstance(strict, bool):
+        fail(op, "strict", f"must be a bool, got {type(strict).__name__}")
+    if kind in ("num_transfer", "probability"):
+        v = num_transfer if kind == "num_transfer" else probability
+        if isinstance(v, torch.Tensor) and v.dim() == 1:
+            want = (torch.int64, torch.int32) if kind == "num_transfer" else (torch.float32, torch.float64)
+            check_dtype(v, want, op, kind)
+            check_same_device(v, conf, op, kind, "conf")
+            if v.shape[0] != B:
+                fail(op, kind, f"must have shape [B] = [{B}], got {list(v.shape)}")
+            value = v.to(torch.int64 if kind == "num_transfer" else torch.float32)
+            # Values are checked only where that costs no device sync: on CUDA a negative k
+            # selects nothing, like k = 0 (and p outside [0, 1] acts as clipped).
+            if kind == "num_transfer" and v.device.type == "cpu" and bool((v < 0).any()):
+                fail(op, "num_transfer", f"must be >= 0, got {v.min().item()}")
+        else:
+            scalar = as_int(v, op, kind) if kind == "num_transfer" else as_float(v, op, kind)
+            value = torch.full((B,), scalar, device=conf.device,
+                               dtype=torch.int64 if kind == "num_transfer" else torch.float32)
+        if kind == "num_transfer" and not isinstance(v, torch.Tensor) and value.numel() and scalar < 0:
+            fail(op, "num_transfer", f"must be >= 0, got {scalar}")
+        if kind == "probability" and not isinstance(v, torch.Tensor) and not 0 <= scalar <= 1:
+            fail(op, "probability", f"must be in [0, 1], got {scalar}")
+    else:
+        value = as_float(threshold if kind == "threshold" else factor, op, kind)
+        if kind == "factor" and not value > 0:
+            fail(op, "factor", f"must be > 0, got {value}")
+    seed, offset = seed_and_offset(seed, offset, op) if kind == "probability" else (0, 0)
+    return {"kind": kind, "value": value, "seed": seed, "offset": offset}

@@ -1,0 +1,60 @@
+"""Philox4x32-10 in plain PyTorch (int64 tensors holding uint32 values): the counter-based RNG that
+every sampling op shares, bit for bit, with the CPU and CUDA kernels (csrc/include/dllm/philox.h).
+
+Streams. A draw is keyed by (seed, offset, b, l, slot):
+    key     = (seed mod 2^32, (seed >> 32) mod 2^32)
+    counter = (slot >> 2, l, b, offset mod 2^32), output word slot & 3
+Slots 0 .. V-1 are the vocabulary (Gumbel noise of token v), SLOT_CONFIDENCE is the "random"
+confidence of position (b, l) and SLOT_TRANSFER the coin of select_transfer(probability=...).
+
+Uniforms from a 32-bit word w:
+    open01(w)  = (2 * (w >> 9) + 1) * 2^-24  in (0, 1), exact in float32 (Gumbel noise)
+    closed0(w) = (w >> 8) * 2^-24            in [0, 1), exact in float32
+"""
+
+from __future__ import annotations
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+_M0, _M1 = 0xD2511F53, 0xCD9E8D57
+_W0, _W1 = 0x9E3779B9, 0xBB67AE85
+SLOT_CONFIDENCE = (MASK32 << 2)        # counter word c0 = 0xFFFFFFFF, output word 0
+SLOT_TRANSFER = ((MASK32 - 1) << 2)    # counter word c0 = 0xFFFFFFFE, output word 0
+
+
+def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hi, lo) 32-bit halves of a * m for a in [0, 2^32), without int64 overflow."""
+    p_lo = a * (m & 0xFFFF)                      # < 2^48
+    p_hi = a * (m >> 16)                         # < 2^48
+    mid = p_lo + ((p_hi & 0xFFFF) << 16)         # < 2^49
+    return (p_hi >> 16) + (mid >> 32), mid & MASK32
+
+
+def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = 10):
+    """Philox4x32 with `rounds` rounds on broadcastable int64 tensors of uint32 values."""
+    for _ in range(rounds):
+        hi0, lo0 = _mulhilo(c0, _M0)
+        hi1, lo1 = _mulhilo(c2, _M1)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = (k0 + _W0) & MASK32, (k1 + _W1) & MASK32
+    return c0, c1, c2, c3
+
+
+def random_words(seed: int, offset: int, b: torch.Tensor, l: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """The 32-bit word of stream (seed, offset, b, l, slot); b, l, slot broadcast (int64)."""
+    seed &= (1 << 64) - 1
+    k0, k1 = seed & MASK32, (seed >> 32) & MASK32
+    c0 = slot >> 2
+    c3 = torch.full_like(c0, offset & MASK32)
+    words = philox4x32(c0, l & MASK32, b & MASK32, c3, k0, k1)
+    w = slot & 3
+    return torch.where(w == 0, words[0], torch.where(w == 1, words[1], torch.where(w == 2, words[2], words[3])))
+
+
+def open01(words: torch.Tensor) -> torch.Tensor:
+    return ((words >> 9) * 2 + 1).to(torch.float32) * 2.0**-24
+
+
+def closed0(words: torch.Tensor) -> torch.Tensor:
+    return (words >> 8).to(torch.float32) * 2.0**-24

@@ -1,0 +1,62 @@
+"""Reference select_transfer: which masked positions commit their candidate this step."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _checks
+from . import philox
+
+
+def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
+                    probability=None, strict: bool = False, seed: int | None = None,
+                    offset: int = 0) -> torch.Tensor:
+    """transfer[b, l] per exactly one rule over the eligible positions (conf > -inf).
+
+    Rules (ties always to the lower position index):
+        num_transfer=k (int or int64 [B]): the k most confident eligible positions of each row, k
+            clipped to the number eligible (LLaDA, Dream maskgit_plus / topk_margin / entropy).
+        threshold=tau: every eligible conf >= tau (> tau with strict=True), plus always the row's
+            most confident eligible position (Fast-dLLM, sglang, dInfer).
+        factor=f: sort the row's eligible confidences c_0 >= c_1 >= ... >= c_{M-1}; i* = the first
+            i >= 1 with c_i < 1 - f / (i + 2); select the top i*, or all M if there is no such i
+            or i* = M - 1 (Fast-dLLM's factor rule, as in its published code).
+        probability=p (float or float [B]): each eligible position with probability p, from the
+            Philox stream slot SLOT_TRANSFER of (seed, offset, b, l) (Dream "origin").
+
+    Args:
+        conf: [B, L] float32 confidences, -inf where not eligible (as denoise_step returns).
+
+    Returns:
+        [B, L] bool.
+    """
+    rule = _checks.select_transfer(conf, num_transfer, threshold, factor, probability, strict,
+                                   seed, offset)
+    B, L = conf.shape
+    eligible = conf > float("-inf")
+    count = eligible.sum(-1)                                               # [B] M_b
+    # Positions by confidence, descending, ties to the lower index (stable sort).
+    order = torch.sort(conf, dim=-1, descending=True, stable=True).indices  # [B, L]
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=conf.device).expand(B, L))
+    if rule["kind"] == "num_transfer":
+        k = torch.minimum(rule["value"].to(conf.device), count)
+        return eligible & (rank < k[:, None])
+    if rule["kind"] == "threshold":
+        tau = rule["value"]
+        above = conf > tau if strict else conf >= tau
+        return eligible & (above | (rank == 0))
+    if rule["kind"] == "factor":
+        f = rule["value"]
+        c_sorted = conf.gather(1, order).double()                          # [B, L]
+        i = torch.arange(L, device=conf.device)
+        hit = (i >= 1) & (i < count[:, None]) & (c_sorted < 1 - f / (i + 2).double())
+        first = torch.where(hit, i, L).min(-1).values                      # L: no such i
+        take = torch.where((first == L) | (first == count - 1), count, first)
+        return eligible & (rank < take[:, None])
+    # probability
+    p = rule["value"].to(conf.device)
+    b = torch.arange(B, device=conf.device)[:, None].expand(B, L)
+    l = torch.arange(L, device=conf.device)[None, :].expand(B, L)
+    u = philox.closed0(philox.random_words(rule["seed"], rule["offset"], b, l,
+                                           torch.full_like(b, philox.SLOT_TRANSFER)))
+    return eligible & (u < p[:, None])
