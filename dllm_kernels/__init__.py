@@ -11,7 +11,8 @@ dllm_kernels.reference, and `python -m dllm_kernels` verifies and benchmarks the
 
 from . import reference
 from ._native import backend_info
-from .ops import commit_, num_transfer_tokens
+from .ops import commit_, denoise_and_select, denoise_step, num_transfer_tokens, select_transfer
 
 __version__ = "0.1.0"
-__all__ = ["backend_info", "commit_", "num_transfer_tokens", "reference", "__version__"]
+__all__ = ["backend_info", "commit_", "denoise_and_select", "denoise_step", "num_transfer_tokens",
+           "reference", "select_transfer", "__version__"]

@@ -71,6 +71,125 @@ def num_transfer_tokens(mask_index: torch.Tensor, steps: int) -> torch.Tensor:
     return reference.num_transfer_tokens(mask_index, steps)
 
 
+def _signed64(seed: int) -> int:
+    """The uint64 seed as the two's-complement int64 the schema carries."""
+    return seed - (1 << 64) if seed >= (1 << 63) else seed
+
+
+def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, filter_order: str = "top_k_first",
+                 confidence: str = "prob", confidence_source: str = "raw",
+                 shift_logits: bool = False, suppress_tokens=None, seed: int | None = None,
+                 offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
+    position, and its confidence; one pass over each masked position's logits.
+
+    The full semantics (filters, confidences, NaN/inf handling, RNG streams) are those of
+    dllm_kernels.reference.denoise_step, the specification.
+
+    Args:
+        logits: [B, L, V] float32/bfloat16/float16; V contiguous, any strides on B and L (a slice
+            such as full_logits[:, start:end] is read in place).
+        x: [B, L] int64 current tokens; masked where x == mask_id.
+        mask_id: the mask token id.
+        temperature: 0 = argmax; > 0 samples from softmax(filter(z / T)) with Philox noise.
+        top_k, top_p, filter_order: the filters (0 / 1 = off); "top_k_first" or "top_p_first".
+        confidence: "prob" | "margin" | "neg_entropy" | "random".
+        confidence_source: "raw" (softmax of the raw logits) | "sampling" (the filtered one).
+        shift_logits: position l reads the logits of l - 1 (Dream, Fast-dLLM v2).
+        suppress_tokens: ids never produced (e.g. EOS), a sequence of ints or an int64 tensor.
+        seed, offset: the Philox stream; seed None draws one from torch's default generator.
+
+    Returns:
+        x0: [B, L] int64 (x at unmasked positions); conf: [B, L] float32 (-inf at unmasked).
+    """
+    opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
+                                confidence, confidence_source, suppress_tokens, seed, offset)
+    if _use_native(logits, x):
+        return torch.ops.dllm_kernels.denoise_step(
+            logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
+            filter_order, confidence, confidence_source, bool(shift_logits), opts["suppress"],
+            _signed64(opts["seed"]), opts["offset"])
+    return reference.denoise_step(
+        logits, x, opts["mask_id"], temperature=opts["temperature"], top_k=opts["top_k"],
+        top_p=opts["top_p"], filter_order=filter_order, confidence=confidence,
+        confidence_source=confidence_source, shift_logits=shift_logits,
+        suppress_tokens=opts["suppress"], seed=opts["seed"], offset=opts["offset"])
+
+
+def _native_select_args(rule: dict):
+    per_row = rule["value"] if rule["kind"] in ("num_transfer", "probability") else None
+    value = 0.0 if per_row is not None else rule["value"]
+    return rule["kind"], per_row, value, _signed64(rule["seed"]), rule["offset"]
+
+
+def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
+                    probability=None, strict: bool = False, seed: int | None = None,
+                    offset: int = 0) -> torch.Tensor:
+    """transfer[b, l]: which eligible positions (conf > -inf) commit, by exactly one rule.
+
+    num_transfer=k (int or int64 [B]): the k most confident per row; threshold=tau: conf >= tau
+    (> with strict) plus the row's best; factor=f: Fast-dLLM's factor rule; probability=p (float
+    or float [B]): each eligible position with probability p. Ties go to the lower position.
+    See dllm_kernels.reference.select_transfer for the exact rules.
+
+    Args:
+        conf: [B, L] float32, -inf where not eligible (as denoise_step returns).
+
+    Returns:
+        [B, L] bool. No device -> host synchronisation (CUDA-graph capturable for fixed shapes).
+    """
+    rule = _checks.select_transfer(conf, num_transfer, threshold, factor, probability, strict,
+                                   seed, offset)
+    if _use_native(conf, *(v for v in (num_transfer, probability) if isinstance(v, torch.Tensor))):
+        kind, per_row, value, s, o = _native_select_args(rule)
+        return torch.ops.dllm_kernels.select_transfer(conf, kind, per_row, value, strict, s, o)
+    return reference.select_transfer(conf, **{rule["kind"]: rule["value"]}, strict=strict,
+                                     seed=rule["seed"], offset=rule["offset"])
+
+
+def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
+                       temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                       filter_order: str = "top_k_first", confidence: str = "prob",
+                       confidence_source: str = "raw", shift_logits: bool = False,
+                       suppress_tokens=None, num_transfer=None, threshold=None, factor=None,
+                       probability=None, strict: bool = False, commit: bool = False,
+                       seed: int | None = None, offset: int = 0):
+    """denoise_step then select_transfer in one call (same seed and offset for both); with
+    commit=True also x[transfer] = x0[transfer] in place.
+
+    Returns:
+        (x0 [B, L] int64, conf [B, L] float32, transfer [B, L] bool).
+    """
+    opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
+                                confidence, confidence_source, suppress_tokens, seed, offset,
+                                op="denoise_and_select")
+    conf_like = torch.empty(x.shape, dtype=torch.float32, device="meta")
+    rule = _checks.select_transfer(conf_like, num_transfer, threshold, factor, probability, strict,
+                                   opts["seed"], opts["offset"], op="denoise_and_select")
+    if commit:
+        _checks.check_writable(x, "denoise_and_select", "x")
+    per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
+    if _use_native(logits, x, *per_row_tensors):
+        kind, per_row, value, s, o = _native_select_args(rule)
+        if per_row is not None:
+            per_row = per_row.to(x.device)
+        return torch.ops.dllm_kernels.denoise_and_select(
+            logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
+            filter_order, confidence, confidence_source, bool(shift_logits), opts["suppress"],
+            kind, per_row, value, strict, bool(commit), s, o)
+    x0, conf = denoise_step(logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
+                            filter_order=filter_order, confidence=confidence,
+                            confidence_source=confidence_source, shift_logits=shift_logits,
+                            suppress_tokens=suppress_tokens, seed=opts["seed"], offset=offset)
+    value = rule["value"].to(x.device) if isinstance(rule["value"], torch.Tensor) else rule["value"]
+    transfer = select_transfer(conf, **{rule["kind"]: value}, strict=strict, seed=opts["seed"],
+                               offset=offset)
+    if commit:
+        commit_(x, x0, transfer)
+    return x0, conf, transfer
+
+
 # ---- fake (meta) implementations: shapes, dtypes and argument checks, no data -------------------
 if NATIVE:
 
@@ -83,3 +202,27 @@ if NATIVE:
     def _num_transfer_tokens_fake(mask_index, steps):
         _checks.num_transfer_tokens(mask_index, steps)
         return mask_index.new_empty((mask_index.shape[0], steps), dtype=torch.int64)
+
+    @torch.library.register_fake("dllm_kernels::denoise_step")
+    def _denoise_step_fake(logits, x, mask_id, temperature, top_k, top_p, filter_order,
+                           confidence, confidence_source, shift_logits, suppress_tokens, seed,
+                           offset):
+        _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
+                             confidence, confidence_source, None, seed, offset)
+        return torch.empty_like(x), torch.empty(x.shape, dtype=torch.float32, device=x.device)
+
+    @torch.library.register_fake("dllm_kernels::select_transfer")
+    def _select_transfer_fake(conf, rule, per_row, value, strict, seed, offset):
+        _checks.check_dim(conf, 2, "select_transfer", "conf")
+        _checks.check_dtype(conf, torch.float32, "select_transfer", "conf")
+        return torch.empty(conf.shape, dtype=torch.bool, device=conf.device)
+
+    @torch.library.register_fake("dllm_kernels::denoise_and_select")
+    def _denoise_and_select_fake(logits, x, mask_id, temperature, top_k, top_p, filter_order,
+                                 confidence, confidence_source, shift_logits, suppress_tokens,
+                                 rule, per_row, value, strict, commit, seed, offset):
+        _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
+                             confidence, confidence_source, None, seed, offset,
+                             op="denoise_and_select")
+        return (torch.empty_like(x), torch.empty(x.shape, dtype=torch.float32, device=x.device),
+                torch.empty(x.shape, dtype=torch.bool, device=x.device))

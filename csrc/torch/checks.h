@@ -6,8 +6,12 @@
 #include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/string_view.h>
 
+#include <optional>
 #include <utility>
+
+#include "dllm/sampling.h"
 
 #define DLLM_CHECK_ARG(cond, op, arg, ...) \
   TORCH_CHECK((cond), "dllm_kernels.", op, ": ", arg, " ", __VA_ARGS__)
@@ -68,5 +72,27 @@ inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const 
 // Per-op checks (checks.cpp).
 void commit_check(const at::Tensor& x, const at::Tensor& x0, const at::Tensor& transfer);
 void num_transfer_tokens_check(const at::Tensor& mask_index, int64_t steps);
+
+// denoise_step: checks every argument and returns the kernel parameters.
+dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tensor& x,
+                                       int64_t mask_id, double temperature, int64_t top_k,
+                                       double top_p, c10::string_view filter_order,
+                                       c10::string_view confidence,
+                                       c10::string_view confidence_source, bool shift_logits,
+                                       const std::optional<at::Tensor>& suppress_tokens,
+                                       int64_t seed, int64_t offset, const char* op);
+
+// select_transfer: rule "num_transfer" (per_row int64 [B]), "threshold" / "factor" (value),
+// "probability" (per_row float32 [B]).
+struct SelectArgs {
+  dllm::SelectRule rule;
+  double value;  // threshold (compared as float32, like the reference) or factor (double)
+  bool strict;
+  uint64_t seed;
+  uint32_t offset;
+};
+SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
+                                 const std::optional<at::Tensor>& per_row, double value,
+                                 bool strict, int64_t seed, int64_t offset, const char* op);
 
 }  // namespace dllm_torch

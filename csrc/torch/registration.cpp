@@ -9,6 +9,23 @@ TORCH_LIBRARY(dllm_kernels, m) {
   m.def("commit_(Tensor(a!) x, Tensor x0, Tensor transfer) -> ()");
   // LLaDA's linear schedule. mask_index: [B, L] bool -> [B, steps] int64.
   m.def("num_transfer_tokens(Tensor mask_index, int steps) -> Tensor");
+  // One denoising step. logits: [B, L, V] f32|bf16|f16 (last dim contiguous); x: [B, L] int64
+  // -> x0 [B, L] int64, conf [B, L] f32. seed is the uint64 seed as two's-complement int64.
+  m.def(
+      "denoise_step(Tensor logits, Tensor x, int mask_id, float temperature, int top_k, "
+      "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
+      "Tensor? suppress_tokens, int seed, int offset) -> (Tensor x0, Tensor conf)");
+  // Which positions commit. conf: [B, L] f32 (-inf = not eligible) -> [B, L] bool. rule:
+  // num_transfer (per_row int64 [B]) | threshold | factor (value) | probability (per_row f32 [B]).
+  m.def(
+      "select_transfer(Tensor conf, str rule, Tensor? per_row, float value, bool strict, "
+      "int seed, int offset) -> Tensor");
+  // denoise_step + select_transfer in one call; commit=True also writes x[transfer] = x0[transfer].
+  m.def(
+      "denoise_and_select(Tensor logits, Tensor(a!) x, int mask_id, float temperature, int top_k, "
+      "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
+      "Tensor? suppress_tokens, str rule, Tensor? per_row, float value, bool strict, bool commit, "
+      "int seed, int offset) -> (Tensor x0, Tensor conf, Tensor transfer)");
 }
 
 // A module init so that `import dllm_kernels._C` loads the library (and runs the registrations

@@ -1,0 +1,99 @@
+// csrc/cpu/denoise_step.cpp — CPU implementations of dllm_kernels::denoise_step and
+// dllm_kernels::denoise_and_select (checks in csrc/torch/checks.cpp).
+#include <ATen/Parallel.h>
+#include <ATen/ops/_unique2.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "checks.h"
+#include "cpu_ops.h"
+#include "dllm/commit.h"
+#include "dllm/denoise_step.h"
+
+namespace dllm_torch {
+namespace {
+
+template <typename In, typename Torch>
+void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor& suppress,
+                 const dllm::DenoiseParams& p, at::Tensor& x0, at::Tensor& conf) {
+  const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
+  const In* lp = reinterpret_cast<const In*>(logits.const_data_ptr<Torch>());
+  const int64_t* sp = suppress.defined() ? suppress.const_data_ptr<int64_t>() : nullptr;
+  const int64_t ns = suppress.defined() ? suppress.numel() : 0;
+  const auto xv = dllm::view2d(x.const_data_ptr<int64_t>(), x.stride(0), x.stride(1));
+  const auto x0v = dllm::view2d(x0.data_ptr<int64_t>(), x0.stride(0), x0.stride(1));
+  const auto cv = dllm::view2d(conf.data_ptr<float>(), conf.stride(0), conf.stride(1));
+  // One position is ~V elements of work: split positions across threads.
+  at::parallel_for(0, B * L, 1, [&](int64_t begin, int64_t end) {
+    dllm::cpu::denoise_step_positions<In>(lp, logits.stride(0), logits.stride(1), xv, sp, ns, L,
+                                          V, p, x0v, cv, begin, end);
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
+    const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
+    const at::Tensor& x,       // [B, L] int64
+    int64_t mask_id, double temperature, int64_t top_k, double top_p,
+    c10::string_view filter_order, c10::string_view confidence,
+    c10::string_view confidence_source, bool shift_logits,
+    const std::optional<at::Tensor>& suppress_tokens,  // [n] int64 sorted ids
+    int64_t seed, int64_t offset) {
+  const dllm::DenoiseParams p = denoise_step_check(
+      logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
+      shift_logits, suppress_tokens, seed, offset, "denoise_step");
+  at::Tensor x0 = at::empty(x.sizes(), x.options());                              // [B, L]
+  at::Tensor conf = at::empty(x.sizes(), x.options().dtype(at::kFloat));          // [B, L]
+  // Sorted, unique ids (the kernel walks them in order); the Python wrapper already sorts.
+  at::Tensor suppress;
+  if (suppress_tokens.has_value() && suppress_tokens->numel() > 0)
+    suppress = std::get<0>(at::_unique2(*suppress_tokens, /*sorted=*/true));
+  switch (logits.scalar_type()) {
+    case at::kFloat: run_denoise<float, float>(logits, x, suppress, p, x0, conf); break;
+    case at::kBFloat16: run_denoise<dllm::bf16_t, at::BFloat16>(logits, x, suppress, p, x0, conf); break;
+    default: run_denoise<dllm::f16_t, at::Half>(logits, x, suppress, p, x0, conf); break;
+  }
+  return {x0, conf};
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
+    const at::Tensor& logits, at::Tensor& x, int64_t mask_id, double temperature, int64_t top_k,
+    double top_p, c10::string_view filter_order, c10::string_view confidence,
+    c10::string_view confidence_source, bool shift_logits,
+    const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
+    const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
+    int64_t seed, int64_t offset) {
+  // Validate everything before computing anything, so a bad selection argument writes nothing.
+  denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
+                     confidence_source, shift_logits, suppress_tokens, seed, offset,
+                     "denoise_and_select");
+  select_transfer_check(at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kFloat)), rule,
+                        per_row, value, strict, seed, offset, "denoise_and_select");
+  if (commit) check_writable(x, "denoise_and_select", "x");
+  auto [x0, conf] = denoise_step_cpu(logits, x, mask_id, temperature, top_k, top_p, filter_order,
+                                     confidence, confidence_source, shift_logits, suppress_tokens,
+                                     seed, offset);
+  at::Tensor transfer = select_transfer_cpu(conf, rule, per_row, value, strict, seed, offset);
+  if (commit) {
+    const auto xv = dllm::view2d(x.data_ptr<int64_t>(), x.stride(0), x.stride(1));
+    const auto x0v = dllm::view2d(x0.const_data_ptr<int64_t>(), x0.stride(0), x0.stride(1));
+    const auto tv = dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()),
+                                 transfer.stride(0), transfer.stride(1));
+    dllm::cpu::commit_rows<int64_t>(xv, x0v, tv, x.size(1), 0, x.size(0));
+  }
+  return {x0, conf, transfer};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) {
+  m.impl("denoise_step", &denoise_step_cpu);
+  m.impl("denoise_and_select", &denoise_and_select_cpu);
+}
+
+}  // namespace dllm_torch
