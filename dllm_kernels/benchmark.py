@@ -200,7 +200,7 @@ def run_bench(specs, devices, compile_ref: bool = True, reps: int = 50, log=prin
     rows = []
     for spec in specs:
         for d in devices:
-            for case in spec.cases:
+            for case in spec.cases + (spec.cuda_cases if d.type == "cuda" else ()):
                 rows.append(bench_case(spec, case, d, head["peaks"][str(d)], compile_ref, reps))
                 log(format_row(rows[-1]))
     return head, rows

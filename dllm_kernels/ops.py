@@ -164,27 +164,24 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                                 confidence, confidence_source, suppress_tokens, seed, offset,
                                 op="denoise_and_select")
-    conf_like = torch.empty(x.shape, dtype=torch.float32, device="meta")
+    conf_like = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # shape/device only
     rule = _checks.select_transfer(conf_like, num_transfer, threshold, factor, probability, strict,
                                    opts["seed"], opts["offset"], op="denoise_and_select")
     if commit:
         _checks.check_writable(x, "denoise_and_select", "x")
     per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
     if _use_native(logits, x, *per_row_tensors):
-        kind, per_row, value, s, o = _native_select_args(rule)
-        if per_row is not None:
-            per_row = per_row.to(x.device)
+        kind, per_row, value, _, _ = _native_select_args(rule)
         return torch.ops.dllm_kernels.denoise_and_select(
             logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
             filter_order, confidence, confidence_source, bool(shift_logits), opts["suppress"],
-            kind, per_row, value, strict, bool(commit), s, o)
+            kind, per_row, value, strict, bool(commit), _signed64(opts["seed"]), opts["offset"])
     x0, conf = denoise_step(logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
                             filter_order=filter_order, confidence=confidence,
                             confidence_source=confidence_source, shift_logits=shift_logits,
                             suppress_tokens=suppress_tokens, seed=opts["seed"], offset=offset)
-    value = rule["value"].to(x.device) if isinstance(rule["value"], torch.Tensor) else rule["value"]
-    transfer = select_transfer(conf, **{rule["kind"]: value}, strict=strict, seed=opts["seed"],
-                               offset=offset)
+    transfer = select_transfer(conf, **{rule["kind"]: rule["value"]}, strict=strict,
+                               seed=opts["seed"], offset=offset)
     if commit:
         commit_(x, x0, transfer)
     return x0, conf, transfer

@@ -42,6 +42,7 @@ class OpSpec:
     bytes_moved: Callable[[Inputs], int]  # fewest bytes a call must read + write
     flops: Callable[[Inputs], int] | None = None  # None: a memory-bound op with no FLOP model
     mutates: tuple[str, ...] = ()   # inputs written in place (cloned before each verify call)
+    cuda_cases: tuple[Case, ...] = ()  # extra, larger cases timed/verified only on CUDA
     atol: float = 0.0               # float outputs: |a - b| <= atol + rtol * |b|; ints exact
     rtol: float = 0.0
     doc: str = ""
@@ -123,7 +124,128 @@ NUM_TRANSFER_TOKENS = OpSpec(
 )
 
 
-SPECS: tuple[OpSpec, ...] = (COMMIT, NUM_TRANSFER_TOKENS)
+# ---- denoise_step / select_transfer / denoise_and_select ----------------------------------------------
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DENOISE_KEYS = ("temperature", "top_k", "top_p", "confidence", "confidence_source", "seed")
+
+
+def _denoise_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
+    """A fresh block: every position masked (the first step of a block is the largest)."""
+    B, L, V = int(params["B"]), int(params["L"]), int(params["V"])
+    logits = (torch.randn(B, L, V, generator=gen) * 3).to(_DTYPES[params.get("dtype", "bf16")])
+    x = torch.full((B, L), LLADA_MASK_ID, dtype=torch.int64)
+    x[:, ::4] = torch.randint(0, V, (B, (L + 3) // 4), generator=gen)  # a quarter already decoded
+    out = {"logits": logits.to(device), "x": x.to(device), "mask_id": LLADA_MASK_ID}
+    out.update({k: params[k] for k in _DENOISE_KEYS if k in params})
+    if float(params.get("temperature", 0)) > 0 or params.get("confidence") == "random":
+        out.setdefault("seed", 1234)
+    return out
+
+
+def _denoise_bytes(inputs: Inputs) -> int:
+    logits, x = inputs["logits"], inputs["x"]
+    masked = int((x == inputs["mask_id"]).sum())
+    return masked * logits.shape[-1] * logits.element_size() + x.numel() * (8 + 8 + 4)
+
+
+def _denoise_case(B, L, V, dtype="bf16", **opts) -> Case:
+    tag = " ".join(f"{k}={v}" for k, v in opts.items() if k != "seed")
+    return Case(f"{B}x{L}x{V} {dtype}" + (f" {tag}" if tag else ""),
+                {"B": B, "L": L, "V": V, "dtype": dtype, **opts})
+
+
+DENOISE_STEP = OpSpec(
+    name="denoise_step",
+    op=ops.denoise_step,
+    reference=reference.denoise_step,
+    make_inputs=_denoise_inputs,
+    cases=(
+        _denoise_case(1, 32, LLADA_VOCAB, "fp32"),
+        _denoise_case(1, 32, LLADA_VOCAB, "bf16"),
+        _denoise_case(1, 32, LLADA_VOCAB, "bf16", confidence="neg_entropy"),
+        _denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0),
+        _denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0, top_p=0.9, confidence="margin"),
+    ),
+    cuda_cases=(
+        _denoise_case(8, 32, LLADA_VOCAB, "bf16"),
+        _denoise_case(64, 32, LLADA_VOCAB, "bf16"),
+        _denoise_case(64, 32, LLADA_VOCAB, "fp32"),
+        _denoise_case(1, 256, LLADA_VOCAB, "bf16"),
+        _denoise_case(32, 32, 151_936, "bf16", confidence="margin"),
+        _denoise_case(64, 32, LLADA_VOCAB, "bf16", temperature=1.0),
+        _denoise_case(64, 32, LLADA_VOCAB, "bf16", temperature=1.0, top_p=0.9),
+    ),
+    outputs=lambda result, inputs: result,
+    bytes_moved=_denoise_bytes,
+    atol=1e-6,
+    rtol=1e-5,
+    doc="logits -> candidate token and confidence per masked position (one pass)",
+)
+
+
+def _select_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
+    B, L = int(params["B"]), int(params["L"])
+    conf = torch.rand(B, L, generator=gen)
+    conf[torch.rand(B, L, generator=gen) < 0.25] = float("-inf")
+    out = {"conf": conf.to(device)}
+    rule = params["rule"]
+    out[rule] = params["value"]
+    if rule == "probability":
+        out["seed"] = 7
+    return out
+
+
+SELECT_TRANSFER = OpSpec(
+    name="select_transfer",
+    op=ops.select_transfer,
+    reference=reference.select_transfer,
+    make_inputs=_select_inputs,
+    cases=(
+        Case("B=1 L=32 num_transfer=4", {"B": 1, "L": 32, "rule": "num_transfer", "value": 4}),
+        Case("B=64 L=256 threshold=0.9", {"B": 64, "L": 256, "rule": "threshold", "value": 0.9}),
+        Case("B=64 L=4096 num_transfer=64", {"B": 64, "L": 4096, "rule": "num_transfer", "value": 64}),
+        Case("B=64 L=256 factor=1", {"B": 64, "L": 256, "rule": "factor", "value": 1.0}),
+    ),
+    outputs=lambda result, inputs: (result,),
+    bytes_moved=lambda inputs: inputs["conf"].numel() * 5,
+    doc="which positions commit: top-k / threshold / factor / probability",
+)
+
+
+def _das_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
+    out = _denoise_inputs(params, device, gen)
+    out["num_transfer"] = int(params["k"])
+    out["commit"] = False  # timing reruns the same inputs: a commit would shrink the masked set
+    return out
+
+
+DENOISE_AND_SELECT = OpSpec(
+    name="denoise_and_select",
+    op=ops.denoise_and_select,
+    reference=lambda **kw: _reference_denoise_and_select(**kw),
+    make_inputs=_das_inputs,
+    cases=(Case("1x32x126464 bf16 k=4", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),),
+    cuda_cases=(Case("64x32x126464 bf16 k=4", {"B": 64, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),),
+    outputs=lambda result, inputs: result,
+    bytes_moved=lambda inputs: _denoise_bytes(inputs) + inputs["x"].numel() * 5,
+    atol=1e-6,
+    rtol=1e-5,
+    doc="denoise_step + select_transfer (+ commit) in one call",
+)
+
+
+def _reference_denoise_and_select(logits, x, mask_id, num_transfer, commit, **kw):
+    """The reference composition that denoise_and_select must equal."""
+    seed = kw.pop("seed", 0)
+    x0, conf = reference.denoise_step(logits, x, mask_id, seed=seed, **kw)
+    transfer = reference.select_transfer(conf, num_transfer=num_transfer, seed=seed)
+    if commit:
+        reference.commit_(x, x0, transfer)
+    return x0, conf, transfer
+
+
+SPECS: tuple[OpSpec, ...] = (COMMIT, NUM_TRANSFER_TOKENS, DENOISE_STEP, SELECT_TRANSFER, DENOISE_AND_SELECT)
 
 
 def get(name: str) -> OpSpec:
@@ -145,7 +267,8 @@ def compare(spec: OpSpec, got: tuple[torch.Tensor, ...], want: tuple[torch.Tenso
             return False, float("inf")
         g, w = g.cpu(), w.cpu()
         if g.dtype.is_floating_point:
-            err = (g.double() - w.double()).abs()
+            same_inf = torch.isinf(g) & (g == w)                # -inf conf at unmasked positions
+            err = (g.double() - w.double()).abs().masked_fill(same_inf, 0)
             worst = max(worst, float(err.max()) if err.numel() else 0.0)
             ok &= bool(torch.allclose(g, w, atol=spec.atol, rtol=spec.rtol, equal_nan=False))
         else:

@@ -56,7 +56,7 @@ def run_verify(specs, devices, seed: int | None = None) -> list[VerifyRow]:
     rows = []
     for spec in specs:
         for device in devices:
-            for case in spec.cases:
+            for case in spec.cases + (spec.cuda_cases if device.type == "cuda" else ()):
                 s = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
                 rows.append(verify_case(spec, case, device, s))
     return rows

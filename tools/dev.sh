@@ -58,9 +58,10 @@ if ! "$py" -c "import torch" 2>/dev/null; then
   pipq "$spec"
 fi
 # Build and test tools: setuptools >= 64 for editable installs through pyproject.toml.
-"$py" - <<'EOF' || pipq "setuptools>=77" wheel ninja pytest numpy expecttest
+"$py" - <<'EOF' || pipq "setuptools>=77" wheel ninja pytest numpy expecttest hypothesis
 import importlib.metadata as md, sys
-need = {"setuptools": 77, "ninja": 0, "pytest": 0, "numpy": 0, "expecttest": 0, "wheel": 0}
+need = {"setuptools": 77, "ninja": 0, "pytest": 0, "numpy": 0, "expecttest": 0, "wheel": 0,
+        "hypothesis": 0}
 for name, major in need.items():
     try:
         if int(md.version(name).split(".")[0]) < major:

@@ -8,7 +8,7 @@
 // argmax state; exp is a branch-free polynomial the compiler vectorises (8 lanes). T > 0 adds
 // Philox + two logs per element (Gumbel-max), which dominates: ~10x the T = 0 cost.
 // Filtered path (top_k > 0 or top_p < 1): the position's scaled logits are copied to a per-thread
-// [V] buffer; top-k uses nth_element (O(V)), top-p sorts the survivors (O(V log V)).
+// [V] buffer; top-k uses nth_element, top-p a quickselect by probability mass (both O(V)).
 #pragma once
 
 #include <algorithm>
@@ -181,28 +181,53 @@ inline float top_k_threshold(const float* vals, int64_t V, int64_t k, std::vecto
   return tmp[k - 1];
 }
 
-// tau = the value at which the descending cumulative softmax mass (float64) first reaches top_p.
-inline float top_p_threshold(const float* vals, int64_t V, float top_p, std::vector<float>& tmp) {
+// tau = the value at which the descending cumulative softmax mass first reaches top_p (ties kept).
+// Selection by mass instead of a sort: weights w = exp(v - max) are computed once (vectorised),
+// then a 3-way quickselect narrows to the value where the mass from the top crosses top_p * sum;
+// expected O(V). Masses are summed in double, as the reference's cumulative sum is.
+inline float top_p_threshold(const float* vals, int64_t V, float top_p, std::vector<float>& tmp,
+                             std::vector<float>& wts) {
   if (top_p >= 1.0f) return kNegInf;
   tmp.clear();
-  float m = kNegInf;
   for (int64_t i = 0; i < V; ++i)
-    if (vals[i] > kNegInf) { tmp.push_back(vals[i]); m = std::max(m, vals[i]); }
-  if (tmp.empty()) return kNegInf;
-  std::sort(tmp.begin(), tmp.end(), std::greater<float>());
-  double s = 0;
-  for (const float v : tmp) s += std::exp(static_cast<double>(v) - m);
-  double cum = 0;
-  for (const float v : tmp) {
-    cum += std::exp(static_cast<double>(v) - m) / s;
-    if (cum >= top_p) return v;
+    if (vals[i] > kNegInf) tmp.push_back(vals[i]);
+  const int64_t n = static_cast<int64_t>(tmp.size());
+  if (n == 0) return kNegInf;
+  const float m = chunk_max(tmp.data(), n);
+  wts.resize(n);
+  for (int64_t i = 0; i < n; ++i) wts[i] = exp_nonpos(tmp[i] - m);
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += wts[i];
+  const double need = static_cast<double>(top_p) * total;
+  double above = 0;  // mass of values already known to be above the current range
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const float a = tmp[lo], b = tmp[lo + (hi - lo) / 2], c = tmp[hi - 1];
+    const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));  // median of 3
+    // Dutch flag: [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot.
+    int64_t gt = lo, i = lo, lt = hi;
+    while (i < lt) {
+      if (tmp[i] > pivot) { std::swap(tmp[i], tmp[gt]); std::swap(wts[i], wts[gt]); ++gt; ++i; }
+      else if (tmp[i] < pivot) { --lt; std::swap(tmp[i], tmp[lt]); std::swap(wts[i], wts[lt]); }
+      else ++i;
+    }
+    double mass_gt = 0, mass_eq = 0;
+    for (int64_t j = lo; j < gt; ++j) mass_gt += wts[j];
+    for (int64_t j = gt; j < lt; ++j) mass_eq += wts[j];
+    if (above + mass_gt >= need && gt > lo) { hi = gt; continue; }   // crosses among larger ones
+    if (above + mass_gt + mass_eq >= need) return pivot;
+    above += mass_gt + mass_eq;
+    lo = lt;
   }
-  return tmp.back();
+  // Rounding left the target unreached: the smallest value closes the set.
+  float smallest = tmp[0];
+  for (int64_t i = 1; i < n; ++i) smallest = std::min(smallest, tmp[i]);
+  return smallest;
 }
 
 // Per-thread buffers, reused across positions.
 struct Workspace {
-  std::vector<float> z, scaled, score, g, full, tmp;
+  std::vector<float> z, scaled, score, g, full, tmp, wts;
   Workspace() : z(kChunk), scaled(kChunk), score(kChunk), g(kChunk) {}
 };
 
@@ -228,7 +253,7 @@ void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t
     float* s = ws.full.data();
     const auto apply = [&](bool top_k_step) {
       const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
-                                 : top_p_threshold(s, V, p.top_p, ws.tmp);
+                                 : top_p_threshold(s, V, p.top_p, ws.tmp, ws.wts);
       if (t > kNegInf)
         for (int64_t i = 0; i < V; ++i) if (s[i] < t) s[i] = kNegInf;
     };

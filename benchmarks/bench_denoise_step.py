@@ -1,0 +1,136 @@
+"""Benchmark denoise_step (and the whole step, denoise_and_select) against, in the same run:
+  - dllm_kernels.reference.denoise_step (the spec) and torch.compile of it,
+  - a literal LLaDA-style eager step: float64 Gumbel noise over the whole sequence, a full
+    softmax, and a per-row top-k loop, then the commit (what public dLLM code does today).
+
+    python benchmarks/bench_denoise_step.py [--device cpu|cuda] [--full] [--json PATH]
+                                            [--no-compile] [--reps N]
+
+Default cases are the issue's (B, L, V) shapes on CUDA and the 1x32x126464 block on CPU; --full
+runs every shape x dtype x (prob/margin/neg_entropy at T=0, prob at T=1, T=1 with top_p=0.9).
+GB/s counts one read of the masked positions' logits plus the [B, L] reads/writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+import dllm_kernels as dk
+from dllm_kernels import benchmark as bm
+from dllm_kernels import reference, registry
+
+SHAPES = [(1, 32, 126_464), (8, 32, 126_464), (64, 32, 126_464), (1, 256, 126_464), (32, 32, 151_936)]
+VARIANTS = [
+    {"confidence": "prob"},
+    {"confidence": "margin"},
+    {"confidence": "neg_entropy"},
+    {"confidence": "prob", "temperature": 1.0},
+    {"confidence": "prob", "temperature": 1.0, "top_p": 0.9},
+]
+
+
+def llada_style_step(logits, x, mask_id, k, temperature):
+    """One LLaDA-style denoising step in eager PyTorch, as public implementations write it."""
+    logits64 = logits.to(torch.float64)
+    if temperature > 0:
+        gumbel = (-torch.log(torch.rand_like(logits64))) ** temperature
+        noisy = logits64.exp() / gumbel
+    else:
+        noisy = logits64
+    x0 = torch.argmax(noisy, dim=-1)
+    p = torch.softmax(logits.float(), dim=-1)
+    x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+    mask = x == mask_id
+    x0 = torch.where(mask, x0, x)
+    confidence = torch.where(mask, x0_p, torch.tensor(float("-inf"), device=x.device))
+    transfer = torch.zeros_like(x0, dtype=torch.bool)
+    for j in range(confidence.shape[0]):
+        _, idx = torch.topk(confidence[j], k=k)
+        transfer[j, idx] = True
+    x[transfer] = x0[transfer]
+    return x
+
+
+def cases(device: torch.device, full: bool):
+    shapes = SHAPES if device.type == "cuda" else SHAPES[:1]
+    dtypes = ["bf16", "fp32"]
+    out = []
+    for B, L, V in shapes:
+        for dtype in dtypes:
+            variants = VARIANTS if (full or (B, L, V) == SHAPES[0]) else VARIANTS[:1] + VARIANTS[3:4]
+            for v in variants:
+                out.append({"B": B, "L": L, "V": V, "dtype": dtype, **v})
+    return out
+
+
+def run(device: torch.device, full: bool, compile_ref: bool, reps: int):
+    peak = bm.peak_bandwidth(device)
+    head = bm.header([device])
+    head["peaks"] = {str(device): {"bandwidth": peak}}
+    print(bm.format_header(head))
+    cols = f"{'case':<44} {'kernel':>10} {'GB/s':>8} {'%peak':>6} {'ref':>10} {'compiled':>10} {'vs ref':>7} {'vs comp':>8} {'step':>10} {'LLaDA step':>11} {'vs LLaDA':>9}"
+    print(cols)
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for params in cases(device, full):
+        inputs = registry._denoise_inputs(params, device, gen)
+        label = f"{params['B']}x{params['L']}x{params['V']} {params['dtype']} " + " ".join(
+            f"{k}={v}" for k, v in params.items() if k not in ("B", "L", "V", "dtype"))
+        nbytes = registry._denoise_bytes(inputs)
+        t_kernel = bm.time_fn(lambda i: dk.denoise_step(**inputs), device, reps=reps)
+        slow = params["B"] * params["L"] >= 1024 and device.type == "cpu"
+        t_ref = bm.time_fn(lambda i: reference.denoise_step(**inputs), device, warmup=1,
+                           reps=3 if slow else reps, max_seconds=5)
+        t_comp = None
+        if compile_ref and not params.get("top_p"):
+            try:
+                torch._dynamo.reset()
+                comp = torch.compile(reference.denoise_step)
+                t_comp = bm.time_fn(lambda i: comp(**inputs), device, warmup=2, reps=reps, max_seconds=5)
+            except Exception as e:  # the table says it is missing, and why
+                print(f"  torch.compile failed: {type(e).__name__}: {str(e)[:100]}")
+        # The whole step: ours (denoise + top-k select + commit in one call) vs LLaDA-style.
+        k, temp = 4, float(params.get("temperature", 0.0))
+        x_work = inputs["x"].clone()
+        step_kw = {k_: v for k_, v in inputs.items() if k_ != "x"}
+        t_step = bm.time_fn(lambda i: dk.denoise_and_select(x=x_work.copy_(inputs["x"]), num_transfer=k,
+                                                            commit=True, **step_kw), device, reps=reps)
+        t_llada = bm.time_fn(lambda i: llada_style_step(inputs["logits"], x_work.copy_(inputs["x"]),
+                                                        inputs["mask_id"], k, temp),
+                             device, warmup=1, reps=3 if slow else reps, max_seconds=5)
+        gbps = nbytes / t_kernel / 1e9
+        row = {"case": label, **params, "kernel_s": t_kernel, "reference_s": t_ref, "compiled_s": t_comp,
+               "step_s": t_step, "llada_step_s": t_llada, "bytes": nbytes, "gbps": gbps,
+               "pct_peak": 100 * nbytes / t_kernel / peak, "speedup_vs_ref": t_ref / t_kernel,
+               "speedup_vs_compiled": t_comp / t_kernel if t_comp else None,
+               "speedup_step_vs_llada": t_llada / t_step}
+        rows.append(row)
+        f = bm._fmt_t
+        comp_x = f"{row['speedup_vs_compiled']:.1f}x" if t_comp else "-"
+        print(f"{label:<44} {f(t_kernel):>10} {gbps:>8.1f} {row['pct_peak']:>6.1f} {f(t_ref):>10} {f(t_comp):>10} "
+              f"{row['speedup_vs_ref']:>6.1f}x {comp_x:>8} {f(t_step):>10} {f(t_llada):>11} {row['speedup_step_vs_llada']:>8.1f}x")
+    return {"header": head, "rows": rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--reps", type=int, default=20)
+    args = ap.parse_args(argv)
+    out = run(torch.device(args.device), args.full, not args.no_compile, args.reps)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

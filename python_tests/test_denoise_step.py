@@ -1,0 +1,237 @@
+"""denoise_step: kernel vs reference (the spec) on random logits, every option, dtype and odd shape;
+sampling statistics; NaN/inf rules; strided inputs; opcheck; errors."""
+
+import math
+
+import pytest
+import torch
+
+import dllm_kernels as dk
+from dllm_kernels import reference
+
+RTOL, ATOL = 1e-5, 1e-6  # conf vs the float64 reference; margins near 0 need the absolute term
+
+
+def make(B, L, V, device, gen, dtype=torch.float32, p_mask=0.6, scale=3.0):
+    logits = (torch.randn(B, L, V, generator=gen) * scale).to(dtype)
+    mask_id = V + 7
+    x = torch.randint(0, V, (B, L), generator=gen)
+    x[torch.rand(B, L, generator=gen) < p_mask] = mask_id
+    return logits.to(device), x.to(device), mask_id
+
+
+def check(logits, x, mask_id, **kw):
+    got = dk.denoise_step(logits, x, mask_id, **kw)
+    want = reference.denoise_step(logits.cpu(), x.cpu(), mask_id, **kw)
+    assert torch.equal(got[0].cpu(), want[0]), f"x0 differs at {(got[0].cpu() != want[0]).nonzero()[:5].tolist()}"
+    torch.testing.assert_close(got[1].cpu(), want[1], rtol=RTOL, atol=ATOL)
+    return got
+
+
+@pytest.mark.parametrize("V", [50, 50_257, 126_464, 151_936])
+def test_vocab_sizes(device, gen, V):
+    logits, x, mask_id = make(2, 7, V, device, gen)
+    check(logits, x, mask_id)
+
+
+@pytest.mark.parametrize("B,L", [(1, 1), (1, 7), (3, 32), (3, 33), (1, 512), (64, 7)])
+def test_shapes(device, gen, B, L):
+    logits, x, mask_id = make(B, L, 257, device, gen)
+    check(logits, x, mask_id, confidence="margin")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("confidence", ["prob", "margin", "neg_entropy"])
+def test_dtypes(device, gen, dtype, confidence):
+    """Half inputs: the reference reads the same values upcast to float32."""
+    logits, x, mask_id = make(3, 33, 1000, device, gen, dtype=dtype)
+    check(logits, x, mask_id, confidence=confidence)
+
+
+OPTIONS = [
+    {},
+    {"confidence": "margin"},
+    {"confidence": "neg_entropy"},
+    {"confidence": "random", "seed": 11},
+    {"temperature": 1.0, "seed": 1},
+    {"temperature": 0.7, "seed": 2, "confidence_source": "sampling"},
+    {"temperature": 1.3, "seed": 3, "top_k": 5},
+    {"temperature": 1.0, "seed": 4, "top_p": 0.9},
+    {"temperature": 1.0, "seed": 5, "top_p": 0.8, "top_k": 20, "filter_order": "top_p_first",
+     "confidence_source": "sampling", "confidence": "margin"},
+    {"temperature": 0.0, "top_p": 0.5, "confidence_source": "sampling"},       # Dream at T = 0
+    {"temperature": 0.0, "top_k": 3, "confidence_source": "sampling", "confidence": "neg_entropy"},
+    {"shift_logits": True},
+    {"suppress_tokens": [0, 3, 999]},
+    {"suppress_tokens": torch.tensor([5, 1]), "temperature": 1.0, "seed": 6, "shift_logits": True},
+    {"temperature": 0.5, "seed": 2**64 - 1, "offset": 2**32 - 1},
+]
+
+
+@pytest.mark.parametrize("kw", OPTIONS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
+def test_options(device, gen, kw):
+    logits, x, mask_id = make(3, 33, 1000, device, gen)
+    if isinstance(kw.get("suppress_tokens"), torch.Tensor):
+        kw = {**kw, "suppress_tokens": kw["suppress_tokens"].to(device)}
+    x0, conf = check(logits, x, mask_id, **kw)
+    masked = x == mask_id
+    assert torch.equal(x0[~masked], x[~masked]) and bool((conf[~masked] == float("-inf")).all())
+    assert bool((x0[masked] >= 0).all() and (x0[masked] < 1000).all())
+    if kw.get("suppress_tokens") is not None:
+        assert not bool(torch.isin(x0[masked], torch.as_tensor(kw["suppress_tokens"]).to(device)).any())
+
+
+def test_strided_logits_and_x(device, gen):
+    """full[:, start:end] slices of logits and x, and a batch-transposed logits view, in place."""
+    full, xfull, mask_id = make(2, 40, 300, device, gen)
+    logits, x = full[:, 5:38], xfull[:, 5:38]
+    assert not logits.is_contiguous() and not x.is_contiguous()
+    check(logits, x, mask_id, temperature=1.0, seed=9)
+    t = full.transpose(0, 1).contiguous().transpose(0, 1)    # strides (V, B*V, 1)
+    check(t, xfull, mask_id, confidence="neg_entropy")
+
+
+def test_ties_go_to_the_smallest_id(device):
+    V = 10
+    logits = torch.zeros(1, 3, V)
+    logits[0, 0, [2, 5, 7]] = 4.0          # three-way tie for the max
+    logits[0, 1, [9, 1]] = 2.0
+    logits[0, 2] = 1.0                     # all equal
+    x = torch.full((1, 3), 99)
+    x0, conf = dk.denoise_step(logits.to(device), x.to(device), 99, confidence="margin")
+    assert x0.tolist() == [[2, 1, 0]]
+    assert conf.tolist() == [[0.0, 0.0, 0.0]]  # tied top two: margin 0
+    x0, _ = dk.denoise_step(logits.to(device), x.to(device), 99, top_k=1, temperature=1.0, seed=3)
+    assert x0[0, 0].item() in (2, 5, 7)    # top_k keeps ties
+
+
+def test_nan_and_inf_logits(device):
+    V = 6
+    nan, inf = float("nan"), float("inf")
+    logits = torch.tensor([[
+        [nan, 1.0, 2.0, nan, 0.0, 2.0],     # NaN never chosen; tie 2.0 -> id 2
+        [nan, nan, nan, nan, nan, nan],     # nothing decodable: stays masked, conf -inf
+        [-inf, -inf, -inf, -inf, -inf, -inf],
+        [0.0, inf, 3.0, inf, 1.0, 2.0],     # +inf wins, ties to the smallest id, mass shared
+    ]])
+    x = torch.full((1, 4), 50)
+    for kw in ({}, {"temperature": 1.0, "seed": 1}):
+        x0, conf = dk.denoise_step(logits.to(device), x.to(device), 50, **kw)
+        assert x0[0, 1].item() == 50 and x0[0, 2].item() == 50
+        assert conf[0, 1].item() == float("-inf") and conf[0, 2].item() == float("-inf")
+        assert x0[0, 0].item() in (1, 2, 4, 5) and x0[0, 3].item() in (1, 3)
+        want = reference.denoise_step(logits, x, 50, **kw)
+        assert torch.equal(x0.cpu(), want[0])
+        torch.testing.assert_close(conf.cpu(), want[1], rtol=RTOL, atol=ATOL)
+    x0, conf = dk.denoise_step(logits.to(device), x.to(device), 50)
+    assert x0[0, 0].item() == 2 and x0[0, 3].item() == 1 and conf[0, 3].item() == pytest.approx(0.5)
+
+
+def test_all_suppressed_row_stays_masked(device, gen):
+    logits, x, mask_id = make(1, 4, 3, device, gen, p_mask=1.0)
+    x0, conf = dk.denoise_step(logits, x, mask_id, suppress_tokens=[0, 1, 2])
+    assert bool((x0 == mask_id).all()) and bool((conf == float("-inf")).all())
+
+
+def test_same_seed_same_tokens(device, gen):
+    logits, x, mask_id = make(2, 64, 5000, device, gen, p_mask=1.0, scale=0.5)
+    a = dk.denoise_step(logits, x, mask_id, temperature=1.0, seed=123)[0]
+    b = dk.denoise_step(logits, x, mask_id, temperature=1.0, seed=123)[0]
+    c = dk.denoise_step(logits, x, mask_id, temperature=1.0, seed=124)[0]
+    d = dk.denoise_step(logits, x, mask_id, temperature=1.0, seed=123, offset=1)[0]
+    assert torch.equal(a, b)
+    assert (a != c).float().mean() > 0.5 and (a != d).float().mean() > 0.5
+
+
+def _chi2_pvalue(observed, expected):
+    """Upper-tail p-value of Pearson's chi-square (Wilson-Hilferty normal approximation)."""
+    keep = expected > 0
+    stat = float(((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum())
+    k = int(keep.sum()) - 1
+    z = ((stat / k) ** (1 / 3) - (1 - 2 / (9 * k))) / math.sqrt(2 / (9 * k))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+@pytest.mark.parametrize("kw", [{"temperature": 1.0}, {"temperature": 0.6, "top_k": 6},
+                                {"temperature": 1.5, "top_p": 0.7},
+                                {"temperature": 1.0, "top_k": 8, "top_p": 0.6, "filter_order": "top_p_first"}],
+                         ids=["T1", "T0.6-topk6", "T1.5-topp0.7", "topp-first"])
+def test_sampling_distribution(device, kw):
+    """20,000 draws (one per position, all positions share the logits) follow the filtered softmax
+    of the reference; tokens outside the filtered support never appear."""
+    V, N = 16, 20_000
+    base = torch.linspace(-2, 2, V)[torch.randperm(V, generator=torch.Generator().manual_seed(0))]
+    logits = base.expand(1, N, V).contiguous()
+    x = torch.full((1, N), V)
+    x0, _ = dk.denoise_step(logits.to(device), x.to(device), V, seed=2024, **kw)
+    counts = torch.bincount(x0.cpu().reshape(-1), minlength=V).double()
+    # The distribution the reference samples from: softmax of its filtered, scaled logits.
+    t = kw["temperature"]
+    scaled = base[None] * torch.tensor(1.0 / t, dtype=torch.float32)
+    f = reference.denoise_step.__globals__
+    if kw.get("filter_order", "top_k_first") == "top_k_first":
+        filt = f["top_p_filter"](f["top_k_filter"](scaled, kw.get("top_k", 0)), kw.get("top_p", 1.0))
+    else:
+        filt = f["top_k_filter"](f["top_p_filter"](scaled, kw.get("top_p", 1.0)), kw.get("top_k", 0))
+    q = torch.softmax(filt.double(), -1)[0]
+    assert float(counts[q == 0].sum()) == 0, "sampled a filtered-out token"
+    assert _chi2_pvalue(counts, q * N) > 1e-4
+
+
+def test_opcheck(device, gen):
+    logits, x, mask_id = make(2, 5, 64, device, gen)
+    args = (logits, x, mask_id, 1.0, 0, 1.0, "top_k_first", "prob", "raw", False, None, 5, 0)
+    torch.library.opcheck(torch.ops.dllm_kernels.denoise_step, args)
+    args = (logits, x, mask_id, 0.0, 3, 0.9, "top_p_first", "margin", "sampling", True,
+            torch.tensor([1, 2], device=device), -7, 3)
+    torch.library.opcheck(torch.ops.dllm_kernels.denoise_step, args)
+
+
+# ---- bad input -------------------------------------------------------------------------------------
+
+BAD = {
+    "logits int": (lambda l, x: (l.long(), x, 0, {}), r"denoise_step: logits must have dtype"),
+    "logits 2-D": (lambda l, x: (l[0], x, 0, {}), r"denoise_step: logits must be 3-D"),
+    "V not contiguous": (lambda l, x: (l.transpose(1, 2), x[:, :1].expand(2, 64).contiguous(), 0, {}),
+                         r"denoise_step: logits must be contiguous in the last"),
+    "x int32": (lambda l, x: (l, x.int(), 0, {}), r"denoise_step: x must have dtype"),
+    "x shape": (lambda l, x: (l, x[:, :-1], 0, {}), r"denoise_step: x must have shape"),
+    "mask_id < 0": (lambda l, x: (l, x, -1, {}), r"denoise_step: mask_id must be >= 0"),
+    "top_k < 0": (lambda l, x: (l, x, 0, {"top_k": -1}), r"denoise_step: top_k must be >= 0"),
+    "top_p 0": (lambda l, x: (l, x, 0, {"top_p": 0.0}), r"denoise_step: top_p must be in \(0, 1\]"),
+    "top_p > 1": (lambda l, x: (l, x, 0, {"top_p": 1.5}), r"denoise_step: top_p must be in \(0, 1\]"),
+    "temperature < 0": (lambda l, x: (l, x, 0, {"temperature": -0.1}), r"denoise_step: temperature must be"),
+    "temperature inf": (lambda l, x: (l, x, 0, {"temperature": float("inf")}), r"denoise_step: temperature must be"),
+    "confidence": (lambda l, x: (l, x, 0, {"confidence": "entropy"}), r"denoise_step: confidence must be one of"),
+    "source": (lambda l, x: (l, x, 0, {"confidence_source": "filtered"}), r"denoise_step: confidence_source must be"),
+    "filter_order": (lambda l, x: (l, x, 0, {"filter_order": "k"}), r"denoise_step: filter_order must be"),
+    "suppress range": (lambda l, x: (l, x, 0, {"suppress_tokens": [3, 64]}), r"denoise_step: suppress_tokens must be token ids"),
+    "offset": (lambda l, x: (l, x, 0, {"offset": 2**32}), r"denoise_step: offset must be in"),
+}
+
+
+@pytest.mark.parametrize("impl", ["public", "reference"])
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input(device, gen, case, impl):
+    logits, x, _ = make(2, 5, 64, device, gen)
+    fn = dk.denoise_step if impl == "public" else reference.denoise_step
+    make_bad, pattern = BAD[case]
+    l, xx, mask_id, kw = make_bad(logits, x)
+    with pytest.raises(RuntimeError, match=pattern):
+        fn(l, xx, mask_id, **kw)
+
+
+@pytest.mark.parametrize("case", ["logits int", "V not contiguous", "x int32", "x shape",
+                                  "mask_id < 0", "top_k < 0", "top_p 0", "temperature < 0",
+                                  "confidence", "source", "filter_order", "offset"])
+def test_bad_input_native(device, gen, case):
+    """The raw op (torch.ops.dllm_kernels.denoise_step) checks the same things in C++."""
+    logits, x, _ = make(2, 5, 64, device, gen)
+    make_bad, pattern = BAD[case]
+    l, xx, mask_id, kw = make_bad(logits, x)
+    o = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "filter_order": "top_k_first",
+         "confidence": "prob", "confidence_source": "raw", "offset": 0, **kw}
+    with pytest.raises(RuntimeError, match=pattern):
+        torch.ops.dllm_kernels.denoise_step(l, xx, mask_id, o["temperature"], o["top_k"], o["top_p"],
+                                            o["filter_order"], o["confidence"], o["confidence_source"],
+                                            False, None, 0, o["offset"])

@@ -1,0 +1,149 @@
+"""select_transfer: kernel vs reference for every rule, ties, ineligible rows, per-row parameters,
+property tests (hypothesis), opcheck, errors."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dllm_kernels as dk
+from dllm_kernels import reference
+
+NEG_INF = float("-inf")
+
+
+def make_conf(B, L, gen, device, p_eligible=0.7, levels=0):
+    """Random confidences in [0, 1); levels > 0 quantises them to force ties."""
+    c = torch.rand(B, L, generator=gen)
+    if levels:
+        c = torch.floor(c * levels) / levels
+    c[torch.rand(B, L, generator=gen) >= p_eligible] = NEG_INF
+    return c.to(device)
+
+
+def check(conf, **kw):
+    got = dk.select_transfer(conf, **kw)
+    cpu_kw = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    want = reference.select_transfer(conf.cpu(), **cpu_kw)
+    assert got.dtype == torch.bool and got.shape == conf.shape
+    assert torch.equal(got.cpu(), want), f"differs at {(got.cpu() != want).nonzero()[:5].tolist()}"
+    assert not bool((got & (conf == NEG_INF)).any()), "selected an ineligible position"
+    return got
+
+
+RULES = [
+    {"num_transfer": 0}, {"num_transfer": 1}, {"num_transfer": 5}, {"num_transfer": 10_000},
+    {"threshold": 0.5}, {"threshold": 0.5, "strict": True}, {"threshold": 2.0},
+    {"factor": 1.0}, {"factor": 0.3}, {"factor": 3.0},
+    {"probability": 0.0}, {"probability": 0.3, "seed": 7}, {"probability": 1.0},
+]
+
+
+@pytest.mark.parametrize("kw", RULES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+@pytest.mark.parametrize("B,L,levels", [(1, 1, 0), (3, 7, 0), (4, 32, 4), (5, 33, 0), (2, 512, 16), (2, 4096, 0), (1, 5000, 8)])
+def test_rules(device, gen, kw, B, L, levels):
+    check(make_conf(B, L, gen, device, levels=levels), **kw)
+
+
+def test_counts_and_ties(device):
+    conf = torch.tensor([[0.5, 0.9, 0.5, NEG_INF, 0.9, 0.1],
+                         [NEG_INF] * 6,
+                         [0.2, 0.2, 0.2, 0.2, 0.2, 0.2]], device=device)
+    got = dk.select_transfer(conf, num_transfer=3)
+    assert got.int().tolist() == [[1, 1, 0, 0, 1, 0], [0] * 6, [1, 1, 1, 0, 0, 0]]
+    got = dk.select_transfer(conf, threshold=0.95)  # nothing above: the best (first of ties) only
+    assert got.int().tolist() == [[0, 1, 0, 0, 0, 0], [0] * 6, [1, 0, 0, 0, 0, 0]]
+
+
+def test_per_row_parameters(device, gen):
+    conf = make_conf(4, 40, gen, device)
+    k = torch.tensor([0, 3, 40, 7], device=device)
+    got = check(conf, num_transfer=k)
+    eligible = (conf > NEG_INF).sum(1).cpu()
+    assert got.sum(1).cpu().tolist() == torch.minimum(k.cpu(), eligible).tolist()
+    check(conf, probability=torch.tensor([0.0, 0.5, 1.0, 0.25], device=device), seed=3)
+
+
+def test_factor_rule_by_hand(device):
+    # sorted: 0.99, 0.9, 0.6, 0.5; f = 1: thresholds 1 - 1/(i+2): i=1 0.667 (0.9 ok), i=2 0.75
+    # (0.6 < 0.75 -> i* = 2): the top 2.
+    conf = torch.tensor([[0.6, 0.99, 0.5, 0.9]], device=device)
+    assert dk.select_transfer(conf, factor=1.0).int().tolist() == [[0, 1, 0, 1]]
+    # i* = M - 1 selects all M (as Fast-dLLM's code does)
+    conf = torch.tensor([[0.99, 0.9, 0.1]], device=device)
+    assert dk.select_transfer(conf, factor=1.0).int().tolist() == [[1, 1, 1]]
+
+
+def test_probability_is_reproducible(device, gen):
+    conf = make_conf(3, 200, gen, device, p_eligible=1.0)
+    a = dk.select_transfer(conf, probability=0.5, seed=1)
+    assert torch.equal(a, dk.select_transfer(conf, probability=0.5, seed=1))
+    assert not torch.equal(a, dk.select_transfer(conf, probability=0.5, seed=2))
+    assert 0.4 < a.float().mean().item() < 0.6
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 4), L=st.integers(1, 70), levels=st.sampled_from([0, 2, 5]),
+       p_eligible=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 2**31),
+       rule=st.sampled_from(["num_transfer", "threshold", "factor", "probability"]),
+       k=st.integers(0, 80), tau=st.floats(-0.5, 1.5), strict=st.booleans())
+def test_property_matches_reference(B, L, levels, p_eligible, seed, rule, k, tau, strict):
+    gen = torch.Generator().manual_seed(seed)
+    conf = make_conf(B, L, gen, "cpu", p_eligible=p_eligible, levels=levels)
+    kw = {"num_transfer": {"num_transfer": k}, "threshold": {"threshold": tau, "strict": strict},
+          "factor": {"factor": max(tau, 0.01)}, "probability": {"probability": min(max(tau, 0.0), 1.0), "seed": seed}}[rule]
+    check(conf, **kw)
+
+
+def test_opcheck(device, gen):
+    conf = make_conf(3, 33, gen, device)
+    op = torch.ops.dllm_kernels.select_transfer
+    torch.library.opcheck(op, (conf, "num_transfer", torch.tensor([1, 2, 3], device=device), 0.0, False, 0, 0))
+    torch.library.opcheck(op, (conf, "threshold", None, 0.5, True, 0, 0))
+    torch.library.opcheck(op, (conf, "factor", None, 1.0, False, 0, 0))
+    torch.library.opcheck(op, (conf, "probability", torch.full((3,), 0.5, device=device), 0.0, False, -3, 9))
+
+
+BAD = {
+    "two rules": ({"num_transfer": 1, "threshold": 0.5}, r"select_transfer: .*exactly one selection rule"),
+    "no rule": ({}, r"select_transfer: .*exactly one selection rule"),
+    "k < 0": ({"num_transfer": -1}, r"select_transfer: num_transfer must be >= 0"),
+    "k float": ({"num_transfer": 1.5}, r"select_transfer: num_transfer must be an int"),
+    "k shape": ({"num_transfer": torch.tensor([1, 2])}, r"select_transfer: num_transfer must have shape \[B\]"),
+    "p > 1": ({"probability": 1.5}, r"select_transfer: probability must be in \[0, 1\]"),
+    "factor 0": ({"factor": 0.0}, r"select_transfer: factor must be > 0"),
+    "threshold NaN": ({"threshold": float("nan")}, r"select_transfer: threshold must not be NaN"),
+}
+
+
+@pytest.mark.parametrize("impl", ["public", "reference"])
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input(device, gen, case, impl):
+    conf = make_conf(3, 9, gen, device)
+    kw, pattern = BAD[case]
+    kw = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    fn = dk.select_transfer if impl == "public" else reference.select_transfer
+    with pytest.raises(RuntimeError, match=pattern):
+        fn(conf, **kw)
+
+
+@pytest.mark.parametrize("impl", ["native", "public", "reference"])
+def test_bad_conf(device, gen, impl):
+    conf = make_conf(3, 9, gen, device)
+    calls = {
+        "native": lambda c: torch.ops.dllm_kernels.select_transfer(c, "threshold", None, 0.5, False, 0, 0),
+        "public": lambda c: dk.select_transfer(c, threshold=0.5),
+        "reference": lambda c: reference.select_transfer(c, threshold=0.5),
+    }
+    with pytest.raises(RuntimeError, match=r"select_transfer: conf must have dtype"):
+        calls[impl](conf.double())
+    with pytest.raises(RuntimeError, match=r"select_transfer: conf must be 2-D"):
+        calls[impl](conf[0])
+
+
+def test_bad_rule_native(device, gen):
+    conf = make_conf(3, 9, gen, device)
+    with pytest.raises(RuntimeError, match=r"select_transfer: rule must be one of"):
+        torch.ops.dllm_kernels.select_transfer(conf, "top", None, 0.5, False, 0, 0)
+    with pytest.raises(RuntimeError, match=r"select_transfer: num_transfer must be given"):
+        torch.ops.dllm_kernels.select_transfer(conf, "num_transfer", None, 0.0, False, 0, 0)
