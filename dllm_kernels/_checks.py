@@ -165,7 +165,13 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     _choice(confidence, ("prob", "margin", "neg_entropy", "random"), op, "confidence")
     _choice(confidence_source, ("raw", "sampling"), op, "confidence_source")
     suppress = None
-    if suppress_tokens is not None:
+    if isinstance(suppress_tokens, torch.Tensor) and suppress_tokens.device.type not in ("cpu", "meta") \
+            and suppress_tokens.dtype == torch.int64 and suppress_tokens.dim() == 1:
+        # A device tensor is used as given (sorted, unique, in-range ids): reading it back to
+        # check would synchronise with the device on every step.
+        check_same_device(suppress_tokens, logits, op, "suppress_tokens", "logits")
+        suppress = suppress_tokens.contiguous() if suppress_tokens.numel() else None
+    elif suppress_tokens is not None:
         if isinstance(suppress_tokens, torch.Tensor):
             if suppress_tokens.dtype not in (torch.int64, torch.int32) or suppress_tokens.dim() > 1:
                 fail(op, "suppress_tokens", f"must be a 1-D int tensor or a sequence of ints, got {suppress_tokens.dtype} {list(suppress_tokens.shape)}")

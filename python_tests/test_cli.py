@@ -14,13 +14,15 @@ def test_verify_passes_on_every_device():
     out = run("verify")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "FAIL" not in out.stdout
-    assert "commit_" in out.stdout and "num_transfer_tokens" in out.stdout
+    for op in ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select"):
+        assert op in out.stdout
     assert ", 0 failed" in out.stdout
 
 
 def test_bench_writes_json(tmp_path):
     path = tmp_path / "bench.json"
-    out = run("bench", "--device", "cpu", "--no-compile", "--reps", "3", "--json", str(path))
+    out = run("bench", "--device", "cpu", "--no-compile", "--reps", "3", "--json", str(path),
+              "--op", "commit_", "--op", "num_transfer_tokens")
     assert out.returncode == 0, out.stdout + out.stderr
     data = json.loads(path.read_text())
     head = data["header"]
