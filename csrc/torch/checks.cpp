@@ -86,7 +86,7 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   p.sample = temperature > 0;
   p.inv_temperature = p.sample ? static_cast<float>(1.0 / temperature) : 1.0f;
   p.top_k = top_k;
-  p.top_p = static_cast<float>(top_p);
+  p.top_p = top_p;
   p.top_p_first = filter_order == "top_p_first";
   p.confidence = conf_kind;
   p.source_sampling = confidence_source == "sampling";

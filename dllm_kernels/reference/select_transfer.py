@@ -11,7 +11,8 @@ from . import philox
 def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
                     probability=None, strict: bool = False, seed: int | None = None,
                     offset: int = 0) -> torch.Tensor:
-    """transfer[b, l] per exactly one rule over the eligible positions (conf > -inf).
+    """transfer[b, l] per exactly one rule over the eligible positions (conf > -inf; NaN is not
+    eligible).
 
     Rules (ties always to the lower position index):
         num_transfer=k (int or int64 [B]): the k most confident eligible positions of each row, k
@@ -36,7 +37,8 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
     eligible = conf > float("-inf")
     count = eligible.sum(-1)                                               # [B] M_b
     # Positions by confidence, descending, ties to the lower index (stable sort).
-    order = torch.sort(conf, dim=-1, descending=True, stable=True).indices  # [B, L]
+    ranked = conf.masked_fill(~eligible, float("-inf"))                    # NaN ranks with -inf
+    order = torch.sort(ranked, dim=-1, descending=True, stable=True).indices  # [B, L]
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=conf.device).expand(B, L))
     if rule["kind"] == "num_transfer":
         k = torch.minimum(rule["value"].to(conf.device), count)
@@ -47,7 +49,7 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
         return eligible & (above | (rank == 0))
     if rule["kind"] == "factor":
         f = rule["value"]
-        c_sorted = conf.gather(1, order).double()                          # [B, L]
+        c_sorted = ranked.gather(1, order).double()                        # [B, L]
         i = torch.arange(L, device=conf.device)
         hit = (i >= 1) & (i < count[:, None]) & (c_sorted < 1 - f / (i + 2).double())
         first = torch.where(hit, i, L).min(-1).values                      # L: no such i

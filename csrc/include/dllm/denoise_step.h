@@ -199,9 +199,9 @@ inline float top_k_threshold(const float* vals, int64_t V, int64_t k, std::vecto
 // Selection by mass instead of a sort: weights w = exp(v - max) are computed once (vectorised),
 // then a 3-way quickselect narrows to the value where the mass from the top crosses top_p * sum;
 // expected O(V). Masses are summed in double, as the reference's cumulative sum is.
-inline float top_p_threshold(const float* vals, int64_t V, float top_p, std::vector<float>& tmp,
+inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::vector<float>& tmp,
                              std::vector<float>& wts) {
-  if (top_p >= 1.0f) return kNegInf;
+  if (top_p >= 1.0) return kNegInf;
   tmp.clear();
   for (int64_t i = 0; i < V; ++i)
     if (vals[i] > kNegInf) tmp.push_back(vals[i]);
@@ -212,7 +212,7 @@ inline float top_p_threshold(const float* vals, int64_t V, float top_p, std::vec
   for (int64_t i = 0; i < n; ++i) wts[i] = exp_nonpos(tmp[i] - m);
   double total = 0;
   for (int64_t i = 0; i < n; ++i) total += wts[i];
-  const double need = static_cast<double>(top_p) * total;
+  const double need = top_p * total;
   double above = 0;  // mass of values already known to be above the current range
   int64_t lo = 0, hi = n;
   while (lo < hi) {
@@ -251,7 +251,7 @@ template <typename In>
 void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
                       const DenoiseParams& p, int64_t b, int64_t l, int64_t x_val, Workspace& ws,
                       int64_t* x0_out, float* conf_out) {
-  const bool filtered = (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0f;
+  const bool filtered = (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0;
   const bool need_t1 = p.confidence == Confidence::kNegEntropy;
   const bool separate = p.inv_temperature != 1.0f;  // scaled differs from z
   RowState st;

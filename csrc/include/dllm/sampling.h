@@ -18,7 +18,7 @@ struct DenoiseParams {
   float inv_temperature;   // fl32(1 / T); 1 when T == 0
   bool sample;             // T > 0: Gumbel-max sampling; else argmax
   int64_t top_k;           // 0: off
-  float top_p;             // 1: off
+  double top_p;            // 1: off (double: compared with a float64 cumulative mass)
   bool top_p_first;        // filter order
   Confidence confidence;
   bool source_sampling;    // p = the filtered distribution (else softmax of raw logits)
