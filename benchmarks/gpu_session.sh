@@ -31,7 +31,7 @@ status=0
 step() { # step NAME LOG CMD...: run, log, remember failure, keep going
   local name=$1 log=$2; shift 2
   local t0=$SECONDS
-  timeout "${STEP_TIMEOUT:-240}" "$@" >"$OUT/$log" 2>&1
+  timeout "${STEP_TIMEOUT:-420}" "$@" >"$OUT/$log" 2>&1
   local rc=$?
   echo "== $name: rc=$rc in $((SECONDS - t0)) s (log $log)"
   tail -n 6 "$OUT/$log" | sed 's/^/   /'
@@ -56,7 +56,8 @@ step ctest ctest.log bash -c 'cmake -S . -B build/cmake-gpu -G Ninja -DDLLM_CUDA
   cmake --build build/cmake-gpu && ctest --test-dir build/cmake-gpu --output-on-failure --no-tests=error'
 step pytest pytest.log "$PY" -m pytest python_tests -ra -q
 step verify verify.log "$PY" -m dllm_kernels verify
-step bench bench.log "$PY" -m dllm_kernels bench --device cuda --json "$OUT/bench.json"
+step bench bench.log bash -c "'$PY' -m dllm_kernels bench --device cuda --json '$OUT/bench.json' &&
+  '$PY' benchmarks/bench_denoise_step.py --device cuda --json '$OUT/bench_denoise_step.json'"
 echo "== bench table"
 grep -v "^W[0-9]" "$OUT/bench.log" | tail -n 20
 exit $status
