@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # benchmarks/gpu_session.sh — everything a lent GPU machine is for, in one call:
 # build for sm_90a, run the native CUDA tests (ctest) and every pytest test, verify every op on
-# CPU and CUDA, then benchmark; logs and JSON go to $OUT (at most 8 files come back).
+# CPU and CUDA, then benchmark; logs and JSON go to $OUT (8 files: the most that come back).
 #
 #   device run:  bash benchmarks/gpu_session.sh
 #   then commit $OUT/bench.json and the logs under benchmarks/results/<date>-<gpu>/.
 #
 # The device has torch (python3) but no network: nothing is installed, only built. The tree is
 # sent without .git: pass DLLM_GIT_COMMIT=$(git rev-parse HEAD) so the results name their commit.
-# Each step has STEP_TIMEOUT seconds (default 240); CPU figures come from the CI-class machine.
+# Each step has STEP_TIMEOUT seconds (default 420); CPU figures come from the CI-class machine.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-build/gpu_session}
