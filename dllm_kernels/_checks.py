@@ -167,8 +167,8 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     suppress = None
     if isinstance(suppress_tokens, torch.Tensor) and suppress_tokens.device.type not in ("cpu", "meta") \
             and suppress_tokens.dtype == torch.int64 and suppress_tokens.dim() == 1:
-        # A device tensor is used as given (sorted, unique, in-range ids): reading it back to
-        # check would synchronise with the device on every step.
+        # A device tensor is used as given (in-range ids; the kernel sorts them on the device):
+        # reading it back to check would synchronise with the device on every step.
         check_same_device(suppress_tokens, logits, op, "suppress_tokens", "logits")
         suppress = suppress_tokens.contiguous() if suppress_tokens.numel() else None
     elif suppress_tokens is not None:

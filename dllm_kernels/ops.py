@@ -98,8 +98,8 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         confidence_source: "raw" (softmax of the raw logits) | "sampling" (the filtered one).
         shift_logits: position l reads the logits of l - 1 (Dream, Fast-dLLM v2).
         suppress_tokens: ids never produced (e.g. EOS): a sequence of ints (checked, sorted and
-            copied to the device per call), or a 1-D int64 tensor on the logits' device holding
-            sorted, unique, in-range ids, used as given with no device sync (make it once).
+            copied to the device per call), or a 1-D int64 tensor on the logits' device of
+            in-range ids, used with no device sync (its values are not checked; make it once).
         seed, offset: the Philox stream; seed None draws one from torch's default generator.
 
     Returns:

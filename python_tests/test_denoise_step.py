@@ -24,6 +24,7 @@ def make(B, L, V, device, gen, dtype=torch.float32, p_mask=0.6, scale=3.0):
 
 def check(logits, x, mask_id, **kw):
     got = dk.denoise_step(logits, x, mask_id, **kw)
+    kw = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
     want = reference.denoise_step(logits.cpu(), x.cpu(), mask_id, **kw)
     assert torch.equal(got[0].cpu(), want[0]), f"x0 differs at {(got[0].cpu() != want[0]).nonzero()[:5].tolist()}"
     torch.testing.assert_close(got[1].cpu(), want[1], rtol=RTOL, atol=ATOL)

@@ -2,6 +2,7 @@
 // dllm_kernels::denoise_and_select (checks in csrc/torch/checks.cpp).
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/sort.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -29,11 +30,15 @@ void run_denoise(const at::Tensor& logits,                          // [B, L, V]
   if (plan.workspace_bytes > 0)
     workspace = at::empty({static_cast<int64_t>(plan.workspace_bytes)},
                           logits.options().dtype(at::kByte));
+  // The kernel walks the ids in ascending order: sort them on the device (asynchronous, no host
+  // sync; duplicates are harmless). Out-of-range ids are ignored by the kernel.
   const int64_t* sup = nullptr;
   int64_t n_sup = 0;
+  at::Tensor sup_sorted;
   if (suppress_tokens.has_value() && suppress_tokens->numel() > 0) {
-    sup = suppress_tokens->const_data_ptr<int64_t>();
-    n_sup = suppress_tokens->numel();
+    sup_sorted = std::get<0>(at::sort(*suppress_tokens));
+    sup = sup_sorted.const_data_ptr<int64_t>();
+    n_sup = sup_sorted.numel();
   }
   const auto xv = dllm::view2d(x.const_data_ptr<int64_t>(), x.stride(0), x.stride(1));
   void* ws = workspace.defined() ? workspace.data_ptr() : nullptr;

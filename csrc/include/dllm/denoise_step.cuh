@@ -769,7 +769,7 @@ cudaError_t denoise_step(const In* logits,              // [B, L, V], V contiguo
                          cudaStream_t stream) {
   using namespace denoise_detail;
   if (B == 0 || L == 0) return cudaSuccess;
-  if (V < 1 || V > INT32_MAX - 64) return cudaErrorInvalidValue;
+  if (V < 1 || V > INT32_MAX - 1024) return cudaErrorInvalidValue;  // int loops step <= 512
   if (plan.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
   auto* partial = static_cast<RowState*>(workspace);
