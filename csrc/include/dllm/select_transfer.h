@@ -1,8 +1,8 @@
 // dllm/select_transfer.h — CPU kernel of select_transfer: per row of confidences, which eligible
 // positions (conf > -inf) commit this step (dllm_kernels/reference/select_transfer.py is the spec).
 //
-// Napkin math: read B*L*4 bytes, write B*L bytes; the work is a sort of each row's eligible
-// positions, O(M log M) with M <= L (L is a block or a sequence: up to a few thousand).
+// Napkin math: read B*L*4 bytes, write B*L bytes. Work per row of M eligible positions:
+// top-k O(M log k) (partial sort), threshold O(M) (no order), factor O(M log M) (full sort).
 #pragma once
 
 #include <algorithm>
@@ -42,27 +42,35 @@ inline void select_transfer_rows(View2D<const float> conf,   // [B, L] -inf = no
       }
       continue;
     }
-    // Eligible positions by confidence, descending, ties to the lower index.
+    // Eligible positions by confidence, descending, ties to the lower index; each rule orders
+    // only as much as it needs.
     order.clear();
     for (int64_t l = 0; l < L; ++l)
       if (conf(b, l) > kNegInf) order.push_back(l);
     const int64_t M = static_cast<int64_t>(order.size());
     if (M == 0) continue;
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t a, int64_t c) { return conf(b, a) > conf(b, c); });
+    const auto before = [&](int64_t a, int64_t c) {
+      const float ca = conf(b, a), cc = conf(b, c);
+      return ca > cc || (ca == cc && a < c);
+    };
     int64_t take = 0;
     switch (p.rule) {
-      case SelectRule::kNumTransfer:
+      case SelectRule::kNumTransfer:  // the top k: a partial sort, O(M log k)
         take = std::min(std::max<int64_t>(k[b], 0), M);
+        std::partial_sort(order.begin(), order.begin() + take, order.end(), before);
         break;
-      case SelectRule::kThreshold:
-        for (int64_t l = 0; l < L; ++l) {
-          const float c = conf(b, l), tau = static_cast<float>(p.value);
-          if (c > kNegInf && (p.strict ? c > tau : c >= tau)) out(b, l) = 1;
+      case SelectRule::kThreshold: {  // no order needed: the best plus everything above tau
+        const float tau = static_cast<float>(p.value);
+        for (const int64_t l : order) {
+          const float c = conf(b, l);
+          if (p.strict ? c > tau : c >= tau) out(b, l) = 1;
         }
-        take = 1;  // always the most confident eligible position
+        std::swap(order[0], *std::min_element(order.begin(), order.end(), before));
+        take = 1;
         break;
+      }
       case SelectRule::kFactor: {
+        std::sort(order.begin(), order.end(), before);
         int64_t first = -1;
         for (int64_t i = 1; i < M; ++i) {
           if (static_cast<double>(conf(b, order[i])) < 1.0 - p.value / (i + 2)) {
