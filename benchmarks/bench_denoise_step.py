@@ -8,7 +8,8 @@
 
 Default cases are the issue's (B, L, V) shapes on CUDA and the 1x32x126464 block on CPU; --full
 runs every shape x dtype x (prob/margin/neg_entropy at T=0, prob at T=1, T=1 with top_p=0.9).
-GB/s counts one read of the masked positions' logits plus the [B, L] reads/writes.
+GB/s counts one read of the masked positions' logits plus the [B, L] reads/writes. Calls rotate
+over up to 8 input sets so that the logits come from memory, not the last-level cache.
 """
 
 from __future__ import annotations
@@ -77,29 +78,38 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int):
     rows = []
     gen = torch.Generator().manual_seed(0)
     for params in cases(device, full):
+        # Rotate input sets past the last-level cache (as dllm_kernels.benchmark does), within
+        # a memory budget: the logits are read from memory, as in a real step.
         inputs = registry._denoise_inputs(params, device, gen)
+        size = inputs["logits"].numel() * inputs["logits"].element_size()
+        budget = (4 << 30) if device.type == "cuda" else (1 << 30)
+        n_sets = max(1, min(8, budget // size, -(-2 * bm.cache_bytes(device) // size)))
+        sets = [inputs] + [registry._denoise_inputs(params, device, gen) for _ in range(n_sets - 1)]
         label = f"{params['B']}x{params['L']}x{params['V']} {params['dtype']} " + " ".join(
             f"{k}={v}" for k, v in params.items() if k not in ("B", "L", "V", "dtype"))
         nbytes = registry._denoise_bytes(inputs)
-        t_kernel = bm.time_fn(lambda i: dk.denoise_step(**inputs), device, reps=reps)
+        t_kernel = bm.time_fn(lambda i: dk.denoise_step(**sets[i % n_sets]), device, reps=reps)
         slow = params["B"] * params["L"] >= 1024 and device.type == "cpu"
-        t_ref = bm.time_fn(lambda i: reference.denoise_step(**inputs), device, warmup=1,
+        t_ref = bm.time_fn(lambda i: reference.denoise_step(**sets[i % n_sets]), device, warmup=1,
                            reps=3 if slow else reps, max_seconds=5)
         t_comp = None
         if compile_ref and not params.get("top_p"):
             try:
                 torch._dynamo.reset()
                 comp = torch.compile(reference.denoise_step)
-                t_comp = bm.time_fn(lambda i: comp(**inputs), device, warmup=2, reps=reps, max_seconds=5)
+                t_comp = bm.time_fn(lambda i: comp(**sets[i % n_sets]), device, warmup=2, reps=reps, max_seconds=5)
             except Exception as e:  # the table says it is missing, and why
                 print(f"  torch.compile failed: {type(e).__name__}: {str(e)[:100]}")
         # The whole step: ours (denoise + top-k select + commit in one call) vs LLaDA-style.
         k, temp = 4, float(params.get("temperature", 0.0))
         x_work = inputs["x"].clone()
-        step_kw = {k_: v for k_, v in inputs.items() if k_ != "x"}
-        t_step = bm.time_fn(lambda i: dk.denoise_and_select(x=x_work.copy_(inputs["x"]), num_transfer=k,
-                                                            commit=True, **step_kw), device, reps=reps)
-        t_llada = bm.time_fn(lambda i: llada_style_step(inputs["logits"], x_work.copy_(inputs["x"]),
+        def step(i):
+            s_ = sets[i % n_sets]
+            kw_ = {k_: v for k_, v in s_.items() if k_ != "x"}
+            return dk.denoise_and_select(x=x_work.copy_(s_["x"]), num_transfer=k, commit=True, **kw_)
+
+        t_step = bm.time_fn(step, device, reps=reps)
+        t_llada = bm.time_fn(lambda i: llada_style_step(sets[i % n_sets]["logits"], x_work.copy_(inputs["x"]),
                                                         inputs["mask_id"], k, temp),
                              device, warmup=1, reps=3 if slow else reps, max_seconds=5)
         gbps = nbytes / t_kernel / 1e9

@@ -10,10 +10,10 @@
 #define DLLM_HOST_DEVICE inline
 #endif
 
-// Hot CPU loops get an AVX2+FMA clone picked at load time (GCC/Clang ifunc), so the build needs
+// Hot CPU loops get an x86-64-v3 (AVX2 + FMA) clone picked at load time (GCC ifunc), so the build needs
 // no -march flag and still runs on any x86-64.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__) && !defined(__clang__)
-#define DLLM_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#define DLLM_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define DLLM_CPU_CLONES
 #endif

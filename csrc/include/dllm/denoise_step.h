@@ -133,12 +133,24 @@ inline void accumulate_argmax(RowState& st, const float* score, const float* d, 
   }
 }
 
-inline void accumulate_top2(RowState& st, const float* d, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = d[i];
-    if (v > st.top1) { st.top2 = st.top1; st.top1 = v; }
-    else if (v > st.top2) { st.top2 = v; }
+// Two largest d (duplicates count twice), branch-free per lane: insert(v) keeps (t1 >= t2).
+DLLM_CPU_CLONES static void accumulate_top2(RowState& st, const float* d, int64_t n) {
+  float t1[kLanes], t2[kLanes];
+  for (int j = 0; j < kLanes; ++j) t1[j] = t2[j] = kNegInf;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = d[i + j];
+      t2[j] = std::max(t2[j], std::min(t1[j], v));
+      t1[j] = std::max(t1[j], v);
+    }
   }
+  const auto insert = [&](float v) {
+    st.top2 = std::max(st.top2, std::min(st.top1, v));
+    st.top1 = std::max(st.top1, v);
+  };
+  for (int j = 0; j < kLanes; ++j) { insert(t1[j]); insert(t2[j]); }
+  for (; i < n; ++i) insert(d[i]);
 }
 
 // The largest Gumbel draw the stream can produce, -log(-log(max U)) = 16.64 (bounded by 17).
