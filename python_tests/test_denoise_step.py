@@ -37,6 +37,17 @@ def test_vocab_sizes(device, gen, V):
     check(logits, x, mask_id)
 
 
+@pytest.mark.parametrize("kw", [{}, {"confidence": "margin"}, {"confidence": "neg_entropy"},
+                                {"temperature": 1.0, "seed": 3}, {"suppress_tokens": [0, 16384, 40000]},
+                                {"confidence": "random", "seed": 2}], ids=str)
+@pytest.mark.parametrize("V", [50_257, 151_936])
+def test_single_position_vocab_split(device, gen, V, kw):
+    """One masked position (fewer positions than threads): the CPU splits the vocabulary across
+    threads and merges slice states in order; the result must not change."""
+    logits, x, mask_id = make(1, 1, V, device, gen, p_mask=1.0)
+    check(logits, x, mask_id, **kw)
+
+
 @pytest.mark.parametrize("B,L", [(1, 1), (1, 7), (3, 32), (3, 33), (1, 512), (64, 7)])
 def test_shapes(device, gen, B, L):
     logits, x, mask_id = make(B, L, 257, device, gen)

@@ -6,6 +6,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
+#include <vector>
 
 #include "checks.h"
 #include "cpu_ops.h"
@@ -25,11 +27,35 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
   const auto xv = dllm::view2d(x.const_data_ptr<int64_t>(), x.stride(0), x.stride(1));
   const auto x0v = dllm::view2d(x0.data_ptr<int64_t>(), x0.stride(0), x0.stride(1));
   const auto cv = dllm::view2d(conf.data_ptr<float>(), conf.stride(0), conf.stride(1));
-  // One position is ~V elements of work: split positions across threads.
-  at::parallel_for(0, B * L, 1, [&](int64_t begin, int64_t end) {
-    dllm::cpu::denoise_step_positions<In>(lp, logits.stride(0), logits.stride(1), xv, sp, ns, L,
-                                          V, p, x0v, cv, begin, end);
-  });
+  const int64_t P = B * L;
+  const int64_t n_slices = dllm::ceil_div(V, dllm::cpu::kSlice);
+  if (P >= at::get_num_threads() || n_slices < 2 || dllm::cpu::is_filtered(p, V)) {
+    // One position is ~V elements of work: split positions across threads.
+    at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+      dllm::cpu::denoise_step_positions<In>(lp, logits.stride(0), logits.stride(1), xv, sp, ns,
+                                            L, V, p, x0v, cv, begin, end);
+    });
+    return;
+  }
+  // Fewer positions than threads: split each position's vocabulary, merge in slice order.
+  std::vector<dllm::cpu::RowState> states;
+  for (int64_t i = 0; i < P; ++i) {
+    const int64_t b = i / L, l = i - b * L;
+    const int64_t xi = xv(b, l);
+    if (xi != p.mask_id) {
+      x0v(b, l) = xi;
+      cv(b, l) = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    states.assign(n_slices, dllm::cpu::RowState{});
+    at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j)
+        dllm::cpu::denoise_slice<In>(lp, logits.stride(0), logits.stride(1), b, l, V, sp, ns, p,
+                                     j, states[j]);
+    });
+    for (int64_t j = 1; j < n_slices; ++j) dllm::cpu::merge_state(states[0], states[j]);
+    dllm::cpu::finalize(states[0], p, b, l, xi, &x0v(b, l), &cv(b, l));
+  }
 }
 
 }  // namespace

@@ -257,38 +257,41 @@ struct Workspace {
   Workspace() : z(kChunk), scaled(kChunk), score(kChunk) {}
 };
 
-// One position: row = its V logits. Writes x0 and conf (x0 = x_val, conf = -inf if nothing is
-// finite after filtering).
+// Merges the state of a later vocabulary range into st (ties keep the earlier, smaller id).
+inline void merge_state(RowState& st, const RowState& o) {
+  if (o.best > st.best) {
+    st.best = o.best;
+    st.best_idx = o.best_idx;
+    st.best_d = o.best_d;
+  }
+  if (o.m != kNegInf) {
+    if (st.m == kNegInf) {
+      st.m = o.m; st.s = o.s; st.t1 = o.t1;
+    } else {
+      const double m = std::max(st.m, o.m);
+      const double ea = std::exp(st.m - m), eo = std::exp(o.m - m);
+      st.t1 = ea * (st.t1 + (st.m - m) * st.s) + eo * (o.t1 + (o.m - m) * o.s);
+      st.s = ea * st.s + eo * o.s;
+      st.m = static_cast<float>(m);
+    }
+  }
+  for (const float v : {o.top1, o.top2}) {
+    st.top2 = std::max(st.top2, std::min(st.top1, v));
+    st.top1 = std::max(st.top1, v);
+  }
+}
+
+// Accumulates tokens [v_begin, v_end) of one position into st. v_begin is a multiple of 4 (Philox
+// groups). filtered: ws.full holds the position's filtered scaled logits (whole row).
 template <typename In>
-void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
-                      const DenoiseParams& p, int64_t b, int64_t l, int64_t x_val, Workspace& ws,
-                      int64_t* x0_out, float* conf_out) {
-  const bool filtered = (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0;
+void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64_t* suppress,
+                      int64_t n_suppress, const DenoiseParams& p, int64_t b, int64_t l,
+                      bool filtered, Workspace& ws, RowState& st) {
   const bool need_t1 = p.confidence == Confidence::kNegEntropy;
   const bool separate = p.inv_temperature != 1.0f;  // scaled differs from z
-  RowState st;
-  if (filtered) {
-    // Materialise the position's scaled logits once, then find the filter threshold(s).
-    ws.full.resize(V);
-    int64_t next = 0;
-    for (int64_t v0 = 0; v0 < V; v0 += kChunk) {
-      const int64_t n = std::min(kChunk, V - v0);
-      load_chunk(row, v0, n, suppress, n_suppress, &next, p.inv_temperature, ws.z.data(),
-                 ws.full.data() + v0);
-    }
-    float* s = ws.full.data();
-    const auto apply = [&](bool top_k_step) {
-      const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
-                                 : top_p_threshold(s, V, p.top_p, ws.tmp, ws.wts);
-      if (t > kNegInf)
-        for (int64_t i = 0; i < V; ++i) if (s[i] < t) s[i] = kNegInf;
-    };
-    apply(!p.top_p_first);
-    apply(p.top_p_first);
-  }
-  int64_t next = 0;
-  for (int64_t v0 = 0; v0 < V; v0 += kChunk) {
-    const int64_t n = std::min(kChunk, V - v0);
+  int64_t next = std::lower_bound(suppress, suppress + n_suppress, v_begin) - suppress;
+  for (int64_t v0 = v_begin; v0 < v_end; v0 += kChunk) {
+    const int64_t n = std::min(kChunk, v_end - v0);
     float* z = ws.z.data();
     float* scaled;
     if (filtered) {
@@ -311,7 +314,13 @@ void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t
       accumulate_softmax(st, d, n, need_t1, d == score ? score_max : chunk_max(d, n));
     if (p.confidence == Confidence::kMargin) accumulate_top2(st, d, n);
   }
-  if (st.best_idx < 0) {  // every (filtered) logit is -inf: nothing to decode
+}
+
+// x0 and conf of a position from its whole-row state (x0 = x_val, conf = -inf if every
+// (filtered) logit is -inf: nothing to decode).
+inline void finalize(const RowState& st, const DenoiseParams& p, int64_t b, int64_t l,
+                     int64_t x_val, int64_t* x0_out, float* conf_out) {
+  if (st.best_idx < 0) {
     *x0_out = x_val;
     *conf_out = kNegInf;
     return;
@@ -340,6 +349,40 @@ void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t
   *conf_out = static_cast<float>(c);
 }
 
+inline bool is_filtered(const DenoiseParams& p, int64_t V) {
+  return (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0;
+}
+
+// One position: row = its V logits.
+template <typename In>
+void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
+                      const DenoiseParams& p, int64_t b, int64_t l, int64_t x_val, Workspace& ws,
+                      int64_t* x0_out, float* conf_out) {
+  const bool filtered = is_filtered(p, V);
+  if (filtered) {
+    // Materialise the position's scaled logits once, then find the filter threshold(s).
+    ws.full.resize(V);
+    int64_t next = 0;
+    for (int64_t v0 = 0; v0 < V; v0 += kChunk) {
+      const int64_t n = std::min(kChunk, V - v0);
+      load_chunk(row, v0, n, suppress, n_suppress, &next, p.inv_temperature, ws.z.data(),
+                 ws.full.data() + v0);
+    }
+    float* s = ws.full.data();
+    const auto apply = [&](bool top_k_step) {
+      const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
+                                 : top_p_threshold(s, V, p.top_p, ws.tmp, ws.wts);
+      if (t > kNegInf)
+        for (int64_t i = 0; i < V; ++i) if (s[i] < t) s[i] = kNegInf;
+    };
+    apply(!p.top_p_first);
+    apply(p.top_p_first);
+  }
+  RowState st;
+  accumulate_range(row, 0, V, suppress, n_suppress, p, b, l, filtered, ws, st);
+  finalize(st, p, b, l, x_val, x0_out, conf_out);
+}
+
 // Positions [begin, end) of the flattened [B, L] grid.
 template <typename In>
 void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L, V], V contiguous
@@ -362,6 +405,22 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
     denoise_position(logits + b * sb + src * sl, V, suppress, n_suppress, p, b, l, xv, ws,
                      &x0(b, l), &conf(b, l));
   }
+}
+
+// Vocabulary slices for one position when there are fewer positions than threads: slice j covers
+// [j * kSlice, (j + 1) * kSlice); states merge in slice order, so the result does not depend on
+// the thread count (unfiltered path only; the filtered path needs the whole row).
+constexpr int64_t kSlice = 16384;
+
+template <typename In>
+void denoise_slice(const In* logits, int64_t sb, int64_t sl, int64_t b, int64_t l, int64_t V,
+                   const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
+                   int64_t slice, RowState& out) {
+  Workspace ws;
+  const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
+  const int64_t v0 = slice * kSlice;
+  accumulate_range(logits + b * sb + src * sl, v0, std::min(V, v0 + kSlice), suppress,
+                   n_suppress, p, b, l, /*filtered=*/false, ws, out);
 }
 
 }  // namespace dllm::cpu
