@@ -1,5 +1,8 @@
 // Native test of dllm/philox.h against the Random123 known-answer vectors for Philox4x32-10,
 // and of the float conversions used for uniforms.
+#include <algorithm>
+#include <cmath>
+
 #include "check.h"
 #include "dllm/philox.h"
 
@@ -21,5 +24,17 @@ int main() {
   }
   CHECK(dllm::uniform_open01(0) > 0.0f && dllm::uniform_open01(0xffffffffu) < 1.0f, "open01 range");
   CHECK(dllm::uniform_closed0(0) == 0.0f && dllm::uniform_closed0(0xffffffffu) < 1.0f, "closed0 range");
+  // log_det: within 2 ulp-ish of the true log over the range Gumbel noise uses.
+  double worst = 0;
+  for (uint32_t w = 0; w < (1u << 24); w += 4099) {
+    const float u = dllm::uniform_open01(w << 8);
+    const double rel = std::fabs(dllm::log_det(u) - std::log(static_cast<double>(u))) /
+                       std::fabs(std::log(static_cast<double>(u)));
+    worst = std::max(worst, rel);
+  }
+  CHECK(worst < 2.5e-7, "log_det relative error %.3g", worst);
+  CHECK(dllm::log_det(1.0f) == 0.0f && dllm::log_det(2.0f) == 0.69314718f, "log_det exact points");
+  CHECK(dllm::gumbel_of_word(0xFFFFFFFFu) < 16.7f && dllm::gumbel_of_word(0xFFFFFFFFu) > 16.5f,
+        "largest Gumbel draw %f", dllm::gumbel_of_word(0xFFFFFFFFu));
   return report("philox");
 }

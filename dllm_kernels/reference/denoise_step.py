@@ -42,8 +42,7 @@ def top_p_filter(z: torch.Tensor, top_p: float) -> torch.Tensor:
 def _gumbel(seed: int, offset: int, b: torch.Tensor, l: torch.Tensor, V: int) -> torch.Tensor:
     """[N, V] Gumbel noise -log(-log U) of the Philox stream, slot v for token v."""
     v = torch.arange(V, dtype=torch.int64, device=b.device)
-    u = philox.open01(philox.random_words(seed, offset, b[:, None], l[:, None], v[None, :]))
-    return -torch.log(-torch.log(u))
+    return philox.gumbel(philox.random_words(seed, offset, b[:, None], l[:, None], v[None, :]))
 
 
 def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, temperature: float = 0.0,

@@ -52,6 +52,38 @@ def random_words(seed: int, offset: int, b: torch.Tensor, l: torch.Tensor, slot:
     return torch.where(w == 0, words[0], torch.where(w == 1, words[1], torch.where(w == 2, words[2], words[3])))
 
 
+def log_det(x: torch.Tensor) -> torch.Tensor:
+    """Natural log of positive normal float32 values, computed with the exact sequence of float32
+    operations of dllm::log_det (philox.h), so that every backend gets the same bits: x = 2^e * m,
+    m in [sqrt(1/2), sqrt(2)), log x = e*ln2 + log1p(m - 1) by a degree-9 polynomial."""
+    bits = x.view(torch.int32).to(torch.int64) & MASK32
+    e = ((bits >> 23) & 0xFF) - 127
+    m = ((bits & 0x007FFFFF) | 0x3F800000).to(torch.int32).view(torch.float32)
+    big = m > torch.tensor(1.41421356, dtype=torch.float32)
+    m = torch.where(big, m * 0.5, m)
+    e = torch.where(big, e + 1, e)
+    f = m - 1.0
+    z = f * f
+    y = torch.full_like(f, 7.0376836292e-2)
+    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+        y = y * f + _f32(c)
+    y = (y * f) * z
+    fe = e.to(torch.float32)
+    y = y + fe * _f32(-2.12194440e-4)
+    y = y + z * _f32(-0.5)
+    return (f + y) + fe * _f32(0.693359375)
+
+
+def _f32(c: float) -> torch.Tensor:
+    return torch.tensor(c, dtype=torch.float32)
+
+
+def gumbel(words: torch.Tensor) -> torch.Tensor:
+    """-log(-log U), U = open01(words), bit-identical to dllm::gumbel_of_word."""
+    return -log_det(-log_det(open01(words)))
+
+
 def open01(words: torch.Tensor) -> torch.Tensor:
     return ((words >> 9) * 2 + 1).to(torch.float32) * 2.0**-24
 

@@ -13,7 +13,9 @@
 // Hot CPU loops get an x86-64-v3 (AVX2 + FMA) clone picked at load time (GCC ifunc), so the build needs
 // no -march flag and still runs on any x86-64.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__) && !defined(__clang__)
-#define DLLM_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define DLLM_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), unused))
+#elif defined(__GNUC__)
+#define DLLM_CPU_CLONES __attribute__((unused))
 #else
 #define DLLM_CPU_CLONES
 #endif

@@ -6,7 +6,7 @@
 // is 8 MB, ~3 us, i.e. launch-bound. Compute per logit on the fast path: decode, sanitize, one
 // multiply, one expf and ~10 compares/adds (~30 instructions): 259M logits * 30 / ~29 T lane-ops/s
 // ~ 0.27 ms, so the T = 0 path sits near the memory floor. T > 0 adds Philox (~12 instr/logit) and
-// two logf per logit; a logit whose score cannot reach the running best even with the largest
+// two deterministic logs per logit (dllm::gumbel_of_word); a logit whose score cannot reach the running best even with the largest
 // possible Gumbel draw (-log(-log(1 - 2^-24)) = 16.64 < 17) skips the noise, which removes most
 // of that cost for peaked distributions. Unmasked positions never read their logits.
 //
@@ -175,7 +175,7 @@ __device__ __forceinline__ float gumbel(GumbelCache& gc, const Ctx& c, int v) {
   }
   const int j = v & 3;
   const uint32_t word = j == 0 ? gc.w0 : j == 1 ? gc.w1 : j == 2 ? gc.w2 : gc.w3;
-  return -logf(-logf(uniform_open01(word)));
+  return gumbel_of_word(word);  // bit-identical to the CPU kernel and the reference
 }
 
 // ---- the online softmax / top-2 / argmax state ------------------------------------------------

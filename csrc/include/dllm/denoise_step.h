@@ -6,8 +6,8 @@
 // exp per element (~4M) is the compute. Fast path (no top-k/top-p): one pass over V in chunks of
 // kChunk logits decoded into an L1-resident buffer, keeping max / sum-exp / sum-exp*(d-m) / top-2 /
 // argmax state; exp is a branch-free polynomial the compiler vectorises (8 lanes). T > 0 adds
-// Philox + two logs per element (Gumbel-max), skipped for tokens that cannot win even with the
-// largest possible draw; for flat random logits it still dominates (~10x the T = 0 cost).
+// Philox (scalar) + two deterministic logs (vectorised) per element for Gumbel-max, skipped for
+// groups that cannot win even with the largest possible draw.
 // Filtered path (top_k > 0 or top_p < 1): the position's scaled logits are copied to a per-thread
 // [V] buffer; top-k uses nth_element, top-p a quickselect by probability mass (both O(V)).
 #pragma once
@@ -156,24 +156,43 @@ DLLM_CPU_CLONES static void accumulate_top2(RowState& st, const float* d, int64_
 // The largest Gumbel draw the stream can produce, -log(-log(max U)) = 16.64 (bounded by 17).
 constexpr float kGumbelBound = 17.0f;
 
-// score = scaled + Gumbel noise -log(-log U) for tokens [base, base + n) at (b, l); base is a
-// multiple of 4. A group of 4 whose best possible score (scaled + kGumbelBound) is below `beat`
-// (the best score so far) cannot win: its noise is skipped and its score set to -inf. Exact, and
-// it removes most of the Philox + log work for peaked (real) distributions.
+// Gumbel scores of one chunk, vectorised: score = scaled + gumbel_of_word(word), or -inf where the
+// group was skipped. Compiled without FMA contraction so the noise is bit-identical to the CUDA
+// kernel and the reference (dllm::log_det).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+DLLM_CPU_CLONES static void gumbel_add(float* score, const float* scaled, const uint32_t* words,
+                                       const uint8_t* skip, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = scaled[i] + gumbel_of_word(words[i]);
+    score[i] = skip[i] ? kNegInf : s;
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC pop_options
+#endif
+
+// score = scaled + Gumbel noise for tokens [base, base + n) at (b, l); base is a multiple of 4.
+// A group of 4 whose best possible score (scaled + kGumbelBound) is below `beat` (the best score
+// so far) cannot win: its Philox draw is skipped and its score is -inf. Exact.
 inline void gumbel_scores(float* score, const float* scaled, int64_t n, int64_t base,
-                          const DenoiseParams& p, int64_t b, int64_t l, float beat) {
+                          const DenoiseParams& p, int64_t b, int64_t l, float beat,
+                          uint32_t* words, uint8_t* skip) {
   for (int64_t i = 0; i < n; i += 4) {
     const int64_t w = std::min<int64_t>(4, n - i);
     float top = kNegInf;
     for (int64_t j = 0; j < w; ++j) top = std::max(top, scaled[i + j]);
-    if (top + kGumbelBound < beat) {
-      for (int64_t j = 0; j < w; ++j) score[i + j] = kNegInf;
-      continue;
+    const bool cut = top + kGumbelBound < beat;
+    Philox4 r{{0x3F800000u, 0x3F800000u, 0x3F800000u, 0x3F800000u}};
+    if (!cut) r = philox_group(p.seed, p.offset, b, l, static_cast<uint32_t>((base + i) >> 2));
+    for (int64_t j = 0; j < w; ++j) {
+      words[i + j] = r.w[j];
+      skip[i + j] = cut ? 1 : 0;
     }
-    const Philox4 r = philox_group(p.seed, p.offset, b, l, static_cast<uint32_t>((base + i) >> 2));
-    for (int64_t j = 0; j < w; ++j)
-      score[i + j] = scaled[i + j] + -std::log(-std::log(uniform_open01(r.w[j])));
   }
+  gumbel_add(score, scaled, words, skip, n);
 }
 
 // src[0, n) -> sanitised float32 (one clone set per input type).
@@ -254,7 +273,9 @@ inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::ve
 // Per-thread buffers, reused across positions.
 struct Workspace {
   std::vector<float> z, scaled, score, full, tmp, wts;
-  Workspace() : z(kChunk), scaled(kChunk), score(kChunk) {}
+  std::vector<uint32_t> words;
+  std::vector<uint8_t> skip;
+  Workspace() : z(kChunk), scaled(kChunk), score(kChunk), words(kChunk), skip(kChunk) {}
 };
 
 // Merges the state of a later vocabulary range into st (ties keep the earlier, smaller id).
@@ -305,7 +326,8 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
     const float* d = p.source_sampling ? scaled : z;
     const float* score = scaled;
     if (p.sample) {
-      gumbel_scores(ws.score.data(), scaled, n, v0, p, b, l, st.best);
+      gumbel_scores(ws.score.data(), scaled, n, v0, p, b, l, st.best, ws.words.data(),
+                    ws.skip.data());
       score = ws.score.data();
     }
     const float score_max = chunk_max(score, n);

@@ -58,4 +58,86 @@ DLLM_HOST_DEVICE float uniform_closed0(uint32_t w) {
   return static_cast<float>(w >> 8) * 5.9604644775390625e-08f;
 }
 
+// ---- Gumbel noise, bit-identical on host, device and in the PyTorch reference ---------------------
+// log is evaluated with one fixed sequence of separately rounded float32 multiplies and adds (no
+// FMA contraction, no library call), mirrored op for op by reference/philox.py, so the three
+// backends draw the same noise and therefore the same tokens.
+
+#if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+DLLM_HOST_DEVICE float det_mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+DLLM_HOST_DEVICE float det_add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+DLLM_HOST_DEVICE uint32_t det_float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  __builtin_memcpy(&u, &x, sizeof(u));
+  return u;
+#endif
+}
+
+DLLM_HOST_DEVICE float det_bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float x;
+  __builtin_memcpy(&x, &u, sizeof(x));
+  return x;
+#endif
+}
+
+// Natural log of a normal, positive float32 (~1 ulp): x = 2^e * m with m in [sqrt(1/2), sqrt(2)),
+// log x = e*ln2 + log1p(m - 1), the log1p by a degree-9 polynomial (Cephes' logf scheme).
+DLLM_HOST_DEVICE float log_det(float x) {
+  const uint32_t bits = det_float_bits(x);
+  int32_t e = static_cast<int32_t>((bits >> 23) & 0xFFu) - 127;
+  float m = det_bits_float((bits & 0x007FFFFFu) | 0x3F800000u);       // [1, 2)
+  const bool big = m > 1.41421356f;
+  m = big ? det_mul(m, 0.5f) : m;                                        // exact
+  e = big ? e + 1 : e;
+  const float f = det_add(m, -1.0f);                                     // exact
+  const float z = det_mul(f, f);
+  float y = 7.0376836292e-2f;
+  y = det_add(det_mul(y, f), -1.1514610310e-1f);
+  y = det_add(det_mul(y, f), 1.1676998740e-1f);
+  y = det_add(det_mul(y, f), -1.2420140846e-1f);
+  y = det_add(det_mul(y, f), 1.4249322787e-1f);
+  y = det_add(det_mul(y, f), -1.6668057665e-1f);
+  y = det_add(det_mul(y, f), 2.0000714765e-1f);
+  y = det_add(det_mul(y, f), -2.4999993993e-1f);
+  y = det_add(det_mul(y, f), 3.3333331174e-1f);
+  y = det_mul(det_mul(y, f), z);
+  const float fe = static_cast<float>(e);
+  y = det_add(y, det_mul(fe, -2.12194440e-4f));
+  y = det_add(y, det_mul(z, -0.5f));
+  return det_add(det_add(f, y), det_mul(fe, 0.693359375f));
+}
+
+// The Gumbel draw of a Philox word: -log(-log U), U = uniform_open01(w); at most 16.64.
+DLLM_HOST_DEVICE float gumbel_of_word(uint32_t w) {
+  return -log_det(-log_det(uniform_open01(w)));
+}
+
+#if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
 }  // namespace dllm
