@@ -43,7 +43,8 @@ def _has_kernel(op: str, key: str) -> bool:
 
 
 def _load() -> tuple[bool, bool, str | None, dict[str, Any] | None]:
-    """Returns (native loaded, CUDA kernels loaded, why not native, build info)."""
+    """Returns (native loaded, CUDA kernels loaded, why not native, build info); sets C."""
+    global C
     info = _read_build_info()
     if os.environ.get("DLLM_KERNELS_NATIVE", "1") == "0":
         return False, False, "DLLM_KERNELS_NATIVE=0", info
@@ -52,9 +53,10 @@ def _load() -> tuple[bool, bool, str | None, dict[str, Any] | None]:
                   "(run: pip install --no-build-isolation -e .)")
     else:
         reason = _mismatch(info)
+    module = None
     if reason is None:
         try:
-            importlib.import_module("dllm_kernels._C")
+            module = importlib.import_module("dllm_kernels._C")
         except (ImportError, OSError) as e:
             reason = f"dllm_kernels._C failed to load: {e}"
     if reason is None:
@@ -65,9 +67,11 @@ def _load() -> tuple[bool, bool, str | None, dict[str, Any] | None]:
         warnings.warn(f"{reason}; using the reference ops (slow).", RuntimeWarning, stacklevel=3)
         return False, False, reason, info
     cuda = all(_has_kernel(op, "CUDA") for op in _OPS)
+    C = module
     return True, cuda, None, info
 
 
+C = None  # the loaded dllm_kernels._C module (host objects such as PageAllocator), if native
 NATIVE, NATIVE_CUDA, FALLBACK_REASON, BUILD_INFO = _load()
 
 

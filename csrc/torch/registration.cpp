@@ -1,7 +1,7 @@
-// csrc/torch/registration.cpp — every schema of the dllm_kernels op library, in one place.
+// csrc/torch/registration.cpp — every schema of the dllm_kernels op library, in one place (the
+// Python module init with the host objects is bindings.cpp).
 // Implementations register per backend (TORCH_LIBRARY_IMPL) in csrc/cpu/<op>.cpp and
 // csrc/cuda/<op>.cu; fake (meta) implementations are registered from Python in dllm_kernels/ops.py.
-#include <Python.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY(dllm_kernels, m) {
@@ -26,11 +26,4 @@ TORCH_LIBRARY(dllm_kernels, m) {
       "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
       "Tensor? suppress_tokens, str rule, Tensor? per_row, float value, bool strict, bool commit, "
       "int seed, int offset) -> (Tensor x0, Tensor conf, Tensor transfer)");
-}
-
-// A module init so that `import dllm_kernels._C` loads the library (and runs the registrations
-// above); the ops themselves are reached through torch.ops.dllm_kernels, never through pybind11.
-extern "C" PyObject* PyInit__C(void) {
-  static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
 }

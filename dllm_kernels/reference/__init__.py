@@ -7,6 +7,7 @@ reference is also the fallback when the native extension is not available.
 from .commit import commit_
 from .denoise_step import denoise_step
 from .num_transfer_tokens import num_transfer_tokens
+from .page_allocator import PageAllocator
 from .select_transfer import select_transfer
 
-__all__ = ["commit_", "denoise_step", "num_transfer_tokens", "select_transfer"]
+__all__ = ["PageAllocator", "commit_", "denoise_step", "num_transfer_tokens", "select_transfer"]
