@@ -195,12 +195,19 @@ def select_transfer(conf, num_transfer, threshold, factor, probability, strict, 
     (num_transfer: int64 [B] on conf's device; probability: float32 [B]; threshold/factor: float)."""
     check_dim(conf, 2, op, "conf")
     check_dtype(conf, torch.float32, op, "conf")
+    return select_rule(conf.shape[0], conf.device, num_transfer, threshold, factor, probability,
+                       strict, seed, offset, op)
+
+
+def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, probability,
+                strict, seed, offset, op: str) -> dict:
+    """The selection-rule part of select_transfer's checks, for B rows on `device` (also used by
+    denoise_and_select, before any confidence tensor exists)."""
     given = [name for name, v in (("num_transfer", num_transfer), ("threshold", threshold),
                                   ("factor", factor), ("probability", probability)) if v is not None]
     if len(given) != 1:
         fail(op, "num_transfer/threshold/factor/probability",
              f"exactly one selection rule must be given, got {given or 'none'}")
-    B = conf.shape[0]
     kind = given[0]
     if not isinstance(strict, bool):
         fail(op, "strict", f"must be a bool, got {type(strict).__name__}")
@@ -209,7 +216,8 @@ def select_transfer(conf, num_transfer, threshold, factor, probability, strict, 
         if isinstance(v, torch.Tensor) and v.dim() == 1:
             want = (torch.int64, torch.int32) if kind == "num_transfer" else (torch.float32, torch.float64)
             check_dtype(v, want, op, kind)
-            check_same_device(v, conf, op, kind, "conf")
+            if v.device != device:
+                fail(op, kind, f"must be on the same device as conf ({device}), got {v.device}")
             if v.shape[0] != B:
                 fail(op, kind, f"must have shape [B] = [{B}], got {list(v.shape)}")
             value = v.to(torch.int64 if kind == "num_transfer" else torch.float32)
@@ -219,12 +227,12 @@ def select_transfer(conf, num_transfer, threshold, factor, probability, strict, 
                 fail(op, "num_transfer", f"must be >= 0, got {v.min().item()}")
         else:
             scalar = as_int(v, op, kind) if kind == "num_transfer" else as_float(v, op, kind)
-            value = torch.full((B,), scalar, device=conf.device,
+            if kind == "num_transfer" and scalar < 0:
+                fail(op, "num_transfer", f"must be >= 0, got {scalar}")
+            if kind == "probability" and not 0 <= scalar <= 1:
+                fail(op, "probability", f"must be in [0, 1], got {scalar}")
+            value = torch.full((B,), scalar, device=device,
                                dtype=torch.int64 if kind == "num_transfer" else torch.float32)
-        if kind == "num_transfer" and not isinstance(v, torch.Tensor) and value.numel() and scalar < 0:
-            fail(op, "num_transfer", f"must be >= 0, got {scalar}")
-        if kind == "probability" and not isinstance(v, torch.Tensor) and not 0 <= scalar <= 1:
-            fail(op, "probability", f"must be in [0, 1], got {scalar}")
     else:
         value = as_float(threshold if kind == "threshold" else factor, op, kind)
         if kind == "factor" and not value > 0:

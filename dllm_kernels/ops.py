@@ -166,9 +166,8 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                                 confidence, confidence_source, suppress_tokens, seed, offset,
                                 op="denoise_and_select")
-    conf_like = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # shape/device only
-    rule = _checks.select_transfer(conf_like, num_transfer, threshold, factor, probability, strict,
-                                   opts["seed"], opts["offset"], op="denoise_and_select")
+    rule = _checks.select_rule(x.shape[0], x.device, num_transfer, threshold, factor, probability,
+                               strict, opts["seed"], opts["offset"], op="denoise_and_select")
     if commit:
         _checks.check_writable(x, "denoise_and_select", "x")
     per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
