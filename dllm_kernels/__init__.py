@@ -12,8 +12,8 @@ dllm_kernels.reference, and `python -m dllm_kernels` verifies and benchmarks the
 from . import reference
 from ._native import backend_info
 from .cache import PageAllocator
-from .ops import commit_, denoise_and_select, denoise_step, num_transfer_tokens, select_transfer
+from .ops import cache_copy_pages_, cache_gather, cache_write_, commit_, denoise_and_select, denoise_step, num_transfer_tokens, select_transfer
 
 __version__ = "0.1.0"
-__all__ = ["PageAllocator", "backend_info", "commit_", "denoise_and_select", "denoise_step", "num_transfer_tokens",
+__all__ = ["PageAllocator", "backend_info", "cache_copy_pages_", "cache_gather", "cache_write_", "commit_", "denoise_and_select", "denoise_step", "num_transfer_tokens",
            "reference", "select_transfer", "__version__"]

@@ -239,3 +239,179 @@ def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, p
             fail(op, "factor", f"must be > 0, got {value}")
     seed, offset = seed_and_offset(seed, offset, op) if kind == "probability" else (0, 0)
     return {"kind": kind, "value": value, "seed": seed, "offset": offset}
+
+
+# ---- paged KV cache ops ------------------------------------------------------------------------
+
+CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _has_data(*tensors) -> bool:
+    """Values can be read (not meta / fake tensors, which only carry shapes)."""
+    return all(t.device.type != "meta" and not is_fake(t) for t in tensors)
+
+
+def cache_pair_overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """k_cache and v_cache share memory? Exact for separate tensors, the two halves of one
+    [P, 2, S, H, D] allocation (interleaved page by page) and layers of a bigger one; otherwise
+    conservative (any overlap of their spans). Mirrors cache_pair_overlaps in checks.cpp."""
+    if not a.numel() or not b.numel() or not _has_data(a, b):
+        return False
+    if a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
+        return False
+
+    def extent(t, first):
+        return 1 + sum((n - 1) * s for n, s in zip(t.shape[first:], t.stride()[first:]))
+
+    oa, ob = a.storage_offset(), b.storage_offset()
+    if oa + extent(a, 0) <= ob or ob + extent(b, 0) <= oa:
+        return False
+    period, page = a.stride(0), extent(a, 1)
+    if a.stride() != b.stride() or a.shape != b.shape or period <= 0 or page > period:
+        return True
+    d = (oa - ob) % period
+    return d < page or period - d < page
+
+
+def cache_pair(k_cache, v_cache, op: str, written: bool) -> tuple[int, int, int, int]:
+    """k_cache / v_cache [num_pages, page_size, H_kv, D]: checks them; returns (P, S, H, D)."""
+    check_dim(k_cache, 4, op, "k_cache")
+    check_dtype(k_cache, CACHE_DTYPES, op, "k_cache")
+    check_tensor(v_cache, op, "v_cache")
+    check_same_device(v_cache, k_cache, op, "v_cache", "k_cache")
+    check_dtype(v_cache, k_cache.dtype, op, "v_cache")
+    check_same_shape(v_cache, k_cache, op, "v_cache", "k_cache")
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
+        if t.shape[-1] > 1 and t.stride(-1) != 1:
+            fail(op, name, f"must be contiguous in the last (head_dim) dim, got strides {list(t.stride())}")
+        if written:
+            check_writable(t, op, name)
+    if written and cache_pair_overlaps(k_cache, v_cache):
+        fail(op, "v_cache", "must not share memory with k_cache, which is written in place (pass a copy)")
+    P, S, H, D = k_cache.shape
+    if P < 1 or S < 1 or H < 1 or D < 1:
+        fail(op, "k_cache", f"must have num_pages, page_size, H_kv and D >= 1, got shape {list(k_cache.shape)}")
+    return P, S, H, D
+
+
+def cache_write_(k_cache, v_cache, k, v, slot_mapping, check: bool) -> None:
+    """Shapes, dtypes, devices and aliasing; with check=True (and real tensors) also the slots:
+    below num_pages * page_size, each non-negative slot at most once."""
+    op = "cache_write_"
+    P, S, H, D = cache_pair(k_cache, v_cache, op, written=True)
+    check_tensor(k, op, "k")
+    if k.dim() not in (3, 4):
+        fail(op, "k", f"must be [N, H_kv, D] or [B, L, H_kv, D], got shape {list(k.shape)}")
+    if tuple(k.shape[-2:]) != (H, D):
+        fail(op, "k", f"must end in [H_kv, D] = [{H}, {D}] like k_cache, got shape {list(k.shape)}")
+    check_same_device(k, k_cache, op, "k", "k_cache")
+    check_dtype(k, k_cache.dtype, op, "k")
+    check_tensor(v, op, "v")
+    check_same_device(v, k_cache, op, "v", "k_cache")
+    check_dtype(v, k_cache.dtype, op, "v")
+    check_same_shape(v, k, op, "v", "k")
+    check_tensor(slot_mapping, op, "slot_mapping")
+    check_dtype(slot_mapping, torch.int64, op, "slot_mapping")
+    check_same_device(slot_mapping, k_cache, op, "slot_mapping", "k_cache")
+    if tuple(slot_mapping.shape) != tuple(k.shape[:-2]):
+        fail(op, "slot_mapping", f"must have the shape of k without [H_kv, D], {list(k.shape[:-2])}, got {list(slot_mapping.shape)}")
+    for cache_name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
+        for name, t in (("k", k), ("v", v), ("slot_mapping", slot_mapping)):
+            check_no_overlap(cache, t, op, name, cache_name)
+    if not isinstance(check, bool):
+        fail(op, "check", f"must be a bool, got {type(check).__name__}")
+    if check and slot_mapping.numel() and _has_data(slot_mapping):
+        slots = slot_mapping.reshape(-1).cpu()
+        capacity = P * S
+        bad = (slots >= capacity).nonzero()
+        if bad.numel():
+            i = int(bad[0, 0])
+            fail(op, "slot_mapping", f"holds slot {int(slots[i])} at flat index {i}, beyond the cache's "
+                 f"{capacity} slots (num_pages {P} x page_size {S}); nothing was written")
+        valid = slots[slots >= 0]
+        uniq, counts = torch.unique(valid, return_counts=True)
+        if bool((counts > 1).any()):
+            dup = int(uniq[counts > 1][0])
+            fail(op, "slot_mapping", f"holds slot {dup} more than once (each slot may be written once "
+                 "per call); nothing was written")
+
+
+def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
+                lens_arg: str = "kv_lens") -> None:
+    """block_table int32 [B, max_pages], lengths int32 [B]; with real tensors also the values:
+    0 <= len <= max_pages * page_size, and the pages a row uses are page ids < num_pages."""
+    check_dim(block_table, 2, op, "block_table")
+    check_dtype(block_table, torch.int32, op, "block_table")
+    check_dim(kv_lens, 1, op, lens_arg)
+    check_dtype(kv_lens, torch.int32, op, lens_arg)
+    check_same_device(kv_lens, block_table, op, lens_arg, "block_table")
+    if B is not None and block_table.shape[0] != B:
+        fail(op, "block_table", f"must have B = {B} rows, got shape {list(block_table.shape)}")
+    if kv_lens.shape[0] != block_table.shape[0]:
+        fail(op, lens_arg, f"must have shape [B] = [{block_table.shape[0]}] like block_table, got {list(kv_lens.shape)}")
+    if not kv_lens.numel() or not _has_data(block_table, kv_lens):
+        return
+    lens, table = kv_lens.cpu().long(), block_table.cpu().long()
+    cap = table.shape[1] * S
+    bad = ((lens < 0) | (lens > cap)).nonzero()
+    if bad.numel():
+        b = int(bad[0, 0])
+        fail(op, f"{lens_arg}[{b}]", f"= {int(lens[b])} must be in [0, max_pages {table.shape[1]} x page_size {S} = {cap}]")
+    used = torch.arange(table.shape[1]).unsqueeze(0) < ((lens + S - 1) // S).unsqueeze(1)
+    bad = (used & ((table < 0) | (table >= P))).nonzero()
+    if bad.numel():
+        b, j = int(bad[0, 0]), int(bad[0, 1])
+        fail(op, f"block_table[{b}, {j}]", f"= {int(table[b, j])} is not a page id in [0, {P}) "
+             f"(row {b} uses its first {int((lens[b] + S - 1) // S)} entries)")
+
+
+def cache_gather(k_cache, v_cache, block_table_, kv_lens, max_len) -> int | None:
+    """Checks the arguments; returns max_len as an int (None: the caller takes max(kv_lens))."""
+    op = "cache_gather"
+    P, S, _, _ = cache_pair(k_cache, v_cache, op, written=False)
+    check_tensor(block_table_, op, "block_table")
+    check_same_device(block_table_, k_cache, op, "block_table", "k_cache")
+    block_table(block_table_, kv_lens, P, S, None, op)
+    if max_len is not None:
+        max_len = as_int(max_len, op, "max_len")
+        if max_len < 0:
+            fail(op, "max_len", f"must be >= 0, got {max_len}")
+    return max_len
+
+
+def page_pairs(pairs, device, op: str = "cache_copy_pages_") -> torch.Tensor:
+    """(src, dst) page pairs as an int64 [n, 2] tensor on `device` (lists are converted)."""
+    if isinstance(pairs, torch.Tensor):
+        check_dtype(pairs, torch.int64, op, "pairs")
+        if pairs.dim() != 2 or pairs.shape[1] != 2:
+            fail(op, "pairs", f"must be [n, 2] (src, dst), got shape {list(pairs.shape)}")
+        if pairs.device != device:
+            fail(op, "pairs", f"must be on the same device as k_cache ({device}), got {pairs.device}")
+        return pairs
+    try:
+        rows = [(as_int(s, op, "pairs"), as_int(d, op, "pairs")) for s, d in pairs]
+    except (TypeError, ValueError):
+        fail(op, "pairs", "must be an int64 [n, 2] tensor or a sequence of (src, dst) page ids")
+    return torch.tensor(rows, dtype=torch.int64).reshape(-1, 2).to(device)
+
+
+def cache_copy_pages_(k_cache, v_cache, pairs) -> None:
+    """pairs int64 [n, 2]: page ids in range, every dst distinct and not also a src (so the
+    result does not depend on the order of the copies)."""
+    op = "cache_copy_pages_"
+    P, _, _, _ = cache_pair(k_cache, v_cache, op, written=True)
+    if pairs.dim() != 2 or pairs.shape[1] != 2:
+        fail(op, "pairs", f"must be [n, 2] (src, dst), got shape {list(pairs.shape)}")
+    if not pairs.numel() or not _has_data(pairs):
+        return
+    p = pairs.cpu()
+    bad = ((p < 0) | (p >= P)).nonzero()
+    if bad.numel():
+        i, j = int(bad[0, 0]), int(bad[0, 1])
+        fail(op, f"pairs[{i}, {j}]", f"= {int(p[i, j])} is not a page id in [0, {P})")
+    src, dst = p[:, 0].tolist(), p[:, 1].tolist()
+    if len(set(dst)) != len(dst):
+        fail(op, "pairs", "must not copy to the same dst page twice")
+    both = set(src) & set(dst)
+    if both:
+        fail(op, "pairs", f"page {min(both)} is both a src and a dst (copies would depend on their order)")

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-_OPS = ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select")  # every op the library defines (schemas in registration.cpp)
+_OPS = ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select",
+        "cache_write_", "cache_gather", "cache_copy_pages_")  # every op the library defines (schemas in registration.cpp)
 
 
 def _read_build_info() -> dict[str, Any] | None:

@@ -188,6 +188,75 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
     return x0, conf, transfer
 
 
+# ---- paged KV cache ------------------------------------------------------------------------------
+
+def cache_write_(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 slot_mapping: torch.Tensor, *, check: bool = True) -> None:
+    """k_cache[s // S, s % S] = k[i], v_cache[s // S, s % S] = v[i] for each s = slot_mapping[i] >= 0.
+
+    Writing a slot again overwrites it (a dLLM block refreshed in place).
+
+    Args:
+        k_cache, v_cache: [num_pages, page_size, H_kv, D] float32/bfloat16/float16, head_dim
+            contiguous, any other strides; written in place.
+        k, v: [N, H_kv, D] or [B, L, H_kv, D], the cache's dtype, any strides (views of a fused
+            qkv tensor are read in place).
+        slot_mapping: int64 [N] or [B, L] (k's leading shape): slot = page * page_size + offset;
+            < 0 skips the token (padding).
+        check: True (default) rejects a slot >= num_pages * page_size or a repeated slot before
+            anything is written; on CUDA that reads slot_mapping back (a device sync). False (the
+            per-step path, for mappings built by PagedKVCache): no sync; such slots are skipped,
+            never written out of bounds.
+    """
+    if _use_native(k_cache, v_cache, k, v, slot_mapping):
+        torch.ops.dllm_kernels.cache_write_(k_cache, v_cache, k, v, slot_mapping, bool(check))
+        return
+    reference.cache_write_(k_cache, v_cache, k, v, slot_mapping, check=check)
+
+
+def cache_gather(k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torch.Tensor,
+                 kv_lens: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """k[b, t] = k_cache[block_table[b, t // S], t % S] for t < kv_lens[b], zeros after (and v).
+
+    Args:
+        k_cache, v_cache: [num_pages, page_size, H_kv, D].
+        block_table: int32 [B, max_pages], row b's pages in logical order.
+        kv_lens: int32 [B], tokens of row b (<= max_pages * page_size); the pages a row uses must
+            be valid page ids (checked: reads the tensors, a device sync on CUDA).
+        max_len: output length; None = max(kv_lens). A longer row is cut to max_len tokens.
+
+    Returns:
+        (k, v): contiguous [B, max_len, H_kv, D] in the cache's dtype, zero padded.
+    """
+    if _use_native(k_cache, v_cache, block_table, kv_lens):
+        max_len = _checks.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
+        if max_len is None:
+            max_len = int(kv_lens.max()) if kv_lens.numel() else 0
+        return torch.ops.dllm_kernels.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
+    return reference.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
+
+
+def cache_copy_pages_(k_cache: torch.Tensor, v_cache: torch.Tensor, pairs) -> None:
+    """k_cache[dst] = k_cache[src], v_cache[dst] = v_cache[src] for each (src, dst) page pair.
+
+    The copies PageAllocator.writable asks for (copy-on-write of shared pages).
+
+    Args:
+        k_cache, v_cache: [num_pages, page_size, H_kv, D], written in place.
+        pairs: int64 [n, 2] on the cache's device, or a sequence of (src, dst) ints. Page ids in
+            range, every dst distinct and never also a src (checked; a device sync for a CUDA
+            tensor).
+    """
+    if isinstance(k_cache, torch.Tensor) and isinstance(v_cache, torch.Tensor) and \
+            not isinstance(pairs, torch.Tensor):
+        _checks.cache_pair(k_cache, v_cache, "cache_copy_pages_", written=True)
+        pairs = _checks.page_pairs(pairs, k_cache.device)
+    if _use_native(k_cache, v_cache, pairs):
+        torch.ops.dllm_kernels.cache_copy_pages_(k_cache, v_cache, pairs)
+        return
+    reference.cache_copy_pages_(k_cache, v_cache, pairs)
+
+
 # ---- fake (meta) implementations: shapes, dtypes and argument checks, no data -------------------
 if NATIVE:
 
@@ -224,3 +293,20 @@ if NATIVE:
                              op="denoise_and_select")
         return (torch.empty_like(x), torch.empty(x.shape, dtype=torch.float32, device=x.device),
                 torch.empty(x.shape, dtype=torch.bool, device=x.device))
+
+    @torch.library.register_fake("dllm_kernels::cache_write_")
+    def _cache_write_fake(k_cache, v_cache, k, v, slot_mapping, check):
+        _checks.cache_write_(k_cache, v_cache, k, v, slot_mapping, check)
+        return None
+
+    @torch.library.register_fake("dllm_kernels::cache_gather")
+    def _cache_gather_fake(k_cache, v_cache, block_table, kv_lens, max_len):
+        _checks.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
+        shape = (block_table.shape[0], max_len, *k_cache.shape[2:])
+        return k_cache.new_empty(shape), v_cache.new_empty(shape)
+
+    @torch.library.register_fake("dllm_kernels::cache_copy_pages_")
+    def _cache_copy_pages_fake(k_cache, v_cache, pairs):
+        _checks.cache_pair(k_cache, v_cache, "cache_copy_pages_", written=True)
+        _checks.cache_copy_pages_(k_cache, v_cache, pairs)
+        return None

@@ -3,7 +3,10 @@
 // mirror (for the reference ops and the fake kernels) is dllm_kernels/_checks.py.
 #include "checks.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <vector>
 #include <limits>
 
 namespace dllm_torch {
@@ -132,6 +135,175 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
   a.seed = static_cast<uint64_t>(seed);
   a.offset = static_cast<uint32_t>(offset);
   return a;
+}
+
+}  // namespace dllm_torch
+
+namespace dllm_torch {
+
+namespace {
+
+// The index tensor's values on the host (a device sync for CUDA tensors), as a flat int64 vector.
+std::vector<int64_t> host_values(const at::Tensor& t) {
+  const at::Tensor h = t.to(at::kCPU, at::kLong).contiguous();
+  return std::vector<int64_t>(h.const_data_ptr<int64_t>(), h.const_data_ptr<int64_t>() + h.numel());
+}
+
+// k_cache and v_cache share memory? Exact for the layouts caches use: separate tensors, two
+// halves of one [P, 2, S, H, D] allocation (interleaved page by page), or layers of a bigger one.
+// Otherwise conservative (any overlap of their byte spans counts).
+bool cache_pair_overlaps(const at::Tensor& a, const at::Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0 || !a.has_storage() || !b.has_storage()) return false;
+  if (!a.storage().is_alias_of(b.storage())) return false;
+  auto extent = [](const at::Tensor& t, int64_t first_dim) {  // elements spanned by dims >= first
+    int64_t e = 1;
+    for (int64_t d = first_dim; d < t.dim(); ++d) e += (t.size(d) - 1) * t.stride(d);
+    return e;
+  };
+  const int64_t oa = a.storage_offset(), ob = b.storage_offset();
+  if (oa + extent(a, 0) <= ob || ob + extent(b, 0) <= oa) return false;  // disjoint spans
+  const int64_t period = a.stride(0), page = extent(a, 1);
+  if (a.strides() != b.strides() || a.sizes() != b.sizes() || period <= 0 || page > period)
+    return true;
+  // Both repeat every `period` elements with one page of `page` elements: compare on the circle.
+  const int64_t da = ((oa - ob) % period + period) % period;
+  return da < page || period - da < page;
+}
+
+}  // namespace
+
+CacheDims cache_pair_check(const at::Tensor& k_cache, const at::Tensor& v_cache, const char* op,
+                           bool written) {
+  check_dim(k_cache, 4, op, "k_cache");
+  const auto dt = k_cache.scalar_type();
+  DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "k_cache",
+                 "must have dtype Float, BFloat16 or Half, got ", dt);
+  check_same_device(v_cache, k_cache, op, "v_cache", "k_cache");
+  check_dtype(v_cache, dt, op, "v_cache");
+  check_same_shape(v_cache, k_cache, op, "v_cache", "k_cache");
+  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"k_cache", k_cache},
+                                std::pair<const char*, const at::Tensor&>{"v_cache", v_cache}}) {
+    DLLM_CHECK_ARG(t.size(3) <= 1 || t.stride(3) == 1, op, name,
+                   "must be contiguous in the last (head_dim) dim, got strides ", t.strides());
+    if (written) check_writable(t, op, name);
+  }
+  DLLM_CHECK_ARG(!written || !cache_pair_overlaps(k_cache, v_cache), op, "v_cache",
+                 "must not share memory with k_cache, which is written in place (pass a copy)");
+  const CacheDims d{k_cache.size(0), k_cache.size(1), k_cache.size(2), k_cache.size(3)};
+  DLLM_CHECK_ARG(d.num_pages >= 1 && d.page_size >= 1 && d.heads >= 1 && d.head_dim >= 1, op,
+                 "k_cache", "must have num_pages, page_size, H_kv and D >= 1, got shape ",
+                 k_cache.sizes());
+  DLLM_CHECK_ARG(d.heads * d.head_dim <= (int64_t{1} << 24), op, "k_cache",
+                 "must have H_kv * D <= 2^24 elements per token, got shape ", k_cache.sizes());
+  return d;
+}
+
+CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
+                            const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& slot_mapping, bool check) {
+  constexpr const char* op = "cache_write_";
+  const CacheDims d = cache_pair_check(k_cache, v_cache, op, true);
+  DLLM_CHECK_ARG(k.dim() == 3 || k.dim() == 4, op, "k",
+                 "must be [N, H_kv, D] or [B, L, H_kv, D], got shape ", k.sizes());
+  DLLM_CHECK_ARG(k.size(-2) == d.heads && k.size(-1) == d.head_dim, op, "k",
+                 "must end in [H_kv, D] = [", d.heads, ", ", d.head_dim,
+                 "] like k_cache, got shape ", k.sizes());
+  check_same_device(k, k_cache, op, "k", "k_cache");
+  check_dtype(k, k_cache.scalar_type(), op, "k");
+  check_same_device(v, k_cache, op, "v", "k_cache");
+  check_dtype(v, k_cache.scalar_type(), op, "v");
+  check_same_shape(v, k, op, "v", "k");
+  check_dtype(slot_mapping, at::kLong, op, "slot_mapping");
+  check_same_device(slot_mapping, k_cache, op, "slot_mapping", "k_cache");
+  DLLM_CHECK_ARG(slot_mapping.sizes() == k.sizes().slice(0, k.dim() - 2), op, "slot_mapping",
+                 "must have the shape of k without [H_kv, D], ", k.sizes().slice(0, k.dim() - 2),
+                 ", got ", slot_mapping.sizes());
+  for (const auto& [cache_name, cache] :
+       {std::pair<const char*, const at::Tensor&>{"k_cache", k_cache},
+        std::pair<const char*, const at::Tensor&>{"v_cache", v_cache}}) {
+    check_no_overlap(cache, k, op, "k", cache_name);
+    check_no_overlap(cache, v, op, "v", cache_name);
+    check_no_overlap(cache, slot_mapping, op, "slot_mapping", cache_name);
+  }
+  if (check && slot_mapping.numel() > 0) {
+    const int64_t capacity = d.num_pages * d.page_size;
+    std::vector<int64_t> slots = host_values(slot_mapping);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      DLLM_CHECK_ARG(slots[i] < capacity, op, "slot_mapping", "holds slot ", slots[i],
+                     " at flat index ", i, ", beyond the cache's ", capacity, " slots (num_pages ",
+                     d.num_pages, " x page_size ", d.page_size, "); nothing was written");
+    }
+    slots.erase(std::remove_if(slots.begin(), slots.end(), [](int64_t s) { return s < 0; }),
+                slots.end());
+    std::sort(slots.begin(), slots.end());
+    const auto dup = std::adjacent_find(slots.begin(), slots.end());
+    DLLM_CHECK_ARG(dup == slots.end(), op, "slot_mapping", "holds slot ",
+                   dup == slots.end() ? 0 : *dup,
+                   " more than once (each slot may be written once per call); nothing was written");
+  }
+  return d;
+}
+
+CacheDims cache_gather_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
+                             const at::Tensor& block_table, const at::Tensor& kv_lens,
+                             int64_t max_len) {
+  constexpr const char* op = "cache_gather";
+  const CacheDims d = cache_pair_check(k_cache, v_cache, op, false);
+  check_same_device(block_table, k_cache, op, "block_table", "k_cache");
+  check_dim(block_table, 2, op, "block_table");
+  check_dtype(block_table, at::kInt, op, "block_table");
+  check_dim(kv_lens, 1, op, "kv_lens");
+  check_dtype(kv_lens, at::kInt, op, "kv_lens");
+  check_same_device(kv_lens, block_table, op, "kv_lens", "block_table");
+  DLLM_CHECK_ARG(kv_lens.size(0) == block_table.size(0), op, "kv_lens", "must have shape [B] = [",
+                 block_table.size(0), "] like block_table, got ", kv_lens.sizes());
+  DLLM_CHECK_ARG(max_len >= 0, op, "max_len", "must be >= 0, got ", max_len);
+  if (kv_lens.numel() == 0) return d;
+  const std::vector<int64_t> lens = host_values(kv_lens), table = host_values(block_table);
+  const int64_t max_pages = block_table.size(1), cap = max_pages * d.page_size;
+  for (size_t b = 0; b < lens.size(); ++b) {
+    TORCH_CHECK(lens[b] >= 0 && lens[b] <= cap, "dllm_kernels.", op, ": kv_lens[", b, "] = ", lens[b],
+                   " must be in [0, max_pages ", max_pages, " x page_size ", d.page_size, " = ",
+                   cap, "]");
+    const int64_t used = (lens[b] + d.page_size - 1) / d.page_size;
+    for (int64_t j = 0; j < used; ++j) {
+      const int64_t page = table[b * max_pages + j];
+      TORCH_CHECK(page >= 0 && page < d.num_pages, "dllm_kernels.", op, ": block_table[", b, ", ", j, "] = ",
+                     page, " is not a page id in [0, ", d.num_pages, ") (row ", b,
+                     " uses its first ", used, " entries)");
+    }
+  }
+  return d;
+}
+
+CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                 const at::Tensor& pairs) {
+  constexpr const char* op = "cache_copy_pages_";
+  const CacheDims d = cache_pair_check(k_cache, v_cache, op, true);
+  check_dtype(pairs, at::kLong, op, "pairs");
+  DLLM_CHECK_ARG(pairs.dim() == 2 && pairs.size(1) == 2, op, "pairs",
+                 "must be [n, 2] (src, dst), got shape ", pairs.sizes());
+  check_same_device(pairs, k_cache, op, "pairs", "k_cache");
+  if (pairs.numel() == 0) return d;
+  const std::vector<int64_t> p = host_values(pairs);
+  for (size_t i = 0; i < p.size(); ++i) {
+    TORCH_CHECK(p[i] >= 0 && p[i] < d.num_pages, "dllm_kernels.", op, ": pairs[", i / 2, ", ", i % 2, "] = ",
+                   p[i], " is not a page id in [0, ", d.num_pages, ")");
+  }
+  std::vector<int64_t> src, dst;
+  for (size_t i = 0; i < p.size(); i += 2) {
+    src.push_back(p[i]);
+    dst.push_back(p[i + 1]);
+  }
+  std::sort(src.begin(), src.end());
+  std::sort(dst.begin(), dst.end());
+  DLLM_CHECK_ARG(std::adjacent_find(dst.begin(), dst.end()) == dst.end(), op, "pairs",
+                 "must not copy to the same dst page twice");
+  std::vector<int64_t> both;
+  std::set_intersection(src.begin(), src.end(), dst.begin(), dst.end(), std::back_inserter(both));
+  DLLM_CHECK_ARG(both.empty(), op, "pairs", "page ", both.empty() ? 0 : both.front(),
+                 " is both a src and a dst (copies would depend on their order)");
+  return d;
 }
 
 }  // namespace dllm_torch

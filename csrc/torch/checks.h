@@ -95,4 +95,21 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
                                  const std::optional<at::Tensor>& per_row, double value,
                                  bool strict, int64_t seed, int64_t offset, const char* op);
 
+// Paged KV cache ops. k_cache / v_cache [num_pages, page_size, H_kv, D]: the checks below verify
+// shapes, dtypes, devices and aliasing, and (reading the index tensors: a device sync on CUDA)
+// that every id and length is in range, so that a kernel never touches memory outside the cache.
+struct CacheDims {
+  int64_t num_pages, page_size, heads, head_dim;
+};
+CacheDims cache_pair_check(const at::Tensor& k_cache, const at::Tensor& v_cache, const char* op,
+                           bool written);
+CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
+                            const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& slot_mapping, bool check);
+CacheDims cache_gather_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
+                             const at::Tensor& block_table, const at::Tensor& kv_lens,
+                             int64_t max_len);
+CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                 const at::Tensor& pairs);
+
 }  // namespace dllm_torch

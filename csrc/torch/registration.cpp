@@ -26,4 +26,15 @@ TORCH_LIBRARY(dllm_kernels, m) {
       "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
       "Tensor? suppress_tokens, str rule, Tensor? per_row, float value, bool strict, bool commit, "
       "int seed, int offset) -> (Tensor x0, Tensor conf, Tensor transfer)");
+  // Paged KV cache, per layer k_cache / v_cache [num_pages, page_size, H_kv, D] f32|bf16|f16.
+  // Token i of k / v ([N, H_kv, D] or [B, L, H_kv, D]) -> slot slot_mapping[i] (int64, < 0 = skip).
+  m.def(
+      "cache_write_(Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor k, Tensor v, "
+      "Tensor slot_mapping, bool check) -> ()");
+  // block_table int32 [B, max_pages], kv_lens int32 [B] -> k, v [B, max_len, H_kv, D], zero padded.
+  m.def(
+      "cache_gather(Tensor k_cache, Tensor v_cache, Tensor block_table, Tensor kv_lens, "
+      "int max_len) -> (Tensor k, Tensor v)");
+  // Page pairs[i, 0] -> page pairs[i, 1] in both caches. pairs: int64 [n, 2].
+  m.def("cache_copy_pages_(Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor pairs) -> ()");
 }

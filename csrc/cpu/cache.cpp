@@ -1,0 +1,129 @@
+// csrc/cpu/cache.cpp — CPU implementations of the paged KV cache ops cache_write_, cache_gather
+// and cache_copy_pages_ (checks in csrc/torch/checks.cpp, copies in dllm/cache.h).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+
+#include "checks.h"
+#include "dllm/cache.h"
+
+namespace dllm_torch {
+
+namespace {
+
+// The copies only move bytes: dispatch on the element size (2 bytes: bf16 / fp16, 4: fp32).
+template <typename F>
+void dispatch_elem(const at::Tensor& t, F&& f) {
+  if (t.element_size() == 2) {
+    f(uint16_t{});
+  } else {
+    f(uint32_t{});
+  }
+}
+
+template <typename E>
+dllm::PagedCacheView<E> cache_view(const at::Tensor& c) {
+  return {static_cast<E*>(c.data_ptr()), c.stride(0), c.stride(1), c.stride(2)};
+}
+
+// k [N, H, D] or [B, L, H, D] as tokens [n0, n1, H, D].
+template <typename E>
+dllm::TokenView<const E> token_view(const at::Tensor& t) {
+  const bool flat = t.dim() == 3;
+  return {static_cast<const E*>(t.const_data_ptr()), flat ? t.size(0) : t.size(1),
+          flat ? 0 : t.stride(0), flat ? t.stride(0) : t.stride(1), t.stride(-2), t.stride(-1)};
+}
+
+dllm::View2D<const int64_t> slots_view(const at::Tensor& s) {
+  return s.dim() == 1 ? dllm::view2d(s.const_data_ptr<int64_t>(), 0, s.stride(0))
+                      : dllm::view2d(s.const_data_ptr<int64_t>(), s.stride(0), s.stride(1));
+}
+
+// Units of work per parallel chunk: ~64 KB of copies.
+int64_t grain_for(int64_t bytes_per_unit) {
+  return std::max<int64_t>(1, 65536 / std::max<int64_t>(bytes_per_unit, 1));
+}
+
+void cache_write_cpu(at::Tensor& k_cache,              // [num_pages, page_size, H, D], in place
+                     at::Tensor& v_cache,              // [num_pages, page_size, H, D], in place
+                     const at::Tensor& k,              // [N, H, D] or [B, L, H, D]
+                     const at::Tensor& v,              // same shape as k
+                     const at::Tensor& slot_mapping,   // [N] or [B, L] int64
+                     bool check) {
+  const CacheDims d = cache_write_check(k_cache, v_cache, k, v, slot_mapping, check);
+  const int64_t N = slot_mapping.numel();
+  if (N == 0) return;
+  const int64_t capacity = d.num_pages * d.page_size;
+  dispatch_elem(k_cache, [&](auto e) {
+    using E = decltype(e);
+    const auto kc = cache_view<E>(k_cache), vc = cache_view<E>(v_cache);
+    const auto kt = token_view<E>(k), vt = token_view<E>(v);
+    const auto sm = slots_view(slot_mapping);
+    at::parallel_for(0, N, grain_for(2 * d.heads * d.head_dim * sizeof(E)), [&](int64_t b, int64_t e) {
+      dllm::cpu::cache_write_tokens<E>(kc, vc, kt, vt, sm, d.page_size, capacity, d.heads,
+                                       d.head_dim, b, e);
+    });
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> cache_gather_cpu(
+    const at::Tensor& k_cache,      // [num_pages, page_size, H, D]
+    const at::Tensor& v_cache,      // [num_pages, page_size, H, D]
+    const at::Tensor& block_table,  // [B, max_pages] int32
+    const at::Tensor& kv_lens,      // [B] int32
+    int64_t max_len) {
+  const CacheDims d = cache_gather_check(k_cache, v_cache, block_table, kv_lens, max_len);
+  const int64_t B = block_table.size(0);
+  at::Tensor k_out = at::empty({B, max_len, d.heads, d.head_dim}, k_cache.options());
+  at::Tensor v_out = at::empty_like(k_out);
+  if (k_out.numel() == 0) return {k_out, v_out};
+  dispatch_elem(k_cache, [&](auto e) {
+    using E = decltype(e);
+    const dllm::PagedCacheView<const E> kc{static_cast<const E*>(k_cache.const_data_ptr()),
+                                           k_cache.stride(0), k_cache.stride(1), k_cache.stride(2)};
+    const dllm::PagedCacheView<const E> vc{static_cast<const E*>(v_cache.const_data_ptr()),
+                                           v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)};
+    const auto bt = dllm::view2d(block_table.const_data_ptr<int32_t>(), block_table.stride(0),
+                                 block_table.stride(1));
+    E* ko = static_cast<E*>(k_out.data_ptr());
+    E* vo = static_cast<E*>(v_out.data_ptr());
+    at::parallel_for(0, B * max_len, grain_for(2 * d.heads * d.head_dim * sizeof(E)),
+                     [&](int64_t b, int64_t e) {
+      dllm::cpu::cache_gather_tokens<E>(kc, vc, bt, kv_lens.const_data_ptr<int32_t>(),
+                                        kv_lens.stride(0), ko, vo, max_len, d.page_size, d.heads,
+                                        d.head_dim, b, e);
+    });
+  });
+  return {k_out, v_out};
+}
+
+void cache_copy_pages_cpu(at::Tensor& k_cache,     // [num_pages, page_size, H, D], in place
+                          at::Tensor& v_cache,     // [num_pages, page_size, H, D], in place
+                          const at::Tensor& pairs) // [n, 2] int64 (src, dst)
+{
+  const CacheDims d = cache_copy_pages_check(k_cache, v_cache, pairs);
+  const int64_t n = pairs.size(0);
+  if (n == 0) return;
+  dispatch_elem(k_cache, [&](auto e) {
+    using E = decltype(e);
+    const auto kc = cache_view<E>(k_cache), vc = cache_view<E>(v_cache);
+    const auto pv = dllm::view2d(pairs.const_data_ptr<int64_t>(), pairs.stride(0), pairs.stride(1));
+    at::parallel_for(0, n * d.page_size, grain_for(2 * d.heads * d.head_dim * sizeof(E)),
+                     [&](int64_t b, int64_t e) {
+      dllm::cpu::cache_copy_page_slots<E>(kc, vc, pv, d.page_size, d.heads, d.head_dim, b, e);
+    });
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) {
+  m.impl("cache_write_", &cache_write_cpu);
+  m.impl("cache_gather", &cache_gather_cpu);
+  m.impl("cache_copy_pages_", &cache_copy_pages_cpu);
+}
+
+}  // namespace dllm_torch
