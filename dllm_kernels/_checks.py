@@ -7,6 +7,7 @@ tensors under torch.compile) rejects the same inputs with a message naming the o
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -62,6 +63,23 @@ def check_no_overlap(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, ou
         return
 
     def span(t):  # [first, last) byte of t within its storage
+        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        return t.storage_offset() * t.element_size(), (last + 1) * t.element_size()
+
+    (a0, a1), (b0, b1) = span(out), span(inp)
+    if a0 < b1 and b0 < a1:
+        fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
+
+
+def check_disjoint(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_arg: str) -> None:
+    """`inp` is read at other positions than `out` is written (scatter / gather): no shared
+    memory at all, not even the very same view."""
+    if out.numel() == 0 or inp.numel() == 0 or out.device.type == "meta" or is_fake(out) or is_fake(inp):
+        return
+    if out.untyped_storage().data_ptr() != inp.untyped_storage().data_ptr():
+        return
+
+    def span(t):
         last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
         return t.storage_offset() * t.element_size(), (last + 1) * t.element_size()
 
@@ -252,9 +270,9 @@ def _has_data(*tensors) -> bool:
 
 
 def cache_pair_overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """k_cache and v_cache share memory? Exact for separate tensors, the two halves of one
-    [P, 2, S, H, D] allocation (interleaved page by page) and layers of a bigger one; otherwise
-    conservative (any overlap of their spans). Mirrors cache_pair_overlaps in checks.cpp."""
+    """k_cache and v_cache share memory? Never False when they do. Exact for separate tensors, the
+    two halves of one [P, 2, S, H, D] allocation and layers of a bigger one; other interleavings
+    are rejected conservatively. Mirrors cache_pair_overlaps in checks.cpp."""
     if not a.numel() or not b.numel() or not _has_data(a, b):
         return False
     if a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
@@ -291,6 +309,8 @@ def cache_pair(k_cache, v_cache, op: str, written: bool) -> tuple[int, int, int,
     P, S, H, D = k_cache.shape
     if P < 1 or S < 1 or H < 1 or D < 1:
         fail(op, "k_cache", f"must have num_pages, page_size, H_kv and D >= 1, got shape {list(k_cache.shape)}")
+    if H * D > 1 << 24:
+        fail(op, "k_cache", f"must have H_kv * D <= 2^24 elements per token, got shape {list(k_cache.shape)}")
     return P, S, H, D
 
 
@@ -317,7 +337,7 @@ def cache_write_(k_cache, v_cache, k, v, slot_mapping, check: bool) -> None:
         fail(op, "slot_mapping", f"must have the shape of k without [H_kv, D], {list(k.shape[:-2])}, got {list(slot_mapping.shape)}")
     for cache_name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
         for name, t in (("k", k), ("v", v), ("slot_mapping", slot_mapping)):
-            check_no_overlap(cache, t, op, name, cache_name)
+            check_disjoint(cache, t, op, name, cache_name)
     if not isinstance(check, bool):
         fail(op, "check", f"must be a bool, got {type(check).__name__}")
     if check and slot_mapping.numel() and _has_data(slot_mapping):
@@ -337,7 +357,7 @@ def cache_write_(k_cache, v_cache, k, v, slot_mapping, check: bool) -> None:
 
 
 def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
-                lens_arg: str = "kv_lens") -> None:
+                lens_arg: str = "kv_lens", values: bool = True) -> None:
     """block_table int32 [B, max_pages], lengths int32 [B]; with real tensors also the values:
     0 <= len <= max_pages * page_size, and the pages a row uses are page ids < num_pages."""
     check_dim(block_table, 2, op, "block_table")
@@ -349,7 +369,7 @@ def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
         fail(op, "block_table", f"must have B = {B} rows, got shape {list(block_table.shape)}")
     if kv_lens.shape[0] != block_table.shape[0]:
         fail(op, lens_arg, f"must have shape [B] = [{block_table.shape[0]}] like block_table, got {list(kv_lens.shape)}")
-    if not kv_lens.numel() or not _has_data(block_table, kv_lens):
+    if not values or not kv_lens.numel() or not _has_data(block_table, kv_lens):
         return
     lens, table = kv_lens.cpu().long(), block_table.cpu().long()
     cap = table.shape[1] * S
@@ -365,13 +385,14 @@ def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
              f"(row {b} uses its first {int((lens[b] + S - 1) // S)} entries)")
 
 
-def cache_gather(k_cache, v_cache, block_table_, kv_lens, max_len) -> int | None:
-    """Checks the arguments; returns max_len as an int (None: the caller takes max(kv_lens))."""
+def cache_gather(k_cache, v_cache, block_table_, kv_lens, max_len, values: bool = True) -> int | None:
+    """Checks the arguments (values=False: not the lengths / page ids, which the native op
+    checks itself); returns max_len as an int (None: the caller takes max(kv_lens))."""
     op = "cache_gather"
     P, S, _, _ = cache_pair(k_cache, v_cache, op, written=False)
     check_tensor(block_table_, op, "block_table")
     check_same_device(block_table_, k_cache, op, "block_table", "k_cache")
-    block_table(block_table_, kv_lens, P, S, None, op)
+    block_table(block_table_, kv_lens, P, S, None, op, values=values)
     if max_len is not None:
         max_len = as_int(max_len, op, "max_len")
         if max_len < 0:
@@ -402,6 +423,8 @@ def cache_copy_pages_(k_cache, v_cache, pairs) -> None:
     P, _, _, _ = cache_pair(k_cache, v_cache, op, written=True)
     if pairs.dim() != 2 or pairs.shape[1] != 2:
         fail(op, "pairs", f"must be [n, 2] (src, dst), got shape {list(pairs.shape)}")
+    check_disjoint(k_cache, pairs, op, "pairs", "k_cache")
+    check_disjoint(v_cache, pairs, op, "pairs", "v_cache")
     if not pairs.numel() or not _has_data(pairs):
         return
     p = pairs.cpu()
@@ -415,3 +438,107 @@ def cache_copy_pages_(k_cache, v_cache, pairs) -> None:
     both = set(src) & set(dst)
     if both:
         fail(op, "pairs", f"page {min(both)} is both a src and a dst (copies would depend on their order)")
+
+
+# ---- block_attention -----------------------------------------------------------------------------
+
+ATTN_HEAD_DIMS = (64, 96, 128, 256)
+
+
+def _lens(t, B, device, op, arg):
+    check_tensor(t, op, arg)
+    check_dim(t, 1, op, arg)
+    check_dtype(t, torch.int32, op, arg)
+    if t.device != device:
+        fail(op, arg, f"must be on the same device as q ({device}), got {t.device}")
+    if t.shape[0] != B:
+        fail(op, arg, f"must have shape [B] = [{B}], got {list(t.shape)}")
+
+
+def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens, q_start, mask,
+                    block_size, softmax_scale, op: str = "block_attention") -> dict:
+    """Checks every argument; returns {"scale", "block_size", and cache_lens / kv_lens / q_start as
+    int32 [B] tensors on q's device (defaults filled in)}. Values (lengths within the table and
+    page ids) are checked where they can be read (real tensors)."""
+    check_dim(q, 4, op, "q")
+    check_dtype(q, CACHE_DTYPES, op, "q")
+    B, Lq, Hq, D = q.shape
+    if D not in ATTN_HEAD_DIMS:
+        fail(op, "q", f"head_dim must be one of {list(ATTN_HEAD_DIMS)}, got {D}")
+    if q.stride(-1) != 1:
+        fail(op, "q", f"must be contiguous in the last (head_dim) dim, got strides {list(q.stride())}")
+    if Hq < 1:
+        fail(op, "q", f"must have at least one head, got shape {list(q.shape)}")
+    Hkv = None
+    if (k is None) != (v is None):
+        fail(op, "k/v", "must be given together")
+    if k is not None:
+        for name, t in (("k", k), ("v", v)):
+            check_dim(t, 4, op, name)
+            check_same_device(t, q, op, name, "q")
+            check_dtype(t, q.dtype, op, name)
+            if t.shape[-1] > 1 and t.stride(-1) != 1:
+                fail(op, name, f"must be contiguous in the last (head_dim) dim, got strides {list(t.stride())}")
+        if k.shape[0] != B or k.shape[3] != D:
+            fail(op, "k", f"must be [B, Lk, Hkv, D] with B = {B}, D = {D}, got shape {list(k.shape)}")
+        check_same_shape(v, k, op, "v", "k")
+        Hkv = k.shape[2]
+    has_cache = k_cache is not None or v_cache is not None or block_table_ is not None
+    if has_cache:
+        if k_cache is None or v_cache is None or block_table_ is None:
+            fail(op, "k_cache/v_cache/block_table", "must be given together")
+        check_same_device(k_cache, q, op, "k_cache", "q")
+        P, S, Hc, Dc = cache_pair(k_cache, v_cache, op, written=False)
+        check_dtype(k_cache, q.dtype, op, "k_cache")
+        if Dc != D:
+            fail(op, "k_cache", f"must have head_dim D = {D} like q, got shape {list(k_cache.shape)}")
+        if Hkv is not None and Hc != Hkv:
+            fail(op, "k_cache", f"must have Hkv = {Hkv} heads like k, got shape {list(k_cache.shape)}")
+        Hkv = Hc
+        check_tensor(block_table_, op, "block_table")
+        check_same_device(block_table_, q, op, "block_table", "q")
+    elif cache_lens is not None:
+        fail(op, "cache_lens", "needs k_cache / v_cache / block_table")
+    if Hkv is None:
+        Hkv = Hq  # no keys at all: every query sees nothing
+    if Hkv < 1 or Hq % Hkv:
+        fail(op, "q", f"heads Hq = {Hq} must be a multiple of the key/value heads Hkv = {Hkv}")
+    dev = q.device
+    if cache_lens is None:
+        cache_lens = torch.zeros(B, dtype=torch.int32, device=dev)
+    else:
+        _lens(cache_lens, B, dev, op, "cache_lens")
+    if has_cache:
+        block_table(block_table_, cache_lens, P, S, B, op, lens_arg="cache_lens")
+    if kv_lens is None:
+        kv_lens = torch.full((B,), k.shape[1] if k is not None else 0, dtype=torch.int32, device=dev)
+    else:
+        if k is None:
+            fail(op, "kv_lens", "needs k / v")
+        _lens(kv_lens, B, dev, op, "kv_lens")
+        if kv_lens.numel() and _has_data(kv_lens):
+            bad = ((kv_lens < 0) | (kv_lens > k.shape[1])).nonzero()
+            if bad.numel():
+                b = int(bad[0, 0])
+                fail(op, f"kv_lens[{b}]", f"= {int(kv_lens[b])} must be in [0, Lk = {k.shape[1]}]")
+    if q_start is None:
+        q_start = cache_lens
+    else:
+        _lens(q_start, B, dev, op, "q_start")
+        if q_start.numel() and _has_data(q_start) and bool((q_start < 0).any()):
+            b = int((q_start < 0).nonzero()[0, 0])
+            fail(op, f"q_start[{b}]", f"= {int(q_start[b])} must be >= 0")
+    _choice(mask, ("full", "block_causal"), op, "mask")
+    if mask == "block_causal":
+        if block_size is None:
+            fail(op, "block_size", "is required with mask='block_causal'")
+        block_size = as_int(block_size, op, "block_size")
+        if block_size < 1:
+            fail(op, "block_size", f"must be >= 1, got {block_size}")
+    else:
+        block_size = 1 if block_size is None else as_int(block_size, op, "block_size")
+    scale = D ** -0.5 if softmax_scale is None else as_float(softmax_scale, op, "softmax_scale")
+    if not math.isfinite(scale):
+        fail(op, "softmax_scale", f"must be finite, got {scale}")
+    return {"scale": scale, "block_size": block_size, "cache_lens": cache_lens, "kv_lens": kv_lens,
+            "q_start": q_start, "Hkv": Hkv}

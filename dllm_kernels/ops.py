@@ -206,7 +206,7 @@ def cache_write_(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, 
         check: True (default) rejects a slot >= num_pages * page_size or a repeated slot before
             anything is written; on CUDA that reads slot_mapping back (a device sync). False (the
             per-step path, for mappings built by PagedKVCache): no sync; such slots are skipped,
-            never written out of bounds.
+            never written out of bounds (a repeated slot then holds an undefined mix).
     """
     if _use_native(k_cache, v_cache, k, v, slot_mapping):
         torch.ops.dllm_kernels.cache_write_(k_cache, v_cache, k, v, slot_mapping, bool(check))
@@ -229,9 +229,9 @@ def cache_gather(k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torc
         (k, v): contiguous [B, max_len, H_kv, D] in the cache's dtype, zero padded.
     """
     if _use_native(k_cache, v_cache, block_table, kv_lens):
-        max_len = _checks.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
-        if max_len is None:
-            max_len = int(kv_lens.max()) if kv_lens.numel() else 0
+        max_len = _checks.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len, values=False)
+        if max_len is None:  # (bad lengths are reported by the op itself)
+            max_len = max(0, int(kv_lens.max())) if kv_lens.numel() else 0
         return torch.ops.dllm_kernels.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
     return reference.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
 

@@ -99,6 +99,16 @@ def test_bad_input(device, gen, case, impl):
     assert torch.equal(k_cache, before)
 
 
+def test_pairs_inside_cache_rejected(gen):
+    kv = torch.zeros(6, 4, 2, 16, dtype=torch.float32)
+    k_cache, v_cache = kv, kv.clone()
+    pairs = k_cache.view(torch.int64)[0, 0, 0, :2].reshape(1, 2)  # ids read from the cache itself
+    pairs.copy_(torch.tensor([[0, 1]]))
+    for impl in ("native", "public", "reference"):
+        with pytest.raises(RuntimeError, match=r"cache_copy_pages_: pairs must not share memory with k_cache"):
+            IMPLS[impl](k_cache, v_cache, pairs)
+
+
 def test_shared_cache_rejected(gen):
     k_cache, _ = make_cache(6, 4, 2, 16, torch.float32, "cpu", gen)
     for impl in IMPLS.values():

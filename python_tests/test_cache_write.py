@@ -152,6 +152,11 @@ def _bad_cases():
         "cache expanded": (lambda kc, vc, k, v, s: (kc[:1].expand(P0, -1, -1, -1), vc, k, v, s), r"cache_write_: k_cache is written in place"),
         "v_cache is k_cache": (lambda kc, vc, k, v, s: (kc, kc, k, v, s), r"cache_write_: v_cache must not share memory with k_cache"),
         "k inside cache": (lambda kc, vc, k, v, s: (kc, vc, kc[0, :5], v, s), r"cache_write_: k must not share memory with k_cache"),
+        # the very same view as the cache is a scatter from itself: rejected too (found in review)
+        "k is k_cache": (lambda kc, vc, k, v, s: (kc, vc, kc, vc.clone(), torch.arange(P0 * S0, device=s.device).flip(0).reshape(P0, S0)),
+                         r"cache_write_: k must not share memory with k_cache"),
+        "v is v_cache": (lambda kc, vc, k, v, s: (kc, vc, kc.clone(), vc, torch.arange(P0 * S0, device=s.device).reshape(P0, S0)),
+                         r"cache_write_: v must not share memory with v_cache"),
     }
 
 

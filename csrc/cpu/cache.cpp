@@ -93,8 +93,8 @@ std::tuple<at::Tensor, at::Tensor> cache_gather_cpu(
     at::parallel_for(0, B * max_len, grain_for(2 * d.heads * d.head_dim * sizeof(E)),
                      [&](int64_t b, int64_t e) {
       dllm::cpu::cache_gather_tokens<E>(kc, vc, bt, kv_lens.const_data_ptr<int32_t>(),
-                                        kv_lens.stride(0), ko, vo, max_len, d.page_size, d.heads,
-                                        d.head_dim, b, e);
+                                        kv_lens.stride(0), ko, vo, max_len, d.num_pages,
+                                        block_table.size(1), d.page_size, d.heads, d.head_dim, b, e);
     });
   });
   return {k_out, v_out};
@@ -113,7 +113,8 @@ void cache_copy_pages_cpu(at::Tensor& k_cache,     // [num_pages, page_size, H, 
     const auto pv = dllm::view2d(pairs.const_data_ptr<int64_t>(), pairs.stride(0), pairs.stride(1));
     at::parallel_for(0, n * d.page_size, grain_for(2 * d.heads * d.head_dim * sizeof(E)),
                      [&](int64_t b, int64_t e) {
-      dllm::cpu::cache_copy_page_slots<E>(kc, vc, pv, d.page_size, d.heads, d.head_dim, b, e);
+      dllm::cpu::cache_copy_page_slots<E>(kc, vc, pv, d.num_pages, d.page_size, d.heads, d.head_dim,
+                                          b, e);
     });
   });
 }

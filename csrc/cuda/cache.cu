@@ -25,9 +25,14 @@ void dispatch_elem(const at::Tensor& t, F&& f) {
   }
 }
 
-template <typename E, typename T = E>
-dllm::PagedCacheView<T> cache_view(const at::Tensor& c) {
-  return {static_cast<T*>(c.data_ptr()), c.stride(0), c.stride(1), c.stride(2)};
+template <typename E>
+dllm::PagedCacheView<E> cache_view(const at::Tensor& c) {
+  return {static_cast<E*>(c.data_ptr()), c.stride(0), c.stride(1), c.stride(2)};
+}
+
+template <typename E>
+dllm::PagedCacheView<const E> const_cache_view(const at::Tensor& c) {
+  return {static_cast<const E*>(c.const_data_ptr()), c.stride(0), c.stride(1), c.stride(2)};
 }
 
 template <typename E>
@@ -80,7 +85,7 @@ std::tuple<at::Tensor, at::Tensor> cache_gather_cuda(
     DLLM_CUDA_CHECK(
         "cache_gather",
         dllm::cuda::cache_gather<E>(
-            cache_view<E, const E>(k_cache), cache_view<E, const E>(v_cache),
+            const_cache_view<E>(k_cache), const_cache_view<E>(v_cache),
             dllm::view2d(block_table.const_data_ptr<int32_t>(), block_table.stride(0),
                          block_table.stride(1)),
             kv_lens.const_data_ptr<int32_t>(), kv_lens.stride(0),

@@ -45,7 +45,7 @@ int main() {
   const dllm::PagedCacheView<const E> vcv{reinterpret_cast<const E*>(vc.data()), page, token, D};
   dllm::cpu::cache_gather_tokens<E>(kcv, vcv, dllm::view2d<const int32_t>(table.data(), 2, 1),
                                     kv_lens.data(), 1, reinterpret_cast<E*>(ko.data()),
-                                    reinterpret_cast<E*>(vo.data()), max_len, S, H, D, 0,
+                                    reinterpret_cast<E*>(vo.data()), max_len, P, 2, S, H, D, 0,
                                     B * max_len);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < max_len; ++i)
@@ -59,8 +59,8 @@ int main() {
   // Copy pages 3 -> 5 and 9 -> 2.
   const std::vector<float> before = kc;
   std::vector<int64_t> pairs = {3, 5, 9, 2};
-  dllm::cpu::cache_copy_page_slots<E>(kv, vv, dllm::view2d<const int64_t>(pairs.data(), 2, 1), S, H,
-                                      D, 0, 2 * S);
+  dllm::cpu::cache_copy_page_slots<E>(kv, vv, dllm::view2d<const int64_t>(pairs.data(), 2, 1), P, S,
+                                      H, D, 0, 2 * S);
   for (int64_t j = 0; j < page; ++j) {
     CHECK(kc[5 * page + j] == before[3 * page + j] && kc[2 * page + j] == before[9 * page + j],
           "copy j=%lld", (long long)j);

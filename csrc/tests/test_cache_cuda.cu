@@ -52,7 +52,7 @@ static void run(std::mt19937_64& rng, int64_t P, int64_t S, int64_t H, int64_t D
                                       dko.ptr, dvo.ptr, B, max_len, P, max_pages, S, H, D, nullptr));
   dllm::cpu::cache_gather_tokens<E>(ccache(kc.data()), ccache(vc.data()),
                                     dllm::view2d<const int32_t>(table.data(), max_pages, 1),
-                                    lens.data(), 1, ko.data(), vo.data(), max_len, S, H, D, 0, B * max_len);
+                                    lens.data(), 1, ko.data(), vo.data(), max_len, P, max_pages, S, H, D, 0, B * max_len);
   CUDA_OK(cudaDeviceSynchronize());
   CHECK(dko.to_host() == ko && dvo.to_host() == vo, "gather D=%lld", (long long)D);
 
@@ -61,7 +61,7 @@ static void run(std::mt19937_64& rng, int64_t P, int64_t S, int64_t H, int64_t D
   CUDA_OK(dllm::cuda::cache_copy_pages<E>(cache(dkc.ptr), cache(dvc.ptr),
                                           dllm::view2d<const int64_t>(dp.ptr, 2, 1), 3, P, S, H, D, nullptr));
   dllm::cpu::cache_copy_page_slots<E>(cache(kc.data()), cache(vc.data()),
-                                      dllm::view2d<const int64_t>(pairs.data(), 2, 1), S, H, D, 0, 3 * S);
+                                      dllm::view2d<const int64_t>(pairs.data(), 2, 1), P, S, H, D, 0, 3 * S);
   CUDA_OK(cudaDeviceSynchronize());
   CHECK(dkc.to_host() == kc && dvc.to_host() == vc, "copy pages D=%lld", (long long)D);
 }

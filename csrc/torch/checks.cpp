@@ -149,9 +149,9 @@ std::vector<int64_t> host_values(const at::Tensor& t) {
   return std::vector<int64_t>(h.const_data_ptr<int64_t>(), h.const_data_ptr<int64_t>() + h.numel());
 }
 
-// k_cache and v_cache share memory? Exact for the layouts caches use: separate tensors, two
-// halves of one [P, 2, S, H, D] allocation (interleaved page by page), or layers of a bigger one.
-// Otherwise conservative (any overlap of their byte spans counts).
+// k_cache and v_cache share memory? Never says no when they do. Exact for separate tensors, the
+// two halves of one [P, 2, S, H, D] allocation (interleaved page by page) and layers of a bigger
+// one; other interleavings (e.g. halves of [P, S, 2, H, D]) are rejected conservatively.
 bool cache_pair_overlaps(const at::Tensor& a, const at::Tensor& b) {
   if (a.numel() == 0 || b.numel() == 0 || !a.has_storage() || !b.has_storage()) return false;
   if (!a.storage().is_alias_of(b.storage())) return false;
@@ -221,9 +221,9 @@ CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache
   for (const auto& [cache_name, cache] :
        {std::pair<const char*, const at::Tensor&>{"k_cache", k_cache},
         std::pair<const char*, const at::Tensor&>{"v_cache", v_cache}}) {
-    check_no_overlap(cache, k, op, "k", cache_name);
-    check_no_overlap(cache, v, op, "v", cache_name);
-    check_no_overlap(cache, slot_mapping, op, "slot_mapping", cache_name);
+    check_disjoint(cache, k, op, "k", cache_name);
+    check_disjoint(cache, v, op, "v", cache_name);
+    check_disjoint(cache, slot_mapping, op, "slot_mapping", cache_name);
   }
   if (check && slot_mapping.numel() > 0) {
     const int64_t capacity = d.num_pages * d.page_size;
@@ -284,6 +284,8 @@ CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_
   DLLM_CHECK_ARG(pairs.dim() == 2 && pairs.size(1) == 2, op, "pairs",
                  "must be [n, 2] (src, dst), got shape ", pairs.sizes());
   check_same_device(pairs, k_cache, op, "pairs", "k_cache");
+  check_disjoint(k_cache, pairs, op, "pairs", "k_cache");
+  check_disjoint(v_cache, pairs, op, "pairs", "v_cache");
   if (pairs.numel() == 0) return d;
   const std::vector<int64_t> p = host_values(pairs);
   for (size_t i = 0; i < p.size(); ++i) {

@@ -69,6 +69,24 @@ inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const 
                  ", which is written in place (pass a copy)");
 }
 
+// `in` is read at other positions than `out` is written (a scatter / gather): no shared memory at
+// all, not even the very same view.
+inline void check_disjoint(const at::Tensor& out, const at::Tensor& in, const char* op,
+                           const char* arg, const char* out_arg) {
+  if (out.numel() == 0 || in.numel() == 0 || !out.has_storage() || !in.has_storage()) return;
+  if (!out.storage().is_alias_of(in.storage())) return;
+  auto span = [](const at::Tensor& t) {  // [first, last) byte of t within its storage
+    int64_t last = t.storage_offset();
+    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+    const auto item = static_cast<int64_t>(t.element_size());
+    return std::make_pair(t.storage_offset() * item, (last + 1) * item);
+  };
+  const auto a = span(out), b = span(in);
+  DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg,
+                 "must not share memory with ", out_arg,
+                 ", which is written in place (pass a copy)");
+}
+
 // Per-op checks (checks.cpp).
 void commit_check(const at::Tensor& x, const at::Tensor& x0, const at::Tensor& transfer);
 void num_transfer_tokens_check(const at::Tensor& mask_index, int64_t steps);

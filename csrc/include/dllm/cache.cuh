@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 
 #include "dllm/cache.h"
 
@@ -43,8 +44,8 @@ __device__ __forceinline__ void copy_rows(Rows<E> dk, Rows<E> dv, Rows<const E> 
     const bool second = i >= per;
     const int j = second ? i - per : i;
     const int h = j / nvec, c = j - h * nvec;
-    const Rows<E>& d = second ? dv : dk;
-    const Rows<const E>& s = second ? sv : sk;
+    const Rows<E> d = second ? dv : dk;  // by value: a reference would force a stack frame
+    const Rows<const E> s = second ? sv : sk;
     if constexpr (sizeof(V) == sizeof(E)) {
       d.p[h * d.stride_head + c * d.stride_dim] =
           s.p == nullptr ? E(0) : s.p[h * s.stride_head + c * s.stride_dim];
@@ -94,7 +95,8 @@ __global__ void cache_write_kernel(PagedCacheView<E> k_cache,           // [num_
 }
 
 // Writes token t of k / v into slot slot_mapping[t] of k_cache / v_cache; slots < 0 or
-// >= capacity (= num_pages * page_size) are skipped. Slots must be distinct (else one write wins).
+// >= capacity (= num_pages * page_size) are skipped. Slots must be distinct (a repeated slot ends
+// up an undefined mix of its tokens).
 template <typename E>
 cudaError_t cache_write(PagedCacheView<E> k_cache,           // [num_pages, page_size, H, D]
                         PagedCacheView<E> v_cache,           // [num_pages, page_size, H, D]

@@ -19,6 +19,7 @@
 // memcpy of D*e bytes (256 B here) and tokens are split across threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -84,26 +85,28 @@ void cache_write_tokens(PagedCacheView<E> k_cache,         // [num_pages, page_s
 
 // Output tokens [begin, end) of the flat [B * max_len] gather: token t = (b, i) copies cache slot
 // (block_table[b, i / page_size], i % page_size) when i < kv_lens[b], else writes zeros.
-// The caller has checked kv_lens[b] <= max_pages * page_size and the used page ids.
+// Lengths beyond the table and page ids outside [0, num_pages) give zeros (like the CUDA kernel);
+// the torch glue rejects them before calling.
 template <typename E>
 void cache_gather_tokens(PagedCacheView<const E> k_cache,    // [num_pages, page_size, H, D]
                          PagedCacheView<const E> v_cache,    // [num_pages, page_size, H, D]
                          View2D<const int32_t> block_table,  // [B, max_pages]
                          const int32_t* kv_lens, int64_t kv_lens_stride,  // [B]
                          E* k_out, E* v_out,                 // [B, max_len, H, D] contiguous
-                         int64_t max_len, int64_t page_size, int64_t H, int64_t D,
-                         int64_t begin, int64_t end) {
+                         int64_t max_len, int64_t num_pages, int64_t max_pages, int64_t page_size,
+                         int64_t H, int64_t D, int64_t begin, int64_t end) {
   const int64_t row = H * D;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t b = t / max_len, i = t % max_len;
     E* ko = k_out + t * row;
     E* vo = v_out + t * row;
-    if (i >= kv_lens[b * kv_lens_stride]) {
+    const int64_t len = std::min<int64_t>(kv_lens[b * kv_lens_stride], max_pages * page_size);
+    const int64_t page = i < len ? block_table(b, i / page_size) : -1, off = i % page_size;
+    if (page < 0 || page >= num_pages) {
       std::memset(ko, 0, static_cast<size_t>(row) * sizeof(E));
       std::memset(vo, 0, static_cast<size_t>(row) * sizeof(E));
       continue;
     }
-    const int64_t page = block_table(b, i / page_size), off = i % page_size;
     for (int64_t h = 0; h < H; ++h) {
       std::memcpy(ko + h * D, k_cache.row(page, off, h), static_cast<size_t>(D) * sizeof(E));
       std::memcpy(vo + h * D, v_cache.row(page, off, h), static_cast<size_t>(D) * sizeof(E));
@@ -113,15 +116,18 @@ void cache_gather_tokens(PagedCacheView<const E> k_cache,    // [num_pages, page
 
 // Units [begin, end) of the flat [n * page_size] page copy: unit u copies slot u % page_size of
 // page pairs[u / page_size][0] to the same slot of pairs[u / page_size][1], k and v.
-// The caller has checked the ids (in range, dsts distinct and never a src).
+// The caller has checked the ids (in range, dsts distinct and never a src); ids outside
+// [0, num_pages) are skipped (like the CUDA kernel).
 template <typename E>
 void cache_copy_page_slots(PagedCacheView<E> k_cache,   // [num_pages, page_size, H, D]
                            PagedCacheView<E> v_cache,   // [num_pages, page_size, H, D]
                            View2D<const int64_t> pairs,  // [n, 2] (src, dst)
-                           int64_t page_size, int64_t H, int64_t D, int64_t begin, int64_t end) {
+                           int64_t num_pages, int64_t page_size, int64_t H, int64_t D,
+                           int64_t begin, int64_t end) {
   for (int64_t u = begin; u < end; ++u) {
     const int64_t p = u / page_size, s = u % page_size;
     const int64_t src = pairs(p, 0), dst = pairs(p, 1);
+    if (src < 0 || src >= num_pages || dst < 0 || dst >= num_pages) continue;
     for (int64_t h = 0; h < H; ++h) {
       std::memcpy(k_cache.row(dst, s, h), k_cache.row(src, s, h), static_cast<size_t>(D) * sizeof(E));
       std::memcpy(v_cache.row(dst, s, h), v_cache.row(src, s, h), static_cast<size_t>(D) * sizeof(E));
