@@ -456,7 +456,7 @@ def _lens(t, B, device, op, arg):
 
 
 def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens, q_start, mask,
-                    block_size, softmax_scale, op: str = "block_attention") -> dict:
+                    block_size, softmax_scale, op: str = "block_attention", values: bool = True) -> dict:
     """Checks every argument; returns {"scale", "block_size", and cache_lens / kv_lens / q_start as
     int32 [B] tensors on q's device (defaults filled in)}. Values (lengths within the table and
     page ids) are checked where they can be read (real tensors)."""
@@ -509,14 +509,14 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
     else:
         _lens(cache_lens, B, dev, op, "cache_lens")
     if has_cache:
-        block_table(block_table_, cache_lens, P, S, B, op, lens_arg="cache_lens")
+        block_table(block_table_, cache_lens, P, S, B, op, lens_arg="cache_lens", values=values)
     if kv_lens is None:
         kv_lens = torch.full((B,), k.shape[1] if k is not None else 0, dtype=torch.int32, device=dev)
     else:
         if k is None:
             fail(op, "kv_lens", "needs k / v")
         _lens(kv_lens, B, dev, op, "kv_lens")
-        if kv_lens.numel() and _has_data(kv_lens):
+        if values and kv_lens.numel() and _has_data(kv_lens):
             bad = ((kv_lens < 0) | (kv_lens > k.shape[1])).nonzero()
             if bad.numel():
                 b = int(bad[0, 0])
@@ -525,7 +525,7 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
         q_start = cache_lens
     else:
         _lens(q_start, B, dev, op, "q_start")
-        if q_start.numel() and _has_data(q_start) and bool((q_start < 0).any()):
+        if values and q_start.numel() and _has_data(q_start) and bool((q_start < 0).any()):
             b = int((q_start < 0).nonzero()[0, 0])
             fail(op, f"q_start[{b}]", f"= {int(q_start[b])} must be >= 0")
     _choice(mask, ("full", "block_causal"), op, "mask")

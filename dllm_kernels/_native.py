@@ -17,7 +17,7 @@ import torch
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _OPS = ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select",
-        "cache_write_", "cache_gather", "cache_copy_pages_")  # every op the library defines (schemas in registration.cpp)
+        "cache_write_", "cache_gather", "cache_copy_pages_", "block_attention")  # every op the library defines (schemas in registration.cpp)
 
 
 def _read_build_info() -> dict[str, Any] | None:

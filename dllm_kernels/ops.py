@@ -257,6 +257,54 @@ def cache_copy_pages_(k_cache: torch.Tensor, v_cache: torch.Tensor, pairs) -> No
     reference.cache_copy_pages_(k_cache, v_cache, pairs)
 
 
+# ---- attention -----------------------------------------------------------------------------------
+
+def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Tensor | None = None, *,
+                    k_cache: torch.Tensor | None = None, v_cache: torch.Tensor | None = None,
+                    block_table: torch.Tensor | None = None, cache_lens: torch.Tensor | None = None,
+                    kv_lens: torch.Tensor | None = None, q_start: torch.Tensor | None = None,
+                    mask: str = "full", block_size: int | None = None,
+                    softmax_scale: float | None = None, return_lse: bool = False,
+                    check: bool = True):
+    """out[b, i, h] = softmax_j(scale · q[b, i, h] · key_j) · value_j over the keys query i of row b
+    sees: the first cache_lens[b] tokens of the paged cache (positions 0 ..), then the first
+    kv_lens[b] tokens of k / v (positions cache_lens[b] ..), masked by `mask`.
+
+    Args:
+        q: [B, Lq, Hq, D] float32 (CPU) / bfloat16 / float16, head_dim contiguous, D in
+            {64, 96, 128, 256}.
+        k, v: [B, Lk, Hkv, D] or None (Hq a multiple of Hkv: GQA / MQA).
+        k_cache, v_cache: [num_pages, page_size, Hkv, D] or None, with block_table int32
+            [B, max_pages] and cache_lens int32 [B] (default 0).
+        kv_lens: int32 [B] valid tokens of k / v (default Lk).
+        q_start: int32 [B] position of row b's first query (default cache_lens).
+        mask: "full" | "block_causal" (query at position p sees key position t iff
+            t // block_size <= p // block_size; fully masked key tiles are skipped).
+        softmax_scale: default D ** -0.5.
+        return_lse: also return the log-sum-exp [B, Hq, Lq] float32 (-inf: no key).
+        check: read cache_lens / kv_lens / q_start / the used page ids and reject bad values (a
+            device sync on CUDA). check=False (the per-step path, for plans built by
+            PagedKVCache) never syncs; bad values are clamped, never read out of bounds.
+
+    Returns:
+        out [B, Lq, Hq, D] in q's dtype (zeros for a query that sees no key), and lse if asked.
+    """
+    tensors = [t for t in (q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start)
+               if isinstance(t, torch.Tensor)]
+    if _use_native(*tensors):
+        a = _checks.block_attention(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
+                                    q_start, mask, block_size, softmax_scale, values=False)
+        out, lse = torch.ops.dllm_kernels.block_attention(
+            q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start, mask,
+            a["block_size"], a["scale"], bool(check))
+        return (out, lse) if return_lse else out
+    return reference.block_attention(q, k, v, k_cache=k_cache, v_cache=v_cache,
+                                     block_table=block_table, cache_lens=cache_lens,
+                                     kv_lens=kv_lens, q_start=q_start, mask=mask,
+                                     block_size=block_size, softmax_scale=softmax_scale,
+                                     return_lse=return_lse)
+
+
 # ---- fake (meta) implementations: shapes, dtypes and argument checks, no data -------------------
 if NATIVE:
 
@@ -310,3 +358,12 @@ if NATIVE:
         _checks.cache_pair(k_cache, v_cache, "cache_copy_pages_", written=True)
         _checks.cache_copy_pages_(k_cache, v_cache, pairs)
         return None
+
+    @torch.library.register_fake("dllm_kernels::block_attention")
+    def _block_attention_fake(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start,
+                              mask, block_size, softmax_scale, check):
+        _checks.block_attention(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
+                                q_start, mask, block_size, softmax_scale)
+        B, Lq, Hq, D = q.shape
+        return (q.new_empty((B, Lq, Hq, D)),
+                q.new_empty((B, Hq, Lq), dtype=torch.float32))

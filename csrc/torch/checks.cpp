@@ -3,6 +3,8 @@
 // mirror (for the reference ops and the fake kernels) is dllm_kernels/_checks.py.
 #include "checks.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <cmath>
 #include <iterator>
@@ -306,6 +308,145 @@ CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_
   DLLM_CHECK_ARG(both.empty(), op, "pairs", "page ", both.empty() ? 0 : both.front(),
                  " is both a src and a dst (copies would depend on their order)");
   return d;
+}
+
+}  // namespace dllm_torch
+
+namespace dllm_torch {
+
+namespace {
+
+void check_lens(const at::Tensor& t, int64_t B, const at::Tensor& q, const char* op, const char* arg) {
+  check_dim(t, 1, op, arg);
+  check_dtype(t, at::kInt, op, arg);
+  DLLM_CHECK_ARG(t.device() == q.device(), op, arg, "must be on the same device as q (", q.device(),
+                 "), got ", t.device());
+  DLLM_CHECK_ARG(t.size(0) == B, op, arg, "must have shape [B] = [", B, "], got ", t.sizes());
+}
+
+}  // namespace
+
+AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<at::Tensor>& k,
+                                      const std::optional<at::Tensor>& v,
+                                      const std::optional<at::Tensor>& k_cache,
+                                      const std::optional<at::Tensor>& v_cache,
+                                      const std::optional<at::Tensor>& block_table,
+                                      const std::optional<at::Tensor>& cache_lens,
+                                      const std::optional<at::Tensor>& kv_lens,
+                                      const std::optional<at::Tensor>& q_start,
+                                      c10::string_view mask, int64_t block_size,
+                                      double softmax_scale, bool check) {
+  constexpr const char* op = "block_attention";
+  check_dim(q, 4, op, "q");
+  const auto dt = q.scalar_type();
+  DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "q",
+                 "must have dtype Float, BFloat16 or Half, got ", dt);
+  const int64_t B = q.size(0), Hq = q.size(2), D = q.size(3);
+  DLLM_CHECK_ARG(D == 64 || D == 96 || D == 128 || D == 256, op, "q",
+                 "head_dim must be one of [64, 96, 128, 256], got ", D);
+  DLLM_CHECK_ARG(q.stride(3) == 1, op, "q", "must be contiguous in the last (head_dim) dim, got strides ",
+                 q.strides());
+  DLLM_CHECK_ARG(Hq >= 1, op, "q", "must have at least one head, got shape ", q.sizes());
+  DLLM_CHECK_ARG(k.has_value() == v.has_value(), op, "k/v", "must be given together");
+  int64_t Hkv = -1;
+  if (k.has_value()) {
+    for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"k", *k},
+                                  std::pair<const char*, const at::Tensor&>{"v", *v}}) {
+      check_dim(t, 4, op, name);
+      check_same_device(t, q, op, name, "q");
+      check_dtype(t, dt, op, name);
+      DLLM_CHECK_ARG(t.size(3) <= 1 || t.stride(3) == 1, op, name,
+                     "must be contiguous in the last (head_dim) dim, got strides ", t.strides());
+    }
+    DLLM_CHECK_ARG(k->size(0) == B && k->size(3) == D, op, "k", "must be [B, Lk, Hkv, D] with B = ",
+                   B, ", D = ", D, ", got shape ", k->sizes());
+    check_same_shape(*v, *k, op, "v", "k");
+    Hkv = k->size(2);
+  }
+  const bool has_cache = k_cache.has_value() || v_cache.has_value() || block_table.has_value();
+  AttentionInputs r;
+  if (has_cache) {
+    DLLM_CHECK_ARG(k_cache.has_value() && v_cache.has_value() && block_table.has_value(), op,
+                   "k_cache/v_cache/block_table", "must be given together");
+    check_same_device(*k_cache, q, op, "k_cache", "q");
+    const CacheDims d = cache_pair_check(*k_cache, *v_cache, op, false);
+    check_dtype(*k_cache, dt, op, "k_cache");
+    DLLM_CHECK_ARG(d.head_dim == D, op, "k_cache", "must have head_dim D = ", D,
+                   " like q, got shape ", k_cache->sizes());
+    DLLM_CHECK_ARG(Hkv < 0 || d.heads == Hkv, op, "k_cache", "must have Hkv = ", Hkv,
+                   " heads like k, got shape ", k_cache->sizes());
+    Hkv = d.heads;
+    check_same_device(*block_table, q, op, "block_table", "q");
+    check_dim(*block_table, 2, op, "block_table");
+    check_dtype(*block_table, at::kInt, op, "block_table");
+    DLLM_CHECK_ARG(block_table->size(0) == B, op, "block_table", "must have B = ", B,
+                   " rows, got shape ", block_table->sizes());
+    r.block_table = block_table->contiguous();
+  } else {
+    DLLM_CHECK_ARG(!cache_lens.has_value(), op, "cache_lens", "needs k_cache / v_cache / block_table");
+  }
+  if (Hkv < 0) Hkv = Hq;  // no keys at all: every query sees nothing
+  DLLM_CHECK_ARG(Hkv >= 1 && Hq % Hkv == 0, op, "q", "heads Hq = ", Hq,
+                 " must be a multiple of the key/value heads Hkv = ", Hkv);
+  r.Hkv = Hkv;
+  const auto int_opts = q.options().dtype(at::kInt);
+  if (cache_lens.has_value()) {
+    check_lens(*cache_lens, B, q, op, "cache_lens");
+    r.cache_lens = cache_lens->contiguous();
+  } else {
+    r.cache_lens = at::zeros({B}, int_opts);
+  }
+  if (kv_lens.has_value()) {
+    DLLM_CHECK_ARG(k.has_value(), op, "kv_lens", "needs k / v");
+    check_lens(*kv_lens, B, q, op, "kv_lens");
+    r.kv_lens = kv_lens->contiguous();
+  } else {
+    r.kv_lens = at::full({B}, k.has_value() ? k->size(1) : 0, int_opts);
+  }
+  if (q_start.has_value()) {
+    check_lens(*q_start, B, q, op, "q_start");
+    r.q_start = q_start->contiguous();
+  } else {
+    r.q_start = r.cache_lens;
+  }
+  DLLM_CHECK_ARG(mask == "full" || mask == "block_causal", op, "mask",
+                 "must be one of ['full', 'block_causal'], got '", mask, "'");
+  r.mask = mask == "block_causal" ? 1 : 0;
+  DLLM_CHECK_ARG(r.mask == 0 || block_size >= 1, op, "block_size", "must be >= 1, got ", block_size);
+  r.block_size = r.mask == 1 ? block_size : 1;
+  DLLM_CHECK_ARG(std::isfinite(softmax_scale), op, "softmax_scale", "must be finite, got ", softmax_scale);
+  r.scale = softmax_scale;
+  if (check && B > 0) {
+    if (has_cache) {
+      const CacheDims d{k_cache->size(0), k_cache->size(1), k_cache->size(2), k_cache->size(3)};
+      const std::vector<int64_t> lens = host_values(r.cache_lens), table = host_values(r.block_table);
+      const int64_t max_pages = r.block_table.size(1), cap = max_pages * d.page_size;
+      for (size_t b = 0; b < lens.size(); ++b) {
+        TORCH_CHECK(lens[b] >= 0 && lens[b] <= cap, "dllm_kernels.", op, ": cache_lens[", b, "] = ",
+                    lens[b], " must be in [0, max_pages ", max_pages, " x page_size ", d.page_size,
+                    " = ", cap, "]");
+        const int64_t used = (lens[b] + d.page_size - 1) / d.page_size;
+        for (int64_t j = 0; j < used; ++j) {
+          const int64_t page = table[b * max_pages + j];
+          TORCH_CHECK(page >= 0 && page < d.num_pages, "dllm_kernels.", op, ": block_table[", b,
+                      ", ", j, "] = ", page, " is not a page id in [0, ", d.num_pages, ") (row ", b,
+                      " uses its first ", used, " entries)");
+        }
+      }
+    }
+    if (kv_lens.has_value()) {
+      const std::vector<int64_t> lens = host_values(r.kv_lens);
+      for (size_t b = 0; b < lens.size(); ++b)
+        TORCH_CHECK(lens[b] >= 0 && lens[b] <= k->size(1), "dllm_kernels.", op, ": kv_lens[", b,
+                    "] = ", lens[b], " must be in [0, Lk = ", k->size(1), "]");
+    }
+    if (q_start.has_value()) {
+      const std::vector<int64_t> qs = host_values(r.q_start);
+      for (size_t b = 0; b < qs.size(); ++b)
+        TORCH_CHECK(qs[b] >= 0, "dllm_kernels.", op, ": q_start[", b, "] = ", qs[b], " must be >= 0");
+    }
+  }
+  return r;
 }
 
 }  // namespace dllm_torch

@@ -130,4 +130,25 @@ CacheDims cache_gather_check(const at::Tensor& k_cache, const at::Tensor& v_cach
 CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
                                  const at::Tensor& pairs);
 
+// block_attention: checks every argument and fills in the defaults (int32 [B] lengths on q's
+// device). check: also read the lengths, page ids and q_start (a device sync on CUDA).
+struct AttentionInputs {
+  at::Tensor cache_lens, kv_lens, q_start;  // int32 [B], contiguous
+  at::Tensor block_table;                   // int32 [B, max_pages] contiguous (undefined: no cache)
+  int64_t Hkv;
+  int64_t block_size;
+  double scale;
+  int mask;                                 // 0 full, 1 block_causal
+};
+AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<at::Tensor>& k,
+                                      const std::optional<at::Tensor>& v,
+                                      const std::optional<at::Tensor>& k_cache,
+                                      const std::optional<at::Tensor>& v_cache,
+                                      const std::optional<at::Tensor>& block_table,
+                                      const std::optional<at::Tensor>& cache_lens,
+                                      const std::optional<at::Tensor>& kv_lens,
+                                      const std::optional<at::Tensor>& q_start,
+                                      c10::string_view mask, int64_t block_size,
+                                      double softmax_scale, bool check);
+
 }  // namespace dllm_torch

@@ -37,4 +37,11 @@ TORCH_LIBRARY(dllm_kernels, m) {
       "int max_len) -> (Tensor k, Tensor v)");
   // Page pairs[i, 0] -> page pairs[i, 1] in both caches. pairs: int64 [n, 2].
   m.def("cache_copy_pages_(Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor pairs) -> ()");
+  // Attention of a denoising step. q: [B, Lq, Hq, D]; keys of row b = its first cache_lens[b]
+  // cached tokens, then its first kv_lens[b] tokens of k / v. -> out [B, Lq, Hq, D] (q's dtype),
+  // lse [B, Hq, Lq] f32. mask: "full" | "block_causal" (block_size). check: read lengths / page ids.
+  m.def(
+      "block_attention(Tensor q, Tensor? k, Tensor? v, Tensor? k_cache, Tensor? v_cache, "
+      "Tensor? block_table, Tensor? cache_lens, Tensor? kv_lens, Tensor? q_start, str mask, "
+      "int block_size, float softmax_scale, bool check) -> (Tensor out, Tensor lse)");
 }

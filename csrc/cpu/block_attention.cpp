@@ -1,0 +1,117 @@
+// csrc/cpu/block_attention.cpp — CPU implementation of dllm_kernels::block_attention (checks in
+// csrc/torch/checks.cpp, kernel in dllm/block_attention.h): parallel over (row, KV head, query
+// tile), pages read in place (no gather copy), fp32 accumulation.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+#include "checks.h"
+#include "dllm/block_attention.h"
+
+namespace dllm_torch {
+
+namespace {
+
+template <typename T>
+struct Native;  // the torch scalar type behind each kernel element type
+template <>
+struct Native<float> { using type = float; };
+template <>
+struct Native<dllm::bf16_t> { using type = c10::BFloat16; };
+template <>
+struct Native<dllm::f16_t> { using type = c10::Half; };
+
+template <typename T>
+const T* ptr_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? static_cast<const T*>(t->const_data_ptr()) : nullptr;
+}
+
+template <typename T>
+void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::optional<at::Tensor>& v,
+         const std::optional<at::Tensor>& k_cache, const std::optional<at::Tensor>& v_cache,
+         const AttentionInputs& in, at::Tensor& out, at::Tensor& lse) {
+  dllm::BlockAttentionArgs<T> a{};
+  a.q = static_cast<const T*>(q.const_data_ptr());
+  a.q_stride_b = q.stride(0), a.q_stride_l = q.stride(1), a.q_stride_h = q.stride(2);
+  a.k = ptr_or_null<T>(k), a.v = ptr_or_null<T>(v);
+  if (k.has_value()) {
+    a.k_stride_b = k->stride(0), a.k_stride_l = k->stride(1), a.k_stride_h = k->stride(2);
+    a.v_stride_b = v->stride(0), a.v_stride_l = v->stride(1), a.v_stride_h = v->stride(2);
+    a.Lk = k->size(1);
+  }
+  a.kv_lens = in.kv_lens.const_data_ptr<int32_t>();
+  a.k_cache = ptr_or_null<T>(k_cache), a.v_cache = ptr_or_null<T>(v_cache);
+  if (k_cache.has_value()) {
+    a.kc_stride_page = k_cache->stride(0), a.kc_stride_slot = k_cache->stride(1),
+    a.kc_stride_head = k_cache->stride(2);
+    a.vc_stride_page = v_cache->stride(0), a.vc_stride_slot = v_cache->stride(1),
+    a.vc_stride_head = v_cache->stride(2);
+    a.block_table = in.block_table.const_data_ptr<int32_t>();
+    a.num_pages = k_cache->size(0), a.max_pages = in.block_table.size(1),
+    a.page_size = k_cache->size(1);
+  }
+  a.cache_lens = in.cache_lens.const_data_ptr<int32_t>();
+  a.q_start = in.q_start.const_data_ptr<int32_t>();
+  a.out = static_cast<T*>(out.data_ptr());
+  a.o_stride_b = out.stride(0), a.o_stride_l = out.stride(1), a.o_stride_h = out.stride(2);
+  a.lse = lse.data_ptr<float>();
+  a.B = q.size(0), a.Lq = q.size(1), a.Hq = q.size(2), a.Hkv = in.Hkv, a.D = q.size(3);
+  a.mask = in.mask == 1 ? dllm::AttnMask::kBlockCausal : dllm::AttnMask::kFull;
+  a.block_size = in.block_size;
+  a.scale = static_cast<float>(in.scale);
+
+  const int64_t rows = (a.Hq / a.Hkv) * a.Lq;
+  const int64_t tiles = dllm::ceil_div(rows, dllm::cpu::kAttnRows);
+  const int64_t units = a.B * a.Hkv * tiles;
+  using N = typename Native<T>::type;
+  N* o = static_cast<N*>(out.data_ptr());
+  auto store = [&](const float* row, int64_t b, int64_t i, int64_t h) {
+    N* dst = o + b * a.o_stride_b + i * a.o_stride_l + h * a.o_stride_h;
+    for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d]);
+  };
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> scratch((dllm::cpu::attn_scratch_floats(a.D) + 1) / 2);  // 8-byte aligned
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / (a.Hkv * tiles), h = (u / tiles) % a.Hkv, t = u % tiles;
+      const int64_t row0 = t * dllm::cpu::kAttnRows;
+      dllm::cpu::block_attention_unit<T>(a, b, h, row0, std::min(rows, row0 + dllm::cpu::kAttnRows),
+                                         reinterpret_cast<float*>(scratch.data()), store);
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> block_attention_cpu(
+    const at::Tensor& q,                          // [B, Lq, Hq, D]
+    const std::optional<at::Tensor>& k,           // [B, Lk, Hkv, D]
+    const std::optional<at::Tensor>& v,           // [B, Lk, Hkv, D]
+    const std::optional<at::Tensor>& k_cache,     // [num_pages, page_size, Hkv, D]
+    const std::optional<at::Tensor>& v_cache,     // [num_pages, page_size, Hkv, D]
+    const std::optional<at::Tensor>& block_table, // [B, max_pages] int32
+    const std::optional<at::Tensor>& cache_lens,  // [B] int32
+    const std::optional<at::Tensor>& kv_lens,     // [B] int32
+    const std::optional<at::Tensor>& q_start,     // [B] int32
+    c10::string_view mask, int64_t block_size, double softmax_scale, bool check) {
+  const AttentionInputs in = block_attention_check(q, k, v, k_cache, v_cache, block_table,
+                                                   cache_lens, kv_lens, q_start, mask, block_size,
+                                                   softmax_scale, check);
+  at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
+  at::Tensor lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
+  if (q.numel() == 0) return {out, lse};
+  switch (q.scalar_type()) {
+    case at::kFloat: run<float>(q, k, v, k_cache, v_cache, in, out, lse); break;
+    case at::kBFloat16: run<dllm::bf16_t>(q, k, v, k_cache, v_cache, in, out, lse); break;
+    default: run<dllm::f16_t>(q, k, v, k_cache, v_cache, in, out, lse); break;
+  }
+  return {out, lse};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) { m.impl("block_attention", &block_attention_cpu); }
+
+}  // namespace dllm_torch
