@@ -245,7 +245,186 @@ def _reference_denoise_and_select(logits, x, mask_id, num_transfer, commit, **kw
     return x0, conf, transfer
 
 
-SPECS: tuple[OpSpec, ...] = (COMMIT, NUM_TRANSFER_TOKENS, DENOISE_STEP, SELECT_TRANSFER, DENOISE_AND_SELECT)
+# ---- paged KV cache: cache_write_ / cache_gather / cache_copy_pages_ ---------------------------------
+# One layer's cache is a pair [num_pages, page_size = 16, H_kv, D = 128] in bf16 (the NHD layout).
+# Pools are fragmented: a sequence fills its pages in order, but the pages are a random permutation
+# of the pool, the way a paged pool looks after churn. Values are random (never zeros), so a copy
+# that skips a token or writes the wrong slot cannot match by accident.
+
+PAGE_SIZE = 16
+HEAD_DIM = 128
+
+
+def _rand_values(gen: torch.Generator, shape, dtype: torch.dtype, device) -> torch.Tensor:
+    return torch.randn(shape, generator=gen).to(dtype).to(device)
+
+
+def _cache_pair(P: int, H: int, dtype: torch.dtype, device, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return (_rand_values(gen, (P, PAGE_SIZE, H, HEAD_DIM), dtype, device),
+            _rand_values(gen, (P, PAGE_SIZE, H, HEAD_DIM), dtype, device))
+
+
+def _token_bytes(cache: torch.Tensor) -> int:
+    """Bytes of one token of one cache: H_kv * D * element size."""
+    return cache.shape[2] * cache.shape[3] * cache.element_size()
+
+
+def _cache_write_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
+    """N new tokens: they fill ceil(N / 16) pages in order, drawn at random from a pool twice that
+    size (so the pool holds at least N tokens and half of it is someone else's)."""
+    N, H = int(params["N"]), int(params["H"])
+    dtype = _DTYPES[params.get("dtype", "bf16")]
+    pages = -(-N // PAGE_SIZE)
+    P = max(2 * pages, 64)
+    k_cache, v_cache = _cache_pair(P, H, dtype, device, gen)
+    page = torch.randperm(P, generator=gen)[:pages]
+    t = torch.arange(N)
+    slots = page[t // PAGE_SIZE] * PAGE_SIZE + t % PAGE_SIZE  # distinct, every slot >= 0
+    return {
+        "k_cache": k_cache,
+        "v_cache": v_cache,
+        "k": _rand_values(gen, (N, H, HEAD_DIM), dtype, device),
+        "v": _rand_values(gen, (N, H, HEAD_DIM), dtype, device),
+        "slot_mapping": slots.to(device),
+        "check": False,  # the per-step path: check=True reads slot_mapping back (a CUDA sync)
+    }
+
+
+def _cache_write_bytes(inputs: Inputs) -> int:
+    # Read k and v of every kept token, write them into the caches, read 8 bytes per slot.
+    slots = inputs["slot_mapping"]
+    kept = int((slots >= 0).sum())
+    return 2 * 2 * kept * _token_bytes(inputs["k_cache"]) + 8 * slots.numel()
+
+
+def _cache_write_case(N: int, H: int) -> Case:
+    return Case(f"N={N} H_kv={H} D={HEAD_DIM} bf16", {"N": N, "H": H})
+
+
+CACHE_WRITE = OpSpec(
+    name="cache_write_",
+    op=ops.cache_write_,
+    reference=reference.cache_write_,
+    make_inputs=_cache_write_inputs,
+    cases=(
+        _cache_write_case(32, 4),
+        _cache_write_case(32, 32),
+        _cache_write_case(1024, 4),
+        _cache_write_case(1024, 32),
+        _cache_write_case(32768, 4),
+    ),
+    cuda_cases=(_cache_write_case(32768, 32),),  # k + v alone are 0.5 GB: too slow for the CPU run
+    outputs=lambda result, inputs: (inputs["k_cache"], inputs["v_cache"]),
+    bytes_moved=_cache_write_bytes,
+    mutates=("k_cache", "v_cache"),
+    doc="k / v [N, H_kv, D] into their paged-cache slots, in place; timed with check=False "
+        "(the per-step path: no slot validation, which on CUDA is a device sync)",
+)
+
+
+def _cache_gather_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
+    """B rows of ragged length, evenly spread over [min_len, max_len] in random order, each on its
+    own random pages of a pool with a quarter more pages than the rows use; unused block-table
+    entries are 0. The lengths are fixed per case (only their order, the pages and the values are
+    random), so every input set the benchmark rotates over has the same shapes and work: one
+    compile of the reference, and bytes_moved holds for all of them."""
+    B, H = int(params["B"]), int(params["H"])
+    dtype = _DTYPES[params.get("dtype", "bf16")]
+    spread = torch.linspace(int(params["min_len"]), int(params["max_len"]), B, dtype=torch.float64)
+    lens = spread.round().long()[torch.randperm(B, generator=gen)]
+    need = (lens + PAGE_SIZE - 1) // PAGE_SIZE
+    P = int(need.sum()) * 5 // 4 + 1
+    k_cache, v_cache = _cache_pair(P, H, dtype, device, gen)
+    perm = torch.randperm(P, generator=gen)
+    table = torch.zeros(B, int(need.max()), dtype=torch.int32)
+    start = 0
+    for b, n in enumerate(need.tolist()):
+        table[b, :n] = perm[start:start + n].to(torch.int32)
+        start += n
+    return {
+        "k_cache": k_cache,
+        "v_cache": v_cache,
+        "block_table": table.to(device),
+        "kv_lens": lens.to(torch.int32).to(device),
+        "max_len": int(lens.max()),  # known on the host, as a scheduler knows it: no max() sync
+    }
+
+
+def _cache_gather_bytes(inputs: Inputs) -> int:
+    # Read the valid tokens of k and v, write the zero-padded [B, max_len] outputs, read the
+    # block-table entries in use and kv_lens.
+    lens, max_len = inputs["kv_lens"].long().clamp(max=inputs["max_len"]), inputs["max_len"]
+    token = _token_bytes(inputs["k_cache"])
+    used_pages = int(((lens + PAGE_SIZE - 1) // PAGE_SIZE).sum())
+    return 2 * (int(lens.sum()) + lens.numel() * max_len) * token + 4 * (used_pages + lens.numel())
+
+
+def _cache_gather_case(B: int, lo: int, hi: int, H: int = 8) -> Case:
+    lens = f"len={lo}" if lo == hi else f"len {lo}..{hi}"
+    return Case(f"B={B} {lens} H_kv={H} bf16", {"B": B, "min_len": lo, "max_len": hi, "H": H})
+
+
+CACHE_GATHER = OpSpec(
+    name="cache_gather",
+    op=ops.cache_gather,
+    reference=reference.cache_gather,
+    make_inputs=_cache_gather_inputs,
+    cases=(
+        _cache_gather_case(1, 2048, 2048),
+        _cache_gather_case(8, 512, 2048),
+        _cache_gather_case(32, 512, 1024),
+    ),
+    cuda_cases=(
+        _cache_gather_case(1, 8192, 8192),
+        _cache_gather_case(8, 512, 8192),
+        _cache_gather_case(32, 512, 8192),
+    ),
+    outputs=lambda result, inputs: result,
+    bytes_moved=_cache_gather_bytes,
+    doc="paged cache + block table -> contiguous zero-padded [B, max_len, H_kv, D] k and v "
+        "(max_len passed in, as the scheduler knows it)",
+)
+
+
+def _cache_copy_pages_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
+    """n (src, dst) pairs, copy-on-write of shared pages: 2n distinct random pages of a pool of 4n."""
+    n, H = int(params["n"]), int(params["H"])
+    dtype = _DTYPES[params.get("dtype", "bf16")]
+    P = 4 * n
+    k_cache, v_cache = _cache_pair(P, H, dtype, device, gen)
+    perm = torch.randperm(P, generator=gen)
+    return {
+        "k_cache": k_cache,
+        "v_cache": v_cache,
+        "pairs": torch.stack([perm[:n], perm[n:2 * n]], dim=1).to(device),  # int64 [n, 2]
+    }
+
+
+def _cache_copy_pages_bytes(inputs: Inputs) -> int:
+    # Read and write n pages of k and of v (2 * n * page_size * H * D * elem each way), plus the pairs.
+    k_cache, pairs = inputs["k_cache"], inputs["pairs"]
+    n = pairs.shape[0]
+    return 2 * 2 * n * k_cache.shape[1] * _token_bytes(k_cache) + 16 * n
+
+
+CACHE_COPY_PAGES = OpSpec(
+    name="cache_copy_pages_",
+    op=ops.cache_copy_pages_,
+    reference=reference.cache_copy_pages_,
+    make_inputs=_cache_copy_pages_inputs,
+    cases=(
+        Case("64 pairs H_kv=8 bf16", {"n": 64, "H": 8}),
+        Case("1024 pairs H_kv=8 bf16", {"n": 1024, "H": 8}),
+    ),
+    outputs=lambda result, inputs: (inputs["k_cache"], inputs["v_cache"]),
+    bytes_moved=_cache_copy_pages_bytes,
+    mutates=("k_cache", "v_cache"),
+    doc="k_cache[dst] = k_cache[src] (and v) for (src, dst) page pairs, in place (copy-on-write)",
+)
+
+
+SPECS: tuple[OpSpec, ...] = (COMMIT, NUM_TRANSFER_TOKENS, DENOISE_STEP, SELECT_TRANSFER, DENOISE_AND_SELECT,
+                             CACHE_WRITE, CACHE_GATHER, CACHE_COPY_PAGES)
 
 
 def get(name: str) -> OpSpec:
