@@ -277,7 +277,8 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
         k_cache, v_cache: [num_pages, page_size, Hkv, D] or None, with block_table int32
             [B, max_pages] and cache_lens int32 [B] (default 0).
         kv_lens: int32 [B] valid tokens of k / v (default Lk).
-        q_start: int32 [B] position of row b's first query (default cache_lens).
+        q_start: int32 [B] position of row b's first query (default cache_lens); may be negative
+            (left padding: with "block_causal", queries before position 0 see no key).
         mask: "full" | "block_causal" (query at position p sees key position t iff
             t // block_size <= p // block_size; fully masked key tiles are skipped).
         softmax_scale: default D ** -0.5.

@@ -121,10 +121,11 @@ def test_step_equals_sdpa_on_gathered_cache(device, gen):
 
 def test_q_start_and_block_causal_over_cache(device, gen):
     """Block diffusion step: block k attends to committed blocks (cache) + itself; an explicit
-    q_start that puts the queries earlier hides the later cached blocks."""
+    q_start that puts the queries earlier hides the later cached blocks, and queries at negative
+    positions (left padding) see nothing."""
     dtype = torch.float32 if device.type == "cpu" else torch.float16
     q, k, v, kw = make(2, 16, 4, 2, 64, [64, 40], None, 16, 16, dtype, device, gen)
-    q_start = torch.tensor([16, 8], dtype=torch.int32, device=device)
+    q_start = torch.tensor([16, -5], dtype=torch.int32, device=device)   # row 1: left padded
     out, lse = dk.block_attention(q, k, v, **kw, q_start=q_start, mask="block_causal",
                                   block_size=16, return_lse=True)
     check_accuracy(out, lse, q, k, v, kw, "block_causal", 16, q_start)

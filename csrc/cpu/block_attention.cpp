@@ -65,9 +65,16 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
   a.block_size = in.block_size;
   a.scale = static_cast<float>(in.scale);
 
+  // Work units: (b, kv head, a run of row tiles). A unit's row tiles share each K/V tile it loads
+  // (the GQA group's heads x queries), so units are as large as still gives every thread ~4.
   const int64_t rows = (a.Hq / a.Hkv) * a.Lq;
   const int64_t tiles = dllm::ceil_div(rows, dllm::cpu::kAttnRows);
-  const int64_t units = a.B * a.Hkv * tiles;
+  const int64_t want_units = 4 * std::max<int64_t>(1, at::get_num_threads());
+  const int64_t tiles_per_unit =
+      std::clamp<int64_t>(tiles * a.B * a.Hkv / want_units, 1, tiles);
+  const int64_t rows_per_unit = tiles_per_unit * dllm::cpu::kAttnRows;
+  const int64_t splits = dllm::ceil_div(rows, rows_per_unit);
+  const int64_t units = a.B * a.Hkv * splits;
   using N = typename Native<T>::type;
   N* o = static_cast<N*>(out.data_ptr());
   auto store = [&](const float* row, int64_t b, int64_t i, int64_t h) {
@@ -75,12 +82,12 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
     for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d]);
   };
   at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> scratch((dllm::cpu::attn_scratch_floats(a.D) + 1) / 2);  // 8-byte aligned
+    std::vector<float> scratch(dllm::cpu::attn_scratch_floats(a.D, rows_per_unit));
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / (a.Hkv * tiles), h = (u / tiles) % a.Hkv, t = u % tiles;
-      const int64_t row0 = t * dllm::cpu::kAttnRows;
-      dllm::cpu::block_attention_unit<T>(a, b, h, row0, std::min(rows, row0 + dllm::cpu::kAttnRows),
-                                         reinterpret_cast<float*>(scratch.data()), store);
+      const int64_t b = u / (a.Hkv * splits), h = (u / splits) % a.Hkv, t = u % splits;
+      const int64_t row0 = t * rows_per_unit;
+      dllm::cpu::block_attention_unit<T>(a, b, h, row0, std::min(rows, row0 + rows_per_unit),
+                                         scratch.data(), store);
     }
   });
 }

@@ -440,11 +440,6 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
         TORCH_CHECK(lens[b] >= 0 && lens[b] <= k->size(1), "dllm_kernels.", op, ": kv_lens[", b,
                     "] = ", lens[b], " must be in [0, Lk = ", k->size(1), "]");
     }
-    if (q_start.has_value()) {
-      const std::vector<int64_t> qs = host_values(r.q_start);
-      for (size_t b = 0; b < qs.size(); ++b)
-        TORCH_CHECK(qs[b] >= 0, "dllm_kernels.", op, ": q_start[", b, "] = ", qs[b], " must be >= 0");
-    }
   }
   return r;
 }

@@ -27,7 +27,8 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
         k_cache, v_cache: [num_pages, page_size, Hkv, D] or None, with block_table int32
             [B, max_pages] and cache_lens int32 [B] (default 0).
         kv_lens: int32 [B], valid tokens of k / v per row (default Lk).
-        q_start: int32 [B], absolute position of row b's first query (default cache_lens).
+        q_start: int32 [B], absolute position of row b's first query (default cache_lens); may be
+            negative (left padding): with mask="block_causal" a query at a position < 0 sees no key.
         mask: "full" (every valid key) or "block_causal": query at position p sees key position
             t iff t // block_size <= p // block_size.
         softmax_scale: default D ** -0.5.
@@ -70,6 +71,7 @@ def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, 
     if mask == "block_causal":
         qpos = q_start.long().unsqueeze(1) + torch.arange(Lq, device=dev).unsqueeze(0)   # [B, Lq]
         see = see & (kpos.unsqueeze(1) // block_size <= qpos.unsqueeze(2) // block_size)
+        see = see & (qpos >= 0).unsqueeze(2)                 # before position 0: sees nothing
     group = Hq // Hkv
     K = K.repeat_interleave(group, dim=2)                                       # [B, Nk, Hq, D]
     V = V.repeat_interleave(group, dim=2)
