@@ -150,7 +150,7 @@ class PagedKVCache:
 
     # ---- plans ---------------------------------------------------------------------------------
     def plan(self, seq_ids, pad, columns: tuple[int, int], *, write=None, cache_lens,
-             attend_fed: bool = True, mask: str = "full", block_size: int | None = None) -> "CachePlan":
+             attend_from: int | None = 0, mask: str = "full", block_size: int | None = None) -> "CachePlan":
         """Device tensors for model calls that feed batch columns [c0, c1) of left-padded rows.
 
         Args:
@@ -159,7 +159,9 @@ class PagedKVCache:
             columns: (c0, c1), the fed columns (the same for every row).
             write: per row (lo, hi): write the K/V of fed positions lo <= t < hi (None: no writes).
             cache_lens: per row, the cached tokens (positions 0 ..) the fed queries attend to.
-            attend_fed, mask, block_size: carried for the attention call.
+            attend_from: the fed tokens from this offset on are also attended, after the cached
+                ones (their positions must continue at cache_lens); None: only the cache.
+            mask, block_size: the attention mask.
         """
         c0, c1 = columns
         B, n, S = len(seq_ids), c1 - c0, self.page_size
@@ -190,8 +192,9 @@ class PagedKVCache:
             slot_mapping=_to_device(slots, self.device) if slots is not None else None,
             block_table=_to_device(table, self.device),
             cache_lens=_to_device(torch.tensor(lens, dtype=torch.int32), self.device),
+            q_start=_to_device((c0 - pad_t).to(torch.int32), self.device),
             max_cache_len=max(lens + [0]),
-            attend_fed=attend_fed, mask=mask, block_size=block_size)
+            attend_from=attend_from, mask=mask, block_size=block_size)
 
 
 @dataclass
@@ -202,9 +205,12 @@ class CachePlan:
     columns: (c0, c1) fed batch columns; positions int64 [B, c1 - c0] (RoPE positions, 0 where
     padding), valid bool [B, c1 - c0] (a real token); slot_mapping int64 [B, c1 - c0] or None
     (where each fed token's K/V is written, -1 = not written); block_table int32 [B, max_pages],
-    cache_lens int32 [B] (cached tokens the queries attend to); attend_fed: the queries also attend
-    to the fed tokens' fresh K/V (False when they were written into the cache first: the dual
-    cache); mask / block_size: the attention mask ("full" or "block_causal").
+    cache_lens int32 [B] (cached tokens the queries attend to); q_start int32 [B] (position of fed
+    column c0: negative for left padding); attend_from: fed tokens [attend_from:] are attended
+    too, after the cached ones (None: only the cache, e.g. the dual cache whose fresh K/V were
+    written first); mask / block_size: the attention mask ("full" or "block_causal").
+
+    The model-side order per attention layer is: write (if slot_mapping), then attend.
     """
 
     columns: tuple[int, int]
@@ -213,8 +219,9 @@ class CachePlan:
     slot_mapping: torch.Tensor | None
     block_table: torch.Tensor
     cache_lens: torch.Tensor
+    q_start: torch.Tensor
     max_cache_len: int
-    attend_fed: bool = True
+    attend_from: int | None = 0
     mask: str = "full"
     block_size: int | None = None
 
@@ -235,13 +242,14 @@ class DLLMCache:
 
     mode:
       "prefix" (Fast-dLLM v1 prefix cache): at the start of block k a full forward (refresh(k))
-          writes the K/V of positions [0, s_k) (prompt + finished blocks; s_k = p_b + k * bl); each
-          step (step(k)) feeds the block and the suffix, writes nothing and attends to the cached
-          prefix + itself.
-      "dual" (Fast-dLLM v1 dual cache): refresh(k) writes every position [0, p_b + gen_length);
-          each step feeds only block k, overwrites the block's slots in place with its fresh K/V,
-          then attends to the whole cache (attend_fed=False). Refresh at each block start, and every
-          refresh_interval steps if given (refresh_due).
+          writes the K/V of positions [0, s_k) (prompt + finished blocks; s_k = p_b + k * bl) and
+          attends to them + the fed block and suffix; each step (step(k)) feeds the block and the
+          suffix, writes nothing and attends to the cached prefix + itself.
+      "dual" (Fast-dLLM v1 dual cache): refresh(k) writes every position [0, p_b + gen_length)
+          and attends to the cache; each step feeds only block k, overwrites the block's slots in
+          place with its fresh K/V, then attends to the whole cache (attend_from=None). Refresh at
+          each block start, and every refresh_interval steps if given (refresh_due). A refresh
+          every step is an uncached full forward (how the runtime runs cache="none").
       "block" (block diffusion: BD3-LM, Fast-dLLM v2, SDAR): prefill() writes the prompt with the
           staircase (block-causal) mask; each step feeds block k and attends to the cache [0, s_k) +
           itself; commit(k) feeds the finished block once and appends its K/V. Pages grow per
@@ -311,9 +319,14 @@ class DLLMCache:
         """Full forward over every column at the start of block k (or mid-block when refresh_due):
         writes the prefix [0, s_k) ("prefix") or everything ("dual"); attends to the fed tokens."""
         self._need("prefix", "dual", what="refresh")
-        hi = self._start(k) if self.mode == "prefix" else self.total
+        if self.mode == "prefix":   # cache the prefix, attend to it + the fed block and suffix
+            s = self._start(k)
+            return self._plan(("refresh", k), columns=(0, self.P + self.gen_length),
+                              write=[(0, h) for h in s], cache_lens=s,
+                              attend_from=self.block_columns(k)[0])
         return self._plan(("refresh", k), columns=(0, self.P + self.gen_length),
-                          write=[(0, h) for h in hi], cache_lens=[0] * self.B)
+                          write=[(0, h) for h in self.total], cache_lens=self.total,
+                          attend_from=None)
 
     def refresh_due(self, step_in_block: int) -> bool:
         """Dual / prefix with refresh_interval: refresh before step `step_in_block` (> 0) of a block."""
@@ -330,7 +343,7 @@ class DLLMCache:
         if self.mode == "dual":
             return self._plan(("step", k), columns=(c0, c1),
                               write=[(a, a + self.block_length) for a in s],
-                              cache_lens=self.total, attend_fed=False)
+                              cache_lens=self.total, attend_from=None)
         return self._plan(("step", k), columns=(c0, c1), cache_lens=s)
 
     # ---- block diffusion ---------------------------------------------------------------------------
@@ -339,8 +352,9 @@ class DLLMCache:
         (nothing written if prompt_cached)."""
         self._need("block", what="prefill")
         write = None if self.prompt_cached else [(0, p) for p in self.prompt_lens]
-        return self._plan(("prefill",), columns=(0, self.P), write=write, cache_lens=[0] * self.B,
-                          mask="block_causal", block_size=self.block_length)
+        return self._plan(("prefill",), columns=(0, self.P), write=write,
+                          cache_lens=self.prompt_lens, attend_from=None, mask="block_causal",
+                          block_size=self.block_length)
 
     def commit(self, k: int) -> CachePlan:
         """Block mode: feed finished block k once and append its K/V (pages grow here; a page

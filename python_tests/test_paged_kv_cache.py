@@ -117,7 +117,7 @@ def test_dual_cache_matches_full_recompute(device, gen, refresh_interval):
             snapshot = [[t.clone() for t in toy_kv_cached(cache, pol, totals, layer)] for layer in range(L_LAYERS)]
             unmask_some(tokens, pol.block_columns(k), gen)
             plan = pol.step(k)
-            assert plan.attend_fed is False and plan.max_cache_len == max(totals)
+            assert plan.attend_from is None and plan.max_cache_len == max(totals)
             feed(plan, tokens, pol.pad, cache)
             # the block's slots hold the fresh K/V, every other slot what the last refresh wrote
             for layer in range(L_LAYERS):
@@ -153,12 +153,15 @@ def test_prefix_cache(device, gen):
     for k in range(pol.num_blocks):
         refresh = pol.refresh(k)
         assert refresh.columns == (0, max(PROMPTS) + gen_length)
+        assert refresh.attend_from == max(PROMPTS) + k * bl       # fresh block + suffix attended
+        assert refresh.q_start.cpu().tolist() == [p - max(PROMPTS) for p in PROMPTS]
         feed(refresh, tokens, pol.pad, cache)
         starts = [p + k * bl for p in PROMPTS]
         expect_rows(cache, pol, tokens, starts)             # prompt + finished blocks cached
         step = pol.step(k)
         assert step.slot_mapping is None and step.columns == (max(PROMPTS) + k * bl, max(PROMPTS) + gen_length)
-        assert step.cache_lens.cpu().tolist() == starts and step.attend_fed
+        assert step.cache_lens.cpu().tolist() == starts and step.attend_from == 0
+        assert step.q_start.cpu().tolist() == starts
         # positions of the fed columns are the rows' real positions
         assert step.positions.cpu()[:, 0].tolist() == starts
         before = [cached(cache, sid, s, 0) for sid, s in zip(pol.seq_ids, starts)]
