@@ -383,6 +383,24 @@ class DLLMCache:
         """Frees every row's pages."""
         self.release(range(self.B))
 
+    def subset(self, rows) -> "DLLMCache":
+        """A policy for only `rows` (e.g. the rows still generating), keeping their pages and the
+        batch's column layout; the other rows' pages are freed. This object must not be used
+        afterwards."""
+        rows = list(rows)
+        keep = set(rows)
+        self.release([b for b in range(self.B) if b not in keep])
+        new = object.__new__(DLLMCache)
+        new.__dict__.update(self.__dict__)
+        new.prompt_lens = [self.prompt_lens[b] for b in rows]
+        new.pad = [self.pad[b] for b in rows]
+        new.seq_ids = [self.seq_ids[b] for b in rows]
+        new.total = [self.total[b] for b in rows]
+        new.B = len(rows)
+        new._plans = {}
+        self.seq_ids = [None] * self.B   # ownership moved
+        return new
+
     def _need(self, *modes, what: str) -> None:
         if self.mode not in modes:
             raise RuntimeError(f"dllm_kernels.DLLMCache.{what}: not a step of mode {self.mode!r} (only {list(modes)})")
