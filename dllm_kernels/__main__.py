@@ -1,8 +1,10 @@
-"""python -m dllm_kernels [verify|bench|info] — verify every op against its reference, then time it.
+"""python -m dllm_kernels [verify|bench|generate|info] — verify every op against its reference,
+time it, and run whole generations.
 
     python -m dllm_kernels                 # the main job: verify, then bench
     python -m dllm_kernels verify          # exit 1 on any mismatch (or if the native ops are missing)
-    python -m dllm_kernels bench --json results.json
+    python -m dllm_kernels bench --json results.json [--e2e]
+    python -m dllm_kernels generate --gen-length 256 --block-length 32 --steps 256 --cache dual
     python -m dllm_kernels info            # backend_info() as JSON
 """
 
@@ -41,10 +43,37 @@ def cmd_verify(args) -> int:
 def cmd_bench(args) -> int:
     specs, devices = _select(args)
     head, rows = run_bench(specs, devices, compile_ref=not args.no_compile, reps=args.reps)
+    out = to_json(head, rows)
+    if getattr(args, "e2e", False):
+        print()
+        out["e2e"] = _e2e(args, ("none", "prefix", "dual", "block"), baselines=True, reference=False)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(to_json(head, rows), f, indent=2)
+            json.dump(out, f, indent=2, default=str)
         print(f"bench: wrote {args.json}")
+    return 0
+
+
+def _e2e(args, caches, baselines, reference) -> list:
+    from . import e2e
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    preset = args.model or ("llada8b-shaped" if device == "cuda" else "tiny")
+    model = e2e.make_model(preset, device, layers=args.layers)
+    c = model.config
+    print(f"generate: TinyLLaDA preset {preset!r} ({c.num_layers} layers, hidden {c.hidden_size}, "
+          f"{c.num_heads}/{c.num_kv_heads} heads, vocab {c.vocab_size}, {next(model.parameters()).dtype}) "
+          f"on {device}; batch {args.batch}, prompt {args.prompt_length}, gen {args.gen_length}, "
+          f"block {args.block_length}, steps {args.steps}")
+    return e2e.run(model, args.batch, args.prompt_length, args.gen_length, args.block_length,
+                   args.steps, caches=caches, baselines=baselines, reference=reference,
+                   threshold=args.threshold)
+
+
+def cmd_generate(args) -> int:
+    rows = _e2e(args, [args.cache], baselines=args.baselines, reference=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": backend_info(), "rows": rows}, f, indent=2, default=str)
     return 0
 
 
@@ -67,6 +96,24 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", help="write the bench results to this file")
         p.add_argument("--no-compile", action="store_true", help="skip torch.compile of the reference")
         p.add_argument("--reps", type=int, default=50, help="timed calls per measurement (median)")
+    gen = argparse.ArgumentParser(add_help=False)
+    gen.add_argument("--model", choices=["tiny", "llada8b-shaped"], help="TinyLLaDA preset (default: tiny on CPU, llada8b-shaped on CUDA)")
+    gen.add_argument("--layers", type=int, help="override the preset's layer count")
+    gen.add_argument("--batch", type=int, default=1)
+    gen.add_argument("--prompt-length", type=int, default=64)
+    gen.add_argument("--gen-length", type=int, default=256)
+    gen.add_argument("--block-length", type=int, default=32)
+    gen.add_argument("--steps", type=int, default=256)
+    gen.add_argument("--threshold", type=float, help="parallel decoding threshold (Fast-dLLM)")
+    p_gen = sub.add_parser("generate", parents=[gen], help="whole generations on a TinyLLaDA: kernels vs reference (tokens/s, NFE, time split)")
+    p_gen.add_argument("--cache", choices=["none", "prefix", "dual", "block"], default="dual")
+    p_gen.add_argument("--device", choices=["cpu", "cuda"])
+    p_gen.add_argument("--baselines", action="store_true", help="also time the literal LLaDA / Fast-dLLM loops")
+    p_gen.add_argument("--json", help="write the rows to this file")
+    p_bench.add_argument("--e2e", action="store_true", help="also run the end-to-end generation benchmark")
+    for a in gen._actions:
+        if a.dest != "help":
+            p_bench._add_action(a)
     sub.add_parser("info", help="print backend_info() as JSON")
     parser.add_argument("--op", action="append", help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=["cpu", "cuda"], help=argparse.SUPPRESS)
@@ -77,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args)
     if args.cmd == "info":
         return cmd_info(args)
+    if args.cmd == "generate":
+        return cmd_generate(args)
     args.seed = None  # the main job: verify, then bench
     status = cmd_verify(args)
     print()

@@ -1,0 +1,188 @@
+"""End-to-end generation benchmark: our runtime against literal eager loops written the way public
+dLLM code writes them (LLaDA's generate and Fast-dLLM v1's dual-cache generate), on the same
+TinyLLaDA weights, at equal NFE. Used by `python -m dllm_kernels generate`, `bench --e2e` and
+benchmarks/bench_generate.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .models import TinyLLaDA, TinyLLaDAConfig
+from .runtime import generate
+
+PRESETS = {
+    # CPU-sized: LLaDA's vocabulary (so sampling costs what it costs) on a small trunk
+    "tiny": dict(vocab_size=126_464, hidden_size=128, num_layers=2, num_heads=2, mask_id=126_336),
+    # LLaDA-8B-shaped layers (hidden 4096, 32 heads, MHA, ff 12288), a few of them
+    "llada8b-shaped": dict(vocab_size=126_464, hidden_size=4096, num_layers=4, num_heads=32,
+                           intermediate_size=12_288, mask_id=126_336),
+}
+
+
+def make_model(preset: str, device, dtype=None, layers: int | None = None, seed: int = 0) -> TinyLLaDA:
+    cfg = dict(PRESETS[preset])
+    if layers is not None:
+        cfg["num_layers"] = layers
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return TinyLLaDA(TinyLLaDAConfig(**cfg), seed=seed, dtype=dtype, device=device)
+
+
+def _schedule(block_mask: torch.Tensor, steps: int) -> torch.Tensor:
+    total = block_mask.sum(1, keepdim=True)
+    num = (total // steps).repeat(1, steps)
+    for b in range(num.shape[0]):
+        num[b, : int(total[b] % steps)] += 1
+    return num
+
+
+@torch.no_grad()
+def literal_llada(model, x_prompt: torch.Tensor, gen_length: int, block_length: int, steps: int):
+    """LLaDA's generate() at T = 0 with low_confidence remasking, eager: full forward every step,
+    float64 softmax over the whole sequence, a per-row top-k loop. Returns (tokens, nfe)."""
+    mask_id = model.config.mask_id
+    B, P = x_prompt.shape
+    x = torch.full((B, P + gen_length), mask_id, dtype=torch.long, device=x_prompt.device)
+    x[:, :P] = x_prompt
+    nb = gen_length // block_length
+    spb = steps // nb
+    nfe = 0
+    for k in range(nb):
+        s0, s1 = P + k * block_length, P + (k + 1) * block_length
+        num = _schedule(x[:, s0:s1] == mask_id, spb)
+        for i in range(spb):
+            mask_index = x == mask_id
+            logits = model(x).logits
+            nfe += 1
+            x0 = torch.argmax(logits, dim=-1)
+            p = F.softmax(logits.to(torch.float64), dim=-1)
+            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+            x0_p[:, s1:] = -float("inf")
+            x0 = torch.where(mask_index, x0, x)
+            conf = torch.where(mask_index, x0_p, torch.tensor(-float("inf"), dtype=x0_p.dtype, device=x.device))
+            transfer = torch.zeros_like(x0, dtype=torch.bool)
+            for j in range(B):
+                _, idx = torch.topk(conf[j], k=int(num[j, i]))
+                transfer[j, idx] = True
+            x[transfer] = x0[transfer]
+    return x, nfe
+
+
+@torch.no_grad()
+def literal_fast_dllm_dual(model, x_prompt: torch.Tensor, gen_length: int, block_length: int, steps: int):
+    """Fast-dLLM v1's dual-cache generate() at T = 0, eager: a full forward at each block start
+    keeps every layer's K/V as dense tensors; the other steps feed the block, splice its fresh K/V
+    into the dense cache with torch.cat and attend with SDPA. Returns (tokens, nfe)."""
+    mask_id = model.config.mask_id
+    B, P = x_prompt.shape
+    n = P + gen_length
+    x = torch.full((B, n), mask_id, dtype=torch.long, device=x_prompt.device)
+    x[:, :P] = x_prompt
+    nb = gen_length // block_length
+    spb = steps // nb
+    pos = torch.arange(n, device=x.device).unsqueeze(0).expand(B, -1)
+    nfe = 0
+
+    def sdpa(q, K, V):
+        g = q.shape[2] // K.shape[2]
+        return F.scaled_dot_product_attention(q.transpose(1, 2), K.repeat_interleave(g, 2).transpose(1, 2),
+                                              V.repeat_interleave(g, 2).transpose(1, 2)).transpose(1, 2)
+
+    for k in range(nb):
+        s0, s1 = P + k * block_length, P + (k + 1) * block_length
+        num = _schedule(x[:, s0:s1] == mask_id, spb)
+        kv = {}
+
+        def record(layer, q, kk, vv):
+            kv[layer] = (kk, vv)
+            return sdpa(q, kk, vv)
+
+        logits = model.forward(x, pos, record)[:, s0:s1]
+        nfe += 1
+        for i in range(spb):
+            if i > 0:
+                def cached(layer, q, kk, vv):
+                    K, V = kv[layer]
+                    K = torch.cat([K[:, :s0], kk, K[:, s1:]], 1)
+                    V = torch.cat([V[:, :s0], vv, V[:, s1:]], 1)
+                    return sdpa(q, K, V)
+                logits = model.forward(x[:, s0:s1], pos[:, s0:s1], cached)
+                nfe += 1
+            x0 = torch.argmax(logits, dim=-1)
+            p = F.softmax(logits.to(torch.float64), dim=-1)
+            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+            m = x[:, s0:s1] == mask_id
+            x0 = torch.where(m, x0, x[:, s0:s1])
+            conf = torch.where(m, x0_p, torch.tensor(-float("inf"), dtype=x0_p.dtype, device=x.device))
+            transfer = torch.zeros_like(x0, dtype=torch.bool)
+            for j in range(B):
+                _, idx = torch.topk(conf[j], k=int(num[j, i]))
+                transfer[j, idx] = True
+            blk = x[:, s0:s1]
+            blk[transfer] = x0[transfer]
+    return x, nfe
+
+
+def _timed(fn, device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+@torch.no_grad()
+def run(model, batch: int, prompt_length: int, gen_length: int, block_length: int, steps: int,
+        caches=("none", "prefix", "dual", "block"), baselines: bool = True, reference: bool = False,
+        threshold=None, seed: int = 0, log=print) -> list[dict]:
+    """Times one generation per configuration (after one warm-up of each); returns rows with
+    tokens/s, NFE, seconds and the runtime's model / sampling / cache split."""
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, model.config.mask_id, (batch, prompt_length), generator=g).to(device)
+    tokens = batch * gen_length
+    rows = []
+    kw = dict(gen_length=gen_length, block_length=block_length, steps=steps)
+
+    def add(name, nfe, secs, extra=None, same_as=None):
+        row = {"name": name, "nfe": nfe, "seconds": secs, "tokens_per_s": tokens / secs, **(extra or {})}
+        rows.append(row)
+        log(f"  {name:<34} {tokens / secs:10.1f} tok/s  nfe {nfe:4d}  {secs * 1e3:9.1f} ms"
+            + (f"  model {extra['model_s'] / secs:5.1%}  sampling {extra['sampling_s'] / secs:5.1%}"
+               f"  cache {extra['cache_s'] / secs:5.1%}" if extra and "model_s" in extra else "")
+            + (f"  {same_as}" if same_as else ""))
+
+    backends = ["kernels"] + (["reference"] if reference else [])
+    results = {}
+    for cache in caches:
+        for backend in backends:
+            opts = dict(cache=cache, backend=backend, threshold=threshold, seed=seed)
+            generate(model, prompt, **kw, **opts)                      # warm-up
+            out, secs = _timed(lambda: generate(model, prompt, **kw, **opts), device)
+            prof = generate(model, prompt, **kw, **opts, profile=True).timing
+            split = {k: prof[k] * secs / prof["total_s"] for k in ("model_s", "sampling_s", "cache_s")}
+            results[(cache, backend)] = out.tokens
+            add(f"runtime {backend} cache={cache}" + (f" thr={threshold}" if threshold else ""),
+                out.nfe, secs, split)
+    if baselines and threshold is None:
+        for name, fn, ref_cache in (("literal LLaDA loop (none)", literal_llada, "none"),
+                                    ("literal Fast-dLLM dual loop", literal_fast_dllm_dual, "dual")):
+            fn(model, prompt, **kw)                                      # warm-up
+            (x, nfe), secs = _timed(lambda: fn(model, prompt, **kw), device)
+            ours = results.get((ref_cache, "kernels"))
+            same = None if ours is None else ("same tokens as runtime" if torch.equal(ours, x)
+                                              else f"tokens differ at {int((ours != x).sum())} positions")
+            add(name, nfe, secs, same_as=same)
+    by = {r["name"]: r for r in rows}
+    for ours, base in (("runtime kernels cache=none", "literal LLaDA loop (none)"),
+                       ("runtime kernels cache=dual", "literal Fast-dLLM dual loop")):
+        if ours in by and base in by:
+            by[ours][f"x_vs_{base}"] = by[ours]["tokens_per_s"] / by[base]["tokens_per_s"]
+            log(f"  {ours}: {by[ours]['tokens_per_s'] / by[base]['tokens_per_s']:.2f}x the {base}")
+    return rows
