@@ -14,7 +14,8 @@ def test_verify_passes_on_every_device():
     out = run("verify")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "FAIL" not in out.stdout
-    for op in ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select"):
+    for op in ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select",
+               "cache_write_", "cache_gather", "cache_copy_pages_"):
         assert op in out.stdout
     assert ", 0 failed" in out.stdout
 
@@ -46,3 +47,14 @@ def test_unknown_op_is_a_clear_error():
     out = run("verify", "--op", "no_such_op")
     assert out.returncode != 0
     assert "unknown op 'no_such_op'" in out.stderr
+
+
+def test_generate_prints_kernels_and_reference(tmp_path):
+    path = tmp_path / "gen.json"
+    out = run("generate", "--device", "cpu", "--gen-length", "16", "--block-length", "8",
+              "--steps", "8", "--prompt-length", "8", "--cache", "block", "--json", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "runtime kernels cache=block" in out.stdout and "runtime reference cache=block" in out.stdout
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["nfe"] for r in rows] == [8 + 1 + 2] * 2            # steps + prefill + 2 commits
+    assert all(r["tokens_per_s"] > 0 and "model_s" in r for r in rows)
