@@ -27,7 +27,7 @@ inline float exp_nonpos(float x) {
   p = p * r * r + r + 1.0f;
   int32_t bits;
   std::memcpy(&bits, &p, sizeof(bits));
-  bits += static_cast<int32_t>(n) << 23;
+  bits += static_cast<int32_t>(n) * (1 << 23);  // n may be negative: no shift of a negative
   float out;
   std::memcpy(&out, &bits, sizeof(out));
   return x <= -80.0f ? 0.0f : out;
