@@ -3,12 +3,13 @@
 # build for sm_90a, run the native CUDA tests (ctest) and every pytest test, verify every op on
 # CPU and CUDA, then benchmark; logs and JSON go to $OUT (at most 8 files per call come back).
 #
-#   device run:  bash benchmarks/gpu_session.sh [all|test|bench]
+#   device run:  bash benchmarks/gpu_session.sh [all|test|bench|e2e]
 #   then commit $OUT/*.json and the logs under benchmarks/results/<date>-<gpu>/.
 #
-# A device command may run 10 minutes at most: `test` (build, ctest, pytest, verify) and `bench`
-# (the benchmarks; rebuilds only if the CUDA ops are not importable) fit one call each, `all`
-# runs both when the build is fast. The machine keeps the build between calls while warm.
+# A device command may run 10 minutes at most: `test` (build, ctest, pytest, verify), `bench`
+# (the op benchmarks and bench_denoise_step) and `e2e` (bench_block_attention and bench_generate;
+# both rebuild only if the CUDA ops are not importable) fit one call each, `all` runs everything
+# when the build is fast. The machine keeps the build between calls while warm.
 #
 # The device has torch (python3) but no network: nothing is installed, only built. The tree is
 # sent without .git: pass DLLM_GIT_COMMIT=$(git rev-parse HEAD) so the results name their commit.
@@ -16,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mode=${1:-all}
-case "$mode" in all | test | bench) ;; *) echo "usage: gpu_session.sh [all|test|bench]" >&2; exit 2 ;; esac
+case "$mode" in all | test | bench | e2e) ;; *) echo "usage: gpu_session.sh [all|test|bench|e2e]" >&2; exit 2 ;; esac
 OUT=${OUT:-build/gpu_session}
 mkdir -p "$OUT"
 export MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a} DLLM_KERNELS_CUDA=1
@@ -55,27 +56,32 @@ step() { # step NAME LOG CMD...: run, log, remember failure, keep going
 cat "$OUT/env.txt"
 
 # An editable install needs setuptools >= 64; if the device's is older, build in place instead.
-if [ "$mode" != bench ] || ! "$PY" -c "import dllm_kernels as d, sys; sys.exit(0 if d.backend_info()['cuda'] else 1)" 2>/dev/null; then
+if [ "$mode" = test ] || [ "$mode" = all ] || ! "$PY" -c "import dllm_kernels as d, sys; sys.exit(0 if d.backend_info()['cuda'] else 1)" 2>/dev/null; then
   step build build.log bash -c "'$PY' -m pip install --no-build-isolation --no-deps -v -e . ||
     { echo '== pip install -e failed; building in place'; '$PY' setup.py build_ext --inplace; }" ||
     { tail -40 "$OUT/build.log"; exit 1; }
 fi
-if [ "$mode" != bench ]; then
+if [ "$mode" = test ] || [ "$mode" = all ]; then
 step ctest ctest.log bash -c 'cmake -S . -B build/cmake-gpu -G Ninja -DDLLM_CUDA=ON -DDLLM_CUDA_ARCHS=90a &&
   cmake --build build/cmake-gpu && ctest --test-dir build/cmake-gpu --output-on-failure --no-tests=error'
 step pytest pytest.log "$PY" -m pytest python_tests -ra -q
 step verify verify.log "$PY" -m dllm_kernels verify
 fi
-if [ "$mode" != test ]; then
+if [ "$mode" = bench ] || [ "$mode" = all ]; then
 # torch.compile comparisons are in bench_denoise_step.py (a subset of cases); the registry bench
 # skips them to stay inside the command's time.
 step bench bench.log "$PY" -m dllm_kernels bench --device cuda --no-compile --json "$OUT/bench.json"
 step bench_denoise_step bench_denoise_step.log "$PY" benchmarks/bench_denoise_step.py --device cuda \
   --json "$OUT/bench_denoise_step.json"
 fi
-if [ "$mode" != test ]; then
-  echo "== bench tables"
-  grep -v "^W[0-9]" "$OUT/bench.log" | tail -n 20
-  grep -v "^W[0-9]" "$OUT/bench_denoise_step.log" | tail -n 30
+if [ "$mode" = e2e ] || [ "$mode" = all ]; then
+step bench_block_attention bench_block_attention.log "$PY" benchmarks/bench_block_attention.py \
+  --device cuda --json "$OUT/bench_block_attention.json"
+step bench_generate bench_generate.log "$PY" benchmarks/bench_generate.py --device cuda \
+  --json "$OUT/bench_generate.json"
 fi
+echo "== tables"
+for log in bench bench_denoise_step bench_block_attention bench_generate; do
+  [ -f "$OUT/$log.log" ] && { echo "-- $log"; grep -v "^W[0-9]" "$OUT/$log.log" | tail -n 30; }
+done
 exit $status
