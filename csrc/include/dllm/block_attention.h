@@ -18,12 +18,13 @@
 // the copy bandwidth. On this project's 2-core CPU (fp32 K/V: 134 MB) the same step is compute
 // bound: ~2.1 GFLOP at ~30-60 GFLOP/s (AVX2 FMA, 2 cores) -> 35-70 ms.
 //
-// CPU kernel: one work unit = (b, kv head, tile of up to kAttnRows query rows), where the rows are
-// the GQA group's query heads x queries, so each K/V row loaded (and converted to fp32) serves the
-// whole group. Keys stream in tiles of kAttnKeys (K transposed on load); scores Q.K^T and P.V are
-// register-blocked micro-GEMMs (AVX-512: 8 x 32 / 8 x 16 blocks; AVX2: 4 x 16; a portable loop
-// otherwise, chosen at run time), the online softmax (running max and sum) uses a branch-free
-// exp; everything fp32.
+// CPU kernel: one work unit = (b, kv head, a run of query rows), where the rows are the GQA group's
+// query heads x queries, so each K/V row loaded (and converted to fp32) serves the whole group.
+// Keys stream in tiles of kAttnKeys, used as stored (no transpose); the scores are computed
+// transposed, S^T = K Q^T (Q^T built once per unit), so the online softmax runs across rows with
+// no horizontal reductions, and P.V reads P^T directly. Both products are register-blocked
+// micro-GEMMs (AVX-512 8 x 32 blocks, AVX2 4 x 16; a portable loop otherwise, chosen at run
+// time), the exp is branch-free; everything fp32.
 #pragma once
 
 #include <algorithm>
@@ -117,166 +118,149 @@ struct BlockAttentionArgs {
 
 namespace cpu {
 
-constexpr int64_t kAttnRows = 32;  // query rows (group heads x queries) per work unit, multiple of 4
-constexpr int64_t kAttnKeys = 64;  // keys per tile, multiple of 16
+constexpr int64_t kAttnRows = 32;  // query rows per sub-tile (multiple of 16)
+constexpr int64_t kAttnKeys = 64;  // keys per tile (multiple of 8)
 
-
-// s[r, j] = q[r, :] . kt[:, j] and o[r, :] += p[r, :nk] . v[:nk, :] as 4 x 16 register blocks.
-// q: [R4, D] (R4 a multiple of 4), kt: [D, kAttnKeys], s / p: [R4, kAttnKeys], v: [kAttnKeys, D],
-// o: [R4, D], D a multiple of 16. The portable loops are the definition; on x86-64 with AVX2 + FMA
-// (checked at run time) the same blocks run as 8 ymm accumulators, 2 FMAs per 16 B loaded.
-inline void attn_scores_portable(const float* q, const float* kt, float* s, int64_t R4,
-                                 int64_t nk16, int64_t D) {
-  for (int64_t r0 = 0; r0 < R4; r0 += 4)
-    for (int64_t j0 = 0; j0 < nk16; j0 += 16) {
-      float acc[4][16] = {};
-      for (int64_t d = 0; d < D; ++d)
-        for (int rr = 0; rr < 4; ++rr)
-          for (int jj = 0; jj < 16; ++jj) acc[rr][jj] += q[(r0 + rr) * D + d] * kt[d * kAttnKeys + j0 + jj];
-      for (int rr = 0; rr < 4; ++rr)
-        for (int jj = 0; jj < 16; ++jj) s[(r0 + rr) * kAttnKeys + j0 + jj] = acc[rr][jj];
-    }
+// The two products of a tile, in "transposed scores" form so that K and V are used as stored and
+// the softmax runs across rows (contiguous, vectorisable, no horizontal reductions):
+//   st[j, r]  = k[j, :] . qt[:, r]          k: [nk, D], qt: [D, ldq] (Q^T), st: [nk, kAttnRows]
+//   o[r, :]  += sum_j st[j, r] * v[j, :]    v: [nk, D], o: [tr, D]
+// tr (rows) is a multiple of 16, D a multiple of 16 (32 for the AVX-512 P.V block). The portable
+// loops are the definition; AVX-512 / AVX2 + FMA versions are picked at run time.
+inline void attn_scores_portable(const float* k, const float* qt, int64_t ldq, float* st,
+                                 int64_t nk, int64_t tr, int64_t D) {
+  for (int64_t j = 0; j < nk; ++j) {
+    float* out = st + j * kAttnRows;
+    for (int64_t r = 0; r < tr; ++r) out[r] = 0.0f;
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t r = 0; r < tr; ++r) out[r] += k[j * D + d] * qt[d * ldq + r];
+  }
 }
 
-inline void attn_pv_portable(const float* p, const float* v, float* o, int64_t R4, int64_t nk,
+inline void attn_pv_portable(const float* pt, const float* v, float* o, int64_t nk, int64_t tr,
                              int64_t D) {
-  for (int64_t r0 = 0; r0 < R4; r0 += 4)
-    for (int64_t d0 = 0; d0 < D; d0 += 16)
-      for (int64_t j = 0; j < nk; ++j)
-        for (int rr = 0; rr < 4; ++rr)
-          for (int dd = 0; dd < 16; ++dd)
-            o[(r0 + rr) * D + d0 + dd] += p[(r0 + rr) * kAttnKeys + j] * v[j * D + d0 + dd];
+  for (int64_t r = 0; r < tr; ++r)
+    for (int64_t j = 0; j < nk; ++j)
+      for (int64_t d = 0; d < D; ++d) o[r * D + d] += pt[j * kAttnRows + r] * v[j * D + d];
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
-#define DLLM_ATTN_AVX2 1
-__attribute__((target("avx2,fma"))) inline void attn_scores_avx2(const float* q, const float* kt,
-                                                                  float* s, int64_t R4,
-                                                                  int64_t nk16, int64_t D) {
-  for (int64_t r0 = 0; r0 < R4; r0 += 4) {
-    const float* q0 = q + r0 * D;
-    for (int64_t j0 = 0; j0 < nk16; j0 += 16) {
-      __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-             c30 = c00, c31 = c00;
-      for (int64_t d = 0; d < D; ++d) {
-        const __m256 k0 = _mm256_loadu_ps(kt + d * kAttnKeys + j0);
-        const __m256 k1 = _mm256_loadu_ps(kt + d * kAttnKeys + j0 + 8);
-        __m256 b = _mm256_broadcast_ss(q0 + d);
-        c00 = _mm256_fmadd_ps(b, k0, c00), c01 = _mm256_fmadd_ps(b, k1, c01);
-        b = _mm256_broadcast_ss(q0 + D + d);
-        c10 = _mm256_fmadd_ps(b, k0, c10), c11 = _mm256_fmadd_ps(b, k1, c11);
-        b = _mm256_broadcast_ss(q0 + 2 * D + d);
-        c20 = _mm256_fmadd_ps(b, k0, c20), c21 = _mm256_fmadd_ps(b, k1, c21);
-        b = _mm256_broadcast_ss(q0 + 3 * D + d);
-        c30 = _mm256_fmadd_ps(b, k0, c30), c31 = _mm256_fmadd_ps(b, k1, c31);
-      }
-      float* out = s + r0 * kAttnKeys + j0;
-      _mm256_storeu_ps(out, c00), _mm256_storeu_ps(out + 8, c01);
-      _mm256_storeu_ps(out + kAttnKeys, c10), _mm256_storeu_ps(out + kAttnKeys + 8, c11);
-      _mm256_storeu_ps(out + 2 * kAttnKeys, c20), _mm256_storeu_ps(out + 2 * kAttnKeys + 8, c21);
-      _mm256_storeu_ps(out + 3 * kAttnKeys, c30), _mm256_storeu_ps(out + 3 * kAttnKeys + 8, c31);
-    }
-  }
-}
-
-__attribute__((target("avx2,fma"))) inline void attn_pv_avx2(const float* p, const float* v,
-                                                              float* o, int64_t R4, int64_t nk,
-                                                              int64_t D) {
-  for (int64_t r0 = 0; r0 < R4; r0 += 4) {
-    const float* p0 = p + r0 * kAttnKeys;
-    for (int64_t d0 = 0; d0 < D; d0 += 16) {
-      float* o0 = o + r0 * D + d0;
-      __m256 c00 = _mm256_loadu_ps(o0), c01 = _mm256_loadu_ps(o0 + 8);
-      __m256 c10 = _mm256_loadu_ps(o0 + D), c11 = _mm256_loadu_ps(o0 + D + 8);
-      __m256 c20 = _mm256_loadu_ps(o0 + 2 * D), c21 = _mm256_loadu_ps(o0 + 2 * D + 8);
-      __m256 c30 = _mm256_loadu_ps(o0 + 3 * D), c31 = _mm256_loadu_ps(o0 + 3 * D + 8);
-      for (int64_t j = 0; j < nk; ++j) {
-        const __m256 v0 = _mm256_loadu_ps(v + j * D + d0), v1 = _mm256_loadu_ps(v + j * D + d0 + 8);
-        __m256 b = _mm256_broadcast_ss(p0 + j);
-        c00 = _mm256_fmadd_ps(b, v0, c00), c01 = _mm256_fmadd_ps(b, v1, c01);
-        b = _mm256_broadcast_ss(p0 + kAttnKeys + j);
-        c10 = _mm256_fmadd_ps(b, v0, c10), c11 = _mm256_fmadd_ps(b, v1, c11);
-        b = _mm256_broadcast_ss(p0 + 2 * kAttnKeys + j);
-        c20 = _mm256_fmadd_ps(b, v0, c20), c21 = _mm256_fmadd_ps(b, v1, c21);
-        b = _mm256_broadcast_ss(p0 + 3 * kAttnKeys + j);
-        c30 = _mm256_fmadd_ps(b, v0, c30), c31 = _mm256_fmadd_ps(b, v1, c31);
-      }
-      _mm256_storeu_ps(o0, c00), _mm256_storeu_ps(o0 + 8, c01);
-      _mm256_storeu_ps(o0 + D, c10), _mm256_storeu_ps(o0 + D + 8, c11);
-      _mm256_storeu_ps(o0 + 2 * D, c20), _mm256_storeu_ps(o0 + 2 * D + 8, c21);
-      _mm256_storeu_ps(o0 + 3 * D, c30), _mm256_storeu_ps(o0 + 3 * D + 8, c31);
-    }
-  }
-}
-
-// AVX-512: scores as 8 rows x 32 keys (16 zmm accumulators), P.V as 8 rows x 16 columns.
-__attribute__((target("avx512f"))) inline void attn_scores_avx512(const float* q, const float* kt,
-                                                                   float* s, int64_t R8,
-                                                                   int64_t nk16, int64_t D) {
-  for (int64_t r0 = 0; r0 < R8; r0 += 8) {
-    const float* q0 = q + r0 * D;
-    for (int64_t j0 = 0; j0 < nk16; j0 += 32) {
-      const bool two = j0 + 16 < nk16;  // a second 16-key vector in this block
+#define DLLM_ATTN_X86 1
+// AVX-512: scores as 8 keys x 32 rows (16 zmm accumulators; 2 loads + 8 broadcasts per 16 FMAs),
+// P.V as 8 rows x 32 columns (the same ratio).
+__attribute__((target("avx512f"))) inline void attn_scores_avx512(const float* k, const float* qt,
+                                                                   int64_t ldq, float* st,
+                                                                   int64_t nk, int64_t tr,
+                                                                   int64_t D) {
+  for (int64_t r0 = 0; r0 < tr; r0 += 32) {
+    const bool two = r0 + 16 < tr;
+    for (int64_t j0 = 0; j0 < nk; j0 += 8) {
+      const int64_t nj = std::min<int64_t>(8, nk - j0);
       __m512 c[8][2];
-      for (int rr = 0; rr < 8; ++rr) c[rr][0] = c[rr][1] = _mm512_setzero_ps();
+      for (int jj = 0; jj < 8; ++jj) c[jj][0] = c[jj][1] = _mm512_setzero_ps();
+      const float* kr = k + j0 * D;
       for (int64_t d = 0; d < D; ++d) {
-        const __m512 k0 = _mm512_loadu_ps(kt + d * kAttnKeys + j0);
-        const __m512 k1 = two ? _mm512_loadu_ps(kt + d * kAttnKeys + j0 + 16) : _mm512_setzero_ps();
+        const __m512 q0 = _mm512_loadu_ps(qt + d * ldq + r0);
+        const __m512 q1 = two ? _mm512_loadu_ps(qt + d * ldq + r0 + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int jj = 0; jj < 8; ++jj) {
+          const __m512 b = _mm512_set1_ps(kr[(jj < nj ? jj : 0) * D + d]);
+          c[jj][0] = _mm512_fmadd_ps(b, q0, c[jj][0]);
+          c[jj][1] = _mm512_fmadd_ps(b, q1, c[jj][1]);
+        }
+      }
+      for (int jj = 0; jj < nj; ++jj) {
+        _mm512_storeu_ps(st + (j0 + jj) * kAttnRows + r0, c[jj][0]);
+        if (two) _mm512_storeu_ps(st + (j0 + jj) * kAttnRows + r0 + 16, c[jj][1]);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) inline void attn_pv_avx512(const float* pt, const float* v,
+                                                               float* o, int64_t nk, int64_t tr,
+                                                               int64_t D) {
+  for (int64_t r0 = 0; r0 < tr; r0 += 8) {
+    for (int64_t d0 = 0; d0 < D; d0 += 32) {
+      __m512 c[8][2];
+      for (int rr = 0; rr < 8; ++rr) {
+        c[rr][0] = _mm512_loadu_ps(o + (r0 + rr) * D + d0);
+        c[rr][1] = _mm512_loadu_ps(o + (r0 + rr) * D + d0 + 16);
+      }
+      for (int64_t j = 0; j < nk; ++j) {
+        const __m512 v0 = _mm512_loadu_ps(v + j * D + d0), v1 = _mm512_loadu_ps(v + j * D + d0 + 16);
+        const float* p = pt + j * kAttnRows + r0;
 #pragma GCC unroll 8
         for (int rr = 0; rr < 8; ++rr) {
-          const __m512 b = _mm512_set1_ps(q0[rr * D + d]);
-          c[rr][0] = _mm512_fmadd_ps(b, k0, c[rr][0]);
-          c[rr][1] = _mm512_fmadd_ps(b, k1, c[rr][1]);
+          const __m512 b = _mm512_set1_ps(p[rr]);
+          c[rr][0] = _mm512_fmadd_ps(b, v0, c[rr][0]);
+          c[rr][1] = _mm512_fmadd_ps(b, v1, c[rr][1]);
         }
       }
       for (int rr = 0; rr < 8; ++rr) {
-        _mm512_storeu_ps(s + (r0 + rr) * kAttnKeys + j0, c[rr][0]);
-        if (two) _mm512_storeu_ps(s + (r0 + rr) * kAttnKeys + j0 + 16, c[rr][1]);
+        _mm512_storeu_ps(o + (r0 + rr) * D + d0, c[rr][0]);
+        _mm512_storeu_ps(o + (r0 + rr) * D + d0 + 16, c[rr][1]);
       }
     }
   }
 }
 
-__attribute__((target("avx512f"))) inline void attn_pv_avx512(const float* p, const float* v,
-                                                               float* o, int64_t R8, int64_t nk,
-                                                               int64_t D) {
-  for (int64_t r0 = 0; r0 < R8; r0 += 8) {
-    const float* p0 = p + r0 * kAttnKeys;
+// AVX2: scores as 4 keys x 16 rows, P.V as 4 rows x 16 columns (8 ymm accumulators each).
+__attribute__((target("avx2,fma"))) inline void attn_scores_avx2(const float* k, const float* qt,
+                                                                  int64_t ldq, float* st,
+                                                                  int64_t nk, int64_t tr,
+                                                                  int64_t D) {
+  for (int64_t r0 = 0; r0 < tr; r0 += 16) {
+    for (int64_t j0 = 0; j0 < nk; j0 += 4) {
+      const int64_t nj = std::min<int64_t>(4, nk - j0);
+      __m256 c[4][2];
+      for (int jj = 0; jj < 4; ++jj) c[jj][0] = c[jj][1] = _mm256_setzero_ps();
+      const float* kr = k + j0 * D;
+      for (int64_t d = 0; d < D; ++d) {
+        const __m256 q0 = _mm256_loadu_ps(qt + d * ldq + r0), q1 = _mm256_loadu_ps(qt + d * ldq + r0 + 8);
+#pragma GCC unroll 4
+        for (int jj = 0; jj < 4; ++jj) {
+          const __m256 b = _mm256_broadcast_ss(kr + (jj < nj ? jj : 0) * D + d);
+          c[jj][0] = _mm256_fmadd_ps(b, q0, c[jj][0]);
+          c[jj][1] = _mm256_fmadd_ps(b, q1, c[jj][1]);
+        }
+      }
+      for (int jj = 0; jj < nj; ++jj) {
+        _mm256_storeu_ps(st + (j0 + jj) * kAttnRows + r0, c[jj][0]);
+        _mm256_storeu_ps(st + (j0 + jj) * kAttnRows + r0 + 8, c[jj][1]);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) inline void attn_pv_avx2(const float* pt, const float* v,
+                                                              float* o, int64_t nk, int64_t tr,
+                                                              int64_t D) {
+  for (int64_t r0 = 0; r0 < tr; r0 += 4) {
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
-      __m512 c[8];
-      for (int rr = 0; rr < 8; ++rr) c[rr] = _mm512_loadu_ps(o + (r0 + rr) * D + d0);
-      for (int64_t j = 0; j < nk; ++j) {
-        const __m512 vv = _mm512_loadu_ps(v + j * D + d0);
-#pragma GCC unroll 8
-        for (int rr = 0; rr < 8; ++rr)
-          c[rr] = _mm512_fmadd_ps(_mm512_set1_ps(p0[rr * kAttnKeys + j]), vv, c[rr]);
+      __m256 c[4][2];
+      for (int rr = 0; rr < 4; ++rr) {
+        c[rr][0] = _mm256_loadu_ps(o + (r0 + rr) * D + d0);
+        c[rr][1] = _mm256_loadu_ps(o + (r0 + rr) * D + d0 + 8);
       }
-      for (int rr = 0; rr < 8; ++rr) _mm512_storeu_ps(o + (r0 + rr) * D + d0, c[rr]);
+      for (int64_t j = 0; j < nk; ++j) {
+        const __m256 v0 = _mm256_loadu_ps(v + j * D + d0), v1 = _mm256_loadu_ps(v + j * D + d0 + 8);
+        const float* p = pt + j * kAttnRows + r0;
+#pragma GCC unroll 4
+        for (int rr = 0; rr < 4; ++rr) {
+          const __m256 b = _mm256_broadcast_ss(p + rr);
+          c[rr][0] = _mm256_fmadd_ps(b, v0, c[rr][0]);
+          c[rr][1] = _mm256_fmadd_ps(b, v1, c[rr][1]);
+        }
+      }
+      for (int rr = 0; rr < 4; ++rr) {
+        _mm256_storeu_ps(o + (r0 + rr) * D + d0, c[rr][0]);
+        _mm256_storeu_ps(o + (r0 + rr) * D + d0 + 8, c[rr][1]);
+      }
     }
   }
 }
 
-inline bool attn_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
-
-inline bool attn_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-#endif
-
-// dst[0:D] = float(src[0:D]) (D a multiple of 8); bf16 / fp16 8 at a time with AVX2 / F16C.
-inline void load_row_portable(float* dst, const float* src, int64_t D) {
-  std::memcpy(dst, src, static_cast<size_t>(D) * sizeof(float));
-}
-template <typename T>
-inline void load_row_portable(float* dst, const T* src, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) dst[d] = to_float(src[d]);
-}
-#ifdef DLLM_ATTN_AVX2
 __attribute__((target("avx2,fma,f16c"))) inline void load_row_avx2(float* dst, const bf16_t* src,
                                                                     int64_t D) {
   for (int64_t d = 0; d < D; d += 8) {
@@ -289,56 +273,79 @@ __attribute__((target("avx2,fma,f16c"))) inline void load_row_avx2(float* dst, c
   for (int64_t d = 0; d < D; d += 8)
     _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + d))));
 }
+
+inline bool attn_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+inline bool attn_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
 #endif
+
+inline void attn_scores(const float* k, const float* qt, int64_t ldq, float* st, int64_t nk,
+                        int64_t tr, int64_t D) {
+#ifdef DLLM_ATTN_X86
+  if (attn_has_avx512()) return attn_scores_avx512(k, qt, ldq, st, nk, tr, D);
+  if (attn_has_avx2()) return attn_scores_avx2(k, qt, ldq, st, nk, tr, D);
+#endif
+  attn_scores_portable(k, qt, ldq, st, nk, tr, D);
+}
+
+inline void attn_pv(const float* pt, const float* v, float* o, int64_t nk, int64_t tr, int64_t D) {
+#ifdef DLLM_ATTN_X86
+  if (D % 32 == 0 && attn_has_avx512()) return attn_pv_avx512(pt, v, o, nk, tr, D);
+  if (attn_has_avx2()) return attn_pv_avx2(pt, v, o, nk, tr, D);
+#endif
+  attn_pv_portable(pt, v, o, nk, tr, D);
+}
+
+// dst[0:D] = float(src[0:D]) (D a multiple of 8).
+inline void load_row(float* dst, const float* src, int64_t D) {
+  std::memcpy(dst, src, static_cast<size_t>(D) * sizeof(float));
+}
 template <typename T>
 inline void load_row(float* dst, const T* src, int64_t D) {
-#ifdef DLLM_ATTN_AVX2
-  if constexpr (!std::is_same_v<T, float>) {
-    if (attn_has_avx2()) return load_row_avx2(dst, src, D);
-  }
+#ifdef DLLM_ATTN_X86
+  if (attn_has_avx2()) return load_row_avx2(dst, src, D);
 #endif
-  load_row_portable(dst, src, D);
+  for (int64_t d = 0; d < D; ++d) dst[d] = to_float(src[d]);
 }
 
-inline void attn_scores(const float* q, const float* kt, float* s, int64_t R4, int64_t nk16,
-                        int64_t D) {
-#ifdef DLLM_ATTN_AVX2
-  if (R4 % 8 == 0 && attn_has_avx512()) return attn_scores_avx512(q, kt, s, R4, nk16, D);
-  if (attn_has_avx2()) return attn_scores_avx2(q, kt, s, R4, nk16, D);
-#endif
-  attn_scores_portable(q, kt, s, R4, nk16, D);
-}
-
-inline void attn_pv(const float* p, const float* v, float* o, int64_t R4, int64_t nk, int64_t D) {
-#ifdef DLLM_ATTN_AVX2
-  if (R4 % 8 == 0 && attn_has_avx512()) return attn_pv_avx512(p, v, o, R4, nk, D);
-  if (attn_has_avx2()) return attn_pv_avx2(p, v, o, R4, nk, D);
-#endif
-  attn_pv_portable(p, v, o, R4, nk, D);
-}
-
-// Online-softmax update of one row over one tile: s[0:n] scores in, probabilities out (s[n:nk16]
-// zeroed); rescales the row's accumulator. Returns nothing; m / l hold the running max and sum.
-DLLM_CPU_CLONES inline void attn_softmax_row(float* s, int64_t n, int64_t nk16, float* o, int64_t D,
-                                             float& m, float& l) {
-  if (n <= 0) {
-    std::fill(s, s + nk16, 0.0f);
-    return;
+// Online-softmax update of a sub-tile's rows over one key tile, vectorised across rows. st:
+// [nk, kAttnRows] scores in, probabilities out; n[r]: keys row r sees in this tile (<= nk);
+// m / l: running max and sum per row; corr: the factor each row's accumulator must be scaled by.
+DLLM_CPU_CLONES inline void attn_softmax_tile(float* st, const float* n, int64_t nk, int64_t tr,
+                                              float* m, float* l, float* corr) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float mx[kAttnRows];
+  for (int64_t r = 0; r < tr; ++r) mx[r] = kNegInf;
+  for (int64_t j = 0; j < nk; ++j) {
+    float* row = st + j * kAttnRows;
+    const float jf = static_cast<float>(j);
+    for (int64_t r = 0; r < tr; ++r) {
+      row[r] = jf < n[r] ? row[r] : kNegInf;  // masked keys
+      mx[r] = std::max(mx[r], row[r]);
+    }
   }
-  float tile_max = s[0];
-  for (int64_t j = 1; j < n; ++j) tile_max = std::max(tile_max, s[j]);
-  const float m_new = std::max(m, tile_max);
-  const float corr = exp_nonpos(m - m_new);  // m = -inf on the first tile: 0
-  float sum = 0.0f;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = exp_nonpos(s[j] - m_new);
-    sum += s[j];
+  float base[kAttnRows], sum[kAttnRows];
+  for (int64_t r = 0; r < tr; ++r) {
+    const float m_new = std::max(m[r], mx[r]);
+    base[r] = m_new == kNegInf ? 0.0f : m_new;  // no key seen yet: every p is exp(-inf) = 0
+    corr[r] = exp_nonpos(m[r] - base[r]);       // m = -inf: 0 (the accumulator is still zero)
+    m[r] = m_new;
+    sum[r] = 0.0f;
   }
-  std::fill(s + n, s + nk16, 0.0f);
-  if (corr != 1.0f)
-    for (int64_t d = 0; d < D; ++d) o[d] *= corr;
-  l = l * corr + sum;
-  m = m_new;
+  for (int64_t j = 0; j < nk; ++j) {
+    float* row = st + j * kAttnRows;
+    for (int64_t r = 0; r < tr; ++r) {
+      row[r] = exp_nonpos(row[r] - base[r]);
+      sum[r] += row[r];
+    }
+  }
+  for (int64_t r = 0; r < tr; ++r) l[r] = l[r] * corr[r] + sum[r];
 }
 
 // Rows [row0, row1) of the (b, kv head) unit, processed in sub-tiles of kAttnRows rows that share
@@ -349,50 +356,54 @@ template <typename T, typename StoreOut>
 void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head,
                           int64_t row0, int64_t row1, float* scratch, StoreOut&& store) {
   const int64_t D = a.D, group = a.Hq / a.Hkv, R = row1 - row0;
-  const int64_t R4 = (R + 7) / 8 * 8;      // rows padded for the 4- and 8-row register blocks
-  float* qf = scratch;                      // [R4, D] scaled queries (rows >= R zero)
-  float* o = qf + R4 * D;                   // [R4, D] unnormalised output
-  float* kt = o + R4 * D;                   // [D, kAttnKeys] keys, transposed
-  float* vf = kt + D * kAttnKeys;           // [kAttnKeys, D]
-  float* s = vf + kAttnKeys * D;            // [kAttnRows, kAttnKeys] scores -> probabilities
-  float* m = s + kAttnRows * kAttnKeys;     // [R4] running max
-  float* l = m + R4;                        // [R4] running sum
-  float* vis = l + R4;                      // [R4] keys each row sees (a prefix; exact below 2^24)
+  const int64_t R16 = (R + 15) / 16 * 16;   // rows padded for the register blocks
+  float* qt = scratch;                       // [D, R16] scaled queries, transposed (pad rows 0)
+  float* o = qt + D * R16;                   // [R16, D] unnormalised output
+  float* kf = o + R16 * D;                   // [kAttnKeys, D]
+  float* vf = kf + kAttnKeys * D;            // [kAttnKeys, D]
+  float* st = vf + kAttnKeys * D;            // [kAttnKeys, kAttnRows] scores -> probabilities
+  float* m = st + kAttnKeys * kAttnRows;     // [R16] running max
+  float* l = m + R16;                        // [R16] running sum
+  float* vis = l + R16;                      // [R16] keys each row sees (a prefix; exact < 2^24)
+  float* corr = vis + R16;                   // [kAttnRows]
+  float* nvis = corr + kAttnRows;            // [kAttnRows]
   const int32_t cache_len = a.cache_len(b);
   const int64_t total = int64_t{cache_len} + a.kv_len(b);
   int64_t max_vis = 0;
-  std::fill(qf, qf + 2 * R4 * D, 0.0f);     // qf and o
-  for (int64_t r = 0; r < R4; ++r) {
+  std::fill(qt, qt + 2 * D * R16, 0.0f);     // qt and o
+  for (int64_t r = 0; r < R16; ++r) {
     m[r] = -std::numeric_limits<float>::infinity();
     l[r] = 0.0f;
     vis[r] = 0.0f;
   }
-  float qrow[256];
   for (int64_t r = 0; r < R; ++r) {
     const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
-    load_row(qrow, a.q + b * a.q_stride_b + i * a.q_stride_l + h * a.q_stride_h, D);
-    for (int64_t d = 0; d < D; ++d) qf[r * D + d] = qrow[d] * a.scale;
+    load_row(kf, a.q + b * a.q_stride_b + i * a.q_stride_l + h * a.q_stride_h, D);  // staging
+    for (int64_t d = 0; d < D; ++d) qt[d * R16 + r] = kf[d] * a.scale;
     const int64_t n = a.visible(b, i, total);
     vis[r] = static_cast<float>(n);
     max_vis = std::max(max_vis, n);
   }
   for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys) {  // key tiles past every row's mask: skipped
-    const int64_t nk = std::min(kAttnKeys, max_vis - j0), nk16 = (nk + 15) / 16 * 16;
+    const int64_t nk = std::min(kAttnKeys, max_vis - j0);
     for (int64_t j = 0; j < nk; ++j) {
-      load_row(vf + j * D, a.key(b, j0 + j, kv_head, cache_len), D);  // vf as a staging row
-      for (int64_t d = 0; d < D; ++d) kt[d * kAttnKeys + j] = vf[j * D + d];
+      load_row(kf + j * D, a.key(b, j0 + j, kv_head, cache_len), D);
+      load_row(vf + j * D, a.value(b, j0 + j, kv_head, cache_len), D);
     }
-    for (int64_t j = nk; j < nk16; ++j)
-      for (int64_t d = 0; d < D; ++d) kt[d * kAttnKeys + j] = 0.0f;
-    for (int64_t j = 0; j < nk; ++j) load_row(vf + j * D, a.value(b, j0 + j, kv_head, cache_len), D);
-    for (int64_t t0 = 0; t0 < R4; t0 += kAttnRows) {      // sub-tiles share the K/V tile
-      const int64_t tr = std::min(kAttnRows, R4 - t0);
-      attn_scores(qf + t0 * D, kt, s, tr, nk16, D);
+    for (int64_t t0 = 0; t0 < R16; t0 += kAttnRows) {    // sub-tiles share the K/V tile
+      const int64_t tr = std::min(kAttnRows, R16 - t0);
+      bool any = false;
       for (int64_t r = 0; r < tr; ++r) {
-        const int64_t n = std::min(nk, static_cast<int64_t>(vis[t0 + r]) - j0);
-        attn_softmax_row(s + r * kAttnKeys, n, nk16, o + (t0 + r) * D, D, m[t0 + r], l[t0 + r]);
+        nvis[r] = std::min(static_cast<float>(nk), vis[t0 + r] - static_cast<float>(j0));
+        any = any || nvis[r] > 0.0f;
       }
-      attn_pv(s, vf, o + t0 * D, tr, nk, D);
+      if (!any) continue;                                  // no row of the sub-tile sees this tile
+      attn_scores(kf, qt + t0, R16, st, nk, tr, D);
+      attn_softmax_tile(st, nvis, nk, tr, m + t0, l + t0, corr);
+      for (int64_t r = 0; r < tr; ++r)
+        if (corr[r] != 1.0f)
+          for (int64_t d = 0; d < D; ++d) o[(t0 + r) * D + d] *= corr[r];
+      attn_pv(st, vf, o + t0 * D, nk, tr, D);
     }
   }
   for (int64_t r = 0; r < R; ++r) {
@@ -407,8 +418,8 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
 }
 
 inline int64_t attn_scratch_floats(int64_t D, int64_t rows) {
-  const int64_t R4 = (rows + 7) / 8 * 8;
-  return 2 * R4 * D + 2 * D * kAttnKeys + kAttnRows * kAttnKeys + 3 * R4;
+  const int64_t R16 = (rows + 15) / 16 * 16;
+  return 2 * D * R16 + 2 * kAttnKeys * D + kAttnKeys * kAttnRows + 3 * R16 + 2 * kAttnRows;
 }
 
 }  // namespace cpu
