@@ -76,7 +76,9 @@ def literal_llada(model, x_prompt: torch.Tensor, gen_length: int, block_length: 
 def literal_fast_dllm_dual(model, x_prompt: torch.Tensor, gen_length: int, block_length: int, steps: int):
     """Fast-dLLM v1's dual-cache generate() at T = 0, eager: a full forward at each block start
     keeps every layer's K/V as dense tensors; the other steps feed the block, splice its fresh K/V
-    into the dense cache with torch.cat and attend with SDPA. Returns (tokens, nfe)."""
+    into the dense cache with torch.cat and attend with SDPA. Runs exactly steps / num_blocks
+    steps per block (Fast-dLLM stops a block early once no mask is left, which only happens when
+    that is more than block_length). Returns (tokens, nfe)."""
     mask_id = model.config.mask_id
     B, P = x_prompt.shape
     n = P + gen_length

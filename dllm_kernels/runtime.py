@@ -27,13 +27,19 @@ dllm_kernels.models.TinyLLaDA.
 Host synchronisation: with a fixed schedule the step loop never reads device values; plans are
 built on the host once per block (and per refresh) and copied without a sync. threshold / factor
 decoding read one flag per step (does the block still hold a mask: the loop's stopping test),
-eos_id reads one flag per block (which rows are done), and trace / profile sync per step.
+eos_id reads one flag per block (which rows are done) plus a few reads in a block where a row
+finishes (compaction), and trace / profile sync per step.
+
+Randomness: the Philox stream of a step is keyed by (seed, step, row index in the call, position),
+so at T > 0 (or random remasking) a row's tokens depend on its index in the batch, and after
+EOS compaction the remaining rows are renumbered.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -89,9 +95,18 @@ class _Backend:
 
 
 class _Profiler:
+    """Seconds per part; a section inside another (a cache write inside the model) is charged to
+    the inner part only, so the parts add up to at most the total."""
+
     def __init__(self, enabled: bool, device: torch.device):
         self.enabled, self.device = enabled, device
         self.t = {"model": 0.0, "sampling": 0.0, "cache": 0.0}
+        self._stack: list[list] = []   # [name, start, time spent in nested sections]
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def section(self, name: str):
         prof = self
@@ -99,15 +114,15 @@ class _Profiler:
         class _S:
             def __enter__(self):
                 if prof.enabled:
-                    if prof.device.type == "cuda":
-                        torch.cuda.synchronize(prof.device)
-                    self.t0 = time.perf_counter()
+                    prof._stack.append([name, prof._now(), 0.0])
 
             def __exit__(self, *exc):
                 if prof.enabled:
-                    if prof.device.type == "cuda":
-                        torch.cuda.synchronize(prof.device)
-                    prof.t[name] += time.perf_counter() - self.t0
+                    _, t0, nested = prof._stack.pop()
+                    dt = prof._now() - t0
+                    prof.t[name] += dt - nested
+                    if prof._stack:
+                        prof._stack[-1][2] += dt
         return _S()
 
 
@@ -132,7 +147,8 @@ class _PlanAttention:
 
 
 def _left_pad(prompt_ids, attention_mask, pad_id: int, device):
-    """(x_prompt [B, P] left-padded, prompt_lens list) from a tensor (+ mask) or a list of lists."""
+    """(x_prompt [B, P] left-padded with P = the longest prompt, prompt_lens list) from a tensor
+    (+ mask) or a list of lists."""
     if isinstance(prompt_ids, torch.Tensor):
         if prompt_ids.dim() != 2:
             raise ValueError(f"dllm_kernels.generate: prompt_ids must be [B, P], got {list(prompt_ids.shape)}")
@@ -145,7 +161,12 @@ def _left_pad(prompt_ids, attention_mask, pad_id: int, device):
         want = torch.arange(P, device=device).unsqueeze(0) >= (P - m.sum(1, keepdim=True))
         if not torch.equal(m, want):
             raise ValueError("dllm_kernels.generate: attention_mask must be left padding (zeros, then ones)")
-        return ids, [int(n) for n in lens]
+        lens = [int(n) for n in lens]
+        longest = max(lens + [0])
+        return torch.where(m, ids, torch.full_like(ids, pad_id))[:, P - longest:], lens
+    if attention_mask is not None:
+        raise ValueError("dllm_kernels.generate: attention_mask goes with a prompt tensor; a list of "
+                         "token lists needs none")
     rows = [list(map(int, r)) for r in prompt_ids]
     P = max(len(r) for r in rows)
     x = torch.full((len(rows), P), pad_id, dtype=torch.int64)
@@ -160,8 +181,8 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
              factor=None, cache: str = "none", refresh_interval: int | None = None,
              attention_mask=None, eos_id: int | None = None, backend: str = "kernels",
              seed: int | None = None, progress: bool = False, trace: bool = False,
-             profile: bool = False, page_size: int = 16, cuda_graph: bool = False,
-             **sampling_options) -> GenerateOutput:
+             profile: bool = False, page_size: int = 16, pad_id: int | None = None,
+             cuda_graph: bool = False, **sampling_options) -> GenerateOutput:
     """tokens = prompt + gen_length tokens decoded by blockwise masked diffusion.
 
     Args:
@@ -171,17 +192,20 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
             total denoising steps for the fixed schedule (a multiple of the number of blocks).
         temperature: 0 = argmax; > 0 Gumbel-max sampling with the Philox stream of `seed`.
         remasking: "low_confidence" | "random" | "margin" | "entropy" (the confidence ranked).
-        threshold / factor: parallel decoding (Fast-dLLM); steps then only bounds nothing: each
-            block runs until it has no mask left.
+        threshold / factor: parallel decoding (Fast-dLLM): each block runs until it has no mask
+            left (at most block_length steps); `steps` is not used.
         cache: "none" | "prefix" | "dual" | "block"; refresh_interval: extra refreshes
-            (prefix / dual) every that many steps within a block.
-        eos_id: a row that committed EOS in a finished block is filled with EOS and leaves the
-            batch (stops costing compute).
+            (prefix / dual only) every that many steps within a block. In "block" mode the
+            generated blocks start at each row's prompt end (LLaDA's layout), not at multiples of
+            block_length.
+        eos_id: a row that committed EOS in a finished block is filled with EOS after it and
+            leaves the batch (stops costing compute); every row is EOS-filled at the end.
         backend: "kernels" or "reference" (the reference ops; same tokens at T = 0).
         seed: the Philox seed (None: drawn from torch's default generator).
         progress: a tqdm bar; trace: record every step; profile: time model / sampling / cache
             (synchronises the device around each part).
         page_size: of the paged KV cache the runtime allocates.
+        pad_id: the token written into the left padding of out.tokens (default eos_id, else 0).
         cuda_graph: not implemented yet (raises).
         sampling_options: top_k, top_p, filter_order, confidence_source, suppress_tokens,
             shift_logits (cache="none" only), passed to denoise_and_select.
@@ -209,18 +233,30 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
                                        "suppress_tokens", "shift_logits"}
     if unknown:
         raise TypeError(f"dllm_kernels.generate: unknown options {sorted(unknown)}")
+    if refresh_interval is not None and cache not in ("prefix", "dual"):
+        raise ValueError(f"dllm_kernels.generate: refresh_interval applies to cache='prefix' or 'dual', not {cache!r}")
     ops_ = _Backend(backend)
     cfg = model.config
     mask_id = int(cfg.mask_id)
     device = next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
     dtype = next(model.parameters()).dtype if hasattr(model, "parameters") else torch.float32
-    if seed is None:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    if device.type == "cuda" and dtype == torch.float32 and backend == "kernels":
+        raise ValueError("dllm_kernels.generate: the CUDA attention kernel takes bfloat16 / float16; "
+                         "cast the model (model.to(torch.bfloat16)) or use backend='reference'")
+    if seed is None:   # drawn only when something is random (keeps the caller's RNG state otherwise)
+        random = temperature > 0 or remasking == "random"
+        seed = int(torch.empty((), dtype=torch.int64).random_().item()) if random else 0
+    shift = bool(sampling_options.pop("shift_logits", False))
+    if isinstance(sampling_options.get("suppress_tokens"), (list, tuple)):  # once, not per step
+        ids = sorted({int(t) for t in sampling_options["suppress_tokens"]})
+        sampling_options["suppress_tokens"] = torch.tensor(ids, dtype=torch.int64, device=device) if ids else None
     sampling = {"temperature": temperature, "confidence": REMASKING[remasking], **sampling_options}
+    if pad_id is None:
+        pad_id = eos_id if eos_id is not None else 0
     prof = _Profiler(profile, device)
     t_start = time.perf_counter()
 
-    x_prompt, prompt_lens = _left_pad(prompt_ids, attention_mask, mask_id, device)
+    x_prompt, prompt_lens = _left_pad(prompt_ids, attention_mask, pad_id, device)
     B, P = x_prompt.shape
     x = torch.full((B, P + gen_length), mask_id, dtype=torch.int64, device=device)
     x[:, :P] = x_prompt
@@ -261,7 +297,8 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
         block = (xs if xs is not None else x[rows])[:, c0:c1]
         if not parallel:
             with prof.section("sampling"):
-                schedule = ops.num_transfer_tokens(block == mask_id, steps // num_blocks)
+                ntt = ops.num_transfer_tokens if backend == "kernels" else reference.num_transfer_tokens
+                schedule = ntt(block == mask_id, steps // num_blocks)
         logits = None
         if cache in ("prefix", "dual"):
             with prof.section("cache"):
@@ -284,9 +321,14 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
             lo = c0 - plan.columns[0]
             rule = ({"threshold": threshold} if threshold is not None else
                     {"factor": factor} if factor is not None else {"num_transfer": schedule[:, s]})
+            if shift and lo > 0:       # Dream: column c reads the logits of column c - 1
+                step_logits, step_shift = logits[:, lo - 1:lo - 1 + block_length], False
+            else:                      # (the very first column reads its own, as the op does)
+                step_logits, step_shift = logits[:, lo:lo + block_length], shift
             with prof.section("sampling"):
                 _, conf, transfer = ops_.denoise_and_select(
-                    logits[:, lo:lo + block_length], block, mask_id, rule, seed, offset, sampling)
+                    step_logits, block, mask_id, rule, seed, offset,
+                    {**sampling, "shift_logits": step_shift})
             if trace:
                 steps_log.append({"block": k, "step": s, "rows": rows.cpu(),
                                   "committed": transfer.cpu(), "conf": conf.cpu()})
@@ -318,6 +360,12 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
     policy.close()
     if bar is not None:
         bar.close()
+    if eos_id is not None:             # every row: EOS after its first EOS (incl. the last block)
+        gen = x[:, P:]
+        gen.masked_fill_((gen == eos_id).cumsum(1) > 0, eos_id)
+    if parallel and bool((x[:, P:] == mask_id).any()):   # one read per generation
+        warnings.warn("dllm_kernels.generate: some positions are still masked (every candidate "
+                      "was ineligible, e.g. all suppressed or NaN logits)", RuntimeWarning, stacklevel=2)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     total = time.perf_counter() - t_start

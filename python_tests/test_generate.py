@@ -230,3 +230,60 @@ def test_bad_arguments(model):
         dk.generate(model, p, gen_length=16, block_length=8, steps=8, cache="dual", shift_logits=True)
     with pytest.raises(TypeError, match=r"unknown options"):
         dk.generate(model, p, gen_length=16, block_length=8, steps=8, top_q=3)
+
+
+# ---- regressions found in review ------------------------------------------------------------------
+
+def test_tensor_prompt_with_all_padding_column_equals_lists(model):
+    ids = torch.tensor([[0, 5, 6, 7, 8, 9], [0, 0, 3, 4, 5, 6]])
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    kw = dict(gen_length=8, block_length=4, steps=8, cache="dual")
+    a = dk.generate(model, ids, attention_mask=mask, **kw)
+    b = dk.generate(model, [[5, 6, 7, 8, 9], [3, 4, 5, 6]], **kw)
+    assert torch.equal(a.tokens, b.tokens)
+    assert a.tokens.shape == (2, 5 + 8) and not (a.tokens[:, 5:] == MASK).any()
+    assert a.tokens[1, 0].item() == 0                              # pad_id in the padding
+
+
+def test_shift_logits_reads_the_previous_column(model):
+    """Dream / Fast-dLLM v2: the block's first column takes the logits of the column before it."""
+    p = prompts([6], seed=11)[0]
+    out = dk.generate(model, [p], gen_length=8, block_length=8, steps=8, shift_logits=True, trace=True)
+    x = torch.full((1, 14), MASK, dtype=torch.long)
+    x[0, :6] = torch.tensor(p)
+    probs = torch.softmax(model(x).logits.double(), -1)
+    want = probs[0, 5:13].max(-1).values                           # column c uses c - 1
+    assert torch.allclose(out.trace[0]["conf"][0].double(), want, atol=1e-5)
+
+
+def test_eos_in_the_last_block_is_filled(model):
+    ps = prompts([6, 9], seed=12)
+    kw = dict(gen_length=8, block_length=8, steps=8)
+    gen = dk.generate(model, ps, **kw).tokens[:, 9:]
+    eos = int(gen[0, 3])
+    out = dk.generate(model, ps, **kw, eos_id=eos).tokens[:, 9:]
+    for b in range(2):
+        hits = (gen[b] == eos).nonzero()
+        if hits.numel():
+            first = int(hits[0])
+            assert torch.equal(out[b, :first], gen[b, :first]) and bool((out[b, first:] == eos).all())
+
+
+def test_profile_parts_add_up(model):
+    t = dk.generate(model, prompts([5]), gen_length=16, block_length=8, steps=16, cache="dual",
+                    profile=True).timing
+    assert t["model_s"] + t["sampling_s"] + t["cache_s"] <= t["total_s"] * 1.001
+
+
+def test_masks_left_warn(model):
+    with pytest.warns(RuntimeWarning, match=r"still masked"):
+        out = dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, threshold=0.5,
+                          suppress_tokens=list(range(CFG.vocab_size)))
+    assert (out.tokens[:, 5:] == MASK).all()
+
+
+def test_more_bad_arguments(model):
+    with pytest.raises(ValueError, match=r"refresh_interval applies to cache='prefix' or 'dual'"):
+        dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, cache="block", refresh_interval=2)
+    with pytest.raises(ValueError, match=r"attention_mask goes with a prompt tensor"):
+        dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, attention_mask=torch.ones(1, 5))
