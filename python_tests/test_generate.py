@@ -287,3 +287,59 @@ def test_more_bad_arguments(model):
         dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, cache="block", refresh_interval=2)
     with pytest.raises(ValueError, match=r"attention_mask goes with a prompt tensor"):
         dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, attention_mask=torch.ones(1, 5))
+
+
+# ---- CUDA (skipped without a GPU) ----------------------------------------------------------------
+
+CUDA_CFG = TinyLLaDAConfig(vocab_size=512, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual", "block"])
+def test_cuda_bf16_generation(cache):
+    model = TinyLLaDA(CUDA_CFG, seed=3, dtype=torch.bfloat16, device="cuda")
+    ps = prompts([5, 17, 9], seed=13)
+    ps = [[t % CUDA_CFG.mask_id for t in p] for p in ps]
+    kw = dict(gen_length=32, block_length=16, steps=32, cache=cache, seed=5)
+    a = dk.generate(model, ps, **kw)
+    b = dk.generate(model, ps, **kw)
+    assert torch.equal(a.tokens, b.tokens)                     # deterministic on the GPU too
+    assert not (a.tokens[:, 17:] == CUDA_CFG.mask_id).any()
+    ref = dk.generate(model, ps, **kw, backend="reference")
+    agree = (ref.tokens[:, 17:] == a.tokens[:, 17:]).float().mean().item()
+    assert agree > 0.8, agree                                  # bf16 attention rounding may flip a few
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("cache", ["dual", "block"])
+def test_cuda_step_path_has_no_device_sync(cache):
+    """One step of a fixed-schedule generation (model forward with the plan's attention, then
+    denoise_and_select with a device num_transfer) under torch's sync debug mode."""
+    from dllm_kernels.cache import DLLMCache, PagedKVCache
+    from dllm_kernels.runtime import _Backend, _PlanAttention, _Profiler
+    model = TinyLLaDA(CUDA_CFG, seed=3, dtype=torch.bfloat16, device="cuda")
+    kv = PagedKVCache(2, CUDA_CFG.num_kv_heads, CUDA_CFG.head_dim, num_pages=64, page_size=16,
+                      dtype=torch.bfloat16, device="cuda")
+    pol = DLLMCache(kv, [5, 9], 32, 16, cache)
+    if cache == "block":
+        pol.prefill()
+    plan = pol.step(0)
+    x = torch.randint(0, CUDA_CFG.mask_id, (2, 9 + 32), device="cuda")
+    x[:, 9:] = CUDA_CFG.mask_id
+    c0, c1 = pol.block_columns(0)
+    k = torch.full((2,), 2, dtype=torch.int64, device="cuda")
+    backend, prof = _Backend("kernels"), _Profiler(False, torch.device("cuda"))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        logits = model.forward(x[:, plan.columns[0]:plan.columns[1]], plan.positions,
+                               _PlanAttention(kv, plan, backend, prof))
+        lo = c0 - plan.columns[0]
+        backend.denoise_and_select(logits[:, lo:lo + 16], x[:, c0:c1], CUDA_CFG.mask_id,
+                                   {"num_transfer": k}, 1, 0, {"temperature": 0.0, "confidence": "prob"})
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    assert int((x[:, c0:c1] != CUDA_CFG.mask_id).sum()) == 4

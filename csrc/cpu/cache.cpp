@@ -7,40 +7,13 @@
 #include <algorithm>
 #include <tuple>
 
+#include "cache_views.h"
 #include "checks.h"
 #include "dllm/cache.h"
 
 namespace dllm_torch {
 
 namespace {
-
-// The copies only move bytes: dispatch on the element size (2 bytes: bf16 / fp16, 4: fp32).
-template <typename F>
-void dispatch_elem(const at::Tensor& t, F&& f) {
-  if (t.element_size() == 2) {
-    f(uint16_t{});
-  } else {
-    f(uint32_t{});
-  }
-}
-
-template <typename E>
-dllm::PagedCacheView<E> cache_view(const at::Tensor& c) {
-  return {static_cast<E*>(c.data_ptr()), c.stride(0), c.stride(1), c.stride(2)};
-}
-
-// k [N, H, D] or [B, L, H, D] as tokens [n0, n1, H, D].
-template <typename E>
-dllm::TokenView<const E> token_view(const at::Tensor& t) {
-  const bool flat = t.dim() == 3;
-  return {static_cast<const E*>(t.const_data_ptr()), flat ? t.size(0) : t.size(1),
-          flat ? 0 : t.stride(0), flat ? t.stride(0) : t.stride(1), t.stride(-2), t.stride(-1)};
-}
-
-dllm::View2D<const int64_t> slots_view(const at::Tensor& s) {
-  return s.dim() == 1 ? dllm::view2d(s.const_data_ptr<int64_t>(), 0, s.stride(0))
-                      : dllm::view2d(s.const_data_ptr<int64_t>(), s.stride(0), s.stride(1));
-}
 
 // Units of work per parallel chunk: ~64 KB of copies.
 int64_t grain_for(int64_t bytes_per_unit) {
@@ -57,7 +30,7 @@ void cache_write_cpu(at::Tensor& k_cache,              // [num_pages, page_size,
   const int64_t N = slot_mapping.numel();
   if (N == 0) return;
   const int64_t capacity = d.num_pages * d.page_size;
-  dispatch_elem(k_cache, [&](auto e) {
+  dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
     const auto kc = cache_view<E>(k_cache), vc = cache_view<E>(v_cache);
     const auto kt = token_view<E>(k), vt = token_view<E>(v);
@@ -80,12 +53,9 @@ std::tuple<at::Tensor, at::Tensor> cache_gather_cpu(
   at::Tensor k_out = at::empty({B, max_len, d.heads, d.head_dim}, k_cache.options());
   at::Tensor v_out = at::empty_like(k_out);
   if (k_out.numel() == 0) return {k_out, v_out};
-  dispatch_elem(k_cache, [&](auto e) {
+  dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
-    const dllm::PagedCacheView<const E> kc{static_cast<const E*>(k_cache.const_data_ptr()),
-                                           k_cache.stride(0), k_cache.stride(1), k_cache.stride(2)};
-    const dllm::PagedCacheView<const E> vc{static_cast<const E*>(v_cache.const_data_ptr()),
-                                           v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)};
+    const auto kc = const_cache_view<E>(k_cache), vc = const_cache_view<E>(v_cache);
     const auto bt = dllm::view2d(block_table.const_data_ptr<int32_t>(), block_table.stride(0),
                                  block_table.stride(1));
     E* ko = static_cast<E*>(k_out.data_ptr());
@@ -107,7 +77,7 @@ void cache_copy_pages_cpu(at::Tensor& k_cache,     // [num_pages, page_size, H, 
   const CacheDims d = cache_copy_pages_check(k_cache, v_cache, pairs);
   const int64_t n = pairs.size(0);
   if (n == 0) return;
-  dispatch_elem(k_cache, [&](auto e) {
+  dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
     const auto kc = cache_view<E>(k_cache), vc = cache_view<E>(v_cache);
     const auto pv = dllm::view2d(pairs.const_data_ptr<int64_t>(), pairs.stride(0), pairs.stride(1));

@@ -8,6 +8,7 @@
 
 #include <tuple>
 
+#include "cache_views.h"
 #include "checks.h"
 #include "cuda_check.h"
 #include "dllm/cache.cuh"
@@ -15,32 +16,6 @@
 namespace dllm_torch {
 
 namespace {
-
-template <typename F>
-void dispatch_elem(const at::Tensor& t, F&& f) {
-  if (t.element_size() == 2) {
-    f(uint16_t{});
-  } else {
-    f(uint32_t{});
-  }
-}
-
-template <typename E>
-dllm::PagedCacheView<E> cache_view(const at::Tensor& c) {
-  return {static_cast<E*>(c.data_ptr()), c.stride(0), c.stride(1), c.stride(2)};
-}
-
-template <typename E>
-dllm::PagedCacheView<const E> const_cache_view(const at::Tensor& c) {
-  return {static_cast<const E*>(c.const_data_ptr()), c.stride(0), c.stride(1), c.stride(2)};
-}
-
-template <typename E>
-dllm::TokenView<const E> token_view(const at::Tensor& t) {
-  const bool flat = t.dim() == 3;
-  return {static_cast<const E*>(t.const_data_ptr()), flat ? t.size(0) : t.size(1),
-          flat ? 0 : t.stride(0), flat ? t.stride(0) : t.stride(1), t.stride(-2), t.stride(-1)};
-}
 
 void cache_write_cuda(at::Tensor& k_cache,             // [num_pages, page_size, H, D], in place
                       at::Tensor& v_cache,             // [num_pages, page_size, H, D], in place
@@ -53,11 +28,8 @@ void cache_write_cuda(at::Tensor& k_cache,             // [num_pages, page_size,
   if (N == 0) return;
   const c10::cuda::CUDAGuard guard(k_cache.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const auto sm = slot_mapping.dim() == 1
-                      ? dllm::view2d(slot_mapping.const_data_ptr<int64_t>(), 0, slot_mapping.stride(0))
-                      : dllm::view2d(slot_mapping.const_data_ptr<int64_t>(), slot_mapping.stride(0),
-                                     slot_mapping.stride(1));
-  dispatch_elem(k_cache, [&](auto e) {
+  const auto sm = slots_view(slot_mapping);
+  dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
     DLLM_CUDA_CHECK("cache_write_",
                     dllm::cuda::cache_write<E>(cache_view<E>(k_cache), cache_view<E>(v_cache),
@@ -80,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor> cache_gather_cuda(
   if (k_out.numel() == 0) return {k_out, v_out};
   const c10::cuda::CUDAGuard guard(k_cache.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  dispatch_elem(k_cache, [&](auto e) {
+  dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
     DLLM_CUDA_CHECK(
         "cache_gather",
@@ -104,7 +76,7 @@ void cache_copy_pages_cuda(at::Tensor& k_cache,      // [num_pages, page_size, H
   if (n == 0) return;
   const c10::cuda::CUDAGuard guard(k_cache.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  dispatch_elem(k_cache, [&](auto e) {
+  dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
     DLLM_CUDA_CHECK("cache_copy_pages_",
                     dllm::cuda::cache_copy_pages<E>(
