@@ -150,6 +150,27 @@ def test_strided_inputs(device, gen):
     assert (out.float() - ref.float()).abs().max().item() <= (1e-5 if dtype == torch.float32 else 2e-2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_odd_element_offsets(device, gen, dtype):
+    """q / k / v / cache starting one element into their storage (rows not 4- or 16-byte aligned)."""
+    if device.type == "cuda" and dtype == torch.float32:
+        pytest.skip("fp32 attention is CPU only")
+    B, L, H, D = 2, 9, 4, 64
+
+    def odd(*shape):
+        n = 1
+        for s_ in shape:
+            n *= s_
+        return torch.randn(n + 1, generator=gen).to(dtype).to(device)[1:].view(shape)
+
+    q, k, v = odd(B, L, H, D), odd(B, L, 2, D), odd(B, L, 2, D)
+    kw = dict(k_cache=odd(5, 16, 2, D), v_cache=odd(5, 16, 2, D),
+              block_table=torch.tensor([[3, 0], [1, 4]], dtype=torch.int32, device=device),
+              cache_lens=torch.tensor([20, 7], dtype=torch.int32, device=device))
+    out, lse = dk.block_attention(q, k, v, **kw, return_lse=True)
+    check_accuracy(out, lse, q, k, v, kw, "full", None)
+
+
 def test_softmax_scale(device, gen):
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     q, k, v, kw = make(1, 7, 2, 2, 64, None, None, 9, None, dtype, device, gen)
