@@ -29,11 +29,22 @@ def check_dim(t: torch.Tensor, dim: int, op: str, arg: str) -> None:
         fail(op, arg, f"must be {dim}-D, got shape {list(t.shape)}")
 
 
+_C10_NAMES = {torch.float32: "Float", torch.float64: "Double", torch.float16: "Half",
+              torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int",
+              torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte", torch.bool: "Bool"}
+
+
+def dtype_name(d: torch.dtype) -> str:
+    """The dtype as torch's C++ prints it (Float, BFloat16, Long, ...), like the native checks."""
+    return _C10_NAMES.get(d, str(d))
+
+
 def check_dtype(t: torch.Tensor, dtypes, op: str, arg: str) -> None:
     dtypes = (dtypes,) if isinstance(dtypes, torch.dtype) else tuple(dtypes)
     if t.dtype not in dtypes:
-        want = " or ".join(str(d) for d in dtypes)
-        fail(op, arg, f"must have dtype {want}, got {t.dtype}")
+        names = [dtype_name(d) for d in dtypes]
+        want = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        fail(op, arg, f"must have dtype {want}, got {dtype_name(t.dtype)}")
 
 
 def check_same_device(t: torch.Tensor, ref: torch.Tensor, op: str, arg: str, ref_arg: str) -> None:
@@ -457,11 +468,14 @@ def _lens(t, B, device, op, arg):
 
 def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens, q_start, mask,
                     block_size, softmax_scale, op: str = "block_attention", values: bool = True) -> dict:
-    """Checks every argument; returns {"scale", "block_size", and cache_lens / kv_lens / q_start as
-    int32 [B] tensors on q's device (defaults filled in)}. Values (lengths within the table and
-    page ids) are checked where they can be read (real tensors)."""
+    """Checks every argument in the order csrc/torch/checks.cpp does (same messages); returns
+    {"scale", "block_size", "Hkv", and cache_lens / kv_lens / q_start as int32 [B] tensors on q's
+    device (defaults filled in)}. values: also read the lengths and the used page ids (a device
+    sync on CUDA; skipped for fake tensors)."""
     check_dim(q, 4, op, "q")
     check_dtype(q, CACHE_DTYPES, op, "q")
+    if q.device.type == "cuda" and q.dtype == torch.float32:
+        fail(op, "q", "must be BFloat16 or Half on CUDA (Float attention is CPU only), got Float")
     B, Lq, Hq, D = q.shape
     if D not in ATTN_HEAD_DIMS:
         fail(op, "q", f"head_dim must be one of {list(ATTN_HEAD_DIMS)}, got {D}")
@@ -497,30 +511,31 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
         Hkv = Hc
         check_tensor(block_table_, op, "block_table")
         check_same_device(block_table_, q, op, "block_table", "q")
+        check_dim(block_table_, 2, op, "block_table")
+        check_dtype(block_table_, torch.int32, op, "block_table")
+        if block_table_.shape[0] != B:
+            fail(op, "block_table", f"must have B = {B} rows, got shape {list(block_table_.shape)}")
     elif cache_lens is not None:
         fail(op, "cache_lens", "needs k_cache / v_cache / block_table")
     if Hkv is None:
         Hkv = Hq  # no keys at all: every query sees nothing
     if Hkv < 1 or Hq % Hkv:
         fail(op, "q", f"heads Hq = {Hq} must be a multiple of the key/value heads Hkv = {Hkv}")
+    Lk = k.shape[1] if k is not None else 0
+    keys = (block_table_.shape[1] * S if has_cache else 0) + Lk
+    if keys >= 1 << 31:
+        fail(op, "k/k_cache", f"at most 2^31 - 1 keys per row (max_pages x page_size + Lk), got {keys}")
     dev = q.device
     if cache_lens is None:
         cache_lens = torch.zeros(B, dtype=torch.int32, device=dev)
     else:
         _lens(cache_lens, B, dev, op, "cache_lens")
-    if has_cache:
-        block_table(block_table_, cache_lens, P, S, B, op, lens_arg="cache_lens", values=values)
     if kv_lens is None:
-        kv_lens = torch.full((B,), k.shape[1] if k is not None else 0, dtype=torch.int32, device=dev)
+        kv_lens = torch.full((B,), Lk, dtype=torch.int32, device=dev)
     else:
         if k is None:
             fail(op, "kv_lens", "needs k / v")
         _lens(kv_lens, B, dev, op, "kv_lens")
-        if values and kv_lens.numel() and _has_data(kv_lens):
-            bad = ((kv_lens < 0) | (kv_lens > k.shape[1])).nonzero()
-            if bad.numel():
-                b = int(bad[0, 0])
-                fail(op, f"kv_lens[{b}]", f"= {int(kv_lens[b])} must be in [0, Lk = {k.shape[1]}]")
     if q_start is None:
         q_start = cache_lens
     else:
@@ -530,12 +545,38 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
         if block_size is None:
             fail(op, "block_size", "is required with mask='block_causal'")
         block_size = as_int(block_size, op, "block_size")
-        if block_size < 1:
-            fail(op, "block_size", f"must be >= 1, got {block_size}")
+        if not 1 <= block_size <= 1 << 62:
+            fail(op, "block_size", f"must be in [1, 2^62], got {block_size}")
     else:
-        block_size = 1 if block_size is None else as_int(block_size, op, "block_size")
-    scale = D ** -0.5 if softmax_scale is None else as_float(softmax_scale, op, "softmax_scale")
-    if not math.isfinite(scale):
-        fail(op, "softmax_scale", f"must be finite, got {scale}")
+        block_size = 1   # unused by the full mask
+    if softmax_scale is None:
+        scale = D ** -0.5
+    else:
+        if isinstance(softmax_scale, (bool, str)):
+            fail(op, "softmax_scale", f"must be a number, got {type(softmax_scale).__name__}")
+        try:
+            scale = float(softmax_scale)
+        except (TypeError, ValueError):
+            fail(op, "softmax_scale", f"must be a number, got {type(softmax_scale).__name__}")
+    if not (math.isfinite(scale) and abs(scale) <= 3.4028234663852886e38):
+        fail(op, "softmax_scale", f"must be finite (as float32), got {scale}")
+    if values and B and _has_data(cache_lens, kv_lens, *([block_table_] if has_cache else [])):
+        if has_cache:   # per row: its length, then the pages it uses (like the C++ check)
+            lens, table = cache_lens.cpu().long(), block_table_.cpu().long()
+            cap = table.shape[1] * S
+            for b in range(B):
+                n = int(lens[b])
+                if not 0 <= n <= cap:
+                    fail(op, f"cache_lens[{b}]", f"= {n} must be in [0, max_pages {table.shape[1]} x page_size {S} = {cap}]")
+                used = (n + S - 1) // S
+                for j in range(used):
+                    page = int(table[b, j])
+                    if not 0 <= page < P:
+                        fail(op, f"block_table[{b}, {j}]", f"= {page} is not a page id in [0, {P}) (row {b} uses its first {used} entries)")
+        if k is not None:
+            kl = kv_lens.cpu().long()
+            for b in range(B):
+                if not 0 <= int(kl[b]) <= Lk:
+                    fail(op, f"kv_lens[{b}]", f"= {int(kl[b])} must be in [0, Lk = {Lk}]")
     return {"scale": scale, "block_size": block_size, "cache_lens": cache_lens, "kv_lens": kv_lens,
             "q_start": q_start, "Hkv": Hkv}

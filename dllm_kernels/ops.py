@@ -303,7 +303,7 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
                                      block_table=block_table, cache_lens=cache_lens,
                                      kv_lens=kv_lens, q_start=q_start, mask=mask,
                                      block_size=block_size, softmax_scale=softmax_scale,
-                                     return_lse=return_lse)
+                                     return_lse=return_lse, check=check)
 
 
 # ---- fake (meta) implementations: shapes, dtypes and argument checks, no data -------------------

@@ -74,6 +74,10 @@ CASES = [  # B, Lq, Hq, Hkv, D, cache_lens, kv_lens, Lk, page_size
     (2, 1, 4, 4, 96, [33, 1000], None, None, 16),       # cache only, Lq = 1, D = 96
     (2, 32, 4, 1, 128, None, [32, 7], 32, None),        # contiguous only
     (1, 7, 2, 2, 256, [0], [0], 7, 16),                 # no key at all: zeros, lse = -inf
+    (2, 33, 4, 2, 256, [70, 33], None, 33, 16),         # D = 256 with keys
+    (1, 32, 14, 2, 128, [100], None, 32, 16),           # GQA 7 with two KV heads
+    (2, 7, 4, 4, 64, None, [1000, 333], 1000, None),    # a long contiguous part
+    (3, 32, 4, 2, 96, [50, 0, 17], [32, 0, 5], 32, 16), # a row with no key among normal rows
 ]
 
 
@@ -248,9 +252,115 @@ def test_bad_input(device, gen, case, impl):
             q, k, v, kw.get("k_cache"), kw.get("v_cache"), kw.get("block_table"), kw.get("cache_lens"),
             kw.get("kv_lens"), None, mask, bs if bs is not None else 0, 0.125, True)
         if case == "no block_size":
-            pattern = r"block_attention: block_size must be >= 1"
+            pattern = r"block_attention: block_size must be in \[1, 2\^62\], got 0"
     else:
         fn = dk.block_attention if impl == "public" else reference.block_attention
         call = lambda: fn(q, k, v, **kw)
     with pytest.raises(RuntimeError, match=pattern):
         call()
+
+
+# ---- more shapes, messages identical on every path, unchecked values on the reference ------------
+
+@pytest.mark.parametrize("shape", [(0, 7), (2, 0)], ids=["B=0", "Lq=0"])
+def test_empty_shapes(device, gen, shape):
+    B, Lq = shape
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    q = torch.randn(B, Lq, 4, 64, generator=gen).to(dtype).to(device)
+    k = torch.randn(B, 5, 2, 64, generator=gen).to(dtype).to(device)
+    out, lse = dk.block_attention(q, k, k.clone(), return_lse=True)
+    assert out.shape == q.shape and lse.shape == (B, 4, Lq)
+
+
+def test_empty_contiguous_part(device, gen):
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    q, _, _, kw = make(2, 7, 4, 2, 64, [20, 3], None, None, 16, dtype, device, gen)
+    k = torch.zeros(2, 0, 2, 64, dtype=dtype, device=device)
+    out, lse = dk.block_attention(q, k, k.clone(), **kw, return_lse=True)
+    check_accuracy(out, lse, q, None, None, kw, "full", None)
+
+
+def _messages(q, k, v, kw):
+    """The error text of each path (None: accepted)."""
+    out = {}
+    for impl in ("public", "native", "reference"):
+        try:
+            if impl == "native":
+                torch.ops.dllm_kernels.block_attention(
+                    q, k, v, kw.get("k_cache"), kw.get("v_cache"), kw.get("block_table"),
+                    kw.get("cache_lens"), kw.get("kv_lens"), kw.get("q_start"), kw.get("mask", "full"),
+                    kw.get("block_size") or 1, kw.get("softmax_scale", 0.125), True)
+            else:
+                fn = dk.block_attention if impl == "public" else reference.block_attention
+                fn(q, k, v, **kw)
+            out[impl] = None
+        except RuntimeError as e:
+            out[impl] = str(e).split("\n")[0]
+    return out
+
+
+SAME_MESSAGE = {
+    "q int": lambda q, k, v, kw: (q.int(), k, v, kw),
+    "q double": lambda q, k, v, kw: (q.double(), k, v, kw),
+    "v shape": lambda q, k, v, kw: (q, k, v[:, :3], kw),
+    "k without v": lambda q, k, v, kw: (q, k, None, kw),
+    "kv_lens without k": lambda q, k, v, kw: (q, None, None, {**kw, "kv_lens": torch.tensor([1, 1], dtype=torch.int32)}),
+    "cache_lens without cache": lambda q, k, v, kw: (q, k, v, {"cache_lens": kw["cache_lens"]}),
+    "negative cache_lens": lambda q, k, v, kw: (q, k, v, {**kw, "cache_lens": torch.tensor([4, -1], dtype=torch.int32)}),
+    "q_start int64": lambda q, k, v, kw: (q, k, v, {**kw, "q_start": torch.tensor([0, 0])}),
+    "q_start shape": lambda q, k, v, kw: (q, k, v, {**kw, "q_start": torch.tensor([0], dtype=torch.int32)}),
+    "table int64": lambda q, k, v, kw: (q, k, v, {**kw, "block_table": kw["block_table"].long()}),
+    "table rows": lambda q, k, v, kw: (q, k, v, {**kw, "block_table": kw["block_table"][:1]}),
+    "q head_dim strided": lambda q, k, v, kw: (torch.cat([q, q], -1)[..., ::2], k, v, kw),
+    "k head_dim": lambda q, k, v, kw: (q, torch.cat([k, k], -1), torch.cat([v, v], -1), kw),
+    "cache head_dim": lambda q, k, v, kw: (q, None, None, {**kw, "k_cache": torch.cat([kw["k_cache"]] * 2, -1), "v_cache": torch.cat([kw["v_cache"]] * 2, -1)}),
+    "nan scale": lambda q, k, v, kw: (q, k, v, {**kw, "softmax_scale": float("nan")}),
+    "inf scale": lambda q, k, v, kw: (q, k, v, {**kw, "softmax_scale": float("inf")}),
+    "huge scale": lambda q, k, v, kw: (q, k, v, {**kw, "softmax_scale": 1e300}),
+    "block_size 2^70": lambda q, k, v, kw: (q, k, v, {**kw, "mask": "block_causal", "block_size": 2 ** 62 + 1}),
+    "page and length": lambda q, k, v, kw: (q, k, v, {**kw, "block_table": torch.tensor([[0, 9, 1], [2, 3, 4]], dtype=torch.int32),
+                                                      "cache_lens": torch.tensor([30, 99], dtype=torch.int32)}),
+    "2^31 keys": lambda q, k, v, kw: (q, torch.zeros(1, 1, 2, 64).expand(2, 2 ** 31, 2, 64), torch.zeros(1, 1, 2, 64).expand(2, 2 ** 31, 2, 64), {}),
+}
+
+
+@pytest.mark.parametrize("case", SAME_MESSAGE)
+def test_same_message_on_every_path(gen, case):
+    q, k, v, kw = make(2, 7, 4, 2, 64, [40, 20], None, 7, 16, torch.float32, "cpu", gen)
+    msgs = _messages(*SAME_MESSAGE[case](q, k, v, kw))
+    assert msgs["public"] is not None and msgs["public"].startswith("dllm_kernels.block_attention: "), msgs
+    assert msgs["public"] == msgs["reference"], msgs
+    if case not in ("kv_lens without k", "cache_lens without cache"):   # the schema cannot express
+        assert msgs["native"] == msgs["public"], msgs                  # Python-only argument slots
+
+
+def test_reference_unchecked_clamps_like_the_kernel(gen):
+    q, k, v, kw = make(2, 7, 4, 4, 64, [20, 5], None, 7, 16, torch.float32, "cpu", gen)
+    kw["block_table"][0, 0] = 10 ** 6
+    kw["cache_lens"][1] = 10 ** 6
+    a = dk.block_attention(q, k, v, **kw, check=False)
+    b = reference.block_attention(q, k, v, **kw, check=False)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["no cache", "no k", "q_start", "Lq=1 full"])
+def test_opcheck_variants(device, gen, variant):
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    q, k, v, kw = make(2, 1 if variant == "Lq=1 full" else 7, 4, 2, 64, [33, 5], None, 7, 16, dtype, device, gen)
+    if variant == "no cache":
+        kw = {}
+    if variant == "no k":
+        k = v = None
+    qs = torch.tensor([-3, 40], dtype=torch.int32, device=device) if variant == "q_start" else None
+    mask = "block_causal" if variant == "q_start" else "full"
+    args = (q, k, v, kw.get("k_cache"), kw.get("v_cache"), kw.get("block_table"), kw.get("cache_lens"),
+            None, qs, mask, 16, 0.125, True)
+    torch.library.opcheck(torch.ops.dllm_kernels.block_attention, args)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_fp32_on_cuda_is_rejected_everywhere(gen):
+    q, k, v, kw = make(1, 7, 2, 2, 64, None, None, 7, None, torch.float32, "cuda", gen)
+    msgs = _messages(q, k, v, kw)
+    assert all(m is not None and "Float attention is CPU only" in m for m in msgs.values()), msgs

@@ -49,8 +49,6 @@ std::tuple<at::Tensor, at::Tensor> block_attention_cuda(
   const AttentionInputs in = block_attention_check(q, k, v, k_cache, v_cache, block_table,
                                                    cache_lens, kv_lens, q_start, mask, block_size,
                                                    softmax_scale, check);
-  DLLM_CHECK_ARG(q.scalar_type() != at::kFloat, "block_attention", "q",
-                 "must be BFloat16 or Half on CUDA (Float attention is CPU only), got Float");
   const c10::cuda::CUDAGuard guard(q.device());
   at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
   at::Tensor lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));

@@ -341,6 +341,8 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
   const auto dt = q.scalar_type();
   DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "q",
                  "must have dtype Float, BFloat16 or Half, got ", dt);
+  DLLM_CHECK_ARG(!(q.is_cuda() && dt == at::kFloat), op, "q",
+                 "must be BFloat16 or Half on CUDA (Float attention is CPU only), got Float");
   const int64_t B = q.size(0), Hq = q.size(2), D = q.size(3);
   DLLM_CHECK_ARG(D == 64 || D == 96 || D == 128 || D == 256, op, "q",
                  "head_dim must be one of [64, 96, 128, 256], got ", D);
@@ -389,6 +391,10 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
   DLLM_CHECK_ARG(Hkv >= 1 && Hq % Hkv == 0, op, "q", "heads Hq = ", Hq,
                  " must be a multiple of the key/value heads Hkv = ", Hkv);
   r.Hkv = Hkv;
+  const int64_t keys = (has_cache ? r.block_table.size(1) * k_cache->size(1) : 0) +
+                       (k.has_value() ? k->size(1) : 0);
+  DLLM_CHECK_ARG(keys < (int64_t{1} << 31), op, "k/k_cache",
+                 "at most 2^31 - 1 keys per row (max_pages x page_size + Lk), got ", keys);
   const auto int_opts = q.options().dtype(at::kInt);
   if (cache_lens.has_value()) {
     check_lens(*cache_lens, B, q, op, "cache_lens");
@@ -412,10 +418,14 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
   DLLM_CHECK_ARG(mask == "full" || mask == "block_causal", op, "mask",
                  "must be one of ['full', 'block_causal'], got '", mask, "'");
   r.mask = mask == "block_causal" ? 1 : 0;
-  DLLM_CHECK_ARG(r.mask == 0 || block_size >= 1, op, "block_size", "must be >= 1, got ", block_size);
+  DLLM_CHECK_ARG(r.mask == 0 || (block_size >= 1 && block_size <= (int64_t{1} << 62)), op,
+                 "block_size", "must be in [1, 2^62], got ", block_size);
   r.block_size = r.mask == 1 ? block_size : 1;
-  DLLM_CHECK_ARG(std::isfinite(softmax_scale), op, "softmax_scale", "must be finite, got ", softmax_scale);
+  DLLM_CHECK_ARG(std::isfinite(softmax_scale) &&
+                     std::abs(softmax_scale) <= std::numeric_limits<float>::max(),
+                 op, "softmax_scale", "must be finite (as float32), got ", softmax_scale);
   r.scale = softmax_scale;
+
   if (check && B > 0) {
     if (has_cache) {
       const CacheDims d{k_cache->size(0), k_cache->size(1), k_cache->size(2), k_cache->size(3)};

@@ -16,7 +16,8 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
                     block_table: torch.Tensor | None = None, cache_lens: torch.Tensor | None = None,
                     kv_lens: torch.Tensor | None = None, q_start: torch.Tensor | None = None,
                     mask: str = "full", block_size: int | None = None,
-                    softmax_scale: float | None = None, return_lse: bool = False):
+                    softmax_scale: float | None = None, return_lse: bool = False,
+                    check: bool = True):
     """out[b, i, h] = softmax_j(scale · q[b, i, h] · key_j) · value_j over the keys row b's query i
     may see; keys are the first cache_lens[b] cached tokens (positions 0 ..), then the first
     kv_lens[b] tokens of k / v (positions cache_lens[b] ..).
@@ -34,13 +35,22 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
         softmax_scale: default D ** -0.5.
         return_lse: also return the log-sum-exp [B, Hq, Lq] float32 (natural log, of the scaled
             scores; -inf for a query that sees no key).
+        check: reject bad lengths / page ids; False clamps them like the kernels do (lengths to
+            [0, capacity], page ids to [0, num_pages)), so a bad value never reads out of bounds.
 
     Returns:
         out [B, Lq, Hq, D] in q's dtype (zeros for a query that sees no key), and lse if asked.
     """
     a = _checks.block_attention(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
-                                q_start, mask, block_size, softmax_scale)
-    out, lse = attention_math(q, k, v, k_cache, v_cache, block_table, a["cache_lens"], a["kv_lens"],
+                                q_start, mask, block_size, softmax_scale, values=check)
+    cache_lens, kv_lens = a["cache_lens"], a["kv_lens"]
+    if not check:
+        if k_cache is not None:
+            cache_lens = cache_lens.clamp(0, block_table.shape[1] * k_cache.shape[1])
+            block_table = block_table.clamp(0, k_cache.shape[0] - 1)
+        if k is not None:
+            kv_lens = kv_lens.clamp(0, k.shape[1])
+    out, lse = attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
                               a["q_start"], mask, a["block_size"], a["scale"], torch.float32)
     out = out.to(q.dtype)
     return (out, lse) if return_lse else out

@@ -364,8 +364,7 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
   float* st = vf + kAttnKeys * D;            // [kAttnKeys, kAttnRows] scores -> probabilities
   float* m = st + kAttnKeys * kAttnRows;     // [R16] running max
   float* l = m + R16;                        // [R16] running sum
-  float* vis = l + R16;                      // [R16] keys each row sees (a prefix; exact < 2^24)
-  float* corr = vis + R16;                   // [kAttnRows]
+  float* corr = l + R16;                     // [kAttnRows]
   float* nvis = corr + kAttnRows;            // [kAttnRows]
   const int32_t cache_len = a.cache_len(b);
   const int64_t total = int64_t{cache_len} + a.kv_len(b);
@@ -374,15 +373,15 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
   for (int64_t r = 0; r < R16; ++r) {
     m[r] = -std::numeric_limits<float>::infinity();
     l[r] = 0.0f;
-    vis[r] = 0.0f;
   }
+  auto visible = [&](int64_t r) {  // keys row r of the unit sees (a prefix); padding rows: none
+    return r < R ? a.visible(b, (row0 + r) / group, total) : int64_t{0};
+  };
   for (int64_t r = 0; r < R; ++r) {
     const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
     load_row(kf, a.q + b * a.q_stride_b + i * a.q_stride_l + h * a.q_stride_h, D);  // staging
     for (int64_t d = 0; d < D; ++d) qt[d * R16 + r] = kf[d] * a.scale;
-    const int64_t n = a.visible(b, i, total);
-    vis[r] = static_cast<float>(n);
-    max_vis = std::max(max_vis, n);
+    max_vis = std::max(max_vis, a.visible(b, i, total));
   }
   for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys) {  // key tiles past every row's mask: skipped
     const int64_t nk = std::min(kAttnKeys, max_vis - j0);
@@ -394,7 +393,7 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
       const int64_t tr = std::min(kAttnRows, R16 - t0);
       bool any = false;
       for (int64_t r = 0; r < tr; ++r) {
-        nvis[r] = std::min(static_cast<float>(nk), vis[t0 + r] - static_cast<float>(j0));
+        nvis[r] = static_cast<float>(std::min(nk, visible(t0 + r) - j0));  // <= 64: exact
         any = any || nvis[r] > 0.0f;
       }
       if (!any) continue;                                  // no row of the sub-tile sees this tile
