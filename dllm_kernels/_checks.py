@@ -64,6 +64,12 @@ def check_writable(t: torch.Tensor, op: str, arg: str) -> None:
         fail(op, arg, f"is written in place and must not have internal overlap (e.g. an expanded tensor), got strides {list(t.stride())}")
 
 
+def byte_span(t: torch.Tensor) -> tuple[int, int]:
+    """[first, last) byte of t within its storage."""
+    last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+    return t.storage_offset() * t.element_size(), (last + 1) * t.element_size()
+
+
 def check_no_overlap(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_arg: str) -> None:
     """`out` is written while `inp` is read: the very same view, or no shared memory."""
     if out.numel() == 0 or inp.numel() == 0 or out.device.type == "meta" or is_fake(out) or is_fake(inp):
@@ -73,11 +79,7 @@ def check_no_overlap(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, ou
     if (out.dtype, out.storage_offset(), out.shape, out.stride()) == (inp.dtype, inp.storage_offset(), inp.shape, inp.stride()):
         return
 
-    def span(t):  # [first, last) byte of t within its storage
-        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
-        return t.storage_offset() * t.element_size(), (last + 1) * t.element_size()
-
-    (a0, a1), (b0, b1) = span(out), span(inp)
+    (a0, a1), (b0, b1) = byte_span(out), byte_span(inp)
     if a0 < b1 and b0 < a1:
         fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
 
@@ -90,11 +92,7 @@ def check_disjoint(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_
     if out.untyped_storage().data_ptr() != inp.untyped_storage().data_ptr():
         return
 
-    def span(t):
-        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
-        return t.storage_offset() * t.element_size(), (last + 1) * t.element_size()
-
-    (a0, a1), (b0, b1) = span(out), span(inp)
+    (a0, a1), (b0, b1) = byte_span(out), byte_span(inp)
     if a0 < b1 and b0 < a1:
         fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
 

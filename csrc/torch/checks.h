@@ -48,6 +48,14 @@ inline void check_writable(const at::Tensor& t, const char* op, const char* arg)
                  t.strides());
 }
 
+// [first, last) byte of t within its storage.
+inline std::pair<int64_t, int64_t> byte_span(const at::Tensor& t) {
+  int64_t last = t.storage_offset();
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  const auto item = static_cast<int64_t>(t.element_size());
+  return {t.storage_offset() * item, (last + 1) * item};
+}
+
 // `out` is written while `in` is read: they must be the very same view or not share memory
 // (a partial overlap would read values the op has already written: wrong on CPU, a race on GPU).
 inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const char* op,
@@ -57,13 +65,7 @@ inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const 
   if (out.dtype() == in.dtype() && out.storage_offset() == in.storage_offset() &&
       out.sizes() == in.sizes() && out.strides() == in.strides())
     return;  // the same view: reading and writing the same element is fine
-  auto span = [](const at::Tensor& t) {  // [first, last) byte of t within its storage
-    int64_t last = t.storage_offset();
-    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
-    const auto item = static_cast<int64_t>(t.element_size());
-    return std::make_pair(t.storage_offset() * item, (last + 1) * item);
-  };
-  const auto a = span(out), b = span(in);
+  const auto a = byte_span(out), b = byte_span(in);
   DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg,
                  "must not share memory with ", out_arg,
                  ", which is written in place (pass a copy)");
@@ -75,13 +77,7 @@ inline void check_disjoint(const at::Tensor& out, const at::Tensor& in, const ch
                            const char* arg, const char* out_arg) {
   if (out.numel() == 0 || in.numel() == 0 || !out.has_storage() || !in.has_storage()) return;
   if (!out.storage().is_alias_of(in.storage())) return;
-  auto span = [](const at::Tensor& t) {  // [first, last) byte of t within its storage
-    int64_t last = t.storage_offset();
-    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
-    const auto item = static_cast<int64_t>(t.element_size());
-    return std::make_pair(t.storage_offset() * item, (last + 1) * item);
-  };
-  const auto a = span(out), b = span(in);
+  const auto a = byte_span(out), b = byte_span(in);
   DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg,
                  "must not share memory with ", out_arg,
                  ", which is written in place (pass a copy)");
