@@ -16,7 +16,9 @@ then serves the block's remaining steps; refresh_interval adds refreshes), "bloc
 diffusion: the prompt is prefilled once with the staircase mask, each step feeds only the current
 block, and a finished block's K/V are committed once by one more forward).
 
-The model interface. Any model with `forward(input_ids, positions, attn) -> logits` works: given
+The model interface. Any model with `forward(input_ids, positions, attn) -> logits` works (if its
+forward also takes `logits_range=(lo, hi)`, the runtime asks only for the logits it uses: the
+block's columns in a step, none in a prefill / commit forward): given
 input_ids [B, n] and RoPE positions [B, n], it computes q [B, n, Hq, D], k / v [B, n, Hkv, D]
 (after RoPE) in each attention layer `i` and calls `attn(i, q, k, v) -> [B, n, Hq, D]` instead of
 its own attention; the runtime's `attn` writes the fresh K/V into the paged cache and attends to
@@ -37,6 +39,7 @@ EOS compaction the remaining rows are renumbered.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -278,14 +281,30 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
         except ImportError:
             bar = None
 
-    def forward(plan):
+    takes_range = "logits_range" in inspect.signature(model.forward).parameters
+
+    def forward(plan, want=None):
+        """The model over the plan's columns; logits of fed tokens want = (lo, hi) (None: none
+        needed), returned as [B, hi - lo, V]."""
         nonlocal nfe
         c0, c1 = plan.columns
+        lo, hi = want if want is not None else (0, 0)
+        ids = x[rows, c0:c1] if len(rows) != B else x[:, c0:c1]
+        attn = _PlanAttention(kv, plan, ops_, prof)
         with prof.section("model"):
-            logits = model.forward(x[rows, c0:c1] if len(rows) != B else x[:, c0:c1],
-                                   plan.positions, _PlanAttention(kv, plan, ops_, prof))
+            if takes_range:
+                logits = model.forward(ids, plan.positions, attn, logits_range=(lo, hi))
+            else:
+                logits = model.forward(ids, plan.positions, attn)[:, lo:hi]
         nfe += 1
         return logits
+
+    def step_want(plan, k):
+        """Which fed tokens' logits a step of block k reads, and whether the op still shifts."""
+        lo = policy.block_columns(k)[0] - plan.columns[0]
+        if shift and lo > 0:           # Dream: column c reads the logits of column c - 1
+            return (lo - 1, lo - 1 + block_length), False
+        return (lo, lo + block_length), shift   # (the very first column reads its own)
 
     if cache == "block":
         with prof.section("cache"):
@@ -303,7 +322,8 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
         if cache in ("prefix", "dual"):
             with prof.section("cache"):
                 plan = policy.refresh(k)
-            logits = forward(plan)
+            want, step_shift = step_want(plan, k)
+            logits = forward(plan, want)
         s = 0
         while True:
             if parallel:
@@ -317,17 +337,13 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
                         plan = policy.refresh(k)
                     else:
                         plan = policy.step(k)
-                logits = forward(plan)
-            lo = c0 - plan.columns[0]
+                want, step_shift = step_want(plan, k)
+                logits = forward(plan, want)
             rule = ({"threshold": threshold} if threshold is not None else
                     {"factor": factor} if factor is not None else {"num_transfer": schedule[:, s]})
-            if shift and lo > 0:       # Dream: column c reads the logits of column c - 1
-                step_logits, step_shift = logits[:, lo - 1:lo - 1 + block_length], False
-            else:                      # (the very first column reads its own, as the op does)
-                step_logits, step_shift = logits[:, lo:lo + block_length], shift
             with prof.section("sampling"):
                 _, conf, transfer = ops_.denoise_and_select(
-                    step_logits, block, mask_id, rule, seed, offset,
+                    logits, block, mask_id, rule, seed, offset,
                     {**sampling, "shift_logits": step_shift})
             if trace:
                 steps_log.append({"block": k, "step": s, "rows": rows.cpu(),

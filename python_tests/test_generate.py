@@ -343,3 +343,25 @@ def test_cuda_step_path_has_no_device_sync(cache):
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
     assert int((x[:, c0:c1] != CUDA_CFG.mask_id).sum()) == 4
+
+
+class _NoLogitsRange:
+    """A model implementing only the required interface: forward(ids, positions, attn)."""
+
+    def __init__(self, model):
+        self.model, self.config, self.num_layers = model, model.config, model.num_layers
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def forward(self, input_ids, positions, attn):
+        return self.model.forward(input_ids, positions, attn)
+
+
+@pytest.mark.parametrize("cache", ["none", "dual", "block"])
+def test_logits_range_is_optional(model, cache):
+    ps = prompts([5, 9], seed=14)
+    kw = dict(gen_length=16, block_length=8, steps=16, cache=cache, shift_logits=cache == "none")
+    a = dk.generate(model, ps, **kw)
+    b = dk.generate(_NoLogitsRange(model), ps, **kw)
+    assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe

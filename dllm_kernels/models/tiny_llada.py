@@ -125,10 +125,12 @@ class TinyLLaDA(torch.nn.Module):
         return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.config.rms_eps)).to(x.dtype) * weight
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None, attn=None,
-                attention_mask: torch.Tensor | None = None):
+                attention_mask: torch.Tensor | None = None, logits_range: tuple[int, int] | None = None):
         """input_ids [B, n] -> logits [B, n, V] (with attn, the runtime interface) or an object
         with .logits (model(input_ids[, attention_mask=...]) style, full bidirectional attention;
-        positions default to 0..n-1, or to the running count of unmasked keys with a mask)."""
+        positions default to 0..n-1, or to the running count of unmasked keys with a mask).
+        logits_range=(lo, hi): only the logits of tokens lo..hi-1 ([B, hi - lo, V]); the runtime
+        asks for the block's columns, or for none (lo == hi) in prefill / commit forwards."""
         c = self.config
         B, n = input_ids.shape
         hf_style = attn is None
@@ -149,5 +151,7 @@ class TinyLLaDA(torch.nn.Module):
             x = x + attn(i, q, k, v).reshape(B, n, H * D) @ layer.wo.T
             h = self._rms(x, layer.mlp_norm)
             x = x + (F.silu(h @ layer.w_gate.T) * (h @ layer.w_up.T)) @ layer.w_down.T
+        if logits_range is not None:
+            x = x[:, logits_range[0]:logits_range[1]]
         logits = self._rms(x, self.norm) @ self.lm_head.T + self.lm_bias
         return SimpleNamespace(logits=logits) if hf_style else logits
