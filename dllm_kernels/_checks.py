@@ -378,20 +378,23 @@ def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
         fail(op, "block_table", f"must have B = {B} rows, got shape {list(block_table.shape)}")
     if kv_lens.shape[0] != block_table.shape[0]:
         fail(op, lens_arg, f"must have shape [B] = [{block_table.shape[0]}] like block_table, got {list(kv_lens.shape)}")
-    if not values or not kv_lens.numel() or not _has_data(block_table, kv_lens):
-        return
-    lens, table = kv_lens.cpu().long(), block_table.cpu().long()
+    if values and kv_lens.numel() and _has_data(block_table, kv_lens):
+        table_values(kv_lens, block_table, P, S, op, lens_arg)
+
+
+def table_values(lens, table, P: int, S: int, op: str, lens_arg: str) -> None:
+    """Row by row: 0 <= lens[b] <= max_pages * page_size, then the page ids row b uses are in
+    [0, P) (reads both tensors: a device sync on CUDA). Mirrors check_table_values in checks.cpp."""
+    lens, table = lens.cpu().long().tolist(), table.cpu().long()
     cap = table.shape[1] * S
-    bad = ((lens < 0) | (lens > cap)).nonzero()
-    if bad.numel():
-        b = int(bad[0, 0])
-        fail(op, f"{lens_arg}[{b}]", f"= {int(lens[b])} must be in [0, max_pages {table.shape[1]} x page_size {S} = {cap}]")
-    used = torch.arange(table.shape[1]).unsqueeze(0) < ((lens + S - 1) // S).unsqueeze(1)
-    bad = (used & ((table < 0) | (table >= P))).nonzero()
-    if bad.numel():
-        b, j = int(bad[0, 0]), int(bad[0, 1])
-        fail(op, f"block_table[{b}, {j}]", f"= {int(table[b, j])} is not a page id in [0, {P}) "
-             f"(row {b} uses its first {int((lens[b] + S - 1) // S)} entries)")
+    for b, n in enumerate(lens):
+        if not 0 <= n <= cap:
+            fail(op, f"{lens_arg}[{b}]", f"= {n} must be in [0, max_pages {table.shape[1]} x page_size {S} = {cap}]")
+        used = (n + S - 1) // S
+        for j in range(used):
+            page = int(table[b, j])
+            if not 0 <= page < P:
+                fail(op, f"block_table[{b}, {j}]", f"= {page} is not a page id in [0, {P}) (row {b} uses its first {used} entries)")
 
 
 def cache_gather(k_cache, v_cache, block_table_, kv_lens, max_len, values: bool = True) -> int | None:
@@ -559,18 +562,8 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
     if not (math.isfinite(scale) and abs(scale) <= 3.4028234663852886e38):
         fail(op, "softmax_scale", f"must be finite (as float32), got {scale}")
     if values and B and _has_data(cache_lens, kv_lens, *([block_table_] if has_cache else [])):
-        if has_cache:   # per row: its length, then the pages it uses (like the C++ check)
-            lens, table = cache_lens.cpu().long(), block_table_.cpu().long()
-            cap = table.shape[1] * S
-            for b in range(B):
-                n = int(lens[b])
-                if not 0 <= n <= cap:
-                    fail(op, f"cache_lens[{b}]", f"= {n} must be in [0, max_pages {table.shape[1]} x page_size {S} = {cap}]")
-                used = (n + S - 1) // S
-                for j in range(used):
-                    page = int(table[b, j])
-                    if not 0 <= page < P:
-                        fail(op, f"block_table[{b}, {j}]", f"= {page} is not a page id in [0, {P}) (row {b} uses its first {used} entries)")
+        if has_cache:
+            table_values(cache_lens, block_table_, P, S, op, "cache_lens")
         if k is not None:
             kl = kv_lens.cpu().long()
             for b in range(B):

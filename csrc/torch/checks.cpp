@@ -172,6 +172,27 @@ bool cache_pair_overlaps(const at::Tensor& a, const at::Tensor& b) {
   return da < page || period - da < page;
 }
 
+
+// Row by row: 0 <= lens[b] <= max_pages * page_size, then the page ids row b uses are in
+// [0, num_pages) (reads both tensors: a device sync on CUDA). lens_arg names lens in messages.
+void check_table_values(const at::Tensor& lens_t, const at::Tensor& table_t, const CacheDims& d,
+                        const char* op, const char* lens_arg) {
+  const std::vector<int64_t> lens = host_values(lens_t), table = host_values(table_t);
+  const int64_t max_pages = table_t.size(1), cap = max_pages * d.page_size;
+  for (size_t b = 0; b < lens.size(); ++b) {
+    TORCH_CHECK(lens[b] >= 0 && lens[b] <= cap, "dllm_kernels.", op, ": ", lens_arg, "[", b, "] = ",
+                lens[b], " must be in [0, max_pages ", max_pages, " x page_size ", d.page_size,
+                " = ", cap, "]");
+    const int64_t used = (lens[b] + d.page_size - 1) / d.page_size;
+    for (int64_t j = 0; j < used; ++j) {
+      const int64_t page = table[b * max_pages + j];
+      TORCH_CHECK(page >= 0 && page < d.num_pages, "dllm_kernels.", op, ": block_table[", b, ", ",
+                  j, "] = ", page, " is not a page id in [0, ", d.num_pages, ") (row ", b,
+                  " uses its first ", used, " entries)");
+    }
+  }
+}
+
 }  // namespace
 
 CacheDims cache_pair_check(const at::Tensor& k_cache, const at::Tensor& v_cache, const char* op,
@@ -261,20 +282,7 @@ CacheDims cache_gather_check(const at::Tensor& k_cache, const at::Tensor& v_cach
                  block_table.size(0), "] like block_table, got ", kv_lens.sizes());
   DLLM_CHECK_ARG(max_len >= 0, op, "max_len", "must be >= 0, got ", max_len);
   if (kv_lens.numel() == 0) return d;
-  const std::vector<int64_t> lens = host_values(kv_lens), table = host_values(block_table);
-  const int64_t max_pages = block_table.size(1), cap = max_pages * d.page_size;
-  for (size_t b = 0; b < lens.size(); ++b) {
-    TORCH_CHECK(lens[b] >= 0 && lens[b] <= cap, "dllm_kernels.", op, ": kv_lens[", b, "] = ", lens[b],
-                   " must be in [0, max_pages ", max_pages, " x page_size ", d.page_size, " = ",
-                   cap, "]");
-    const int64_t used = (lens[b] + d.page_size - 1) / d.page_size;
-    for (int64_t j = 0; j < used; ++j) {
-      const int64_t page = table[b * max_pages + j];
-      TORCH_CHECK(page >= 0 && page < d.num_pages, "dllm_kernels.", op, ": block_table[", b, ", ", j, "] = ",
-                     page, " is not a page id in [0, ", d.num_pages, ") (row ", b,
-                     " uses its first ", used, " entries)");
-    }
-  }
+  check_table_values(kv_lens, block_table, d, op, "kv_lens");
   return d;
 }
 
@@ -428,21 +436,10 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
 
   if (check && B > 0) {
     if (has_cache) {
-      const CacheDims d{k_cache->size(0), k_cache->size(1), k_cache->size(2), k_cache->size(3)};
-      const std::vector<int64_t> lens = host_values(r.cache_lens), table = host_values(r.block_table);
-      const int64_t max_pages = r.block_table.size(1), cap = max_pages * d.page_size;
-      for (size_t b = 0; b < lens.size(); ++b) {
-        TORCH_CHECK(lens[b] >= 0 && lens[b] <= cap, "dllm_kernels.", op, ": cache_lens[", b, "] = ",
-                    lens[b], " must be in [0, max_pages ", max_pages, " x page_size ", d.page_size,
-                    " = ", cap, "]");
-        const int64_t used = (lens[b] + d.page_size - 1) / d.page_size;
-        for (int64_t j = 0; j < used; ++j) {
-          const int64_t page = table[b * max_pages + j];
-          TORCH_CHECK(page >= 0 && page < d.num_pages, "dllm_kernels.", op, ": block_table[", b,
-                      ", ", j, "] = ", page, " is not a page id in [0, ", d.num_pages, ") (row ", b,
-                      " uses its first ", used, " entries)");
-        }
-      }
+      check_table_values(r.cache_lens, r.block_table,
+                         CacheDims{k_cache->size(0), k_cache->size(1), k_cache->size(2),
+                                   k_cache->size(3)},
+                         op, "cache_lens");
     }
     if (kv_lens.has_value()) {
       const std::vector<int64_t> lens = host_values(r.kv_lens);
