@@ -82,7 +82,10 @@ def backend_info() -> dict[str, Any]:
     Returns:
         dict with `native` (compiled ops loaded), `cuda` (compiled CUDA kernels loaded), `torch`,
         `cuda_version` (torch's), `archs` (CUDA archs compiled), `gpu` (a CUDA device is visible),
-        `fallback_reason` (None when native) and `build` (the build metadata, or None).
+        `fallback_reason` (None when native), `build` (the build metadata, or None) and
+        `cpu_features` (instruction sets the CPU kernels pick at run time: avx2, avx512f and
+        amx_bf16, the last meaning bf16 block_attention runs on AMX; DLLM_KERNELS_AMX=0 turns that
+        off; empty when not native).
     """
     build = BUILD_INFO or {}
     return {
@@ -94,4 +97,5 @@ def backend_info() -> dict[str, Any]:
         "gpu": torch.cuda.is_available(),
         "fallback_reason": FALLBACK_REASON,
         "build": BUILD_INFO,
+        "cpu_features": dict(C.cpu_features()) if NATIVE and hasattr(C, "cpu_features") else {},
     }

@@ -95,6 +95,53 @@ def test_matches_reference_math(device, gen, case, mask, dtype):
     check_accuracy(out, lse, q, k, v, kw, mask, bs)
 
 
+HAS_AMX = bool(dk.backend_info().get("cpu_features", {}).get("amx_bf16"))
+
+
+@pytest.mark.skipif(not HAS_AMX, reason="this CPU (or OS) gives no AMX-BF16")
+@pytest.mark.parametrize("amx", ["1", "0"], ids=["amx", "fp32-path"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("mask", ["full", "block_causal"])
+def test_cpu_bf16_paths_match_reference_math(monkeypatch, gen, case, mask, amx):
+    """bf16 on CPU has two kernels, AMX tiles (default where available) and the fp32 FMA path
+    (DLLM_KERNELS_AMX=0): both meet the FlashAttention-3 rule on every case, and the switch
+    really changes the path (the AMX one rounds P to bf16, so the results differ slightly)."""
+    B, Lq, Hq, Hkv, D, cache_lens, kv_lens, Lk, S = case
+    q, k, v, kw = make(B, Lq, Hq, Hkv, D, cache_lens, kv_lens, Lk, S or 16, torch.bfloat16,
+                       torch.device("cpu"), gen)
+    bs = 16 if mask == "block_causal" else None
+    monkeypatch.setenv("DLLM_KERNELS_AMX", amx)
+    out, lse = dk.block_attention(q, k, v, **kw, mask=mask, block_size=bs, return_lse=True)
+    check_accuracy(out, lse, q, k, v, kw, mask, bs)
+    monkeypatch.setenv("DLLM_KERNELS_AMX", "0" if amx == "1" else "1")
+    other, other_lse = dk.block_attention(q, k, v, **kw, mask=mask, block_size=bs, return_lse=True)
+    assert torch.equal(lse.isfinite(), other_lse.isfinite())
+    if lse.isfinite().any():  # scores are exact bf16 products summed in fp32 on both paths
+        assert (lse - other_lse)[lse.isfinite()].abs().max().item() <= 1e-4
+    assert (out.float() - other.float()).abs().max().item() <= 1.6e-2
+
+
+@pytest.mark.skipif(not HAS_AMX, reason="this CPU (or OS) gives no AMX-BF16")
+def test_cpu_amx_path_is_taken_and_threads_agree(monkeypatch, gen):
+    """The AMX kernel is what runs for bf16 (its output differs from the fp32 path's), and it is
+    deterministic across thread counts (each unit is computed by one thread)."""
+    q, k, v, kw = make(2, 32, 8, 2, 128, [700, 129], None, 32, 16, torch.bfloat16,
+                       torch.device("cpu"), gen)
+    monkeypatch.setenv("DLLM_KERNELS_AMX", "1")
+    amx = dk.block_attention(q, k, v, **kw)
+    monkeypatch.setenv("DLLM_KERNELS_AMX", "0")
+    fp32_path = dk.block_attention(q, k, v, **kw)
+    assert not torch.equal(amx, fp32_path)
+    monkeypatch.setenv("DLLM_KERNELS_AMX", "1")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = dk.block_attention(q, k, v, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(amx, single)
+
+
 @pytest.mark.parametrize("L", [1, 7, 32, 33, 100])
 def test_staircase_prefill_equals_dense_mask_sdpa(device, gen, L):
     """The block-causal prefill (no cache) equals SDPA with an explicit boolean mask."""

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "block_attention_args.h"
@@ -50,13 +51,27 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
     N* dst = o + b * a.o_stride_b + i * a.o_stride_l + h * a.o_stride_h;
     for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d]);
   };
+  // bf16 on a CPU with AMX: both products on the tile unit (dllm/block_attention_amx.h).
+  bool amx = false;
+#ifdef DLLM_ATTN_X86
+  if constexpr (std::is_same_v<T, dllm::bf16_t>) amx = dllm::cpu::attn_use_amx();
+#endif
   at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(dllm::cpu::attn_scratch_floats(a.D, rows_per_unit));
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / (a.Hkv * splits), h = (u / splits) % a.Hkv, t = u % splits;
-      const int64_t row0 = t * rows_per_unit;
-      dllm::cpu::block_attention_unit<T>(a, b, h, row0, std::min(rows, row0 + rows_per_unit),
-                                         scratch.data(), store);
+      const int64_t row0 = t * rows_per_unit, row1 = std::min(rows, row0 + rows_per_unit);
+#ifdef DLLM_ATTN_X86
+      if constexpr (std::is_same_v<T, dllm::bf16_t>) {
+        if (amx) {
+          if (scratch.size() < size_t(dllm::cpu::attn_amx_scratch_floats(a.D, rows_per_unit)))
+            scratch.resize(dllm::cpu::attn_amx_scratch_floats(a.D, rows_per_unit));
+          dllm::cpu::block_attention_unit_amx(a, b, h, row0, row1, scratch.data(), store);
+          continue;
+        }
+      }
+#endif
+      dllm::cpu::block_attention_unit<T>(a, b, h, row0, row1, scratch.data(), store);
     }
   });
 }

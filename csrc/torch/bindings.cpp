@@ -1,12 +1,14 @@
 // csrc/torch/bindings.cpp — the Python module dllm_kernels._C: pybind11 for host-side objects
-// only (the page allocator). Tensor ops are not bound here: they are torch custom ops
-// (registration.cpp), reached through torch.ops.dllm_kernels.
+// only (the page allocator) and a host query (which CPU instruction sets the kernels use). Tensor
+// ops are not bound here: they are torch custom ops (registration.cpp), reached through
+// torch.ops.dllm_kernels.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
 #include <string>
 
+#include "dllm/block_attention.h"
 #include "dllm/page_allocator.h"
 
 namespace py = pybind11;
@@ -22,6 +24,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
   });
+  m.def(
+      "cpu_features",
+      [] {
+        py::dict f;
+#ifdef DLLM_ATTN_X86
+        f["avx2"] = dllm::cpu::attn_has_avx2();
+        f["avx512f"] = dllm::cpu::attn_has_avx512();
+        f["amx_bf16"] = dllm::cpu::attn_has_amx();  // CPU support and the OS grant of tile state
+#else
+        f["avx2"] = f["avx512f"] = f["amx_bf16"] = false;
+#endif
+        return f;
+      },
+      "Instruction sets the CPU kernels can use here (chosen at run time).");
   using A = dllm::PageAllocator;
   py::class_<A>(m, "PageAllocator",
                 "Pages of a paged KV cache: reserve / pages / fork / free / writable (copy-on-write).\n"

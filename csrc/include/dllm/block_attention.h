@@ -24,7 +24,8 @@
 // transposed, S^T = K Q^T (Q^T built once per unit), so the online softmax runs across rows with
 // no horizontal reductions, and P.V reads P^T directly. Both products are register-blocked
 // micro-GEMMs (AVX-512 8 x 32 blocks, AVX2 4 x 16; a portable loop otherwise, chosen at run
-// time), the exp is branch-free; everything fp32.
+// time), the exp is branch-free; everything fp32. bf16 on a CPU with AMX uses the tile kernel of
+// block_attention_amx.h instead (same units, same results up to rounding P to bf16).
 #pragma once
 
 #include <algorithm>
@@ -423,3 +424,5 @@ inline int64_t attn_scratch_floats(int64_t D, int64_t rows) {
 
 }  // namespace cpu
 }  // namespace dllm
+
+#include "dllm/block_attention_amx.h"  // bf16 on Intel AMX (x86 only)

@@ -1,0 +1,364 @@
+// dllm/block_attention_amx.h — the CPU block_attention unit for bf16 on Intel AMX (Sapphire
+// Rapids and later): both products on the tile unit, softmax in fp32 with AVX-512. Included by
+// block_attention.h; chosen at run time when the CPU has AMX-BF16 + AVX512-BF16 and Linux grants
+// the tile state (DLLM_KERNELS_AMX=0 in the environment turns it off; the fp32 path then runs).
+//
+// Why: on AVX-512 FMA the fp32 unit is compute bound (~32 FMA / cycle / core); one TDPBF16PS is
+// 16 x 16 x 32 = 8192 multiply-adds in ~16 cycles (~512 / cycle), so with AMX a step becomes
+// K/V-bandwidth bound: LLaDA-8B step, 2048 cached keys, bf16: 34 MB of K/V -> ~1.3 ms at the
+// 26 GB/s this project's 2-core machine copies, versus ~9 ms of FMA work.
+//
+// Per unit (b, kv head, rows = the GQA group's heads x queries), per tile of kAttnKeys keys:
+//   kt = K^T in AMX's pair layout ([D/2][64 keys][2]: a 16 x 16 dword transpose per block),
+//   vv = V in pair layout ([32 key pairs][D][2]: rows 2i and 2i+1 interleaved), both built once
+//   and shared by every 32-row sub-tile of the unit; then per sub-tile
+//   S = Q K^T (fp32 tiles, Q as stored in bf16, scaled in fp32 afterwards), a row-wise online
+//   softmax (AVX-512, the same branch-free exp as the fp32 path), P rounded to bf16 (as
+//   FlashAttention does on GPUs), O = O * corr + P V with the fp32 accumulator tiles loaded from
+//   and stored to the unit's O buffer.
+// Accuracy: scores are exact products of bf16 values summed in fp32; the one extra rounding
+// against the fp32 path is P to bf16 (relative 2^-9 per probability, normalised by the fp32 sum).
+#pragma once
+
+#if defined(DLLM_ATTN_X86)
+
+#include <immintrin.h>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include <cstdlib>
+
+// GCC 12 flags the undefined pass-through operand inside its own unpack intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace dllm::cpu {
+
+#define DLLM_AMX_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
+
+// AMX-BF16 and AVX512-BF16 present and the tile state granted by the kernel (Linux >= 5.16
+// needs the ARCH_REQ_XCOMP_PERM request once per process before the first tile instruction).
+inline bool attn_has_amx() {
+  static const bool has = [] {
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16") ||
+        !__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw"))
+      return false;
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return has;
+}
+
+// The AMX path is used for bf16 when the CPU has it, unless DLLM_KERNELS_AMX=0 (read per call,
+// so tests can compare both paths in one process).
+inline bool attn_use_amx() {
+  const char* env = std::getenv("DLLM_KERNELS_AMX");
+  if (env != nullptr && env[0] == '0' && env[1] == '\0') return false;
+  return attn_has_amx();
+}
+
+namespace amx {
+
+// Tile registers (the intrinsics take literal numbers): tmm0..3 accumulators C, tmm4/5 left
+// operands A, tmm6/7 right operands B; every tile is configured as 16 rows x 64 bytes (fp32:
+// 16 x 16, bf16: 16 x 32, bf16 pairs: 16 x 16 x 2).
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+DLLM_AMX_TARGET inline void configure() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+// exp(x) for x <= 0 on 16 lanes: exp_nonpos (cpu_math.h) written with AVX-512.
+DLLM_AMX_TARGET inline __m512 exp_nonpos16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-80.0f);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LE_OQ);  // also -inf
+  x = _mm512_max_ps(x, lo);
+  const __m512 shifter = _mm512_set1_ps(12582912.0f);
+  const __m512 n =
+      _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  const __m512i bits =
+      _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvttps_epi32(n), 23));
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_castsi512_ps(bits));
+}
+
+// 16 x 16 transpose of 32-bit words: rows[i] (16 words each, row stride src_ld words) ->
+// dst[j * dst_ld + i].
+DLLM_AMX_TARGET inline void transpose16x16(const uint32_t* const* rows, uint32_t* dst,
+                                           int64_t dst_ld) {
+  __m512i r[16], a[16], b[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i]);
+  for (int i = 0; i < 16; i += 2) {  // pairs of words, within 128-bit lanes
+    a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // groups of four rows: b[i + c] lane k = column 4k + c
+    b[i + 0] = _mm512_unpacklo_epi64(a[i], a[i + 2]);
+    b[i + 1] = _mm512_unpackhi_epi64(a[i], a[i + 2]);
+    b[i + 2] = _mm512_unpacklo_epi64(a[i + 1], a[i + 3]);
+    b[i + 3] = _mm512_unpackhi_epi64(a[i + 1], a[i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane k of the four row groups: column 4k + c
+    const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);   // lanes 0, 2
+    const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xDD);   // lanes 1, 3
+    const __m512i f0 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88);
+    const __m512i f1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xDD);
+    _mm512_storeu_si512(dst + (0 + c) * dst_ld, _mm512_shuffle_i32x4(e0, f0, 0x88));
+    _mm512_storeu_si512(dst + (8 + c) * dst_ld, _mm512_shuffle_i32x4(e0, f0, 0xDD));
+    _mm512_storeu_si512(dst + (4 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0x88));
+    _mm512_storeu_si512(dst + (12 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0xDD));
+  }
+}
+
+// Rows 2i and 2i + 1 of V (D bf16 each) -> vv[i][d][2] (D a multiple of 32).
+DLLM_AMX_TARGET inline void interleave_pair(const uint16_t* v0, const uint16_t* v1, uint16_t* dst,
+                                            int64_t D) {
+  alignas(64) static constexpr uint16_t kLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5,
+                                                   37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42,
+                                                   11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  const __m512i lo = _mm512_load_si512(kLo);
+  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+  for (int64_t d = 0; d < D; d += 32) {
+    const __m512i x = _mm512_loadu_si512(v0 + d), y = _mm512_loadu_si512(v1 + d);
+    _mm512_storeu_si512(dst + 2 * d, _mm512_permutex2var_epi16(x, lo, y));
+    _mm512_storeu_si512(dst + 2 * d + 32, _mm512_permutex2var_epi16(x, hi, y));
+  }
+}
+
+// s[r][0:nkp] (fp32 scores, row stride kAttnKeys) -> pb[r][0:nkp] bf16 probabilities for rows
+// r < tr, with the online max / sum updates of the fp32 path; vis[r]: keys row r sees in this
+// tile; corr[r]: factor for row r's accumulator.
+DLLM_AMX_TARGET inline void softmax_rows(const float* s, int64_t nkp, int64_t tr,
+                                         const int64_t* vis, float scale, float* m, float* l,
+                                         float* corr, uint16_t* pb) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf), sc = _mm512_set1_ps(scale);
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t r = 0; r < tr; ++r) {
+    __m512 x[kAttnKeys / 16];
+    __m512 mx = neg_inf;
+    const __m512i n = _mm512_set1_epi32(static_cast<int32_t>(vis[r]));
+    for (int64_t c = 0; c < nkp / 16; ++c) {
+      const __mmask16 seen =
+          _mm512_cmplt_epi32_mask(_mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(16 * c))), n);
+      x[c] = _mm512_mask_mul_ps(neg_inf, seen, _mm512_loadu_ps(s + r * kAttnKeys + 16 * c), sc);
+      mx = _mm512_max_ps(mx, x[c]);
+    }
+    const float m_new = std::max(m[r], _mm512_reduce_max_ps(mx));
+    const float base = m_new == kNegInf ? 0.0f : m_new;  // nothing seen yet: every p is 0
+    corr[r] = exp_nonpos(m[r] - base);
+    m[r] = m_new;
+    const __m512 bv = _mm512_set1_ps(base);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nkp / 16; ++c) {
+      x[c] = exp_nonpos16(_mm512_sub_ps(x[c], bv));
+      sum = _mm512_add_ps(sum, x[c]);
+    }
+    l[r] = l[r] * corr[r] + _mm512_reduce_add_ps(sum);
+    for (int64_t c = 0; c < nkp / 16; c += 2)  // 32 probabilities -> 32 bf16 (round to nearest)
+      _mm512_storeu_si512(pb + r * kAttnKeys + 16 * c,
+                          (__m512i)_mm512_cvtne2ps_pbh(x[c + 1], x[c]));
+  }
+}
+
+// S[32, nkp] = Q[32, D] K^T for one key tile: q: 32 rows of D bf16, kt: [D/2][64][2] bf16,
+// s: [32, kAttnKeys] fp32. Tiles: C0 C1 / C2 C3 = rows 0-15 / 16-31 x keys kb..+15 / kb+16..+31.
+DLLM_AMX_TARGET inline void scores(const uint16_t* q, const uint16_t* kt, float* s, int64_t nkp,
+                                   int64_t D) {
+  for (int64_t kb = 0; kb < nkp; kb += 32) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t d = 0; d < D; d += 32) {
+      _tile_loadd(4, q + d, D * 2);
+      _tile_loadd(5, q + 16 * D + d, D * 2);
+      _tile_loadd(6, kt + (d / 2 * kAttnKeys + kb) * 2, kAttnKeys * 4);
+      _tile_loadd(7, kt + (d / 2 * kAttnKeys + kb + 16) * 2, kAttnKeys * 4);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, s + kb, kAttnKeys * 4);
+    _tile_stored(1, s + kb + 16, kAttnKeys * 4);
+    _tile_stored(2, s + 16 * kAttnKeys + kb, kAttnKeys * 4);
+    _tile_stored(3, s + 16 * kAttnKeys + kb + 16, kAttnKeys * 4);
+  }
+}
+
+// O[32, D] += P[32, nkp] V for one key tile: pb: [32, kAttnKeys] bf16, vv: [32 pairs][D][2]
+// bf16, o: 32 rows of D fp32. Tiles: C0 C1 / C2 C3 = rows 0-15 / 16-31 x columns n..+15 / +16..+31.
+DLLM_AMX_TARGET inline void pv(const uint16_t* pb, const uint16_t* vv, float* o, int64_t nkp,
+                               int64_t D) {
+  for (int64_t n = 0; n < D; n += 32) {
+    _tile_loadd(0, o + n, D * 4);
+    _tile_loadd(1, o + n + 16, D * 4);
+    _tile_loadd(2, o + 16 * D + n, D * 4);
+    _tile_loadd(3, o + 16 * D + n + 16, D * 4);
+    for (int64_t ks = 0; ks < nkp; ks += 32) {  // 32 keys = 16 pairs per step
+      _tile_loadd(4, pb + ks, kAttnKeys * 2);
+      _tile_loadd(5, pb + 16 * kAttnKeys + ks, kAttnKeys * 2);
+      _tile_loadd(6, vv + (ks / 2 * D + n) * 2, D * 4);
+      _tile_loadd(7, vv + (ks / 2 * D + n + 16) * 2, D * 4);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, o + n, D * 4);
+    _tile_stored(1, o + n + 16, D * 4);
+    _tile_stored(2, o + 16 * D + n, D * 4);
+    _tile_stored(3, o + 16 * D + n + 16, D * 4);
+  }
+}
+
+}  // namespace amx
+
+// Scratch of one AMX unit, in floats (bf16 buffers count half): rows padded to 32.
+inline int64_t attn_amx_scratch_floats(int64_t D, int64_t rows) {
+  const int64_t R32 = (rows + 31) / 32 * 32;
+  return R32 * D / 2        // q   [R32, D] bf16
+         + R32 * D          // o   [R32, D] fp32
+         + kAttnKeys * D    // kt, vv: [64 keys, D] bf16 each
+         + 32 * kAttnKeys   // s   [32, 64] fp32
+         + 16 * kAttnKeys   // pb  [32, 64] bf16
+         + D / 2            // a zero row of D bf16 (padding keys)
+         + 2 * R32 + 32;    // m, l [R32]; corr [32]
+}
+
+// block_attention_unit (block_attention.h) for bf16 on AMX: same arguments, same results up to
+// the rounding of P to bf16. scratch: attn_amx_scratch_floats(D, row1 - row0) floats.
+template <typename StoreOut>
+DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& a, int64_t b,
+                                              int64_t kv_head, int64_t row0, int64_t row1,
+                                              float* scratch, StoreOut&& store) {
+  const int64_t D = a.D, group = a.Hq / a.Hkv, R = row1 - row0;
+  const int64_t R32 = (R + 31) / 32 * 32;  // rows padded to whole 32-row sub-tiles
+  float* next = scratch;
+  const auto take = [&next](int64_t floats) { float* p = next; next += floats; return p; };
+  auto* q = reinterpret_cast<uint16_t*>(take(R32 * D / 2));   // [R32, D] queries (pad rows 0)
+  float* o = take(R32 * D);                                   // [R32, D] unnormalised output
+  auto* kt = reinterpret_cast<uint16_t*>(take(kAttnKeys * D / 2));  // [D/2][64][2] K^T pairs
+  auto* vv = reinterpret_cast<uint16_t*>(take(kAttnKeys * D / 2));  // [32][D][2] V pairs
+  float* s = take(32 * kAttnKeys);                            // [32, 64] scores
+  auto* pb = reinterpret_cast<uint16_t*>(take(16 * kAttnKeys));     // [32, 64] probabilities
+  auto* zero = reinterpret_cast<uint16_t*>(take(D / 2));      // [D] zeros: padding keys
+  float* m = take(R32);                                       // [R32] running max
+  float* l = take(R32);                                       // [R32] running sum
+  float* corr = take(32);                                     // [32]
+  int64_t vis[32];
+  const int32_t cache_len = a.cache_len(b);
+  const int64_t total = int64_t{cache_len} + a.kv_len(b);
+  auto visible = [&](int64_t r) {  // keys row r of the unit sees (a prefix); padding rows: none
+    return r < R ? a.visible(b, (row0 + r) / group, total) : int64_t{0};
+  };
+  std::memset(q, 0, sizeof(uint16_t) * R32 * D);
+  std::memset(zero, 0, sizeof(uint16_t) * D);
+  std::memset(o, 0, sizeof(float) * R32 * D);
+  int64_t max_vis = 0;
+  for (int64_t r = 0; r < R32; ++r) {
+    m[r] = -std::numeric_limits<float>::infinity();
+    l[r] = 0.0f;
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
+    std::memcpy(q + r * D, a.q + b * a.q_stride_b + i * a.q_stride_l + h * a.q_stride_h,
+                sizeof(uint16_t) * D);
+    max_vis = std::max(max_vis, visible(r));
+  }
+  amx::configure();
+  const auto* zeros = reinterpret_cast<const uint32_t*>(zero);
+  const uint32_t* rows[16];
+  for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys) {  // key tiles past every row's mask: skipped
+    const int64_t nk = std::min(kAttnKeys, max_vis - j0);
+    const int64_t nkp = (nk + 31) / 32 * 32;             // keys padded to AMX steps (pad: 0)
+    // Rows of one KV head sit a whole page slot apart (Hkv * D elements), too far for the
+    // hardware prefetchers: fetch the next tile's K / V rows while this one is computed.
+    for (int64_t j = j0 + kAttnKeys; j < std::min(j0 + 2 * kAttnKeys, max_vis); ++j) {
+      const char* kp = reinterpret_cast<const char*>(a.key(b, j, kv_head, cache_len));
+      const char* vp = reinterpret_cast<const char*>(a.value(b, j, kv_head, cache_len));
+      for (int64_t off = 0; off < D * 2; off += 64) {
+        _mm_prefetch(kp + off, _MM_HINT_T0);
+        _mm_prefetch(vp + off, _MM_HINT_T0);
+      }
+    }
+    for (int64_t jb = 0; jb < nkp; jb += 16) {           // K^T: 16 keys x 16 d-pairs per block
+      for (int64_t jj = 0; jj < 16; ++jj)
+        rows[jj] = jb + jj < nk
+                       ? reinterpret_cast<const uint32_t*>(a.key(b, j0 + jb + jj, kv_head, cache_len))
+                       : nullptr;
+      for (int64_t p = 0; p < D / 2; p += 16) {
+        const uint32_t* blk[16];
+        for (int jj = 0; jj < 16; ++jj) blk[jj] = rows[jj] != nullptr ? rows[jj] + p : zeros;
+        amx::transpose16x16(blk, reinterpret_cast<uint32_t*>(kt) + p * kAttnKeys + jb, kAttnKeys);
+      }
+    }
+    for (int64_t jp = 0; jp < nkp; jp += 2) {  // V pairs
+      const auto* v0 = jp < nk ? reinterpret_cast<const uint16_t*>(a.value(b, j0 + jp, kv_head, cache_len))
+                               : zero;
+      const auto* v1 = jp + 1 < nk
+                           ? reinterpret_cast<const uint16_t*>(a.value(b, j0 + jp + 1, kv_head, cache_len))
+                           : zero;
+      amx::interleave_pair(v0, v1, vv + jp * D, D);
+    }
+    for (int64_t t0 = 0; t0 < R32; t0 += 32) {  // sub-tiles of 32 rows share the K/V tile
+      bool any = false;
+      for (int64_t r = 0; r < 32; ++r) {
+        vis[r] = std::clamp<int64_t>(visible(t0 + r) - j0, 0, nk);
+        any = any || vis[r] > 0;
+      }
+      if (!any) continue;  // no row of the sub-tile sees this tile
+      amx::scores(q + t0 * D, kt, s, nkp, D);
+      amx::softmax_rows(s, nkp, 32, vis, a.scale, m + t0, l + t0, corr, pb);
+      for (int64_t r = 0; r < 32; ++r)
+        if (corr[r] != 1.0f)
+          for (int64_t d = 0; d < D; ++d) o[(t0 + r) * D + d] *= corr[r];
+      amx::pv(pb, vv, o + t0 * D, nkp, D);
+    }
+  }
+  _tile_release();
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // a query that sees no key: zeros
+    for (int64_t d = 0; d < D; ++d) o[r * D + d] *= inv;
+    store(o + r * D, b, i, h);
+    if (a.lse != nullptr)
+      a.lse[(b * a.Hq + h) * a.Lq + i] =
+          l[r] > 0.0f ? m[r] + std::log(l[r]) : -std::numeric_limits<float>::infinity();
+  }
+}
+
+}  // namespace dllm::cpu
+
+#pragma GCC diagnostic pop
+
+#endif  // DLLM_ATTN_X86
