@@ -38,6 +38,10 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
 #include <immintrin.h>
+// GCC 12 flags the undefined pass-through operand inside its own AVX-512 intrinsics (false
+// positive); silenced for this header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 #include "dllm/common.h"
@@ -107,6 +111,28 @@ struct BlockAttentionArgs {
     }
     return v + b * v_stride_b + (j - cache_len) * v_stride_l + h * v_stride_h;
   }
+  // Keys and values j0 ... j0 + n - 1 of row b, KV head h (CPU kernels): the same pointers as
+  // key() / value(), with one division for the run instead of two per key.
+  void key_value_rows(int64_t b, int64_t j0, int64_t n, int64_t h, int32_t cache_len,
+                      const T** kp, const T** vp) const {
+    int64_t i = 0, j = j0;
+    if (j < cache_len) {
+      int64_t idx = j / page_size, slot = j - idx * page_size;
+      int64_t page = page_of(b, j);
+      for (; i < n && j < cache_len; ++i, ++j) {
+        kp[i] = k_cache + page * kc_stride_page + slot * kc_stride_slot + h * kc_stride_head;
+        vp[i] = v_cache + page * vc_stride_page + slot * vc_stride_slot + h * vc_stride_head;
+        if (++slot == page_size && j + 1 < cache_len) {  // next page (never past the table)
+          slot = 0;
+          page = page_of(b, ++idx * page_size);
+        }
+      }
+    }
+    for (; i < n; ++i, ++j) {
+      kp[i] = k + b * k_stride_b + (j - cache_len) * k_stride_l + h * k_stride_h;
+      vp[i] = v + b * v_stride_b + (j - cache_len) * v_stride_l + h * v_stride_h;
+    }
+  }
   // Keys query i of row b sees: a prefix [0, visible) of its cache_len + kv_len keys.
   DLLM_HOST_DEVICE int64_t visible(int64_t b, int64_t i, int64_t total) const {
     if (mask == AttnMask::kFull) return total;
@@ -125,7 +151,8 @@ constexpr int64_t kAttnKeys = 64;  // keys per tile (multiple of 8)
 // The two products of a tile, in "transposed scores" form so that K and V are used as stored and
 // the softmax runs across rows (contiguous, vectorisable, no horizontal reductions):
 //   st[j, r]  = k[j, :] . qt[:, r]          k: [nk, D], qt: [D, ldq] (Q^T), st: [nk, kAttnRows]
-//   o[r, :]  += sum_j st[j, r] * v[j, :]    v: [nk, D], o: [tr, D]
+//   o[r, :]   = o[r, :] * corr[r] + sum_j st[j, r] * v[j, :]    v: [nk, D], o: [tr, D]
+// (corr: the online softmax's rescaling of each row's accumulator, applied as o is loaded)
 // tr (rows) is a multiple of 16, D a multiple of 16 (32 for the AVX-512 P.V block). The portable
 // loops are the definition; AVX-512 / AVX2 + FMA versions are picked at run time.
 inline void attn_scores_portable(const float* k, const float* qt, int64_t ldq, float* st,
@@ -139,10 +166,12 @@ inline void attn_scores_portable(const float* k, const float* qt, int64_t ldq, f
 }
 
 inline void attn_pv_portable(const float* pt, const float* v, float* o, int64_t nk, int64_t tr,
-                             int64_t D) {
-  for (int64_t r = 0; r < tr; ++r)
+                             int64_t D, const float* corr) {
+  for (int64_t r = 0; r < tr; ++r) {
+    for (int64_t d = 0; d < D; ++d) o[r * D + d] *= corr[r];
     for (int64_t j = 0; j < nk; ++j)
       for (int64_t d = 0; d < D; ++d) o[r * D + d] += pt[j * kAttnRows + r] * v[j * D + d];
+  }
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
@@ -180,13 +209,14 @@ __attribute__((target("avx512f"))) inline void attn_scores_avx512(const float* k
 
 __attribute__((target("avx512f"))) inline void attn_pv_avx512(const float* pt, const float* v,
                                                                float* o, int64_t nk, int64_t tr,
-                                                               int64_t D) {
+                                                               int64_t D, const float* corr) {
   for (int64_t r0 = 0; r0 < tr; r0 += 8) {
     for (int64_t d0 = 0; d0 < D; d0 += 32) {
       __m512 c[8][2];
       for (int rr = 0; rr < 8; ++rr) {
-        c[rr][0] = _mm512_loadu_ps(o + (r0 + rr) * D + d0);
-        c[rr][1] = _mm512_loadu_ps(o + (r0 + rr) * D + d0 + 16);
+        const __m512 f = _mm512_set1_ps(corr[r0 + rr]);
+        c[rr][0] = _mm512_mul_ps(_mm512_loadu_ps(o + (r0 + rr) * D + d0), f);
+        c[rr][1] = _mm512_mul_ps(_mm512_loadu_ps(o + (r0 + rr) * D + d0 + 16), f);
       }
       for (int64_t j = 0; j < nk; ++j) {
         const __m512 v0 = _mm512_loadu_ps(v + j * D + d0), v1 = _mm512_loadu_ps(v + j * D + d0 + 16);
@@ -236,13 +266,14 @@ __attribute__((target("avx2,fma"))) inline void attn_scores_avx2(const float* k,
 
 __attribute__((target("avx2,fma"))) inline void attn_pv_avx2(const float* pt, const float* v,
                                                               float* o, int64_t nk, int64_t tr,
-                                                              int64_t D) {
+                                                              int64_t D, const float* corr) {
   for (int64_t r0 = 0; r0 < tr; r0 += 4) {
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
       __m256 c[4][2];
       for (int rr = 0; rr < 4; ++rr) {
-        c[rr][0] = _mm256_loadu_ps(o + (r0 + rr) * D + d0);
-        c[rr][1] = _mm256_loadu_ps(o + (r0 + rr) * D + d0 + 8);
+        const __m256 f = _mm256_set1_ps(corr[r0 + rr]);
+        c[rr][0] = _mm256_mul_ps(_mm256_loadu_ps(o + (r0 + rr) * D + d0), f);
+        c[rr][1] = _mm256_mul_ps(_mm256_loadu_ps(o + (r0 + rr) * D + d0 + 8), f);
       }
       for (int64_t j = 0; j < nk; ++j) {
         const __m256 v0 = _mm256_loadu_ps(v + j * D + d0), v1 = _mm256_loadu_ps(v + j * D + d0 + 8);
@@ -295,12 +326,13 @@ inline void attn_scores(const float* k, const float* qt, int64_t ldq, float* st,
   attn_scores_portable(k, qt, ldq, st, nk, tr, D);
 }
 
-inline void attn_pv(const float* pt, const float* v, float* o, int64_t nk, int64_t tr, int64_t D) {
+inline void attn_pv(const float* pt, const float* v, float* o, int64_t nk, int64_t tr, int64_t D,
+                    const float* corr) {
 #ifdef DLLM_ATTN_X86
-  if (D % 32 == 0 && attn_has_avx512()) return attn_pv_avx512(pt, v, o, nk, tr, D);
-  if (attn_has_avx2()) return attn_pv_avx2(pt, v, o, nk, tr, D);
+  if (D % 32 == 0 && attn_has_avx512()) return attn_pv_avx512(pt, v, o, nk, tr, D, corr);
+  if (attn_has_avx2()) return attn_pv_avx2(pt, v, o, nk, tr, D, corr);
 #endif
-  attn_pv_portable(pt, v, o, nk, tr, D);
+  attn_pv_portable(pt, v, o, nk, tr, D, corr);
 }
 
 // dst[0:D] = float(src[0:D]) (D a multiple of 8).
@@ -318,8 +350,9 @@ inline void load_row(float* dst, const T* src, int64_t D) {
 // Online-softmax update of a sub-tile's rows over one key tile, vectorised across rows. st:
 // [nk, kAttnRows] scores in, probabilities out; n[r]: keys row r sees in this tile (<= nk);
 // m / l: running max and sum per row; corr: the factor each row's accumulator must be scaled by.
-DLLM_CPU_CLONES inline void attn_softmax_tile(float* st, const float* n, int64_t nk, int64_t tr,
-                                              float* m, float* l, float* corr) {
+DLLM_CPU_CLONES inline void attn_softmax_tile_generic(float* st, const float* n, int64_t nk,
+                                                      int64_t tr, float* m, float* l,
+                                                      float* corr) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   float mx[kAttnRows];
   for (int64_t r = 0; r < tr; ++r) mx[r] = kNegInf;
@@ -347,6 +380,78 @@ DLLM_CPU_CLONES inline void attn_softmax_tile(float* st, const float* n, int64_t
     }
   }
   for (int64_t r = 0; r < tr; ++r) l[r] = l[r] * corr[r] + sum[r];
+}
+
+#ifdef DLLM_ATTN_X86
+// exp(x) for x <= 0 on 16 lanes: exp_nonpos (cpu_math.h) written with AVX-512.
+__attribute__((target("avx512f"))) inline __m512 exp_nonpos16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-80.0f);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LE_OQ);  // also -inf
+  x = _mm512_max_ps(x, lo);
+  const __m512 shifter = _mm512_set1_ps(12582912.0f);
+  const __m512 n =
+      _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  const __m512i bits =
+      _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvttps_epi32(n), 23));
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_castsi512_ps(bits));
+}
+
+// attn_softmax_tile_generic with AVX-512, 16 rows at a time (tr a multiple of 16); a tile every
+// row sees whole skips the masking pass.
+__attribute__((target("avx512f"))) inline void attn_softmax_tile_avx512(
+    float* st, const float* n, int64_t nk, int64_t tr, float* m, float* l, float* corr) {
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t r0 = 0; r0 < tr; r0 += 16) {
+    const __m512 nv = _mm512_loadu_ps(n + r0);
+    const bool whole = _mm512_reduce_min_ps(nv) >= static_cast<float>(nk);
+    __m512 mx = neg_inf;
+    for (int64_t j = 0; j < nk; ++j) {
+      float* row = st + j * kAttnRows + r0;
+      __m512 x = _mm512_loadu_ps(row);
+      if (!whole) {  // masked keys
+        x = _mm512_mask_mov_ps(neg_inf,
+                               _mm512_cmp_ps_mask(_mm512_set1_ps(static_cast<float>(j)), nv,
+                                                  _CMP_LT_OQ),
+                               x);
+        _mm512_storeu_ps(row, x);
+      }
+      mx = _mm512_max_ps(x, mx);
+    }
+    const __m512 m_old = _mm512_loadu_ps(m + r0), m_new = _mm512_max_ps(mx, m_old);
+    // no key seen yet: every p is exp(-inf) = 0 with base 0; corr = 0 (the accumulator is zero)
+    const __m512 base =
+        _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ), _mm512_setzero_ps());
+    const __m512 c = exp_nonpos16(_mm512_sub_ps(m_old, base));
+    _mm512_storeu_ps(corr + r0, c);
+    _mm512_storeu_ps(m + r0, m_new);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nk; ++j) {
+      float* row = st + j * kAttnRows + r0;
+      const __m512 p = exp_nonpos16(_mm512_sub_ps(_mm512_loadu_ps(row), base));
+      _mm512_storeu_ps(row, p);
+      sum = _mm512_add_ps(sum, p);
+    }
+    _mm512_storeu_ps(l + r0, _mm512_fmadd_ps(_mm512_loadu_ps(l + r0), c, sum));
+  }
+}
+#endif
+
+// Online-softmax update of a sub-tile's rows over one key tile (see attn_softmax_tile_generic).
+inline void attn_softmax_tile(float* st, const float* n, int64_t nk, int64_t tr, float* m,
+                              float* l, float* corr) {
+#ifdef DLLM_ATTN_X86
+  if (tr % 16 == 0 && attn_has_avx512()) return attn_softmax_tile_avx512(st, n, nk, tr, m, l, corr);
+#endif
+  attn_softmax_tile_generic(st, n, nk, tr, m, l, corr);
 }
 
 // Rows [row0, row1) of the (b, kv head) unit, processed in sub-tiles of kAttnRows rows that share
@@ -384,11 +489,14 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
     for (int64_t d = 0; d < D; ++d) qt[d * R16 + r] = kf[d] * a.scale;
     max_vis = std::max(max_vis, a.visible(b, i, total));
   }
+  const T* kp[kAttnKeys];
+  const T* vp[kAttnKeys];
   for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys) {  // key tiles past every row's mask: skipped
     const int64_t nk = std::min(kAttnKeys, max_vis - j0);
+    a.key_value_rows(b, j0, nk, kv_head, cache_len, kp, vp);
     for (int64_t j = 0; j < nk; ++j) {
-      load_row(kf + j * D, a.key(b, j0 + j, kv_head, cache_len), D);
-      load_row(vf + j * D, a.value(b, j0 + j, kv_head, cache_len), D);
+      load_row(kf + j * D, kp[j], D);
+      load_row(vf + j * D, vp[j], D);
     }
     for (int64_t t0 = 0; t0 < R16; t0 += kAttnRows) {    // sub-tiles share the K/V tile
       const int64_t tr = std::min(kAttnRows, R16 - t0);
@@ -400,10 +508,7 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
       if (!any) continue;                                  // no row of the sub-tile sees this tile
       attn_scores(kf, qt + t0, R16, st, nk, tr, D);
       attn_softmax_tile(st, nvis, nk, tr, m + t0, l + t0, corr);
-      for (int64_t r = 0; r < tr; ++r)
-        if (corr[r] != 1.0f)
-          for (int64_t d = 0; d < D; ++d) o[(t0 + r) * D + d] *= corr[r];
-      attn_pv(st, vf, o + t0 * D, nk, tr, D);
+      attn_pv(st, vf, o + t0 * D, nk, tr, D, corr);
     }
   }
   for (int64_t r = 0; r < R; ++r) {
@@ -426,3 +531,7 @@ inline int64_t attn_scratch_floats(int64_t D, int64_t rows) {
 }  // namespace dllm
 
 #include "dllm/block_attention_amx.h"  // bf16 on Intel AMX (x86 only)
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
+#pragma GCC diagnostic pop
+#endif

@@ -31,10 +31,6 @@
 
 #include <cstdlib>
 
-// GCC 12 flags the undefined pass-through operand inside its own unpack intrinsics.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
 namespace dllm::cpu {
 
 #define DLLM_AMX_TARGET \
@@ -86,28 +82,6 @@ DLLM_AMX_TARGET inline void configure() {
     cfg.rows[t] = 16;
   }
   _tile_loadconfig(&cfg);
-}
-
-// exp(x) for x <= 0 on 16 lanes: exp_nonpos (cpu_math.h) written with AVX-512.
-DLLM_AMX_TARGET inline __m512 exp_nonpos16(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-80.0f);
-  const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LE_OQ);  // also -inf
-  x = _mm512_max_ps(x, lo);
-  const __m512 shifter = _mm512_set1_ps(12582912.0f);
-  const __m512 n =
-      _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  const __m512i bits =
-      _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvttps_epi32(n), 23));
-  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_castsi512_ps(bits));
 }
 
 // 16 x 16 transpose of 32-bit words: rows[i] (16 words each, row stride src_ld words) ->
@@ -297,37 +271,37 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   }
   amx::configure();
   const auto* zeros = reinterpret_cast<const uint32_t*>(zero);
-  const uint32_t* rows[16];
-  for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys) {  // key tiles past every row's mask: skipped
+  // Row pointers of this tile and the next; rows of one KV head sit a whole page slot apart
+  // (Hkv * D elements), too far for the hardware prefetchers, so the next tile's K / V rows are
+  // prefetched while this one is computed.
+  const bf16_t* kp[2][kAttnKeys];
+  const bf16_t* vp[2][kAttnKeys];
+  int cur = 0;
+  if (max_vis > 0)
+    a.key_value_rows(b, 0, std::min(kAttnKeys, max_vis), kv_head, cache_len, kp[0], vp[0]);
+  for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys, cur ^= 1) {  // later tiles: masked for all
     const int64_t nk = std::min(kAttnKeys, max_vis - j0);
     const int64_t nkp = (nk + 31) / 32 * 32;             // keys padded to AMX steps (pad: 0)
-    // Rows of one KV head sit a whole page slot apart (Hkv * D elements), too far for the
-    // hardware prefetchers: fetch the next tile's K / V rows while this one is computed.
-    for (int64_t j = j0 + kAttnKeys; j < std::min(j0 + 2 * kAttnKeys, max_vis); ++j) {
-      const char* kp = reinterpret_cast<const char*>(a.key(b, j, kv_head, cache_len));
-      const char* vp = reinterpret_cast<const char*>(a.value(b, j, kv_head, cache_len));
-      for (int64_t off = 0; off < D * 2; off += 64) {
-        _mm_prefetch(kp + off, _MM_HINT_T0);
-        _mm_prefetch(vp + off, _MM_HINT_T0);
-      }
+    if (j0 + kAttnKeys < max_vis) {
+      const int64_t nn = std::min(kAttnKeys, max_vis - j0 - kAttnKeys);
+      a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
+      for (int64_t j = 0; j < nn; ++j)
+        for (int64_t off = 0; off < D; off += 32) {  // 64-byte lines
+          _mm_prefetch(reinterpret_cast<const char*>(kp[cur ^ 1][j] + off), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(vp[cur ^ 1][j] + off), _MM_HINT_T0);
+        }
     }
     for (int64_t jb = 0; jb < nkp; jb += 16) {           // K^T: 16 keys x 16 d-pairs per block
-      for (int64_t jj = 0; jj < 16; ++jj)
-        rows[jj] = jb + jj < nk
-                       ? reinterpret_cast<const uint32_t*>(a.key(b, j0 + jb + jj, kv_head, cache_len))
-                       : nullptr;
       for (int64_t p = 0; p < D / 2; p += 16) {
         const uint32_t* blk[16];
-        for (int jj = 0; jj < 16; ++jj) blk[jj] = rows[jj] != nullptr ? rows[jj] + p : zeros;
+        for (int jj = 0; jj < 16; ++jj)
+          blk[jj] = jb + jj < nk ? reinterpret_cast<const uint32_t*>(kp[cur][jb + jj]) + p : zeros;
         amx::transpose16x16(blk, reinterpret_cast<uint32_t*>(kt) + p * kAttnKeys + jb, kAttnKeys);
       }
     }
     for (int64_t jp = 0; jp < nkp; jp += 2) {  // V pairs
-      const auto* v0 = jp < nk ? reinterpret_cast<const uint16_t*>(a.value(b, j0 + jp, kv_head, cache_len))
-                               : zero;
-      const auto* v1 = jp + 1 < nk
-                           ? reinterpret_cast<const uint16_t*>(a.value(b, j0 + jp + 1, kv_head, cache_len))
-                           : zero;
+      const auto* v0 = jp < nk ? reinterpret_cast<const uint16_t*>(vp[cur][jp]) : zero;
+      const auto* v1 = jp + 1 < nk ? reinterpret_cast<const uint16_t*>(vp[cur][jp + 1]) : zero;
       amx::interleave_pair(v0, v1, vv + jp * D, D);
     }
     for (int64_t t0 = 0; t0 < R32; t0 += 32) {  // sub-tiles of 32 rows share the K/V tile
@@ -358,7 +332,5 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
 }
 
 }  // namespace dllm::cpu
-
-#pragma GCC diagnostic pop
 
 #endif  // DLLM_ATTN_X86
