@@ -144,8 +144,9 @@ def bench_case(case, device, peaks, reps, use_flex, log):
     first = sets[0]
     nflops, nbytes = SPEC.flops(first), SPEC.bytes_moved(first)
     kv_bytes = registry.block_attention_kv_bytes(first)
-    compute_bound = nflops / peaks["flops"] > nbytes / peaks["bandwidth"]
     dtype = first["q"].dtype
+    flops_peak = peaks["flops"] if device.type == "cuda" else peaks["flops_" + str(dtype).split(".")[-1]]
+    compute_bound = nflops / flops_peak > nbytes / peaks["bandwidth"]
     err_tol = 1e-3 if dtype == torch.float32 else 3e-2  # peers: fp32 vs fp32, or one bf16 rounding + P in bf16
     slow = device.type == "cpu"
     ref_out = registry._reference_block_attention(**first).float()
@@ -165,7 +166,7 @@ def bench_case(case, device, peaks, reps, use_flex, log):
             return None
         if err is not None and not err <= err_tol:
             note = (note + "; " if note else "") + f"MISMATCH (> {err_tol:g})"
-        pct = 100 * (nflops / t / peaks["flops"] if compute_bound else nbytes / t / peaks["bandwidth"])
+        pct = 100 * (nflops / t / flops_peak if compute_bound else nbytes / t / peaks["bandwidth"])
         rows.append({"impl": impl, "time_s": t, "tflops": nflops / t / 1e12, "kv_gbps": kv_bytes / t / 1e9,
                      "pct_peak": pct, "max_err": err, "note": note})
         return t
@@ -258,10 +259,19 @@ def cases(device: torch.device, pattern: str | None):
 def run(device: torch.device, reps: int, use_flex: bool, pattern: str | None = None, log=print):
     head = bm.header([device])
     peaks = {"bandwidth": bm.peak_bandwidth(device), "flops": bm.peak_flops(device)}
+    if device.type == "cpu":  # the roof of each dtype's cases: fp32 FMA, bf16 (AMX where present)
+        peaks["flops_float32"] = peaks["flops"]
+        peaks["flops_bfloat16"] = bm.peak_flops(device, torch.bfloat16)
+        peaks["flops_float16"] = peaks["flops"]  # fp16 runs on the fp32 kernel on CPU
     head["peaks"] = {str(device): peaks}
     log(bm.format_header(head))
-    log(f"  measured matmul peak {peaks['flops'] / 1e12:.2f} TFLOP/s "
-        f"({'bf16' if device.type == 'cuda' else 'fp32'}); %peak: F = of it, B = of the copy bandwidth")
+    if device.type == "cuda":
+        log(f"  measured matmul peak {peaks['flops'] / 1e12:.2f} TFLOP/s (bf16); "
+            "%peak: F = of it, B = of the copy bandwidth")
+    else:
+        log(f"  measured matmul peak {peaks['flops_float32'] / 1e12:.2f} TFLOP/s fp32, "
+            f"{peaks['flops_bfloat16'] / 1e12:.2f} bf16; %peak: F = of the case dtype's, "
+            "B = of the copy bandwidth")
     results = []
     for case in cases(device, pattern):
         results.append(bench_case(case, device, peaks, reps, use_flex, log))

@@ -77,9 +77,12 @@ def peak_bandwidth(device: torch.device) -> float:
     return 2 * n / t
 
 
-def peak_flops(device: torch.device) -> float:
-    """FLOP/s of a large matmul: bf16 on GPU (tensor cores), fp32 on CPU."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
+def peak_flops(device: torch.device, dtype: torch.dtype | None = None) -> float:
+    """FLOP/s of a large matmul in `dtype` (default: bf16 on GPU, tensor cores; fp32 on CPU; bf16
+    on CPU runs on AMX tiles where the CPU has them)."""
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = 8192 if device.type == "cuda" else (1024 if dtype == torch.float32 else 2048)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     t = time_fn(lambda i: a @ b, device, warmup=2, reps=10, max_seconds=5.0)
