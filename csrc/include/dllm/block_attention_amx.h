@@ -273,7 +273,8 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   const auto* zeros = reinterpret_cast<const uint32_t*>(zero);
   // Row pointers of this tile and the next; rows of one KV head sit a whole page slot apart
   // (Hkv * D elements), too far for the hardware prefetchers, so the next tile's K / V rows are
-  // prefetched while this one is computed.
+  // prefetched into L2 while this one is computed (not into L1: the unit's buffers fill most of
+  // it, and an L1 prefetch measured slower when K / V already sit in the last-level cache).
   const bf16_t* kp[2][kAttnKeys];
   const bf16_t* vp[2][kAttnKeys];
   int cur = 0;
@@ -287,8 +288,8 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
       a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
       for (int64_t j = 0; j < nn; ++j)
         for (int64_t off = 0; off < D; off += 32) {  // 64-byte lines
-          _mm_prefetch(reinterpret_cast<const char*>(kp[cur ^ 1][j] + off), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(vp[cur ^ 1][j] + off), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(kp[cur ^ 1][j] + off), _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(vp[cur ^ 1][j] + off), _MM_HINT_T1);
         }
     }
     for (int64_t jb = 0; jb < nkp; jb += 16) {           // K^T: 16 keys x 16 d-pairs per block
