@@ -156,6 +156,16 @@ def _input_sets(spec, case, device, gen) -> list[registry.Inputs]:
     return [first] + [spec.make_inputs(case.params, device, gen) for _ in range(n - 1)]
 
 
+def _flops_peak(peaks: dict, inputs: dict, device: torch.device) -> float:
+    """The compute roof of a case: on CPU the matmul peak of its floating dtype (bf16 has AMX
+    tiles where the CPU has them, fp32 / fp16 run on FMA), on GPU the bf16 tensor-core peak."""
+    if device.type == "cpu" and peaks.get("flops_bf16"):
+        dtypes = [v.dtype for v in inputs.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        if dtypes and dtypes[0] == torch.bfloat16:
+            return peaks["flops_bf16"]
+    return peaks["flops"]
+
+
 def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device, peaks: dict,
                compile_ref: bool = True, reps: int = 50) -> BenchRow:
     gen = torch.Generator().manual_seed(1234)
@@ -181,8 +191,9 @@ def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device,
     t = native_s
     gbps = nbytes / t / 1e9 if t else None
     tflops = nflops / t / 1e12 if t and nflops else None
-    if t and nflops and nflops / peaks["flops"] > nbytes / peaks["bandwidth"]:
-        pct = 100 * nflops / t / peaks["flops"]
+    fpeak = _flops_peak(peaks, sets[0], device) if nflops else None
+    if t and nflops and nflops / fpeak > nbytes / peaks["bandwidth"]:
+        pct = 100 * nflops / t / fpeak
     elif t:
         pct = 100 * nbytes / t / peaks["bandwidth"]
     else:
@@ -198,6 +209,9 @@ def run_bench(specs, devices, compile_ref: bool = True, reps: int = 50, log=prin
     need_flops = any(spec.flops is not None for spec in specs)
     head["peaks"] = {str(d): {"bandwidth": peak_bandwidth(d),
                               "flops": peak_flops(d) if need_flops else None} for d in devices}
+    for d in devices:  # bf16 cases on CPU are judged against the bf16 (AMX) matmul peak
+        if need_flops and d.type == "cpu":
+            head["peaks"][str(d)]["flops_bf16"] = peak_flops(d, torch.bfloat16)
     log(format_header(head))
     log(TABLE_HEAD)
     rows = []
@@ -238,7 +252,13 @@ def format_header(head: dict) -> str:
     for d, name in head["devices"].items():
         p = head.get("peaks", {}).get(d, {})
         bw = p.get("bandwidth")
-        lines.append(f"  {d}: {name}; measured copy bandwidth {bw / 1e9:.1f} GB/s" if bw else f"  {d}: {name}")
+        line = f"  {d}: {name}; measured copy bandwidth {bw / 1e9:.1f} GB/s" if bw else f"  {d}: {name}"
+        if p.get("flops"):
+            line += (f"; matmul peak {p['flops'] / 1e12:.2f} TFLOP/s "
+                     f"({'bf16' if d.startswith('cuda') else 'fp32'})")
+        if p.get("flops_bf16"):
+            line += f", {p['flops_bf16'] / 1e12:.2f} bf16"
+        lines.append(line)
     return "\n".join(lines)
 
 
