@@ -119,7 +119,7 @@ void run_select(int64_t B, int64_t L, dllm::SelectRule rule, double value, bool 
 }
 
 // The fused launcher (one memset + one kernel) vs the CPU kernels. Logits with ties, NaN and +-inf;
-// one row with nothing masked; strided per-row k (stride 2); commit on a strided x. num_sms picks
+// one row with nothing masked; per-row k and p at stride 2; commit on a strided x. num_sms picks
 // the layout: 1 -> no V split, 65536 -> the most splits.
 void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, bool commit,
                std::mt19937_64& rng, int num_sms) {
@@ -138,12 +138,13 @@ void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, 
   for (int64_t b = 0; b < B; ++b)
     for (int64_t l = 0; l < L; ++l)
       xbuf[b * xs + l] = (b == 0 || uni(rng) < 0.3f) ? static_cast<int64_t>(uni(rng) * V) : mask_id;
-  std::vector<int64_t> kbuf(2 * B);  // per-row k at stride 2
-  std::vector<float> prob(B);
+  std::vector<int64_t> kbuf(2 * B);  // per-row k and p at stride 2
+  std::vector<float> pbuf(2 * B);
   for (int64_t b = 0; b < B; ++b) {
     kbuf[2 * b] = static_cast<int64_t>(uni(rng) * (L + 1));
     kbuf[2 * b + 1] = -99;
-    prob[b] = uni(rng);
+    pbuf[2 * b] = uni(rng);
+    pbuf[2 * b + 1] = 2.0f;
   }
   const std::vector<int64_t> suppress = {1, 7};
   const dllm::DenoiseParams p = params_of(c, mask_id);
@@ -156,7 +157,7 @@ void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, 
                                            dllm::view2d(want_x0.data(), L, 1),
                                            dllm::view2d(want_conf.data(), L, 1), 0, P);
 
-  DeviceBuffer<float> dl(logits), dp(prob), dc(std::vector<float>(P, 0.0f));
+  DeviceBuffer<float> dl(logits), dp(pbuf), dc(std::vector<float>(P, 0.0f));
   DeviceBuffer<int64_t> dx(xbuf), ds(suppress), dk(kbuf), dx0(std::vector<int64_t>(P, -1));
   DeviceBuffer<uint8_t> dt(std::vector<uint8_t>(P, 2));
   const auto plan = dllm::cuda::denoise_and_select_plan(B, L, V, p, num_sms);
@@ -176,7 +177,11 @@ void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, 
   const auto got_t = dt.to_host();
   const auto got_x = dx.to_host();
   std::vector<int64_t> k(B);
-  for (int64_t b = 0; b < B; ++b) k[b] = kbuf[2 * b];
+  std::vector<float> prob(B);
+  for (int64_t b = 0; b < B; ++b) {
+    k[b] = kbuf[2 * b];
+    prob[b] = pbuf[2 * b];
+  }
   std::vector<uint8_t> want_t(P);
   const dllm::cpu::SelectParams sp{rule, value, strict, sel_seed, sel_offset};
   dllm::cpu::select_transfer_rows(dllm::view2d<const float>(got_conf.data(), L, 1), k.data(),

@@ -112,7 +112,7 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
                                bool strict,                   // threshold: > instead of >=
                                const int64_t* k_rows,         // [B] num_transfer, or null
                                const float* p_rows,           // [B] probability, or null
-                               int64_t rows_stride,           // element stride of k / p_rows
+                               int64_t rows_stride,           // element stride of the one read
                                uint64_t select_seed, uint32_t select_offset,
                                bool commit,
                                const DenoiseSelectPlan& plan,
