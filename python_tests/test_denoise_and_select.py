@@ -86,6 +86,7 @@ RULES = {
     "threshold-strict": {"threshold": 0.25, "strict": True},
     "factor": {"factor": 1.0},
     "probability": {"probability": 0.5},
+    "p-strided": "strided",                                         # a column of a [B, 3] tensor
 }
 SELECT_KEYS = ("num_transfer", "threshold", "factor", "probability", "strict")
 
@@ -134,10 +135,13 @@ def test_fused_layouts_match_reference(device, gen, layout, rule, commit):
     B, L, V = kw.pop("B"), kw.pop("L"), kw.pop("V")
     logits, x, mask_id = make_step(B, L, V, device, gen)
     assert bool((x[1:] == mask_id).any())
-    if RULES[rule] == "strided":
+    if rule == "k-strided":
         schedule = torch.randint(0, L + 2, (B, 4), generator=gen).to(device)
         kw["num_transfer"] = schedule[:, 1]                           # stride 4, no copy
-        assert not kw["num_transfer"].is_contiguous() or B == 1
+        assert not kw["num_transfer"].is_contiguous()
+    elif rule == "p-strided":
+        kw["probability"] = torch.rand(B, 3, generator=gen).to(device)[:, 2]
+        assert not kw["probability"].is_contiguous()
     else:
         kw.update(RULES[rule])
     x0, conf, transfer = check_against_reference(logits, x, mask_id, commit, seed=77, offset=5,
