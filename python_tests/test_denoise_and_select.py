@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import dllm_kernels as dk
+from dllm_kernels import reference
 
-from test_denoise_step import make
+from test_denoise_step import ATOL, RTOL, make
 
 
 @pytest.mark.parametrize("kw", [
@@ -56,3 +57,176 @@ def test_bad_selection_writes_nothing(device, gen, impl):
         else:
             dk.denoise_and_select(logits, x, mask_id, num_transfer=1, threshold=0.5, commit=True)
     assert torch.equal(x, before)
+
+
+# ---- the op vs the reference, in every layout of the fused CUDA kernel --------------------------
+# On CUDA denoise_and_select is one kernel (after a memset of its counters). Its layout depends on
+# B*L, V and the filters: V split over blocks (B*L small, V >= 8192: the last split block merges),
+# no split (B*L >= 4 x 132 SMs), filtered (top_k / top_p), L <= 4096 (bitonic sort) or longer
+# (rank count). Each layout runs every selection rule, with and without commit, against the
+# reference: x0 exactly, conf within the denoise tolerance, transfer exactly equal to the
+# reference selection of the conf the op returned (a selection is an exact function of conf, so a
+# last-ulp conf difference cannot flip a near tie), x committed exactly there.
+
+LAYOUTS = {
+    "split-126464": dict(B=2, L=7, V=126_464),                     # ~30 splits per position
+    "split-8192-L33": dict(B=2, L=33, V=8192),                     # 2 splits per position
+    "nosplit": dict(B=16, L=33, V=8192),                           # B*L = 528: one block each
+    "topk": dict(B=2, L=33, V=1000, top_k=5, temperature=1.0),
+    "topp-first": dict(B=2, L=33, V=1000, top_k=20, top_p=0.8, filter_order="top_p_first",
+                       temperature=0.7, confidence_source="sampling", confidence="margin"),
+    "L1": dict(B=3, L=1, V=9000, confidence="neg_entropy"),
+    "L512": dict(B=2, L=512, V=300, confidence="random"),
+    "L5000": dict(B=2, L=5000, V=64),                               # rank-count selection
+}
+RULES = {
+    "k-int": {"num_transfer": 3},
+    "k-strided": "strided",                                         # a column of a [B, 4] schedule
+    "threshold": {"threshold": 0.2},
+    "threshold-strict": {"threshold": 0.25, "strict": True},
+    "factor": {"factor": 1.0},
+    "probability": {"probability": 0.5},
+    "p-strided": "strided",                                         # a column of a [B, 3] tensor
+}
+SELECT_KEYS = ("num_transfer", "threshold", "factor", "probability", "strict")
+
+
+def make_step(B, L, V, device, gen, dtype=torch.float32):
+    """Logits with ties (quarter steps), NaN, +inf and -inf; row 0 has nothing masked."""
+    logits = torch.round(torch.randn(B, L, V, generator=gen) * 12) / 4
+    r = torch.rand(B, L, V, generator=gen)
+    logits[r < 0.002] = float("nan")
+    logits[(r >= 0.002) & (r < 0.003)] = float("inf")
+    logits[(r >= 0.003) & (r < 0.004)] = float("-inf")
+    mask_id = V + 7
+    x = torch.randint(0, V, (B, L), generator=gen)
+    x[1:][torch.rand(B - 1, L, generator=gen) < 0.7] = mask_id
+    if B > 1:
+        x[1, 0] = mask_id                        # one masked position at least (shift: reads its own)
+    return logits.to(dtype).to(device), x.to(device), mask_id
+
+
+def check_against_reference(logits, x, mask_id, commit, **kw):
+    dkw = {k: v for k, v in kw.items() if k not in SELECT_KEYS}
+    skw = {k: v for k, v in kw.items() if k in SELECT_KEYS}
+    xx = x.clone()
+    x0, conf, transfer = dk.denoise_and_select(logits, xx, mask_id, commit=commit, **kw)
+    want_x0, want_conf = reference.denoise_step(logits.cpu(), x.cpu(), mask_id, **dkw)
+    bad = (x0.cpu() != want_x0).nonzero()[:5].tolist()
+    assert not bad, f"x0 differs at {bad}"
+    torch.testing.assert_close(conf.cpu(), want_conf, rtol=RTOL, atol=ATOL)
+    skw = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in skw.items()}
+    want_t = reference.select_transfer(conf.cpu(), seed=kw.get("seed"), offset=kw.get("offset", 0),
+                                       **skw)
+    bad = (transfer.cpu() != want_t).nonzero()[:5].tolist()
+    assert not bad, f"transfer differs at {bad}"
+    want_x = torch.where(want_t, x0.cpu(), x.cpu()) if commit else x.cpu()
+    assert torch.equal(xx.cpu(), want_x)
+    masked = x.cpu() == mask_id
+    assert not bool(transfer.cpu()[~masked].any())                  # only masked positions commit
+    return x0, conf, transfer
+
+
+@pytest.mark.parametrize("commit", [False, True], ids=["nocommit", "commit"])
+@pytest.mark.parametrize("rule", list(RULES), ids=str)
+@pytest.mark.parametrize("layout", list(LAYOUTS), ids=str)
+def test_fused_layouts_match_reference(device, gen, layout, rule, commit):
+    kw = dict(LAYOUTS[layout])
+    B, L, V = kw.pop("B"), kw.pop("L"), kw.pop("V")
+    logits, x, mask_id = make_step(B, L, V, device, gen)
+    assert bool((x[1:] == mask_id).any())
+    if rule == "k-strided":
+        schedule = torch.randint(0, L + 2, (B, 4), generator=gen).to(device)
+        kw["num_transfer"] = schedule[:, 1]                           # stride 4, no copy
+        assert not kw["num_transfer"].is_contiguous()
+    elif rule == "p-strided":
+        kw["probability"] = torch.rand(B, 3, generator=gen).to(device)[:, 2]
+        assert not kw["probability"].is_contiguous()
+    else:
+        kw.update(RULES[rule])
+    x0, conf, transfer = check_against_reference(logits, x, mask_id, commit, seed=77, offset=5,
+                                                 **kw)
+    assert not bool(transfer[0].any()) and bool((conf[0] == float("-inf")).all())  # row 0: no mask
+    if "num_transfer" in kw:
+        k = torch.as_tensor(kw["num_transfer"]).expand(B).cpu()
+        eligible = (conf.cpu() > float("-inf")).sum(1)
+        assert transfer.cpu().sum(1).tolist() == torch.minimum(k, eligible).tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_fused_half_logits_shift_and_suppress(device, gen, dtype):
+    logits, x, mask_id = make_step(3, 33, 8192, device, gen, dtype=dtype)
+    check_against_reference(logits, x, mask_id, True, num_transfer=4, shift_logits=True,
+                            suppress_tokens=[5, 1, 4000], temperature=1.0, seed=9)
+
+
+def test_fused_strided_x_commit(device, gen):
+    """x is a column slice of a bigger buffer: only the slice's selected positions change."""
+    logits, full, mask_id = make_step(2, 40, 9000, device, gen)
+    x = full[:, 3:36]
+    before = full.clone()
+    xx = x  # committed in place, through the view
+    x0, _, transfer = dk.denoise_and_select(logits[:, 3:36], xx, mask_id, threshold=0.1,
+                                            commit=True, seed=1)
+    want = before.clone()
+    want[:, 3:36] = torch.where(transfer, x0, before[:, 3:36])
+    assert torch.equal(full, want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("layout", ["split-126464", "nosplit", "topp-first", "L5000"])
+@pytest.mark.parametrize("rule", ["k-strided", "factor"])
+def test_cuda_one_kernel_launch(layout, rule):
+    """The CUDA op launches exactly one kernel of ours (the fused one) and nothing else but the
+    counters' memset (no merge, select_transfer or commit kernel, no copy of per-row k)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    gen = torch.Generator().manual_seed(3)
+    kw = dict(LAYOUTS[layout])
+    B, L, V = kw.pop("B"), kw.pop("L"), kw.pop("V")
+    logits, x, mask_id = make_step(B, L, V, "cuda", gen)
+    if rule == "k-strided":
+        kw["num_transfer"] = torch.randint(0, 5, (B, 4), generator=gen).cuda()[:, 2]
+    else:
+        kw["factor"] = 1.0
+    dk.denoise_and_select(logits, x.clone(), mask_id, commit=True, seed=1, **kw)  # warm up
+    xx = x.clone()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        dk.denoise_and_select(logits, xx, mask_id, commit=True, seed=1, **kw)
+        torch.cuda.synchronize()
+    gpu = [e.name for e in prof.events() if e.device_type == DeviceType.CUDA]
+    ours = [n for n in gpu if "dllm" in n or "denoise" in n or "select" in n or "commit" in n]
+    others = [n for n in gpu if n not in ours and "memset" not in n.lower()]
+    assert len(ours) == 1 and "SelectEpilogue" in ours[0], ours
+    assert not others, others
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("layout", ["split-126464", "nosplit", "topk"])
+def test_cuda_graph_capture(layout):
+    """The fused op (memset + kernel) is captured in a CUDA graph; replays equal eager calls."""
+    gen = torch.Generator().manual_seed(4)
+    kw = dict(LAYOUTS[layout])
+    B, L, V = kw.pop("B"), kw.pop("L"), kw.pop("V")
+    logits, x, mask_id = make_step(B, L, V, "cuda", gen)
+    k = torch.full((B,), 2, device="cuda")
+    want = dk.denoise_and_select(logits, x.clone(), mask_id, num_transfer=k, seed=5, **kw)
+    x_static = x.clone()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        dk.denoise_and_select(logits, x_static.clone(), mask_id, num_transfer=k, seed=5, **kw)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        got = dk.denoise_and_select(logits, x_static, mask_id, num_transfer=k, commit=True, seed=5,
+                                    **kw)
+    for _ in range(2):  # replay twice: the counters must be zeroed again by the graph's memset
+        x_static.copy_(x)
+        g.replay()
+        torch.cuda.synchronize()
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+        assert torch.equal(x_static, torch.where(want[2], want[0], x))

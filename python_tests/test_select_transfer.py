@@ -48,6 +48,17 @@ def test_rules(device, gen, kw, B, L, levels):
     check(make_conf(B, L, gen, device, levels=levels), **kw)
 
 
+@pytest.mark.parametrize("L", [7, 5000])
+def test_strided_per_row_tensors(device, gen, L):
+    """Per-row k / p as columns of a [B, steps] schedule (stride steps, read in place)."""
+    conf = make_conf(4, L, gen, device, levels=8)
+    k = torch.randint(0, L + 2, (4, 3), generator=gen).to(device)[:, 1]
+    p = torch.rand(4, 3, generator=gen).to(device)[:, 2]
+    assert not k.is_contiguous() and not p.is_contiguous()
+    check(conf, num_transfer=k)
+    check(conf, probability=p, seed=3)
+
+
 def test_counts_and_ties(device):
     conf = torch.tensor([[0.5, 0.9, 0.5, NEG_INF, 0.9, 0.1],
                          [NEG_INF] * 6,

@@ -19,7 +19,9 @@
 // 16-byte vector loads (unaligned head / tail elements scalar), warp shuffles + shared memory
 // merge the block. When B*L is small the vocabulary is split over gridDim.y blocks per position;
 // each writes its partial state to workspace [B*L, splits] and a one-warp-per-position kernel
-// merges them (no atomics, deterministic).
+// merges them (no atomics, deterministic). denoise_and_select runs these kernels with an epilogue
+// (dllm/denoise_and_select.cuh): there the last split block of a position merges the states, in
+// the same fixed order, and the merge kernel is not launched.
 //
 // Filtered path (top_k > 0 or top_p < 1): one block per position, sorting-free radix select over
 // the order-preserving uint32 key of the scaled logits, 8 bits per pass (4 passes) with
@@ -36,6 +38,7 @@
 #include <type_traits>
 
 #include "dllm/common.h"
+#include "dllm/last_block.cuh"
 #include "dllm/philox.h"
 #include "dllm/sampling.h"
 
@@ -53,8 +56,8 @@ constexpr int kMergeThreads = 256;  // one warp per position
 // or also sum e^{d-m}(d-m) (neg_entropy).
 enum class Stats : int { kNone = 0, kBasic = 1, kEntropy = 2 };
 
-// Online state of (part of) one position's vocabulary. 32 bytes.
-struct RowState {
+// Online state of (part of) one position's vocabulary. 32 bytes, two 16-byte words.
+struct alignas(16) RowState {
   float m;       // max of the confidence logits d (-inf: none finite yet)
   int n;         // how many d == m
   float r;       // sum over finite d < m of e^{d-m}
@@ -292,6 +295,24 @@ __device__ __forceinline__ RowState block_reduce(RowState s, RowState* smem) {
   return s;
 }
 
+// A partial state written by another block (of this launch or an earlier one): two 16-byte loads
+// through L2.
+__device__ __forceinline__ RowState load_state(const RowState* p) {
+  const float4 a = __ldcg(reinterpret_cast<const float4*>(p));
+  const float4 c = __ldcg(reinterpret_cast<const float4*>(p) + 1);
+  return RowState{a.x, __float_as_int(a.y), a.z, a.w, c.x, c.y, __float_as_int(c.z), c.w};
+}
+
+// The merged state of one position's splits, valid in lane 0; all 32 lanes of the warp call.
+// The order of the merges depends only on `splits`: the result is deterministic.
+template <Stats kStats>
+__device__ __forceinline__ RowState merge_splits(const RowState* partial,  // [splits]
+                                                 int splits) {
+  RowState s = empty_state();
+  for (int k = threadIdx.x & 31; k < splits; k += 32) merge<kStats>(s, load_state(partial + k));
+  return warp_reduce<kStats>(s);
+}
+
 // One logit: raw value (decoded, unsanitised) of token v.
 template <Stats kStats, bool kSample, bool kFiltered>
 __device__ __forceinline__ void visit(RowState& s, GumbelCache& gc, const Ctx& c, float raw,
@@ -397,9 +418,19 @@ __device__ __forceinline__ Ctx make_ctx(const DenoiseParams& p, float thr, int64
   return Ctx{p.inv_temperature, thr, p.source_sampling, p.seed, p.offset, b, l};
 }
 
+// ---- what a kernel does after writing a position's result --------------------------------------
+// Nothing for denoise_step (NoEpilogue). denoise_and_select's fused kernel passes an epilogue
+// with kFused = true (dllm/denoise_and_select.cuh): then split blocks count their arrivals on
+// split_count[pos], the last one merges the partial states itself (instead of the merge kernel),
+// and epi.position_done(b, scratch) is called by every thread of the block once thread 0 has
+// written x0 / conf of a position of row b (scratch: the kernel's dynamic shared memory).
+struct NoEpilogue {
+  static constexpr bool kFused = false;
+};
+
 // ---- fast path ---------------------------------------------------------------------------------
 
-template <typename In, Stats kStats, bool kSample>
+template <typename In, Stats kStats, bool kSample, typename Epi>
 __global__ void __launch_bounds__(kFastThreads)
 denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b, stride_l, 1)
                     int64_t stride_b, int64_t stride_l,
@@ -409,32 +440,50 @@ denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b,
                     int64_t* x0,                 // [B, L] contiguous
                     float* conf,                 // [B, L] contiguous
                     RowState* partial,           // [B*L, splits] (splits > 1 only)
-                    int splits) {
+                    int splits,
+                    Epi epi) {                   // NoEpilogue, or the fused selection
   __shared__ RowState smem[32];
+  extern __shared__ __align__(16) unsigned char scratch[];  // the epilogue's (fused only)
   const int split = blockIdx.y;
   for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) {  // block-uniform
-      if (split == 0 && threadIdx.x == 0) {
+    bool wrote;  // block-uniform: this block wrote x0 / conf of the position
+    if (xv != p.mask_id) {  // split 0 writes the unmasked position
+      wrote = split == 0;
+      if (wrote && threadIdx.x == 0) {
         x0[pos] = xv;
         conf[pos] = kNegInf;
       }
-      continue;
+    } else {
+      const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
+      const In* row = logits + b * stride_b + src * stride_l;
+      const Ctx c = make_ctx(p, kNegInf, b, l);
+      RowState s = scan_row<In, kStats, kSample, false>(row, V, split, splits, sup, n_sup, c);
+      s = block_reduce<kStats>(s, smem);
+      wrote = splits == 1;
+      if (wrote) {
+        if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
+      } else {
+        if (threadIdx.x == 0) partial[pos * splits + split] = s;
+        if constexpr (Epi::kFused) {
+          // The last split to arrive merges the position (the merge kernel's work).
+          wrote = last_to_arrive(epi.split_count + pos, static_cast<unsigned>(splits));
+          if (wrote && threadIdx.x < 32) {
+            s = merge_splits<kStats>(partial + pos * splits, splits);
+            if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
+          }
+        }
+      }
     }
-    const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
-    const In* row = logits + b * stride_b + src * stride_l;
-    const Ctx c = make_ctx(p, kNegInf, b, l);
-    RowState s = scan_row<In, kStats, kSample, false>(row, V, split, splits, sup, n_sup, c);
-    s = block_reduce<kStats>(s, smem);
-    if (threadIdx.x == 0) {
-      if (splits == 1) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
-      else partial[pos * splits + split] = s;
+    if constexpr (Epi::kFused) {
+      if (wrote) epi.position_done(b, scratch);  // one call site: one inlined copy
     }
   }
 }
 
-// Merges the splits' partial states: one warp per position.
+// Merges the splits' partial states: one warp per position (denoise_step only; the fused kernel
+// merges in its last split block).
 template <Stats kStats>
 __global__ void __launch_bounds__(kMergeThreads)
 denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
@@ -450,9 +499,7 @@ denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
     if (xv != p.mask_id) continue;  // written by the fast kernel
-    RowState s = empty_state();
-    for (int k = lane; k < splits; k += 32) merge<kStats>(s, partial[pos * splits + k]);
-    s = warp_reduce<kStats>(s);
+    const RowState s = merge_splits<kStats>(partial + pos * splits, splits);
     if (lane == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
   }
 }
@@ -658,7 +705,7 @@ __device__ float row_max_scaled(const In* row, int V, const int64_t* sup, int64_
   return m;
 }
 
-template <typename In, Stats kStats, bool kSample>
+template <typename In, Stats kStats, bool kSample, typename Epi>
 __global__ void __launch_bounds__(kFilterThreads, 1)
 denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (stride_b, stride_l, 1)
                         int64_t stride_b, int64_t stride_l,
@@ -666,66 +713,99 @@ denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (strid
                         const int64_t* sup,          // [n_sup] sorted unique suppressed ids
                         int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p,
                         int64_t* x0,                 // [B, L] contiguous
-                        float* conf) {               // [B, L] contiguous
+                        float* conf,                 // [B, L] contiguous
+                        Epi epi) {                   // NoEpilogue, or the fused selection
   __shared__ FilterSmem sh;
   __shared__ RowState smem[32];
+  extern __shared__ __align__(16) unsigned char scratch[];  // the epilogue's (fused only)
   const bool use_k = p.top_k > 0 && p.top_k < V;
   const bool use_p = p.top_p < 1.0;
   for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) {
+    if (xv != p.mask_id) {  // block-uniform
       if (threadIdx.x == 0) {
         x0[pos] = xv;
         conf[pos] = kNegInf;
       }
-      continue;
-    }
-    const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
-    const In* row = logits + b * stride_b + src * stride_l;
-    const float inv_t = p.inv_temperature;
-    // top_k_first: thr = tau(top-p over {s >= kth}) (>= kth); top_p_first: the k-th largest of
-    // the top-p survivors = max(tau(full row), kth(full row)).
-    const float kth = use_k ? top_k_value(row, V, p.top_k, sup, n_sup, inv_t, sh) : kNegInf;
-    float thr = kth;
-    if (use_p) {
-      const float m_s = row_max_scaled(row, V, sup, n_sup, inv_t, sh);
-      if (m_s > kNegInf) {
-        const uint32_t lo_key = (use_k && !p.top_p_first) ? float_key(kth) : 0u;
-        thr = fmaxf(thr, top_p_value(row, V, p.top_p, lo_key, m_s, sup, n_sup, inv_t, sh));
+    } else {
+      const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
+      const In* row = logits + b * stride_b + src * stride_l;
+      const float inv_t = p.inv_temperature;
+      // top_k_first: thr = tau(top-p over {s >= kth}) (>= kth); top_p_first: the k-th largest of
+      // the top-p survivors = max(tau(full row), kth(full row)).
+      const float kth = use_k ? top_k_value(row, V, p.top_k, sup, n_sup, inv_t, sh) : kNegInf;
+      float thr = kth;
+      if (use_p) {
+        const float m_s = row_max_scaled(row, V, sup, n_sup, inv_t, sh);
+        if (m_s > kNegInf) {
+          const uint32_t lo_key = (use_k && !p.top_p_first) ? float_key(kth) : 0u;
+          thr = fmaxf(thr, top_p_value(row, V, p.top_p, lo_key, m_s, sup, n_sup, inv_t, sh));
+        }
       }
+      const Ctx c = make_ctx(p, thr, b, l);
+      RowState s = scan_row<In, kStats, kSample, true>(row, V, 0, 1, sup, n_sup, c);
+      s = block_reduce<kStats>(s, smem);
+      if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
     }
-    const Ctx c = make_ctx(p, thr, b, l);
-    RowState s = scan_row<In, kStats, kSample, true>(row, V, 0, 1, sup, n_sup, c);
-    s = block_reduce<kStats>(s, smem);
-    if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
+    if constexpr (Epi::kFused) epi.position_done(b, scratch);  // one call site: one inlined copy
   }
 }
 
-template <typename In, Stats kStats, bool kSample>
+// Launches the kernels of one (stats, sampling) variant. Standalone (NoEpilogue): the fast or the
+// filtered kernel, plus the merge kernel when V is split. Fused: exactly one kernel, with
+// epi_smem bytes of dynamic shared memory for the epilogue.
+template <typename In, Stats kStats, bool kSample, typename Epi>
 cudaError_t launch(const In* logits, int64_t stride_b, int64_t stride_l, View2D<const int64_t> x,
                    const int64_t* sup, int64_t n_sup, int64_t B, int64_t L, int V,
                    const DenoiseParams& p, bool filtered, int splits, int64_t* x0, float* conf,
-                   RowState* partial, cudaStream_t stream) {
+                   RowState* partial, const Epi& epi, size_t epi_smem, cudaStream_t stream) {
   const int64_t P = B * L;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(P, 1 << 30));
   if (filtered) {
-    const unsigned grid = static_cast<unsigned>(std::min<int64_t>(P, 1 << 30));
-    denoise_filtered_kernel<In, kStats, kSample><<<grid, kFilterThreads, 0, stream>>>(
-        logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p, x0, conf);
+    denoise_filtered_kernel<In, kStats, kSample, Epi><<<blocks, kFilterThreads, epi_smem, stream>>>(
+        logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p, x0, conf, epi);
     return cudaGetLastError();
   }
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(P, 1 << 30)), static_cast<unsigned>(splits));
-  denoise_fast_kernel<In, kStats, kSample><<<grid, kFastThreads, 0, stream>>>(
-      logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p, x0, conf, partial, splits);
-  if (splits > 1) {
+  const dim3 grid(blocks, static_cast<unsigned>(splits));
+  denoise_fast_kernel<In, kStats, kSample, Epi><<<grid, kFastThreads, epi_smem, stream>>>(
+      logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p, x0, conf, partial, splits, epi);
+  if (!Epi::kFused && splits > 1) {
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    const int64_t blocks = ceil_div(P, kMergeThreads / 32);
-    denoise_merge_kernel<kStats><<<static_cast<unsigned>(std::min<int64_t>(blocks, 1 << 30)),
+    const int64_t merge_blocks = ceil_div(P, kMergeThreads / 32);
+    denoise_merge_kernel<kStats><<<static_cast<unsigned>(std::min<int64_t>(merge_blocks, 1 << 30)),
                                    kMergeThreads, 0, stream>>>(x, B, L, p, x0, conf, partial,
                                                                splits);
   }
   return cudaGetLastError();
+}
+
+// Picks the (stats, sampling) variant of p and launches it.
+template <typename In, typename Epi>
+cudaError_t launch_variant(const In* logits, int64_t stride_b, int64_t stride_l,
+                           View2D<const int64_t> x, const int64_t* sup, int64_t n_sup, int64_t B,
+                           int64_t L, int V, const DenoiseParams& p, bool filtered, int splits,
+                           int64_t* x0, float* conf, RowState* partial, const Epi& epi,
+                           size_t epi_smem, cudaStream_t stream) {
+  const auto go = [&](auto stats_tag, auto sample_tag) {
+    constexpr Stats kS = decltype(stats_tag)::value;
+    constexpr bool kSample = decltype(sample_tag)::value;
+    return launch<In, kS, kSample, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p,
+                                        filtered, splits, x0, conf, partial, epi, epi_smem,
+                                        stream);
+  };
+  using SNone = std::integral_constant<Stats, Stats::kNone>;
+  using SBasic = std::integral_constant<Stats, Stats::kBasic>;
+  using SEnt = std::integral_constant<Stats, Stats::kEntropy>;
+  const auto with_stats = [&](auto sample_tag) {
+    switch (p.confidence) {
+      case Confidence::kRandom: return go(SNone{}, sample_tag);
+      case Confidence::kNegEntropy: return go(SEnt{}, sample_tag);
+      default: return go(SBasic{}, sample_tag);
+    }
+  };
+  return p.sample ? with_stats(std::true_type{}) : with_stats(std::false_type{});
 }
 
 }  // namespace denoise_detail
@@ -772,25 +852,10 @@ cudaError_t denoise_step(const In* logits,              // [B, L, V], V contiguo
   if (V < 1 || V > INT32_MAX - 1024) return cudaErrorInvalidValue;  // int loops step <= 512
   if (plan.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
-  auto* partial = static_cast<RowState*>(workspace);
-  const int v = static_cast<int>(V);
-  const auto go = [&](auto stats_tag, auto sample_tag) {
-    constexpr Stats kS = decltype(stats_tag)::value;
-    constexpr bool kSample = decltype(sample_tag)::value;
-    return launch<In, kS, kSample>(logits, stride_b, stride_l, x, suppress, n_suppress, B, L, v,
-                                   p, plan.filtered, plan.splits, x0, conf, partial, stream);
-  };
-  using SNone = std::integral_constant<Stats, Stats::kNone>;
-  using SBasic = std::integral_constant<Stats, Stats::kBasic>;
-  using SEnt = std::integral_constant<Stats, Stats::kEntropy>;
-  const auto with_stats = [&](auto sample_tag) {
-    switch (p.confidence) {
-      case Confidence::kRandom: return go(SNone{}, sample_tag);
-      case Confidence::kNegEntropy: return go(SEnt{}, sample_tag);
-      default: return go(SBasic{}, sample_tag);
-    }
-  };
-  return p.sample ? with_stats(std::true_type{}) : with_stats(std::false_type{});
+  return launch_variant<In, NoEpilogue>(logits, stride_b, stride_l, x, suppress, n_suppress, B, L,
+                                        static_cast<int>(V), p, plan.filtered, plan.splits, x0,
+                                        conf, static_cast<RowState*>(workspace), NoEpilogue{}, 0,
+                                        stream);
 }
 
 }  // namespace dllm::cuda

@@ -9,7 +9,10 @@
 // of N/2 compare-exchanges for N = 4096, a few us per row, rows in parallel blocks). Longer rows use
 // an O(L^2) rank count through shared-memory tiles: correct, slow (a fallback). No host sync.
 //
-// Layout: one block per row (grid-stride over rows).
+// Layout: one block per row (grid-stride over rows), any block size. The row's work is select_row,
+// a __device__ function that the fused denoise_and_select kernel (dllm/denoise_and_select.cuh)
+// runs as its epilogue in the block that completes a row; it reads conf through L2 (__ldcg) and
+// hands each decision to a callback (here: write the bool byte).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -40,11 +43,40 @@ struct RowRule {
   SelectRule rule;
   double value;         // threshold (compared as float32) or factor (float64)
   bool strict;
-  const int64_t* k;     // [B] num_transfer
-  const float* prob;    // [B] probability
+  const int64_t* k;     // [B] num_transfer (element stride rows_stride)
+  const float* prob;    // [B] probability (element stride rows_stride)
+  int64_t rows_stride;  // of k / prob: a column of a [B, steps] schedule is read in place
   uint64_t seed;
   uint32_t offset;
 };
+
+// One row of confidences, conf[b, l] for l in [0, L). Loads go through L2 (__ldcg): in the fused
+// denoise_and_select kernel the row was written by other blocks of the same launch.
+struct ConfRow {
+  const float* p;   // &conf[b, 0]
+  int64_t stride;   // element stride of l
+  __device__ __forceinline__ float operator()(int64_t l) const { return __ldcg(p + l * stride); }
+};
+
+// Shared memory of one row's selection: this header, then the sort words (N = sort_size(L) x 8
+// bytes, L <= kSortMax) or a tile of kTile keys (4 bytes each, the rank count of longer rows).
+struct SelectScratch {
+  int64_t first_hit;  // factor rule: the smallest rank that is a hit (L: none)
+  int64_t pad;        // keeps the words 16-byte aligned
+};
+
+// The bitonic sort's length: a power of two >= L (rows of L <= kSortMax).
+DLLM_HOST_DEVICE int sort_size(int64_t L) {
+  int N = 1;
+  while (N < L) N <<= 1;
+  return N;
+}
+
+// Bytes of shared memory select_row needs for rows of length L (<= 32 KB + 16).
+inline size_t select_scratch_bytes(int64_t L) {
+  return sizeof(SelectScratch) + (L <= kSortMax ? size_t(sort_size(L)) * sizeof(uint64_t)
+                                                : size_t(kTile) * sizeof(uint32_t));
+}
 
 // The decision of the position of rank r (take: rows selected by rank, num_transfer / factor).
 __device__ __forceinline__ bool decide(const RowRule& rr, int64_t r, float c, int64_t take) {
@@ -66,133 +98,153 @@ __device__ __forceinline__ bool factor_hit(const RowRule& rr, int64_t r, float c
 // num_transfer: k clipped to the eligible count (negative k selects nothing).
 __device__ __forceinline__ int64_t take_of(const RowRule& rr, int64_t b, int64_t count,
                                            int64_t first_hit, int64_t L) {
-  if (rr.rule == SelectRule::kNumTransfer) return rr.k[b] < count ? rr.k[b] : count;
+  if (rr.rule == SelectRule::kNumTransfer) {
+    const int64_t k = rr.k[b * rr.rows_stride];
+    return k < count ? k : count;
+  }
   if (rr.rule == SelectRule::kFactor)
     return (first_hit == L || first_hit == count - 1) ? count : first_hit;
   return 0;
 }
 
-__device__ __forceinline__ int64_t count_eligible(View2D<const float> conf, int64_t b, int64_t L) {
+__device__ __forceinline__ int64_t count_eligible(ConfRow conf, int64_t L) {
   int64_t count = 0;
   for (int64_t base = 0; base < L; base += blockDim.x) {
     const int64_t l = base + threadIdx.x;
-    count += __syncthreads_count(l < L && conf(b, l) > kNegInf);
+    count += __syncthreads_count(l < L && conf(l) > kNegInf);
   }
   return count;
 }
 
-// Probability rule: independent coins, no ranking.
-__device__ __forceinline__ void probability_row(View2D<const float> conf, const RowRule& rr,
-                                                int64_t b, int64_t L, View2D<uint8_t> out) {
-  const float pb = rr.prob[b];
+// Probability rule: independent coins, no ranking, no shared memory, no barrier.
+template <typename Emit>
+__device__ __forceinline__ void probability_row(ConfRow conf, const RowRule& rr, int64_t b,
+                                                int64_t L, Emit& emit) {
+  const float pb = rr.prob[b * rr.rows_stride];
   for (int64_t l = threadIdx.x; l < L; l += blockDim.x) {
     bool t = false;
-    if (conf(b, l) > kNegInf)
+    if (conf(l) > kNegInf)
       t = uniform_closed0(philox_group(rr.seed, rr.offset, b, l, kSlotGroupTransfer).w[0]) < pb;
-    out(b, l) = t ? 1 : 0;
+    emit(l, t);
+  }
+}
+
+// L <= kSortMax: bitonic sort of (key << 32 | ~l) descending in shared memory; the word at
+// index r is the position of rank r.
+template <typename Emit>
+__device__ __forceinline__ void sorted_row(ConfRow conf, const RowRule& rr, int64_t b, int64_t L,
+                                           int64_t count, SelectScratch& sh, uint64_t* words,
+                                           Emit& emit) {
+  const int N = sort_size(L);
+  for (int i = threadIdx.x; i < N; i += blockDim.x)
+    words[i] = i < L ? (uint64_t(sort_key(conf(i))) << 32) | (0xFFFFFFFFu - uint32_t(i))
+                     : 0;  // padding sorts last (real keys >= sort_key(-inf) > 0)
+  __syncthreads();
+  for (int k = 2; k <= N; k <<= 1) {
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int i = threadIdx.x; i < N; i += blockDim.x) {
+        const int ixj = i ^ j;
+        if (ixj > i) {
+          const uint64_t a = words[i], c = words[ixj];
+          const bool descending = (i & k) == 0;
+          if (descending ? a < c : a > c) {
+            words[i] = c;
+            words[ixj] = a;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  if (rr.rule == SelectRule::kFactor) {
+    for (int r = threadIdx.x; r < L; r += blockDim.x) {
+      const int64_t l = 0xFFFFFFFFu - uint32_t(words[r]);
+      if (factor_hit(rr, r, conf(l), count))
+        atomicMin(reinterpret_cast<long long*>(&sh.first_hit), r);
+    }
+    __syncthreads();
+  }
+  const int64_t take = take_of(rr, b, count, sh.first_hit, L);
+  for (int r = threadIdx.x; r < L; r += blockDim.x) {
+    const int64_t l = 0xFFFFFFFFu - uint32_t(words[r]);
+    emit(l, decide(rr, r, conf(l), take));
+  }
+}
+
+// L > kSortMax: rank(l) = #{i : key_i > key_l or (key_i == key_l and i < l)}, counted through
+// shared-memory tiles of keys. Factor needs the first hit before deciding: two sweeps.
+template <typename Emit>
+__device__ __forceinline__ void counted_row(ConfRow conf, const RowRule& rr, int64_t b, int64_t L,
+                                            int64_t count, SelectScratch& sh, uint32_t* tile,
+                                            Emit& emit) {
+  const int sweeps = rr.rule == SelectRule::kFactor ? 2 : 1;
+  for (int sweep = 0; sweep < sweeps; ++sweep) {
+    const bool deciding = sweep == sweeps - 1;
+    const int64_t take = deciding ? take_of(rr, b, count, sh.first_hit, L) : 0;
+    for (int64_t base = 0; base < L; base += blockDim.x) {  // block-uniform trip count
+      const int64_t l = base + threadIdx.x;
+      const float c = l < L ? conf(l) : kNegInf;
+      const uint32_t key = sort_key(c);
+      int64_t rank = 0;
+      for (int64_t t0 = 0; t0 < L; t0 += kTile) {
+        const int n = static_cast<int>(L - t0 < kTile ? L - t0 : int64_t(kTile));
+        __syncthreads();
+        for (int i = threadIdx.x; i < n; i += blockDim.x) tile[i] = sort_key(conf(t0 + i));
+        __syncthreads();
+        if (l < L) {
+          for (int i = 0; i < n; ++i) {
+            const uint32_t ki = tile[i];
+            rank += (ki > key || (ki == key && t0 + i < l)) ? 1 : 0;
+          }
+        }
+      }
+      if (l < L) {
+        if (deciding) emit(l, decide(rr, rank, c, take));
+        else if (factor_hit(rr, rank, c, count))
+          atomicMin(reinterpret_cast<long long*>(&sh.first_hit), rank);
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// The selection of row b, run by every thread of one block (any blockDim, a multiple of 32):
+// emit(l, take) exactly once for every l in [0, L), by some thread. scratch: shared memory of
+// select_scratch_bytes(L) bytes, 16-byte aligned. Ends with a barrier (or touches no shared
+// memory: the probability rule), so the caller may reuse scratch and call again for another row.
+template <typename Emit>
+__device__ void select_row(const RowRule& rr, ConfRow conf, int64_t b, int64_t L,
+                           unsigned char* scratch, Emit&& emit) {
+  if (rr.rule == SelectRule::kProbability) {
+    probability_row(conf, rr, b, L, emit);
+    return;
+  }
+  SelectScratch& sh = *reinterpret_cast<SelectScratch*>(scratch);
+  unsigned char* body = scratch + sizeof(SelectScratch);
+  const int64_t count = count_eligible(conf, L);  // (a barrier: the previous row is done)
+  if (threadIdx.x == 0) sh.first_hit = L;
+  if (L <= kSortMax) {
+    sorted_row(conf, rr, b, L, count, sh, reinterpret_cast<uint64_t*>(body), emit);
+    __syncthreads();  // words and first_hit are reused by the next row
+  } else {
+    __syncthreads();  // first_hit
+    counted_row(conf, rr, b, L, count, sh, reinterpret_cast<uint32_t*>(body), emit);
   }
 }
 
 // Kernels are templates (instantiated once per program) so that this header can be included by
 // several translation units without duplicate definitions.
 
-// L <= kSortMax: bitonic sort of (key << 32 | ~l) descending in shared memory; the word at
-// index r is the position of rank r. N: a power of two >= L.
+// One block per row (grid-stride over rows).
 template <int kUnused = 0>
-__global__ void select_sort_kernel(View2D<const float> conf,  // [B, L] -inf: not eligible
-                                   RowRule rr, int64_t B, int64_t L, int N,
-                                   View2D<uint8_t> out) {     // [B, L] bool bytes
-  extern __shared__ uint64_t words[];  // [N]
-  __shared__ int64_t first_hit;
+__global__ void __launch_bounds__(kCountThreads)
+select_transfer_kernel(View2D<const float> conf,  // [B, L] -inf: not eligible
+                       RowRule rr, int64_t B, int64_t L,
+                       View2D<uint8_t> out) {     // [B, L] bool bytes
+  extern __shared__ __align__(16) unsigned char scratch[];  // [select_scratch_bytes(L)]
   for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
-    if (rr.rule == SelectRule::kProbability) {
-      probability_row(conf, rr, b, L, out);
-      continue;
-    }
-    const int64_t count = count_eligible(conf, b, L);
-    if (threadIdx.x == 0) first_hit = L;
-    for (int i = threadIdx.x; i < N; i += blockDim.x)
-      words[i] = i < L ? (uint64_t(sort_key(conf(b, i))) << 32) | (0xFFFFFFFFu - uint32_t(i))
-                       : 0;  // padding sorts last (real keys >= sort_key(-inf) > 0)
-    __syncthreads();
-    for (int k = 2; k <= N; k <<= 1) {
-      for (int j = k >> 1; j > 0; j >>= 1) {
-        for (int i = threadIdx.x; i < N; i += blockDim.x) {
-          const int ixj = i ^ j;
-          if (ixj > i) {
-            const uint64_t a = words[i], c = words[ixj];
-            const bool descending = (i & k) == 0;
-            if (descending ? a < c : a > c) {
-              words[i] = c;
-              words[ixj] = a;
-            }
-          }
-        }
-        __syncthreads();
-      }
-    }
-    if (rr.rule == SelectRule::kFactor) {
-      for (int r = threadIdx.x; r < L; r += blockDim.x) {
-        const int64_t l = 0xFFFFFFFFu - uint32_t(words[r]);
-        if (factor_hit(rr, r, conf(b, l), count)) atomicMin(reinterpret_cast<long long*>(&first_hit), r);
-      }
-      __syncthreads();
-    }
-    const int64_t take = take_of(rr, b, count, first_hit, L);
-    for (int r = threadIdx.x; r < L; r += blockDim.x) {
-      const int64_t l = 0xFFFFFFFFu - uint32_t(words[r]);
-      out(b, l) = decide(rr, r, conf(b, l), take) ? 1 : 0;
-    }
-    __syncthreads();  // words and first_hit are reused by the next row
-  }
-}
-
-// L > kSortMax: rank(l) = #{i : key_i > key_l or (key_i == key_l and i < l)}, counted through
-// shared-memory tiles of keys. Factor needs the first hit before deciding: two sweeps.
-template <int kThreads = kCountThreads>
-__global__ void __launch_bounds__(kThreads)
-select_count_kernel(View2D<const float> conf,  // [B, L] -inf: not eligible
-                    RowRule rr, int64_t B, int64_t L,
-                    View2D<uint8_t> out) {     // [B, L] bool bytes
-  __shared__ uint32_t tile[kTile];
-  __shared__ int64_t first_hit;
-  for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
-    if (rr.rule == SelectRule::kProbability) {
-      probability_row(conf, rr, b, L, out);
-      continue;
-    }
-    const int64_t count = count_eligible(conf, b, L);
-    if (threadIdx.x == 0) first_hit = L;
-    __syncthreads();
-    const int sweeps = rr.rule == SelectRule::kFactor ? 2 : 1;
-    for (int sweep = 0; sweep < sweeps; ++sweep) {
-      const bool deciding = sweep == sweeps - 1;
-      const int64_t take = deciding ? take_of(rr, b, count, first_hit, L) : 0;
-      for (int64_t base = 0; base < L; base += blockDim.x) {  // block-uniform trip count
-        const int64_t l = base + threadIdx.x;
-        const float c = l < L ? conf(b, l) : kNegInf;
-        const uint32_t key = sort_key(c);
-        int64_t rank = 0;
-        for (int64_t t0 = 0; t0 < L; t0 += kTile) {
-          const int n = static_cast<int>(L - t0 < kTile ? L - t0 : int64_t(kTile));
-          __syncthreads();
-          for (int i = threadIdx.x; i < n; i += blockDim.x) tile[i] = sort_key(conf(b, t0 + i));
-          __syncthreads();
-          if (l < L) {
-            for (int i = 0; i < n; ++i) {
-              const uint32_t ki = tile[i];
-              rank += (ki > key || (ki == key && t0 + i < l)) ? 1 : 0;
-            }
-          }
-        }
-        if (l < L) {
-          if (deciding) out(b, l) = decide(rr, rank, c, take) ? 1 : 0;
-          else if (factor_hit(rr, rank, c, count))
-            atomicMin(reinterpret_cast<long long*>(&first_hit), rank);
-        }
-      }
-      __syncthreads();
-    }
+    select_row(rr, ConfRow{&conf(b, 0), conf.stride_col}, b, L, scratch,
+               [&](int64_t l, bool take) { out(b, l) = take ? 1 : 0; });
   }
 }
 
@@ -206,22 +258,18 @@ inline cudaError_t select_transfer(View2D<const float> conf,  // [B, L] -inf: no
                                    const float* p_rows,        // [B] probability, or null
                                    uint64_t seed, uint32_t offset, int64_t B, int64_t L,
                                    View2D<uint8_t> out,        // [B, L] bool bytes, written
-                                   cudaStream_t stream) {
+                                   cudaStream_t stream,
+                                   int64_t rows_stride = 1) {  // element stride of k / p_rows
   using namespace select_detail;
   if (B == 0 || L == 0) return cudaSuccess;
   if (rule == SelectRule::kNumTransfer && k_rows == nullptr) return cudaErrorInvalidValue;
   if (rule == SelectRule::kProbability && p_rows == nullptr) return cudaErrorInvalidValue;
-  const RowRule rr{rule, value, strict, k_rows, p_rows, seed, offset};
+  const RowRule rr{rule, value, strict, k_rows, p_rows, rows_stride, seed, offset};
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(B, 1 << 30));
-  if (L <= kSortMax) {
-    int N = 1;
-    while (N < L) N <<= 1;
-    const int threads = std::clamp(N / 2, 32, 1024);
-    select_sort_kernel<><<<blocks, threads, size_t(N) * sizeof(uint64_t), stream>>>(conf, rr, B, L,
-                                                                                 N, out);
-  } else {
-    select_count_kernel<><<<blocks, kCountThreads, 0, stream>>>(conf, rr, B, L, out);
-  }
+  const int threads =
+      L <= kSortMax ? std::clamp(sort_size(L) / 2, 32, kCountThreads) : kCountThreads;
+  select_transfer_kernel<><<<blocks, threads, select_scratch_bytes(L), stream>>>(conf, rr, B, L,
+                                                                                out);
   return cudaGetLastError();
 }
 
