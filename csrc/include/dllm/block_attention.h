@@ -454,6 +454,23 @@ inline void attn_softmax_tile(float* st, const float* n, int64_t nk, int64_t tr,
   attn_softmax_tile_generic(st, n, nk, tr, m, l, corr);
 }
 
+// The end of a unit (both CPU kernels): rows r < R of o [R, D] divided by their softmax sums l
+// (a row that saw no key: zeros, lse -inf) and stored; lse = m + log l where requested.
+template <typename T, typename StoreOut>
+void attn_finish_rows(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head, int64_t row0,
+                      int64_t R, float* o, const float* m, const float* l, StoreOut&& store) {
+  const int64_t D = a.D, group = a.Hq / a.Hkv;
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    for (int64_t d = 0; d < D; ++d) o[r * D + d] *= inv;
+    store(o + r * D, b, i, h);
+    if (a.lse != nullptr)
+      a.lse[(b * a.Hq + h) * a.Lq + i] =
+          l[r] > 0.0f ? m[r] + std::log(l[r]) : -std::numeric_limits<float>::infinity();
+  }
+}
+
 // Rows [row0, row1) of the (b, kv head) unit, processed in sub-tiles of kAttnRows rows that share
 // every K/V tile loaded; row r is query i = r / group of head h = kv_head * group + r % group.
 // scratch: attn_scratch_floats(D, row1 - row0) floats. store(const float* out_row, b, i, h)
@@ -511,15 +528,7 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
       attn_pv(st, vf, o + t0 * D, nk, tr, D, corr);
     }
   }
-  for (int64_t r = 0; r < R; ++r) {
-    const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // a query that sees no key: zeros
-    for (int64_t d = 0; d < D; ++d) o[r * D + d] *= inv;
-    store(o + r * D, b, i, h);
-    if (a.lse != nullptr)
-      a.lse[(b * a.Hq + h) * a.Lq + i] =
-          l[r] > 0.0f ? m[r] + std::log(l[r]) : -std::numeric_limits<float>::infinity();
-  }
+  attn_finish_rows(a, b, kv_head, row0, R, o, m, l, store);
 }
 
 inline int64_t attn_scratch_floats(int64_t D, int64_t rows) {

@@ -321,15 +321,7 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
     }
   }
   _tile_release();
-  for (int64_t r = 0; r < R; ++r) {
-    const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // a query that sees no key: zeros
-    for (int64_t d = 0; d < D; ++d) o[r * D + d] *= inv;
-    store(o + r * D, b, i, h);
-    if (a.lse != nullptr)
-      a.lse[(b * a.Hq + h) * a.Lq + i] =
-          l[r] > 0.0f ? m[r] + std::log(l[r]) : -std::numeric_limits<float>::infinity();
-  }
+  attn_finish_rows(a, b, kv_head, row0, R, o, m, l, store);
 }
 
 }  // namespace dllm::cpu
