@@ -145,7 +145,7 @@ def bench_case(case, device, peaks, reps, use_flex, log):
     nflops, nbytes = SPEC.flops(first), SPEC.bytes_moved(first)
     kv_bytes = registry.block_attention_kv_bytes(first)
     dtype = first["q"].dtype
-    flops_peak = peaks["flops"] if device.type == "cuda" else peaks["flops_" + str(dtype).split(".")[-1]]
+    flops_peak = bm.flops_peak(peaks, dtype, device)
     compute_bound = nflops / flops_peak > nbytes / peaks["bandwidth"]
     err_tol = 1e-3 if dtype == torch.float32 else 3e-2  # peers: fp32 vs fp32, or one bf16 rounding + P in bf16
     slow = device.type == "cpu"
@@ -258,20 +258,10 @@ def cases(device: torch.device, pattern: str | None):
 
 def run(device: torch.device, reps: int, use_flex: bool, pattern: str | None = None, log=print):
     head = bm.header([device])
-    peaks = {"bandwidth": bm.peak_bandwidth(device), "flops": bm.peak_flops(device)}
-    if device.type == "cpu":  # the roof of each dtype's cases: fp32 FMA, bf16 (AMX where present)
-        peaks["flops_float32"] = peaks["flops"]
-        peaks["flops_bfloat16"] = bm.peak_flops(device, torch.bfloat16)
-        peaks["flops_float16"] = peaks["flops"]  # fp16 runs on the fp32 kernel on CPU
+    peaks = bm.measure_peaks(device)
     head["peaks"] = {str(device): peaks}
-    log(bm.format_header(head))
-    if device.type == "cuda":
-        log(f"  measured matmul peak {peaks['flops'] / 1e12:.2f} TFLOP/s (bf16); "
-            "%peak: F = of it, B = of the copy bandwidth")
-    else:
-        log(f"  measured matmul peak {peaks['flops_float32'] / 1e12:.2f} TFLOP/s fp32, "
-            f"{peaks['flops_bfloat16'] / 1e12:.2f} bf16; %peak: F = of the case dtype's, "
-            "B = of the copy bandwidth")
+    log(bm.format_header(head))  # prints the peaks
+    log("  %peak: F = of the matmul peak of the case's dtype, B = of the copy bandwidth")
     results = []
     for case in cases(device, pattern):
         results.append(bench_case(case, device, peaks, reps, use_flex, log))

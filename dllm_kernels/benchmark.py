@@ -156,14 +156,26 @@ def _input_sets(spec, case, device, gen) -> list[registry.Inputs]:
     return [first] + [spec.make_inputs(case.params, device, gen) for _ in range(n - 1)]
 
 
-def _flops_peak(peaks: dict, inputs: dict, device: torch.device) -> float:
-    """The compute roof of a case: on CPU the matmul peak of its floating dtype (bf16 has AMX
-    tiles where the CPU has them, fp32 / fp16 run on FMA), on GPU the bf16 tensor-core peak."""
-    if device.type == "cpu" and peaks.get("flops_bf16"):
-        dtypes = [v.dtype for v in inputs.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
-        if dtypes and dtypes[0] == torch.bfloat16:
-            return peaks["flops_bf16"]
+def measure_peaks(device: torch.device, flops: bool = True) -> dict:
+    """The roofs of a device: copy bandwidth and (if asked) the matmul peak; on CPU also the bf16
+    matmul peak (AMX tiles where the CPU has them), the roof of bf16 cases."""
+    peaks = {"bandwidth": peak_bandwidth(device), "flops": peak_flops(device) if flops else None}
+    if flops and device.type == "cpu":
+        peaks["flops_bf16"] = peak_flops(device, torch.bfloat16)
+    return peaks
+
+
+def flops_peak(peaks: dict, dtype: torch.dtype | None, device: torch.device) -> float:
+    """The compute roof of a case in `dtype`: on CPU the bf16 peak for bf16 (fp32 / fp16 run on
+    FMA), on GPU the bf16 tensor-core peak."""
+    if device.type == "cpu" and dtype == torch.bfloat16 and peaks.get("flops_bf16"):
+        return peaks["flops_bf16"]
     return peaks["flops"]
+
+
+def _first_float_dtype(inputs: dict) -> torch.dtype | None:
+    return next((v.dtype for v in inputs.values()
+                 if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
 
 
 def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device, peaks: dict,
@@ -191,7 +203,7 @@ def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device,
     t = native_s
     gbps = nbytes / t / 1e9 if t else None
     tflops = nflops / t / 1e12 if t and nflops else None
-    fpeak = _flops_peak(peaks, sets[0], device) if nflops else None
+    fpeak = flops_peak(peaks, _first_float_dtype(sets[0]), device) if nflops else None
     if t and nflops and nflops / fpeak > nbytes / peaks["bandwidth"]:
         pct = 100 * nflops / t / fpeak
     elif t:
@@ -207,11 +219,7 @@ def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device,
 def run_bench(specs, devices, compile_ref: bool = True, reps: int = 50, log=print) -> tuple[dict, list[BenchRow]]:
     head = header(devices)
     need_flops = any(spec.flops is not None for spec in specs)
-    head["peaks"] = {str(d): {"bandwidth": peak_bandwidth(d),
-                              "flops": peak_flops(d) if need_flops else None} for d in devices}
-    for d in devices:  # bf16 cases on CPU are judged against the bf16 (AMX) matmul peak
-        if need_flops and d.type == "cpu":
-            head["peaks"][str(d)]["flops_bf16"] = peak_flops(d, torch.bfloat16)
+    head["peaks"] = {str(d): measure_peaks(d, need_flops) for d in devices}
     log(format_header(head))
     log(TABLE_HEAD)
     rows = []

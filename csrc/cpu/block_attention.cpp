@@ -53,19 +53,21 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
   };
   // bf16 on a CPU with AMX: both products on the tile unit (dllm/block_attention_amx.h).
   bool amx = false;
+  int64_t scratch_floats = dllm::cpu::attn_scratch_floats(a.D, rows_per_unit);
 #ifdef DLLM_ATTN_X86
-  if constexpr (std::is_same_v<T, dllm::bf16_t>) amx = dllm::cpu::attn_use_amx();
+  if constexpr (std::is_same_v<T, dllm::bf16_t>) {
+    amx = dllm::cpu::attn_use_amx();
+    if (amx) scratch_floats = dllm::cpu::attn_amx_scratch_floats(a.D, rows_per_unit);
+  }
 #endif
   at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(dllm::cpu::attn_scratch_floats(a.D, rows_per_unit));
+    std::vector<float> scratch(scratch_floats);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t b = u / (a.Hkv * splits), h = (u / splits) % a.Hkv, t = u % splits;
       const int64_t row0 = t * rows_per_unit, row1 = std::min(rows, row0 + rows_per_unit);
 #ifdef DLLM_ATTN_X86
       if constexpr (std::is_same_v<T, dllm::bf16_t>) {
         if (amx) {
-          if (scratch.size() < size_t(dllm::cpu::attn_amx_scratch_floats(a.D, rows_per_unit)))
-            scratch.resize(dllm::cpu::attn_amx_scratch_floats(a.D, rows_per_unit));
           dllm::cpu::block_attention_unit_amx(a, b, h, row0, row1, scratch.data(), store);
           continue;
         }
