@@ -7,6 +7,8 @@
 #include <c10/util/Half.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -36,20 +38,40 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
       block_attention_args<T>(q, k, v, k_cache, v_cache, in, out, lse);
 
   // Work units: (b, kv head, a run of row tiles). A unit's row tiles share each K/V tile it loads
-  // (the GQA group's heads x queries), so units are as large as still gives every thread ~4.
+  // (the GQA group's heads x queries), so every split of a KV head's rows reads (and converts) its
+  // K/V once more: take the fewest splits whose busiest thread does at most ~10% more tiles than
+  // an even share, with a unit's Q^T and accumulator (2 * rows * D floats) kept within ~1 MB (L2).
   const int64_t rows = (a.Hq / a.Hkv) * a.Lq;
   const int64_t tiles = dllm::ceil_div(rows, dllm::cpu::kAttnRows);
-  const int64_t want_units = 4 * std::max<int64_t>(1, at::get_num_threads());
-  const int64_t tiles_per_unit =
-      std::clamp<int64_t>(tiles * a.B * a.Hkv / want_units, 1, tiles);
-  const int64_t rows_per_unit = tiles_per_unit * dllm::cpu::kAttnRows;
-  const int64_t splits = dllm::ceil_div(rows, rows_per_unit);
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t heads = a.B * a.Hkv;
+  const int64_t max_tiles = std::max<int64_t>(
+      1, (int64_t{1} << 20) / (2 * a.D * int64_t{sizeof(float)} * dllm::cpu::kAttnRows));
+  int64_t splits = dllm::ceil_div(tiles, max_tiles);
+  for (;; ++splits) {
+    const int64_t busiest = dllm::ceil_div(heads * splits, threads) * dllm::ceil_div(tiles, splits);
+    if (splits >= tiles || 10 * busiest * threads <= 11 * heads * tiles) break;
+  }
+  const int64_t rows_per_unit = dllm::ceil_div(tiles, splits) * dllm::cpu::kAttnRows;
+  splits = dllm::ceil_div(rows, rows_per_unit);
   const int64_t units = a.B * a.Hkv * splits;
   using N = typename Native<T>::type;
   N* o = static_cast<N*>(out.data_ptr());
   auto store = [&](const float* row, int64_t b, int64_t i, int64_t h) {
     N* dst = o + b * a.o_stride_b + i * a.o_stride_l + h * a.o_stride_h;
-    for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d]);
+    if constexpr (std::is_same_v<T, dllm::bf16_t>) {
+      // c10::BFloat16(float) bit for bit (round to nearest even, NaN -> 0x7FC0), in a loop the
+      // compiler vectorises.
+      auto* bits = reinterpret_cast<uint16_t*>(dst);
+      for (int64_t d = 0; d < a.D; ++d) {
+        uint32_t u;
+        std::memcpy(&u, row + d, sizeof(u));
+        const uint16_t rounded = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+        bits[d] = row[d] != row[d] ? uint16_t{0x7FC0} : rounded;
+      }
+    } else {
+      for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d]);
+    }
   };
   // bf16 on a CPU with AMX: both products on the tile unit (dllm/block_attention_amx.h).
   bool amx = false;
@@ -60,9 +82,12 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
     if (amx) scratch_floats = dllm::cpu::attn_amx_scratch_floats(a.D, rows_per_unit);
   }
 #endif
-  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+  // Units are handed out one at a time (an atomic counter), not in fixed chunks: a thread slowed by
+  // the machine, or given the longer rows of a ragged batch, does fewer of them.
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min(threads, units), 1, [&](int64_t, int64_t) {
     std::vector<float> scratch(scratch_floats);
-    for (int64_t u = begin; u < end; ++u) {
+    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
       const int64_t b = u / (a.Hkv * splits), h = (u / splits) % a.Hkv, t = u % splits;
       const int64_t row0 = t * rows_per_unit, row1 = std::min(rows, row0 + rows_per_unit);
 #ifdef DLLM_ATTN_X86
