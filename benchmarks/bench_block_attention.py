@@ -23,7 +23,10 @@ keys are not counted, so a peer that computes them scores lower); GB/s of K / V 
 head (the same napkin count for every implementation, whatever it really moves: the gather +
 cat read and write K / V twice more); % of the measured peak on the binding roof (compute or
 bandwidth, whichever the napkin model says bounds the case, marked F / B); ours x = peer time /
-our time; err = max |out - reference| on the first input set (flagged if beyond the tolerance).
+our time, where each peer is timed in turn with ours, call by call, and the ratio is of the two
+medians of that pairing (the machine's speed drifts; a ratio of separately timed medians drifts with
+it: ours' own row is timed alone); err = max |out - reference| on the first input set (flagged if
+beyond the tolerance).
 Peers are not charged for building their masks (done once per case, outside the timed call) nor
 for the copy from SDPA's [B, H, L, D] output to our [B, L, H, D] layout. Calls rotate over up to
 8 input sets so that K / V come from memory, not the last-level cache.
@@ -153,13 +156,21 @@ def bench_case(case, device, peaks, reps, use_flex, log):
 
     rows = []
 
+    def ours(i):
+        return dk.block_attention(**sets[i % n])
+
     def measure(impl, fn, out_fn=None, warmup=3, max_seconds=(1.5 if slow else 2.0), note=""):
-        """Time fn(i) (rotating over the input sets), check out_fn() against the reference."""
+        """Time fn(i) (rotating over the input sets), check out_fn() against the reference. A peer
+        is timed in turn with ours, call by call, and its ratio taken from that pairing."""
         err = None
         try:
             if out_fn is not None:
                 err = float((out_fn().float() - ref_out).abs().max())
-            t = bm.time_fn(fn, device, warmup=warmup, reps=reps, max_seconds=max_seconds)
+            if fn is ours:
+                t = t_ours = bm.time_fn(fn, device, warmup=warmup, reps=reps, max_seconds=max_seconds)
+            else:
+                t_ours, t = bm.time_paired([ours, fn], device, warmup=warmup, reps=reps,
+                                           max_seconds=2 * max_seconds)
         except Exception as e:  # the row says why it is missing
             rows.append({"impl": impl, "time_s": None, "note": _short(e)})
             log(f"  {impl:<30} skipped: {_short(e)}")
@@ -168,12 +179,12 @@ def bench_case(case, device, peaks, reps, use_flex, log):
             note = (note + "; " if note else "") + f"MISMATCH (> {err_tol:g})"
         pct = 100 * (nflops / t / flops_peak if compute_bound else nbytes / t / peaks["bandwidth"])
         rows.append({"impl": impl, "time_s": t, "tflops": nflops / t / 1e12, "kv_gbps": kv_bytes / t / 1e9,
-                     "pct_peak": pct, "max_err": err, "note": note})
+                     "pct_peak": pct, "max_err": err, "note": note, "ours_paired_s": t_ours,
+                     "speedup_ours_vs": t / t_ours})
         return t
 
     # (a) ours, (b) the reference
-    t_ours = measure("ours (block_attention)", lambda i: dk.block_attention(**sets[i % n]),
-                     lambda: dk.block_attention(**first))
+    measure("ours (block_attention)", ours, lambda: dk.block_attention(**first))
     ref_kw = [{k: v for k, v in s.items() if k != "check"} for s in sets]
     measure("reference", lambda i: reference.block_attention(**ref_kw[i % n]), None, warmup=1)
 
@@ -229,8 +240,6 @@ def bench_case(case, device, peaks, reps, use_flex, log):
             measure("flex pre-gathered", lambda i: flex_call(sets[i % n]["q"], *pre[i % n]),
                     lambda: flex_call(first["q"], *pre[0]))
 
-    for r in rows:
-        r["speedup_ours_vs"] = r["time_s"] / t_ours if r.get("time_s") and t_ours else None
     return {"case": case.label, **case.params, "flops": nflops, "bytes": nbytes, "kv_bytes": kv_bytes,
             "bound": "compute" if compute_bound else "bandwidth", "input_sets": n, "impls": rows}
 

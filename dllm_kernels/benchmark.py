@@ -32,29 +32,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _time_call(fn: Callable[[int], Any], i: int, device: torch.device) -> float:
+    """Seconds of one fn(i): CUDA events on a GPU, the host clock on a CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(i)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    fn(i)
+    return time.perf_counter() - t0
+
+
 def time_fn(fn: Callable[[int], Any], device: torch.device, warmup: int = 5, reps: int = 50,
             max_seconds: float = 2.0) -> float:
     """Median seconds of fn(i) over `reps` calls (fewer if they exceed max_seconds)."""
+    return time_paired([fn], device, warmup, reps, max_seconds)[0]
+
+
+def time_paired(fns: list[Callable[[int], Any]], device: torch.device, warmup: int = 5,
+                reps: int = 50, max_seconds: float = 2.0) -> list[float]:
+    """Median seconds of each fn(i), the functions called in turn (fns[0](i), fns[1](i), ...,
+    then i + 1) for `reps` rounds (fewer past max_seconds): a drift in the machine's speed (a
+    shared host, frequency changes) then hits every function alike, so ratios of the medians
+    compare like with like."""
     for i in range(warmup):
-        fn(i)
+        for fn in fns:
+            fn(i)
     _sync(device)
-    times = []
+    times: list[list[float]] = [[] for _ in fns]
     deadline = time.perf_counter() + max_seconds
     for i in range(reps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn(i)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn(i)
-            times.append(time.perf_counter() - t0)
-        if len(times) >= 5 and time.perf_counter() > deadline:
+        for fn, ts in zip(fns, times):
+            ts.append(_time_call(fn, i, device))
+        if i >= 4 and time.perf_counter() > deadline:
             break
-    return statistics.median(times)
+    return [statistics.median(ts) for ts in times]
 
 
 def cache_bytes(device: torch.device) -> int:

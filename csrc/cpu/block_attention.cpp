@@ -69,6 +69,8 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
         const uint16_t rounded = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
         bits[d] = row[d] != row[d] ? uint16_t{0x7FC0} : rounded;
       }
+    } else if constexpr (std::is_same_v<T, float>) {
+      std::memcpy(dst, row, sizeof(float) * a.D);
     } else {
       for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d]);
     }

@@ -42,6 +42,7 @@
 // positive); silenced for this header only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #include "dllm/common.h"
@@ -293,6 +294,34 @@ __attribute__((target("avx2,fma"))) inline void attn_pv_avx2(const float* pt, co
   }
 }
 
+// 16 x 16 transpose of 32-bit words (fp32 Q rows here, bf16 key pairs in the AMX kernel): rows[i]
+// (16 words each) -> dst[j * dst_ld + i].
+__attribute__((target("avx512f"))) inline void transpose16x16_avx512(const uint32_t* const* rows,
+                                                                     uint32_t* dst, int64_t dst_ld) {
+  __m512i r[16], a[16], b[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i]);
+  for (int i = 0; i < 16; i += 2) {  // pairs of words, within 128-bit lanes
+    a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // groups of four rows: b[i + c] lane k = column 4k + c
+    b[i + 0] = _mm512_unpacklo_epi64(a[i], a[i + 2]);
+    b[i + 1] = _mm512_unpackhi_epi64(a[i], a[i + 2]);
+    b[i + 2] = _mm512_unpacklo_epi64(a[i + 1], a[i + 3]);
+    b[i + 3] = _mm512_unpackhi_epi64(a[i + 1], a[i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane k of the four row groups: column 4k + c
+    const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);   // lanes 0, 2
+    const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xDD);   // lanes 1, 3
+    const __m512i f0 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88);
+    const __m512i f1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xDD);
+    _mm512_storeu_si512(dst + (0 + c) * dst_ld, _mm512_shuffle_i32x4(e0, f0, 0x88));
+    _mm512_storeu_si512(dst + (8 + c) * dst_ld, _mm512_shuffle_i32x4(e0, f0, 0xDD));
+    _mm512_storeu_si512(dst + (4 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0x88));
+    _mm512_storeu_si512(dst + (12 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0xDD));
+  }
+}
+
 __attribute__((target("avx2,fma,f16c"))) inline void load_row_avx2(float* dst, const bf16_t* src,
                                                                     int64_t D) {
   for (int64_t d = 0; d < D; d += 8) {
@@ -345,6 +374,17 @@ inline void load_row(float* dst, const T* src, int64_t D) {
   if (attn_has_avx2()) return load_row_avx2(dst, src, D);
 #endif
   for (int64_t d = 0; d < D; ++d) dst[d] = to_float(src[d]);
+}
+
+// dst[j * dst_ld + i] = rows[i][j] for i, j < 16.
+inline void transpose16x16(const float* const* rows, float* dst, int64_t dst_ld) {
+#ifdef DLLM_ATTN_X86
+  if (attn_has_avx512())
+    return transpose16x16_avx512(reinterpret_cast<const uint32_t* const*>(rows),
+                                 reinterpret_cast<uint32_t*>(dst), dst_ld);
+#endif
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) dst[j * dst_ld + i] = rows[i][j];
 }
 
 // Online-softmax update of a sub-tile's rows over one key tile, vectorised across rows. st:
@@ -454,6 +494,18 @@ inline void attn_softmax_tile(float* st, const float* n, int64_t nk, int64_t tr,
   attn_softmax_tile_generic(st, n, nk, tr, m, l, corr);
 }
 
+// The K / V rows of a key tile (n rows of D elements each) prefetched into L2, one 64-byte line at
+// a time (both CPU kernels).
+template <typename T>
+inline void attn_prefetch_rows(const T* const* kp, const T* const* vp, int64_t n, int64_t D) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t off = 0; off < D; off += kLine) {
+      __builtin_prefetch(kp[j] + off, 0, 2);
+      __builtin_prefetch(vp[j] + off, 0, 2);
+    }
+}
+
 // The end of a unit (both CPU kernels): rows r < R of o [R, D] divided by their softmax sums l
 // (a row that saw no key: zeros, lse -inf) and stored; lse = m + log l where requested.
 template <typename T, typename StoreOut>
@@ -480,10 +532,14 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
                           int64_t row0, int64_t row1, float* scratch, StoreOut&& store) {
   const int64_t D = a.D, group = a.Hq / a.Hkv, R = row1 - row0;
   const int64_t R16 = (R + 15) / 16 * 16;   // rows padded for the register blocks
-  float* qt = scratch;                       // [D, R16] scaled queries, transposed (pad rows 0)
-  float* o = qt + D * R16;                   // [R16, D] unnormalised output
-  float* kf = o + R16 * D;                   // [kAttnKeys, D]
-  float* vf = kf + kAttnKeys * D;            // [kAttnKeys, D]
+  const int64_t R32 = (R + 31) / 32 * 32;
+  // Q^T per sub-tile ([R32 / 32][D][kAttnRows]): each sub-tile's block is contiguous with a short
+  // row stride. (One [D, R] matrix would put the d-rows R floats apart: 4 KB for R = 1024, every
+  // row in the same L1 set.)
+  float* qt = scratch;                       // [R32 / 32][D][kAttnRows] scaled queries (pad 0)
+  float* o = qt + D * R32;                   // [R16, D] unnormalised output
+  float* kf = o + R16 * D;                   // [kAttnKeys, D] K rows (fp32)
+  float* vf = kf + kAttnKeys * D;            // [kAttnKeys, D] V rows (fp32)
   float* st = vf + kAttnKeys * D;            // [kAttnKeys, kAttnRows] scores -> probabilities
   float* m = st + kAttnKeys * kAttnRows;     // [R16] running max
   float* l = m + R16;                        // [R16] running sum
@@ -492,38 +548,62 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
   const int32_t cache_len = a.cache_len(b);
   const int64_t total = int64_t{cache_len} + a.kv_len(b);
   int64_t max_vis = 0;
-  std::fill(qt, qt + 2 * D * R16, 0.0f);     // qt and o
-  for (int64_t r = 0; r < R16; ++r) {
-    m[r] = -std::numeric_limits<float>::infinity();
-    l[r] = 0.0f;
-  }
   auto visible = [&](int64_t r) {  // keys row r of the unit sees (a prefix); padding rows: none
     return r < R ? a.visible(b, (row0 + r) / group, total) : int64_t{0};
   };
-  for (int64_t r = 0; r < R; ++r) {
-    const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
-    load_row(kf, a.q + b * a.q_stride_b + i * a.q_stride_l + h * a.q_stride_h, D);  // staging
-    for (int64_t d = 0; d < D; ++d) qt[d * R16 + r] = kf[d] * a.scale;
-    max_vis = std::max(max_vis, a.visible(b, i, total));
+  // Q: rows staged in o (fp32, scaled, padding rows 0), then transposed 16 x 16 into qt.
+  for (int64_t r = 0; r < R16; ++r) {
+    float* dst = o + r * D;
+    if (r < R) {
+      const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
+      load_row(dst, a.q + b * a.q_stride_b + i * a.q_stride_l + h * a.q_stride_h, D);
+      for (int64_t d = 0; d < D; ++d) dst[d] *= a.scale;
+      max_vis = std::max(max_vis, a.visible(b, i, total));
+    } else {
+      std::fill(dst, dst + D, 0.0f);
+    }
+    m[r] = -std::numeric_limits<float>::infinity();
+    l[r] = 0.0f;
   }
-  const T* kp[kAttnKeys];
-  const T* vp[kAttnKeys];
-  for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys) {  // key tiles past every row's mask: skipped
+  for (int64_t r0 = 0; r0 < R16; r0 += 16) {
+    const float* rows[16];
+    for (int rr = 0; rr < 16; ++rr) rows[rr] = o + (r0 + rr) * D;
+    float* dst = qt + (r0 / kAttnRows) * D * kAttnRows + r0 % kAttnRows;
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+      transpose16x16(rows, dst + d0 * kAttnRows, kAttnRows);
+      for (int rr = 0; rr < 16; ++rr) rows[rr] += 16;
+    }
+  }
+  std::fill(o, o + R16 * D, 0.0f);
+  // Row pointers of this key tile and the next. Rows of one KV head sit a whole token slot apart
+  // (Hkv * D elements, often a 4 KB page or more): the hardware prefetchers do not follow them,
+  // so the next tile's K / V rows are prefetched into L2 while this one is computed.
+  const T* kp[2][kAttnKeys];
+  const T* vp[2][kAttnKeys];
+  int cur = 0;
+  if (max_vis > 0)
+    a.key_value_rows(b, 0, std::min(kAttnKeys, max_vis), kv_head, cache_len, kp[0], vp[0]);
+  for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys, cur ^= 1) {  // later tiles: masked for all
     const int64_t nk = std::min(kAttnKeys, max_vis - j0);
-    a.key_value_rows(b, j0, nk, kv_head, cache_len, kp, vp);
+    if (j0 + kAttnKeys < max_vis) {
+      const int64_t nn = std::min(kAttnKeys, max_vis - j0 - kAttnKeys);
+      a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
+    }
+    const int64_t nn = std::min(kAttnKeys, std::max<int64_t>(0, max_vis - j0 - kAttnKeys));
     for (int64_t j = 0; j < nk; ++j) {
-      load_row(kf + j * D, kp[j], D);
-      load_row(vf + j * D, vp[j], D);
+      if (j < nn) attn_prefetch_rows(kp[cur ^ 1] + j, vp[cur ^ 1] + j, 1, D);
+      load_row(kf + j * D, kp[cur][j], D);
+      load_row(vf + j * D, vp[cur][j], D);
     }
     for (int64_t t0 = 0; t0 < R16; t0 += kAttnRows) {    // sub-tiles share the K/V tile
       const int64_t tr = std::min(kAttnRows, R16 - t0);
       bool any = false;
       for (int64_t r = 0; r < tr; ++r) {
-        nvis[r] = static_cast<float>(std::min(nk, visible(t0 + r) - j0));  // <= 64: exact
+        nvis[r] = static_cast<float>(std::clamp<int64_t>(visible(t0 + r) - j0, 0, nk));  // exact
         any = any || nvis[r] > 0.0f;
       }
       if (!any) continue;                                  // no row of the sub-tile sees this tile
-      attn_scores(kf, qt + t0, R16, st, nk, tr, D);
+      attn_scores(kf, qt + t0 * D, kAttnRows, st, nk, tr, D);
       attn_softmax_tile(st, nvis, nk, tr, m + t0, l + t0, corr);
       attn_pv(st, vf, o + t0 * D, nk, tr, D, corr);
     }
@@ -532,8 +612,8 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
 }
 
 inline int64_t attn_scratch_floats(int64_t D, int64_t rows) {
-  const int64_t R16 = (rows + 15) / 16 * 16;
-  return 2 * D * R16 + 2 * kAttnKeys * D + kAttnKeys * kAttnRows + 3 * R16 + 2 * kAttnRows;
+  const int64_t R16 = (rows + 15) / 16 * 16, R32 = (rows + 31) / 32 * 32;
+  return D * R32 + D * R16 + 2 * kAttnKeys * D + kAttnKeys * kAttnRows + 3 * R16 + 2 * kAttnRows;
 }
 
 }  // namespace cpu

@@ -84,34 +84,6 @@ DLLM_AMX_TARGET inline void configure() {
   _tile_loadconfig(&cfg);
 }
 
-// 16 x 16 transpose of 32-bit words: rows[i] (16 words each, row stride src_ld words) ->
-// dst[j * dst_ld + i].
-DLLM_AMX_TARGET inline void transpose16x16(const uint32_t* const* rows, uint32_t* dst,
-                                           int64_t dst_ld) {
-  __m512i r[16], a[16], b[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i]);
-  for (int i = 0; i < 16; i += 2) {  // pairs of words, within 128-bit lanes
-    a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {  // groups of four rows: b[i + c] lane k = column 4k + c
-    b[i + 0] = _mm512_unpacklo_epi64(a[i], a[i + 2]);
-    b[i + 1] = _mm512_unpackhi_epi64(a[i], a[i + 2]);
-    b[i + 2] = _mm512_unpacklo_epi64(a[i + 1], a[i + 3]);
-    b[i + 3] = _mm512_unpackhi_epi64(a[i + 1], a[i + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {  // gather lane k of the four row groups: column 4k + c
-    const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);   // lanes 0, 2
-    const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xDD);   // lanes 1, 3
-    const __m512i f0 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88);
-    const __m512i f1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xDD);
-    _mm512_storeu_si512(dst + (0 + c) * dst_ld, _mm512_shuffle_i32x4(e0, f0, 0x88));
-    _mm512_storeu_si512(dst + (8 + c) * dst_ld, _mm512_shuffle_i32x4(e0, f0, 0xDD));
-    _mm512_storeu_si512(dst + (4 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0x88));
-    _mm512_storeu_si512(dst + (12 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0xDD));
-  }
-}
-
 // Rows 2i and 2i + 1 of V (D bf16 each) -> vv[i][d][2] (D a multiple of 32).
 DLLM_AMX_TARGET inline void interleave_pair(const uint16_t* v0, const uint16_t* v1, uint16_t* dst,
                                             int64_t D) {
@@ -286,18 +258,14 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
     if (j0 + kAttnKeys < max_vis) {
       const int64_t nn = std::min(kAttnKeys, max_vis - j0 - kAttnKeys);
       a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
-      for (int64_t j = 0; j < nn; ++j)
-        for (int64_t off = 0; off < D; off += 32) {  // 64-byte lines
-          _mm_prefetch(reinterpret_cast<const char*>(kp[cur ^ 1][j] + off), _MM_HINT_T1);
-          _mm_prefetch(reinterpret_cast<const char*>(vp[cur ^ 1][j] + off), _MM_HINT_T1);
-        }
+      attn_prefetch_rows(kp[cur ^ 1], vp[cur ^ 1], nn, D);
     }
     for (int64_t jb = 0; jb < nkp; jb += 16) {           // K^T: 16 keys x 16 d-pairs per block
       for (int64_t p = 0; p < D / 2; p += 16) {
         const uint32_t* blk[16];
         for (int jj = 0; jj < 16; ++jj)
           blk[jj] = jb + jj < nk ? reinterpret_cast<const uint32_t*>(kp[cur][jb + jj]) + p : zeros;
-        amx::transpose16x16(blk, reinterpret_cast<uint32_t*>(kt) + p * kAttnKeys + jb, kAttnKeys);
+        transpose16x16_avx512(blk, reinterpret_cast<uint32_t*>(kt) + p * kAttnKeys + jb, kAttnKeys);
       }
     }
     for (int64_t jp = 0; jp < nkp; jp += 2) {  // V pairs
