@@ -57,22 +57,12 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
   const int64_t units = a.B * a.Hkv * splits;
   using N = typename Native<T>::type;
   N* o = static_cast<N*>(out.data_ptr());
-  auto store = [&](const float* row, int64_t b, int64_t i, int64_t h) {
+  auto store = [&](const float* row, float scale, int64_t b, int64_t i, int64_t h) {
     N* dst = o + b * a.o_stride_b + i * a.o_stride_l + h * a.o_stride_h;
     if constexpr (std::is_same_v<T, dllm::bf16_t>) {
-      // c10::BFloat16(float) bit for bit (round to nearest even, NaN -> 0x7FC0), in a loop the
-      // compiler vectorises.
-      auto* bits = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t d = 0; d < a.D; ++d) {
-        uint32_t u;
-        std::memcpy(&u, row + d, sizeof(u));
-        const uint16_t rounded = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-        bits[d] = row[d] != row[d] ? uint16_t{0x7FC0} : rounded;
-      }
-    } else if constexpr (std::is_same_v<T, float>) {
-      std::memcpy(dst, row, sizeof(float) * a.D);
+      dllm::cpu::attn_store_row(reinterpret_cast<uint16_t*>(dst), row, scale, a.D);
     } else {
-      for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d]);
+      for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d] * scale);
     }
   };
   // bf16 on a CPU with AMX: both products on the tile unit (dllm/block_attention_amx.h).

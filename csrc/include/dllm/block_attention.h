@@ -506,17 +506,50 @@ inline void attn_prefetch_rows(const T* const* kp, const T* const* vp, int64_t n
     }
 }
 
-// The end of a unit (both CPU kernels): rows r < R of o [R, D] divided by their softmax sums l
-// (a row that saw no key: zeros, lse -inf) and stored; lse = m + log l where requested.
+// dst[0:D] = bf16(src[0:D] * scale), rounded to nearest even, NaN -> 0x7FC0 (c10::BFloat16's
+// conversion bit for bit).
+inline void attn_store_row_portable(uint16_t* dst, const float* src, float scale, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) {
+    const float x = src[d] * scale;
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof(u));
+    dst[d] = x != x ? uint16_t{0x7FC0} : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+#ifdef DLLM_ATTN_X86
+__attribute__((target("avx512f"))) inline void attn_store_row_avx512(uint16_t* dst,
+                                                                     const float* src,
+                                                                     float scale, int64_t D) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7FFF);
+  const __m512i qnan = _mm512_set1_epi32(0x7FC0);
+  for (int64_t d = 0; d < D; d += 16) {
+    const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(src + d), sc);
+    const __m512i u = _mm512_castps_si512(x);
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, bias),
+                                 _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+    r = _mm512_mask_mov_epi32(_mm512_srli_epi32(r, 16), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), qnan);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + d), _mm512_cvtepi32_epi16(r));
+  }
+}
+#endif
+inline void attn_store_row(uint16_t* dst, const float* src, float scale, int64_t D) {
+#ifdef DLLM_ATTN_X86
+  if (D % 16 == 0 && attn_has_avx512()) return attn_store_row_avx512(dst, src, scale, D);
+#endif
+  attn_store_row_portable(dst, src, scale, D);
+}
+
+// The end of a unit (both CPU kernels): rows r < R of o [R, D], divided by their softmax sums l
+// (a row that saw no key: zeros, lse -inf), go to store(o_row, 1 / l, b, i, h), which writes
+// o_row * (1 / l); lse = m + log l where requested.
 template <typename T, typename StoreOut>
 void attn_finish_rows(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head, int64_t row0,
-                      int64_t R, float* o, const float* m, const float* l, StoreOut&& store) {
+                      int64_t R, const float* o, const float* m, const float* l, StoreOut&& store) {
   const int64_t D = a.D, group = a.Hq / a.Hkv;
   for (int64_t r = 0; r < R; ++r) {
     const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-    for (int64_t d = 0; d < D; ++d) o[r * D + d] *= inv;
-    store(o + r * D, b, i, h);
+    store(o + r * D, l[r] > 0.0f ? 1.0f / l[r] : 0.0f, b, i, h);
     if (a.lse != nullptr)
       a.lse[(b * a.Hq + h) * a.Lq + i] =
           l[r] > 0.0f ? m[r] + std::log(l[r]) : -std::numeric_limits<float>::infinity();
@@ -525,8 +558,8 @@ void attn_finish_rows(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head
 
 // Rows [row0, row1) of the (b, kv head) unit, processed in sub-tiles of kAttnRows rows that share
 // every K/V tile loaded; row r is query i = r / group of head h = kv_head * group + r % group.
-// scratch: attn_scratch_floats(D, row1 - row0) floats. store(const float* out_row, b, i, h)
-// writes one output row.
+// scratch: attn_scratch_floats(D, row1 - row0) floats. store(const float* row, float scale, b, i,
+// h) writes row * scale as output row (b, i, h).
 template <typename T, typename StoreOut>
 void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head,
                           int64_t row0, int64_t row1, float* scratch, StoreOut&& store) {
@@ -577,7 +610,8 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
   std::fill(o, o + R16 * D, 0.0f);
   // Row pointers of this key tile and the next. Rows of one KV head sit a whole token slot apart
   // (Hkv * D elements, often a 4 KB page or more): the hardware prefetchers do not follow them,
-  // so the next tile's K / V rows are prefetched into L2 while this one is computed.
+  // so the next tile's K / V rows are prefetched into L2, one per row of this tile copied (a
+  // prefetch that misses holds a fill buffer: a burst of 2 * 64 * D / 16 of them stalls).
   const T* kp[2][kAttnKeys];
   const T* vp[2][kAttnKeys];
   int cur = 0;
@@ -585,11 +619,8 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
     a.key_value_rows(b, 0, std::min(kAttnKeys, max_vis), kv_head, cache_len, kp[0], vp[0]);
   for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys, cur ^= 1) {  // later tiles: masked for all
     const int64_t nk = std::min(kAttnKeys, max_vis - j0);
-    if (j0 + kAttnKeys < max_vis) {
-      const int64_t nn = std::min(kAttnKeys, max_vis - j0 - kAttnKeys);
-      a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
-    }
-    const int64_t nn = std::min(kAttnKeys, std::max<int64_t>(0, max_vis - j0 - kAttnKeys));
+    const int64_t nn = std::clamp<int64_t>(max_vis - j0 - kAttnKeys, 0, kAttnKeys);  // next tile
+    if (nn > 0) a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
     for (int64_t j = 0; j < nk; ++j) {
       if (j < nn) attn_prefetch_rows(kp[cur ^ 1] + j, vp[cur ^ 1] + j, 1, D);
       load_row(kf + j * D, kp[cur][j], D);

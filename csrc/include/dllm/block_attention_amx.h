@@ -243,10 +243,10 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   }
   amx::configure();
   const auto* zeros = reinterpret_cast<const uint32_t*>(zero);
-  // Row pointers of this tile and the next; rows of one KV head sit a whole page slot apart
-  // (Hkv * D elements), too far for the hardware prefetchers, so the next tile's K / V rows are
-  // prefetched into L2 while this one is computed (not into L1: the unit's buffers fill most of
-  // it, and an L1 prefetch measured slower when K / V already sit in the last-level cache).
+  // Row pointers of this tile and the next; rows of one KV head sit a whole token slot apart
+  // (Hkv * D elements), beyond the hardware prefetchers, so the next tile's K / V rows are
+  // prefetched into L2, two per V pair built (not all at once: a prefetch that misses holds a
+  // fill buffer, and a burst of them stalls; not into L1: the unit's buffers fill most of it).
   const bf16_t* kp[2][kAttnKeys];
   const bf16_t* vp[2][kAttnKeys];
   int cur = 0;
@@ -255,11 +255,8 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys, cur ^= 1) {  // later tiles: masked for all
     const int64_t nk = std::min(kAttnKeys, max_vis - j0);
     const int64_t nkp = (nk + 31) / 32 * 32;             // keys padded to AMX steps (pad: 0)
-    if (j0 + kAttnKeys < max_vis) {
-      const int64_t nn = std::min(kAttnKeys, max_vis - j0 - kAttnKeys);
-      a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
-      attn_prefetch_rows(kp[cur ^ 1], vp[cur ^ 1], nn, D);
-    }
+    const int64_t nn = std::clamp<int64_t>(max_vis - j0 - kAttnKeys, 0, kAttnKeys);  // next tile
+    if (nn > 0) a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
     for (int64_t jb = 0; jb < nkp; jb += 16) {           // K^T: 16 keys x 16 d-pairs per block
       for (int64_t p = 0; p < D / 2; p += 16) {
         const uint32_t* blk[16];
@@ -268,7 +265,8 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
         transpose16x16_avx512(blk, reinterpret_cast<uint32_t*>(kt) + p * kAttnKeys + jb, kAttnKeys);
       }
     }
-    for (int64_t jp = 0; jp < nkp; jp += 2) {  // V pairs
+    for (int64_t jp = 0; jp < nkp; jp += 2) {  // V pairs; the next tile's rows prefetched meanwhile
+      if (jp < nn) attn_prefetch_rows(kp[cur ^ 1] + jp, vp[cur ^ 1] + jp, std::min<int64_t>(2, nn - jp), D);
       const auto* v0 = jp < nk ? reinterpret_cast<const uint16_t*>(vp[cur][jp]) : zero;
       const auto* v1 = jp + 1 < nk ? reinterpret_cast<const uint16_t*>(vp[cur][jp + 1]) : zero;
       amx::interleave_pair(v0, v1, vv + jp * D, D);
