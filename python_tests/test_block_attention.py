@@ -142,6 +142,23 @@ def test_cpu_amx_path_is_taken_and_threads_agree(monkeypatch, gen):
     assert torch.equal(amx, single)
 
 
+@pytest.mark.parametrize("amx", ["1", "0"])
+@pytest.mark.parametrize("D", [64, 128])
+def test_cpu_bf16_output_rounding_matches_torch(monkeypatch, gen, amx, D):
+    """Every key of a row has the same K (random), so every probability is exactly 1 / 4 and the
+    fp32 output (v_0 + v_1 + v_2 + v_3) / 4 is exact on both kernels; its rounding to bf16 (the
+    kernel's own vectorised store) must then equal torch's, bit for bit, ties and all."""
+    B, Lq, Hq, Hkv = 2, 33, 8, 2
+    q = torch.randn(B, Lq, Hq, D, generator=gen).bfloat16()
+    k = torch.randn(B, 1, Hkv, D, generator=gen).bfloat16().expand(B, 4, Hkv, D).contiguous()
+    v = torch.randn(B, 4, Hkv, D, generator=gen).bfloat16()
+    monkeypatch.setenv("DLLM_KERNELS_AMX", amx)
+    out = dk.block_attention(q, k, v)
+    mean = v.float().sum(dim=1) / 4                                     # [B, Hkv, D], exact
+    want = mean.repeat_interleave(Hq // Hkv, dim=1).unsqueeze(1).expand(B, Lq, Hq, D).bfloat16()
+    assert torch.equal(out, want)
+
+
 @pytest.mark.parametrize("L", [1, 7, 32, 33, 100])
 def test_staircase_prefill_equals_dense_mask_sdpa(device, gen, L):
     """The block-causal prefill (no cache) equals SDPA with an explicit boolean mask."""
