@@ -294,12 +294,11 @@ __attribute__((target("avx2,fma"))) inline void attn_pv_avx2(const float* pt, co
   }
 }
 
-// 16 x 16 transpose of 32-bit words (fp32 Q rows here, bf16 key pairs in the AMX kernel): rows[i]
-// (16 words each) -> dst[j * dst_ld + i].
-__attribute__((target("avx512f"))) inline void transpose16x16_avx512(const uint32_t* const* rows,
+// 16 x 16 transpose of 32-bit words (fp32 Q rows here; bf16 pairs of Q and of P in the AMX
+// kernel): word j of r[i] (or of rows[i]) -> dst[j * dst_ld + i].
+__attribute__((target("avx512f"))) inline void transpose16x16_avx512(const __m512i* r,
                                                                      uint32_t* dst, int64_t dst_ld) {
-  __m512i r[16], a[16], b[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i]);
+  __m512i a[16], b[16];
   for (int i = 0; i < 16; i += 2) {  // pairs of words, within 128-bit lanes
     a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
     a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
@@ -320,6 +319,13 @@ __attribute__((target("avx512f"))) inline void transpose16x16_avx512(const uint3
     _mm512_storeu_si512(dst + (4 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0x88));
     _mm512_storeu_si512(dst + (12 + c) * dst_ld, _mm512_shuffle_i32x4(e1, f1, 0xDD));
   }
+}
+
+__attribute__((target("avx512f"))) inline void transpose16x16_avx512(const uint32_t* const* rows,
+                                                                     uint32_t* dst, int64_t dst_ld) {
+  __m512i r[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i]);
+  transpose16x16_avx512(r, dst, dst_ld);
 }
 
 __attribute__((target("avx2,fma,f16c"))) inline void load_row_avx2(float* dst, const bf16_t* src,
@@ -446,10 +452,14 @@ __attribute__((target("avx512f"))) inline __m512 exp_nonpos16(__m512 x) {
 }
 
 // attn_softmax_tile_generic with AVX-512, 16 rows at a time (tr a multiple of 16); a tile every
-// row sees whole skips the masking pass.
+// row sees whole skips the masking pass. The scores are first multiplied by scale (the AMX kernel's
+// are unscaled products of bf16 Q and K; the fp32 kernel's Q is prescaled: scale 1).
 __attribute__((target("avx512f"))) inline void attn_softmax_tile_avx512(
-    float* st, const float* n, int64_t nk, int64_t tr, float* m, float* l, float* corr) {
+    float* st, const float* n, int64_t nk, int64_t tr, float* m, float* l, float* corr,
+    float scale = 1.0f) {
   const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m512 sc = _mm512_set1_ps(scale);
+  const bool scaled = scale != 1.0f;
   for (int64_t r0 = 0; r0 < tr; r0 += 16) {
     const __m512 nv = _mm512_loadu_ps(n + r0);
     const bool whole = _mm512_reduce_min_ps(nv) >= static_cast<float>(nk);
@@ -457,13 +467,13 @@ __attribute__((target("avx512f"))) inline void attn_softmax_tile_avx512(
     for (int64_t j = 0; j < nk; ++j) {
       float* row = st + j * kAttnRows + r0;
       __m512 x = _mm512_loadu_ps(row);
-      if (!whole) {  // masked keys
+      if (scaled) x = _mm512_mul_ps(x, sc);
+      if (!whole)  // masked keys
         x = _mm512_mask_mov_ps(neg_inf,
                                _mm512_cmp_ps_mask(_mm512_set1_ps(static_cast<float>(j)), nv,
                                                   _CMP_LT_OQ),
                                x);
-        _mm512_storeu_ps(row, x);
-      }
+      if (scaled || !whole) _mm512_storeu_ps(row, x);
       mx = _mm512_max_ps(x, mx);
     }
     const __m512 m_old = _mm512_loadu_ps(m + r0), m_new = _mm512_max_ps(mx, m_old);

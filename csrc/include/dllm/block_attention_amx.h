@@ -8,14 +8,15 @@
 // K/V-bandwidth bound: LLaDA-8B step, 2048 cached keys, bf16: 34 MB of K/V -> ~1.3 ms at the
 // 26 GB/s this project's 2-core machine copies, versus ~9 ms of FMA work.
 //
-// Per unit (b, kv head, rows = the GQA group's heads x queries), per tile of kAttnKeys keys:
-//   kt = K^T in AMX's pair layout ([D/2][64 keys][2]: a 16 x 16 dword transpose per block),
-//   vv = V in pair layout ([32 key pairs][D][2]: rows 2i and 2i+1 interleaved), both built once
-//   and shared by every 32-row sub-tile of the unit; then per sub-tile
-//   S = Q K^T (fp32 tiles, Q as stored in bf16, scaled in fp32 afterwards), a row-wise online
-//   softmax (AVX-512, the same branch-free exp as the fp32 path), P rounded to bf16 (as
-//   FlashAttention does on GPUs), O = O * corr + P V with the fp32 accumulator tiles loaded from
-//   and stored to the unit's O buffer.
+// Per unit (b, kv head, rows = the GQA group's heads x queries): Q^T in AMX's pair layout, built
+// once (16 x 16 word transposes; per 32-row sub-tile, so a sub-tile's block is contiguous). Per
+// tile of kAttnKeys keys: K rows copied as stored (AMX's left operand), V in pair layout ([32 key
+// pairs][D][2]: rows 2i and 2i+1 interleaved), both shared by every sub-tile; then per sub-tile
+//   S^T = K Q^T (fp32 tiles, unscaled) in the fp32 kernel's [keys][rows] layout, so the same
+//   across-rows online softmax runs on it (AVX-512, no horizontal reductions, scale applied
+//   there), P rounded to bf16 (as FlashAttention does on GPUs) and transposed back into rows
+//   (pairs of keys as words, 16 x 16 word transposes), O = O * corr + P V with the fp32
+//   accumulator tiles loaded from and stored to the unit's O buffer.
 // Accuracy: scores are exact products of bf16 values summed in fp32; the one extra rounding
 // against the fp32 path is P to bf16 (relative 2^-9 per probability, normalised by the fp32 sum).
 #pragma once
@@ -99,65 +100,54 @@ DLLM_AMX_TARGET inline void interleave_pair(const uint16_t* v0, const uint16_t* 
   }
 }
 
-// s[r][0:nkp] (fp32 scores, row stride kAttnKeys) -> pb[r][0:nkp] bf16 probabilities for rows
-// r < tr, with the online max / sum updates of the fp32 path; vis[r]: keys row r sees in this
-// tile; corr[r]: factor for row r's accumulator.
-DLLM_AMX_TARGET inline void softmax_rows(const float* s, int64_t nkp, int64_t tr,
-                                         const int64_t* vis, float scale, float* m, float* l,
-                                         float* corr, uint16_t* pb) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const __m512 neg_inf = _mm512_set1_ps(kNegInf), sc = _mm512_set1_ps(scale);
-  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (int64_t r = 0; r < tr; ++r) {
-    __m512 x[kAttnKeys / 16];
-    __m512 mx = neg_inf;
-    const __m512i n = _mm512_set1_epi32(static_cast<int32_t>(vis[r]));
-    for (int64_t c = 0; c < nkp / 16; ++c) {
-      const __mmask16 seen =
-          _mm512_cmplt_epi32_mask(_mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(16 * c))), n);
-      x[c] = _mm512_mask_mul_ps(neg_inf, seen, _mm512_loadu_ps(s + r * kAttnKeys + 16 * c), sc);
-      mx = _mm512_max_ps(mx, x[c]);
-    }
-    const float m_new = std::max(m[r], _mm512_reduce_max_ps(mx));
-    const float base = m_new == kNegInf ? 0.0f : m_new;  // nothing seen yet: every p is 0
-    corr[r] = exp_nonpos(m[r] - base);
-    m[r] = m_new;
-    const __m512 bv = _mm512_set1_ps(base);
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t c = 0; c < nkp / 16; ++c) {
-      x[c] = exp_nonpos16(_mm512_sub_ps(x[c], bv));
-      sum = _mm512_add_ps(sum, x[c]);
-    }
-    l[r] = l[r] * corr[r] + _mm512_reduce_add_ps(sum);
-    for (int64_t c = 0; c < nkp / 16; c += 2)  // 32 probabilities -> 32 bf16 (round to nearest)
-      _mm512_storeu_si512(pb + r * kAttnKeys + 16 * c,
-                          (__m512i)_mm512_cvtne2ps_pbh(x[c + 1], x[c]));
-  }
-}
-
-// S[32, nkp] = Q[32, D] K^T for one key tile: q: 32 rows of D bf16, kt: [D/2][64][2] bf16,
-// s: [32, kAttnKeys] fp32. Tiles: C0 C1 / C2 C3 = rows 0-15 / 16-31 x keys kb..+15 / kb+16..+31.
-DLLM_AMX_TARGET inline void scores(const uint16_t* q, const uint16_t* kt, float* s, int64_t nkp,
-                                   int64_t D) {
+// S^T[nkp, 32] = K Q^T for one key tile and one 32-row sub-tile, unscaled: k: [nkp][D] bf16 rows
+// (the tile's keys as stored), qp: [D/2][32] words (pairs of Q^T: word (d/2, r) = q[r][d], q[r][d+1]),
+// st: [nkp][kAttnRows] fp32 (the fp32 kernel's layout: the softmax runs across rows).
+// Tiles: C0 C1 / C2 C3 = keys kb..+15 / kb+16..+31 x rows 0-15 / 16-31.
+DLLM_AMX_TARGET inline void scores_t(const uint16_t* k, const uint32_t* qp, float* st, int64_t nkp,
+                                     int64_t D) {
   for (int64_t kb = 0; kb < nkp; kb += 32) {
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
     for (int64_t d = 0; d < D; d += 32) {
-      _tile_loadd(4, q + d, D * 2);
-      _tile_loadd(5, q + 16 * D + d, D * 2);
-      _tile_loadd(6, kt + (d / 2 * kAttnKeys + kb) * 2, kAttnKeys * 4);
-      _tile_loadd(7, kt + (d / 2 * kAttnKeys + kb + 16) * 2, kAttnKeys * 4);
+      _tile_loadd(4, k + kb * D + d, D * 2);
+      _tile_loadd(5, k + (kb + 16) * D + d, D * 2);
+      _tile_loadd(6, qp + d / 2 * kAttnRows, kAttnRows * 4);
+      _tile_loadd(7, qp + d / 2 * kAttnRows + 16, kAttnRows * 4);
       _tile_dpbf16ps(0, 4, 6);
       _tile_dpbf16ps(1, 4, 7);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, s + kb, kAttnKeys * 4);
-    _tile_stored(1, s + kb + 16, kAttnKeys * 4);
-    _tile_stored(2, s + 16 * kAttnKeys + kb, kAttnKeys * 4);
-    _tile_stored(3, s + 16 * kAttnKeys + kb + 16, kAttnKeys * 4);
+    _tile_stored(0, st + kb * kAttnRows, kAttnRows * 4);
+    _tile_stored(1, st + kb * kAttnRows + 16, kAttnRows * 4);
+    _tile_stored(2, st + (kb + 16) * kAttnRows, kAttnRows * 4);
+    _tile_stored(3, st + (kb + 16) * kAttnRows + 16, kAttnRows * 4);
+  }
+}
+
+// Probabilities P^T (st: [nkp][kAttnRows] fp32) -> P as AMX's left operand, pb: [32][kAttnKeys]
+// bf16 (round to nearest even): keys j, j + 1 of a row become one word, words of 16 rows for 16
+// key pairs are built in registers and transposed.
+DLLM_AMX_TARGET inline void probs_to_rows(const float* st, uint16_t* pb, int64_t nkp) {
+  alignas(64) static constexpr uint16_t kPair[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
+                                                     21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26,
+                                                     11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i pair = _mm512_load_si512(kPair);
+  auto* words = reinterpret_cast<uint32_t*>(pb);
+  for (int64_t half = 0; half < 32; half += 16) {
+    for (int64_t kp0 = 0; kp0 < nkp / 2; kp0 += 16) {
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) {
+        const float* row = st + 2 * (kp0 + i) * kAttnRows + half;
+        const __m512bh two = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + kAttnRows),
+                                                 _mm512_loadu_ps(row));  // low: key j, high: j + 1
+        r[i] = _mm512_permutexvar_epi16(pair, (__m512i)two);
+      }
+      transpose16x16_avx512(r, words + half * (kAttnKeys / 2) + kp0, kAttnKeys / 2);
+    }
   }
 }
 
@@ -192,13 +182,13 @@ DLLM_AMX_TARGET inline void pv(const uint16_t* pb, const uint16_t* vv, float* o,
 // Scratch of one AMX unit, in floats (bf16 buffers count half): rows padded to 32.
 inline int64_t attn_amx_scratch_floats(int64_t D, int64_t rows) {
   const int64_t R32 = (rows + 31) / 32 * 32;
-  return R32 * D / 2        // q   [R32, D] bf16
-         + R32 * D          // o   [R32, D] fp32
-         + kAttnKeys * D    // kt, vv: [64 keys, D] bf16 each
-         + 32 * kAttnKeys   // s   [32, 64] fp32
-         + 16 * kAttnKeys   // pb  [32, 64] bf16
-         + D / 2            // a zero row of D bf16 (padding keys)
-         + 2 * R32 + 32;    // m, l [R32]; corr [32]
+  return R32 * D / 2           // qp  [R32 / 32][D / 2][32] words: Q^T pairs per sub-tile
+         + R32 * D             // o   [R32, D] fp32
+         + kAttnKeys * D       // kb, vv: [64 keys, D] bf16 each
+         + kAttnKeys * kAttnRows  // st [64, 32] fp32 scores -> probabilities
+         + 16 * kAttnKeys      // pb  [32, 64] bf16
+         + D / 2               // a zero row of D bf16 (padding keys and rows)
+         + 2 * R32 + 2 * 32;   // m, l [R32]; corr, nvis [32]
 }
 
 // block_attention_unit (block_attention.h) for bf16 on AMX: same arguments, same results up to
@@ -211,38 +201,45 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   const int64_t R32 = (R + 31) / 32 * 32;  // rows padded to whole 32-row sub-tiles
   float* next = scratch;
   const auto take = [&next](int64_t floats) { float* p = next; next += floats; return p; };
-  auto* q = reinterpret_cast<uint16_t*>(take(R32 * D / 2));   // [R32, D] queries (pad rows 0)
+  auto* qp = reinterpret_cast<uint32_t*>(take(R32 * D / 2));  // [R32/32][D/2][32] Q^T pairs
   float* o = take(R32 * D);                                   // [R32, D] unnormalised output
-  auto* kt = reinterpret_cast<uint16_t*>(take(kAttnKeys * D / 2));  // [D/2][64][2] K^T pairs
+  auto* kb = reinterpret_cast<uint16_t*>(take(kAttnKeys * D / 2));  // [64][D] K rows
   auto* vv = reinterpret_cast<uint16_t*>(take(kAttnKeys * D / 2));  // [32][D][2] V pairs
-  float* s = take(32 * kAttnKeys);                            // [32, 64] scores
-  auto* pb = reinterpret_cast<uint16_t*>(take(16 * kAttnKeys));     // [32, 64] probabilities
-  auto* zero = reinterpret_cast<uint16_t*>(take(D / 2));      // [D] zeros: padding keys
+  float* st = take(kAttnKeys * kAttnRows);                    // [64, 32] S^T -> P^T
+  auto* pb = reinterpret_cast<uint16_t*>(take(16 * kAttnKeys));     // [32, 64] P, bf16
+  auto* zero = reinterpret_cast<uint16_t*>(take(D / 2));      // [D] zeros: padding keys / rows
   float* m = take(R32);                                       // [R32] running max
   float* l = take(R32);                                       // [R32] running sum
   float* corr = take(32);                                     // [32]
-  int64_t vis[32];
+  float* nvis = take(32);                                     // [32] keys each row sees here
   const int32_t cache_len = a.cache_len(b);
   const int64_t total = int64_t{cache_len} + a.kv_len(b);
   auto visible = [&](int64_t r) {  // keys row r of the unit sees (a prefix); padding rows: none
     return r < R ? a.visible(b, (row0 + r) / group, total) : int64_t{0};
   };
-  std::memset(q, 0, sizeof(uint16_t) * R32 * D);
   std::memset(zero, 0, sizeof(uint16_t) * D);
   std::memset(o, 0, sizeof(float) * R32 * D);
+  const auto* zeros = reinterpret_cast<const uint32_t*>(zero);
+  // Q^T pairs, 16 rows x 16 d-pairs per transpose, read where q is stored.
   int64_t max_vis = 0;
-  for (int64_t r = 0; r < R32; ++r) {
-    m[r] = -std::numeric_limits<float>::infinity();
-    l[r] = 0.0f;
-  }
-  for (int64_t r = 0; r < R; ++r) {
-    const int64_t row = row0 + r, i = row / group, h = kv_head * group + row % group;
-    std::memcpy(q + r * D, a.q + b * a.q_stride_b + i * a.q_stride_l + h * a.q_stride_h,
-                sizeof(uint16_t) * D);
-    max_vis = std::max(max_vis, visible(r));
+  for (int64_t r0 = 0; r0 < R32; r0 += 16) {
+    const uint32_t* rows[16];
+    for (int rr = 0; rr < 16; ++rr) {
+      const int64_t r = r0 + rr, row = row0 + r, i = row / group, h = kv_head * group + row % group;
+      rows[rr] = r < R ? reinterpret_cast<const uint32_t*>(a.q + b * a.q_stride_b + i * a.q_stride_l +
+                                                           h * a.q_stride_h)
+                       : zeros;
+      m[r] = -std::numeric_limits<float>::infinity();
+      l[r] = 0.0f;
+      max_vis = std::max(max_vis, visible(r));
+    }
+    uint32_t* dst = qp + (r0 / 32) * (D / 2) * kAttnRows + r0 % 32;
+    for (int64_t p = 0; p < D / 2; p += 16) {
+      transpose16x16_avx512(rows, dst + p * kAttnRows, kAttnRows);
+      for (int rr = 0; rr < 16; ++rr) rows[rr] += rows[rr] == zeros ? 0 : 16;
+    }
   }
   amx::configure();
-  const auto* zeros = reinterpret_cast<const uint32_t*>(zero);
   // Row pointers of this tile and the next; rows of one KV head sit a whole token slot apart
   // (Hkv * D elements), beyond the hardware prefetchers, so the next tile's K / V rows are
   // prefetched into L2, two per V pair built (not all at once: a prefetch that misses holds a
@@ -257,16 +254,11 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
     const int64_t nkp = (nk + 31) / 32 * 32;             // keys padded to AMX steps (pad: 0)
     const int64_t nn = std::clamp<int64_t>(max_vis - j0 - kAttnKeys, 0, kAttnKeys);  // next tile
     if (nn > 0) a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
-    for (int64_t jb = 0; jb < nkp; jb += 16) {           // K^T: 16 keys x 16 d-pairs per block
-      for (int64_t p = 0; p < D / 2; p += 16) {
-        const uint32_t* blk[16];
-        for (int jj = 0; jj < 16; ++jj)
-          blk[jj] = jb + jj < nk ? reinterpret_cast<const uint32_t*>(kp[cur][jb + jj]) + p : zeros;
-        transpose16x16_avx512(blk, reinterpret_cast<uint32_t*>(kt) + p * kAttnKeys + jb, kAttnKeys);
-      }
-    }
-    for (int64_t jp = 0; jp < nkp; jp += 2) {  // V pairs; the next tile's rows prefetched meanwhile
+    for (int64_t jp = 0; jp < nkp; jp += 2) {  // K rows and V pairs; the next tile's rows prefetched
       if (jp < nn) attn_prefetch_rows(kp[cur ^ 1] + jp, vp[cur ^ 1] + jp, std::min<int64_t>(2, nn - jp), D);
+      for (int64_t j = jp; j < jp + 2; ++j)
+        std::memcpy(kb + j * D, j < nk ? reinterpret_cast<const uint16_t*>(kp[cur][j]) : zero,
+                    sizeof(uint16_t) * D);
       const auto* v0 = jp < nk ? reinterpret_cast<const uint16_t*>(vp[cur][jp]) : zero;
       const auto* v1 = jp + 1 < nk ? reinterpret_cast<const uint16_t*>(vp[cur][jp + 1]) : zero;
       amx::interleave_pair(v0, v1, vv + jp * D, D);
@@ -274,12 +266,14 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
     for (int64_t t0 = 0; t0 < R32; t0 += 32) {  // sub-tiles of 32 rows share the K/V tile
       bool any = false;
       for (int64_t r = 0; r < 32; ++r) {
-        vis[r] = std::clamp<int64_t>(visible(t0 + r) - j0, 0, nk);
-        any = any || vis[r] > 0;
+        nvis[r] = static_cast<float>(std::clamp<int64_t>(visible(t0 + r) - j0, 0, nk));  // exact
+        any = any || nvis[r] > 0.0f;
       }
       if (!any) continue;  // no row of the sub-tile sees this tile
-      amx::scores(q + t0 * D, kt, s, nkp, D);
-      amx::softmax_rows(s, nkp, 32, vis, a.scale, m + t0, l + t0, corr, pb);
+      amx::scores_t(kb, qp + (t0 / 32) * (D / 2) * kAttnRows, st, nkp, D);
+      // the padding keys (nk .. nkp) are masked for every row: probability 0
+      attn_softmax_tile_avx512(st, nvis, nkp, 32, m + t0, l + t0, corr, a.scale);
+      amx::probs_to_rows(st, pb, nkp);
       for (int64_t r = 0; r < 32; ++r)
         if (corr[r] != 1.0f)
           for (int64_t d = 0; d < D; ++d) o[(t0 + r) * D + d] *= corr[r];
