@@ -10,7 +10,7 @@
 //
 // Per unit (b, kv head, rows = the GQA group's heads x queries): Q^T in AMX's pair layout, built
 // once (16 x 16 word transposes; per 32-row sub-tile, so a sub-tile's block is contiguous). Per
-// tile of kAttnKeys keys: K rows copied as stored (AMX's left operand), V in pair layout ([32 key
+// tile of kAmxKeys keys: K rows copied as stored (AMX's left operand), V in pair layout ([32 key
 // pairs][D][2]: rows 2i and 2i+1 interleaved), both shared by every sub-tile; then per sub-tile
 //   S^T = K Q^T (fp32 tiles, unscaled) in the fp32 kernel's [keys][rows] layout, so the same
 //   across-rows online softmax runs on it (AVX-512, no horizontal reductions, scale applied
@@ -61,6 +61,10 @@ inline bool attn_use_amx() {
   if (env != nullptr && env[0] == '0' && env[1] == '\0') return false;
   return attn_has_amx();
 }
+
+// Keys per tile of the AMX unit: twice the fp32 kernel's, so each sub-tile's fp32 accumulator
+// tiles are loaded and stored half as often per key.
+constexpr int64_t kAmxKeys = 128;
 
 namespace amx {
 
@@ -128,7 +132,7 @@ DLLM_AMX_TARGET inline void scores_t(const uint16_t* k, const uint32_t* qp, floa
   }
 }
 
-// Probabilities P^T (st: [nkp][kAttnRows] fp32) -> P as AMX's left operand, pb: [32][kAttnKeys]
+// Probabilities P^T (st: [nkp][kAttnRows] fp32) -> P as AMX's left operand, pb: [32][kAmxKeys]
 // bf16 (round to nearest even): keys j, j + 1 of a row become one word, words of 16 rows for 16
 // key pairs are built in registers and transposed.
 DLLM_AMX_TARGET inline void probs_to_rows(const float* st, uint16_t* pb, int64_t nkp) {
@@ -146,12 +150,12 @@ DLLM_AMX_TARGET inline void probs_to_rows(const float* st, uint16_t* pb, int64_t
                                                  _mm512_loadu_ps(row));  // low: key j, high: j + 1
         r[i] = _mm512_permutexvar_epi16(pair, (__m512i)two);
       }
-      transpose16x16_avx512(r, words + half * (kAttnKeys / 2) + kp0, kAttnKeys / 2);
+      transpose16x16_avx512(r, words + half * (kAmxKeys / 2) + kp0, kAmxKeys / 2);
     }
   }
 }
 
-// O[32, D] += P[32, nkp] V for one key tile: pb: [32, kAttnKeys] bf16, vv: [32 pairs][D][2]
+// O[32, D] += P[32, nkp] V for one key tile: pb: [32, kAmxKeys] bf16, vv: [32 pairs][D][2]
 // bf16, o: 32 rows of D fp32. Tiles: C0 C1 / C2 C3 = rows 0-15 / 16-31 x columns n..+15 / +16..+31.
 DLLM_AMX_TARGET inline void pv(const uint16_t* pb, const uint16_t* vv, float* o, int64_t nkp,
                                int64_t D) {
@@ -161,8 +165,8 @@ DLLM_AMX_TARGET inline void pv(const uint16_t* pb, const uint16_t* vv, float* o,
     _tile_loadd(2, o + 16 * D + n, D * 4);
     _tile_loadd(3, o + 16 * D + n + 16, D * 4);
     for (int64_t ks = 0; ks < nkp; ks += 32) {  // 32 keys = 16 pairs per step
-      _tile_loadd(4, pb + ks, kAttnKeys * 2);
-      _tile_loadd(5, pb + 16 * kAttnKeys + ks, kAttnKeys * 2);
+      _tile_loadd(4, pb + ks, kAmxKeys * 2);
+      _tile_loadd(5, pb + 16 * kAmxKeys + ks, kAmxKeys * 2);
       _tile_loadd(6, vv + (ks / 2 * D + n) * 2, D * 4);
       _tile_loadd(7, vv + (ks / 2 * D + n + 16) * 2, D * 4);
       _tile_dpbf16ps(0, 4, 6);
@@ -184,9 +188,9 @@ inline int64_t attn_amx_scratch_floats(int64_t D, int64_t rows) {
   const int64_t R32 = (rows + 31) / 32 * 32;
   return R32 * D / 2           // qp  [R32 / 32][D / 2][32] words: Q^T pairs per sub-tile
          + R32 * D             // o   [R32, D] fp32
-         + kAttnKeys * D       // kb, vv: [64 keys, D] bf16 each
-         + kAttnKeys * kAttnRows  // st [64, 32] fp32 scores -> probabilities
-         + 16 * kAttnKeys      // pb  [32, 64] bf16
+         + kAmxKeys * D       // kb, vv: [128 keys, D] bf16 each
+         + kAmxKeys * kAttnRows  // st [128, 32] fp32 scores -> probabilities
+         + 16 * kAmxKeys      // pb  [32, 128] bf16
          + D / 2               // a zero row of D bf16 (padding keys and rows)
          + 2 * R32 + 2 * 32;   // m, l [R32]; corr, nvis [32]
 }
@@ -203,10 +207,10 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   const auto take = [&next](int64_t floats) { float* p = next; next += floats; return p; };
   auto* qp = reinterpret_cast<uint32_t*>(take(R32 * D / 2));  // [R32/32][D/2][32] Q^T pairs
   float* o = take(R32 * D);                                   // [R32, D] unnormalised output
-  auto* kb = reinterpret_cast<uint16_t*>(take(kAttnKeys * D / 2));  // [64][D] K rows
-  auto* vv = reinterpret_cast<uint16_t*>(take(kAttnKeys * D / 2));  // [32][D][2] V pairs
-  float* st = take(kAttnKeys * kAttnRows);                    // [64, 32] S^T -> P^T
-  auto* pb = reinterpret_cast<uint16_t*>(take(16 * kAttnKeys));     // [32, 64] P, bf16
+  auto* kb = reinterpret_cast<uint16_t*>(take(kAmxKeys * D / 2));  // [128][D] K rows
+  auto* vv = reinterpret_cast<uint16_t*>(take(kAmxKeys * D / 2));  // [64][D][2] V pairs
+  float* st = take(kAmxKeys * kAttnRows);                    // [128, 32] S^T -> P^T
+  auto* pb = reinterpret_cast<uint16_t*>(take(16 * kAmxKeys));     // [32, 128] P, bf16
   auto* zero = reinterpret_cast<uint16_t*>(take(D / 2));      // [D] zeros: padding keys / rows
   float* m = take(R32);                                       // [R32] running max
   float* l = take(R32);                                       // [R32] running sum
@@ -244,16 +248,16 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   // (Hkv * D elements), beyond the hardware prefetchers, so the next tile's K / V rows are
   // prefetched into L2, two per V pair built (not all at once: a prefetch that misses holds a
   // fill buffer, and a burst of them stalls; not into L1: the unit's buffers fill most of it).
-  const bf16_t* kp[2][kAttnKeys];
-  const bf16_t* vp[2][kAttnKeys];
+  const bf16_t* kp[2][kAmxKeys];
+  const bf16_t* vp[2][kAmxKeys];
   int cur = 0;
   if (max_vis > 0)
-    a.key_value_rows(b, 0, std::min(kAttnKeys, max_vis), kv_head, cache_len, kp[0], vp[0]);
-  for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys, cur ^= 1) {  // later tiles: masked for all
-    const int64_t nk = std::min(kAttnKeys, max_vis - j0);
+    a.key_value_rows(b, 0, std::min(kAmxKeys, max_vis), kv_head, cache_len, kp[0], vp[0]);
+  for (int64_t j0 = 0; j0 < max_vis; j0 += kAmxKeys, cur ^= 1) {  // later tiles: masked for all
+    const int64_t nk = std::min(kAmxKeys, max_vis - j0);
     const int64_t nkp = (nk + 31) / 32 * 32;             // keys padded to AMX steps (pad: 0)
-    const int64_t nn = std::clamp<int64_t>(max_vis - j0 - kAttnKeys, 0, kAttnKeys);  // next tile
-    if (nn > 0) a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
+    const int64_t nn = std::clamp<int64_t>(max_vis - j0 - kAmxKeys, 0, kAmxKeys);  // next tile
+    if (nn > 0) a.key_value_rows(b, j0 + kAmxKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
     for (int64_t jp = 0; jp < nkp; jp += 2) {  // K rows and V pairs; the next tile's rows prefetched
       if (jp < nn) attn_prefetch_rows(kp[cur ^ 1] + jp, vp[cur ^ 1] + jp, std::min<int64_t>(2, nn - jp), D);
       for (int64_t j = jp; j < jp + 2; ++j)
