@@ -141,8 +141,9 @@ static void run_case(std::mt19937_64& rng, const Case& c, int device_sms) {
       for (int64_t h = 0; h < Hkv; ++h)
         dllm::cpu::block_attention_unit<T>(
             ha, b, h, 0, rows, scratch.data(),
-            [&](const float* row, int64_t bb, int64_t i, int64_t hh) {
-              std::copy(row, row + D, ref.begin() + ((bb * Lq + i) * Hq + hh) * D);
+            [&](const float* row, float scale, int64_t bb, int64_t i, int64_t hh) {
+              float* dst = ref.data() + ((bb * Lq + i) * Hq + hh) * D;
+              for (int64_t d = 0; d < D; ++d) dst[d] = row[d] * scale;
             });
   }
 
