@@ -54,19 +54,21 @@ def time_fn(fn: Callable[[int], Any], device: torch.device, warmup: int = 5, rep
 
 def time_paired(fns: list[Callable[[int], Any]], device: torch.device, warmup: int = 5,
                 reps: int = 50, max_seconds: float = 2.0) -> list[float]:
-    """Median seconds of each fn(i), the functions called in turn (fns[0](i), fns[1](i), ...,
-    then i + 1) for `reps` rounds (fewer past max_seconds): a drift in the machine's speed (a
-    shared host, frequency changes) then hits every function alike, so ratios of the medians
-    compare like with like."""
+    """Median seconds of each fn, the functions called in turn for `reps` rounds (fewer past
+    max_seconds): a drift in the machine's speed (a shared host, frequency changes) then hits
+    every function alike, so ratios of the medians compare like with like. Every call gets the
+    next index (round r calls fns[k](r * len(fns) + k)): a function that rotates over input sets
+    by its index never reads the set the previous call just brought into the cache."""
+    m = len(fns)
     for i in range(warmup):
-        for fn in fns:
-            fn(i)
+        for k, fn in enumerate(fns):
+            fn(i * m + k)
     _sync(device)
     times: list[list[float]] = [[] for _ in fns]
     deadline = time.perf_counter() + max_seconds
     for i in range(reps):
-        for fn, ts in zip(fns, times):
-            ts.append(_time_call(fn, i, device))
+        for k, (fn, ts) in enumerate(zip(fns, times)):
+            ts.append(_time_call(fn, i * m + k, device))
         if i >= 4 and time.perf_counter() > deadline:
             break
     return [statistics.median(ts) for ts in times]
