@@ -41,17 +41,26 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 
+import torch.nn.functional as F
+
 from . import ops, reference
+from ._checks import ATTN_HEAD_DIMS
 from .cache import DLLMCache, PagedKVCache
+from .schedules import dream_num_transfer, dream_timesteps
 
 CACHE_MODES = ("none", "prefix", "dual", "block")
-REMASKING = {"low_confidence": "prob", "random": "random", "margin": "margin", "entropy": "neg_entropy"}
+# remasking -> the confidence ranked; the last three are Dream's algorithm names
+REMASKING = {"low_confidence": "prob", "random": "random", "margin": "margin",
+             "entropy": "neg_entropy", "maskgit_plus": "prob", "topk_margin": "margin",
+             "origin": "prob"}
+SCHEDULES = ("linear", "dream")
 
 
 @dataclass
@@ -83,6 +92,11 @@ class _Backend:
             reference.cache_write_(kc, vc, k, v, slots, check=False)
 
     def attention(self, q, k, v, **kw):
+        why = _attention_fallback_reason(q, self.name)
+        if why is not None:
+            _warn_once(why, f"dllm_kernels.generate: {why}: attention falls back to gather + SDPA "
+                            "(slower; the kernels' other ops still run)")
+            return sdpa_attention(q, k, v, **kw)
         if self.name == "kernels":
             return ops.block_attention(q, k, v, **kw, check=False)
         return reference.block_attention(q, k, v, **kw)
@@ -95,6 +109,62 @@ class _Backend:
         transfer = reference.select_transfer(conf, **rule, seed=seed, offset=offset)
         reference.commit_(x, x0, transfer)
         return x0, conf, transfer
+
+    def num_transfer_tokens(self, mask_index, steps):
+        fn = ops.num_transfer_tokens if self.name == "kernels" else reference.num_transfer_tokens
+        return fn(mask_index, steps)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, msg: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+
+
+def _attention_fallback_reason(q: torch.Tensor, backend: str) -> str | None:
+    """Why block_attention cannot take q (None: it can): a head_dim outside the compiled set, or
+    float32 on CUDA (the CUDA kernel takes bf16 / f16)."""
+    D = q.shape[-1]
+    if D not in ATTN_HEAD_DIMS:
+        return f"head_dim {D} is not one of the attention kernel's {list(ATTN_HEAD_DIMS)}"
+    if backend == "kernels" and q.device.type == "cuda" and q.dtype == torch.float32:
+        return "float32 on CUDA (the CUDA attention kernel takes bfloat16 / float16)"
+    return None
+
+
+def sdpa_attention(q, k=None, v=None, *, k_cache, v_cache, block_table, cache_lens, q_start=None,
+                   mask="full", block_size=None, softmax_scale=None):
+    """block_attention's result (same keys, masks and zeros for a query that sees nothing) by
+    gathering the cached K/V and calling torch's scaled_dot_product_attention: the fallback for
+    shapes the kernel does not take. q [B, Lq, Hq, D], k / v [B, Lk, Hkv, D] or None."""
+    B, Lq, Hq, D = q.shape
+    dev = q.device
+    kc, vc = ops.cache_gather(k_cache, v_cache, block_table, cache_lens)
+    Nc = kc.shape[1]
+    keys, values = [kc], [vc]
+    t = torch.arange(Nc, device=dev).unsqueeze(0)
+    kpos, valid = [t.expand(B, -1)], [t < cache_lens.to(dev).unsqueeze(1)]
+    if k is not None:
+        tk = torch.arange(k.shape[1], device=dev).unsqueeze(0)
+        keys.append(k.to(kc.dtype)), values.append(v.to(vc.dtype))
+        kpos.append(tk + cache_lens.to(dev).long().unsqueeze(1)), valid.append(tk.expand(B, -1) >= 0)
+    K, V = torch.cat(keys, 1), torch.cat(values, 1)                          # [B, Nk, Hkv, D]
+    kp, see = torch.cat(kpos, 1), torch.cat(valid, 1)                        # [B, Nk]
+    see = see.unsqueeze(1).expand(B, Lq, -1)                                 # [B, Lq, Nk]
+    if mask == "block_causal":
+        qs = cache_lens if q_start is None else q_start
+        qp = qs.to(dev).long().unsqueeze(1) + torch.arange(Lq, device=dev).unsqueeze(0)
+        see = see & (kp.unsqueeze(1) // block_size <= qp.unsqueeze(2) // block_size) & (qp >= 0).unsqueeze(2)
+    group = Hq // K.shape[2]
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), K.to(q.dtype).repeat_interleave(group, 2).transpose(1, 2),
+        V.to(q.dtype).repeat_interleave(group, 2).transpose(1, 2), attn_mask=see.unsqueeze(1),
+        scale=softmax_scale)
+    out = out.transpose(1, 2)
+    return torch.where(see.any(-1)[:, :, None, None], out, torch.zeros((), dtype=out.dtype, device=dev))
 
 
 class _Profiler:
@@ -135,7 +205,7 @@ class _PlanAttention:
     def __init__(self, cache: PagedKVCache, plan, backend: _Backend, prof: _Profiler):
         self.cache, self.plan, self.backend, self.prof = cache, plan, backend, prof
 
-    def __call__(self, layer: int, q, k, v):
+    def __call__(self, layer: int, q, k, v, softmax_scale: float | None = None):
         p = self.plan
         if p.slot_mapping is not None:
             with self.prof.section("cache"):
@@ -146,7 +216,7 @@ class _PlanAttention:
         return self.backend.attention(
             q, kf, vf, k_cache=self.cache.k(layer), v_cache=self.cache.v(layer),
             block_table=p.block_table, cache_lens=p.cache_lens, q_start=p.q_start, mask=p.mask,
-            block_size=p.block_size)
+            block_size=p.block_size, softmax_scale=softmax_scale)
 
 
 def _left_pad(prompt_ids, attention_mask, pad_id: int, device):
@@ -179,28 +249,128 @@ def _left_pad(prompt_ids, attention_mask, pad_id: int, device):
     return x.to(device), [len(r) for r in rows]
 
 
-def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: int,
-             temperature: float = 0.0, remasking: str = "low_confidence", threshold=None,
-             factor=None, cache: str = "none", refresh_interval: int | None = None,
+MODEL_KINDS = (
+    "a model must be one of: (a) the runtime interface: forward(input_ids, positions, attn[, "
+    "logits_range]) -> logits, with num_layers and config.num_kv_heads / head_dim (see "
+    "dllm_kernels.models.TinyLLaDA; every cache mode); (b) any callable whose model(input_ids[, "
+    "attention_mask=...]) returns an object with .logits (cache='none' only); (c) a transformers "
+    "(>= 5) PreTrainedModel whose attention dispatches through AttentionInterface (Llama, Qwen2, "
+    "Mistral, Gemma, LLaDA2-MoE, ...; every cache mode)")
+
+
+def _is_runtime_model(model) -> bool:
+    fwd = getattr(model, "forward", None)
+    if fwd is None or not hasattr(model, "num_layers"):
+        return False
+    try:
+        params = inspect.signature(fwd).parameters
+    except (TypeError, ValueError):
+        return False
+    cfg = getattr(model, "config", None)
+    return "attn" in params and hasattr(cfg, "num_kv_heads") and hasattr(cfg, "head_dim")
+
+
+def model_kind(model) -> str:
+    """"runtime" (a), "transformers" (c) or "callable" (b): how generate drives `model`."""
+    if _is_runtime_model(model):
+        return "runtime"
+    if "transformers" in sys.modules:      # a transformers model means transformers is imported
+        from .integrations import transformers as hf
+        if hf.is_attention_interface_model(model):
+            return "transformers"
+    if callable(model):
+        return "callable"
+    raise TypeError(f"dllm_kernels.generate: cannot drive {type(model).__name__}: {MODEL_KINDS}")
+
+
+class _CallableModel:
+    """Kind (b): logits of the whole sequence from model(x[, attention_mask=m]).logits."""
+
+    def __init__(self, model):
+        self.model = model
+        try:
+            params = inspect.signature(model.forward if hasattr(model, "forward") else model).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self.takes_mask = "attention_mask" in params or any(
+            p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    def __call__(self, x, attention_mask=None):
+        if attention_mask is None:
+            out = self.model(x)
+        elif not self.takes_mask:
+            raise ValueError(f"dllm_kernels.generate: {type(self.model).__name__} takes no "
+                             "attention_mask, so it cannot run a left-padded (ragged) batch")
+        else:
+            out = self.model(x, attention_mask=attention_mask)
+        logits = getattr(out, "logits", None)
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"dllm_kernels.generate: model(input_ids) returned {type(out).__name__} "
+                            f"with no .logits tensor; {MODEL_KINDS}")
+        return logits
+
+
+def _resolve_mask_id(mask_id, *configs) -> int:
+    if mask_id is not None:
+        return int(mask_id)
+    for cfg in configs:
+        for name in ("mask_id", "mask_token_id"):
+            v = getattr(cfg, name, None) if cfg is not None else None
+            if v is not None:
+                return int(v)
+    raise ValueError("dllm_kernels.generate: no mask_id: pass mask_id=..., or give the model's "
+                     "config a mask_id / mask_token_id")
+
+
+def _model_device_dtype(model):
+    try:
+        p = next(model.parameters())
+        return p.device, p.dtype
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu"), torch.float32
+
+
+def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = None,
+             steps: int | None = None, temperature: float = 0.0,
+             remasking: str = "low_confidence", threshold=None, factor=None,
+             schedule: str = "linear", eps: float = 1e-3, cfg_scale: float = 0.0,
+             mask_id: int | None = None, cache: str = "none", refresh_interval: int | None = None,
              attention_mask=None, eos_id: int | None = None, backend: str = "kernels",
              seed: int | None = None, progress: bool = False, trace: bool = False,
              profile: bool = False, page_size: int = 16, pad_id: int | None = None,
-             cuda_graph: bool = False, **sampling_options) -> GenerateOutput:
+             **sampling_options) -> GenerateOutput:
     """tokens = prompt + gen_length tokens decoded by blockwise masked diffusion.
 
     Args:
-        model: implements the runtime interface (module docstring), e.g. TinyLLaDA.
+        model: one of three kinds, told apart automatically (model_kind): (a) the runtime
+            interface (module docstring), e.g. TinyLLaDA; (b) any callable with
+            model(input_ids[, attention_mask=]).logits (cache="none" only); (c) a transformers
+            model whose attention goes through AttentionInterface (every cache mode; the runtime
+            switches it to the "dllm_kernels" attention for the call and passes position_ids).
         prompt_ids: int [B, P] (with attention_mask for left padding) or a list of token lists.
-        gen_length, block_length, steps: generated tokens, block size (gen_length a multiple),
-            total denoising steps for the fixed schedule (a multiple of the number of blocks).
+        gen_length, block_length: generated tokens and block size (gen_length a multiple;
+            default one block of gen_length).
+        steps: total denoising steps of the fixed schedule (a multiple of the number of blocks);
+            not needed with threshold / factor.
         temperature: 0 = argmax; > 0 Gumbel-max sampling with the Philox stream of `seed`.
-        remasking: "low_confidence" | "random" | "margin" | "entropy" (the confidence ranked).
+        remasking: the confidence ranked: "low_confidence" | "random" | "margin" | "entropy", or
+            Dream's algorithm names "maskgit_plus" (prob), "topk_margin" (margin), "entropy"
+            (negative entropy), "origin" (each masked position commits with probability 1 - s/t
+            of Dream's timesteps, 1 at the last step).
         threshold / factor: parallel decoding (Fast-dLLM): each block runs until it has no mask
-            left (at most block_length steps); `steps` is not used.
+            left (at most block_length steps).
+        schedule: "linear" (LLaDA: the block's masks spread evenly over its steps) or "dream"
+            (k = int(mean_masked * (1 - s/t)) on linspace(1, eps, steps + 1), everything left at
+            the last step; also makes confidences come from the sampling distribution and top-p
+            filter before top-k, as Dream does, unless confidence_source / filter_order are given).
+        eps: Dream's final timestep.
+        cfg_scale: LLaDA's classifier-free guidance: the unconditional copy is the sequence with
+            the prompt masked, logits = u + (cfg_scale + 1) * (c - u), both in one batched forward
+            (every cache mode; with eos_id rows leave the batch only at the end).
+        mask_id: the mask token (default: the model config's mask_id, then mask_token_id).
         cache: "none" | "prefix" | "dual" | "block"; refresh_interval: extra refreshes
             (prefix / dual only) every that many steps within a block. In "block" mode the
-            generated blocks start at each row's prompt end (LLaDA's layout), not at multiples of
-            block_length.
+            generated blocks start at each row's prompt end (LLaDA's layout).
         eos_id: a row that committed EOS in a finished block is filled with EOS after it and
             leaves the batch (stops costing compute); every row is EOS-filled at the end.
         backend: "kernels" or "reference" (the reference ops; same tokens at T = 0).
@@ -209,27 +379,40 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
             (synchronises the device around each part).
         page_size: of the paged KV cache the runtime allocates.
         pad_id: the token written into the left padding of out.tokens (default eos_id, else 0).
-        cuda_graph: not implemented yet (raises).
         sampling_options: top_k, top_p, filter_order, confidence_source, suppress_tokens,
-            shift_logits (cache="none" only), passed to denoise_and_select.
+            shift_logits (Dream-style models: position i reads the logits of i - 1; cache="none"
+            only), passed to denoise_and_select.
 
     Returns:
         GenerateOutput(tokens, nfe, timing, trace).
     """
-    if cuda_graph:
-        raise NotImplementedError("dllm_kernels.generate: cuda_graph=True is not implemented yet")
     if cache not in CACHE_MODES:
         raise ValueError(f"dllm_kernels.generate: cache must be one of {list(CACHE_MODES)}, got {cache!r}")
     if remasking not in REMASKING:
         raise ValueError(f"dllm_kernels.generate: remasking must be one of {list(REMASKING)}, got {remasking!r}")
-    if block_length < 1 or gen_length % block_length:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"dllm_kernels.generate: schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    if block_length is None:
+        block_length = gen_length
+    if gen_length < 1 or block_length < 1 or gen_length % block_length:
         raise ValueError(f"dllm_kernels.generate: gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
     num_blocks = gen_length // block_length
     parallel = threshold is not None or factor is not None
     if threshold is not None and factor is not None:
         raise ValueError("dllm_kernels.generate: give threshold or factor, not both")
-    if not parallel and (steps < num_blocks or steps % num_blocks):
-        raise ValueError(f"dllm_kernels.generate: steps ({steps}) must be a multiple of the number of blocks ({num_blocks})")
+    if parallel and (schedule != "linear" or remasking == "origin"):
+        raise ValueError("dllm_kernels.generate: threshold / factor replace the schedule; they do "
+                         "not combine with schedule='dream' or remasking='origin'")
+    if not parallel:
+        if steps is None:
+            raise TypeError("dllm_kernels.generate: steps is required (total denoising steps) "
+                            "unless threshold or factor is given")
+        if steps < num_blocks or steps % num_blocks:
+            raise ValueError(f"dllm_kernels.generate: steps ({steps}) must be a multiple of the number of blocks ({num_blocks})")
+    if not cfg_scale >= 0:
+        raise ValueError(f"dllm_kernels.generate: cfg_scale must be >= 0, got {cfg_scale}")
+    if not 0 < eps < 1:
+        raise ValueError(f"dllm_kernels.generate: eps must be in (0, 1), got {eps}")
     if sampling_options.get("shift_logits") and cache != "none":
         raise ValueError("dllm_kernels.generate: shift_logits needs cache='none' (the cached modes do not feed the column before the block)")
     unknown = set(sampling_options) - {"top_k", "top_p", "filter_order", "confidence_source",
@@ -238,38 +421,80 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
         raise TypeError(f"dllm_kernels.generate: unknown options {sorted(unknown)}")
     if refresh_interval is not None and cache not in ("prefix", "dual"):
         raise ValueError(f"dllm_kernels.generate: refresh_interval applies to cache='prefix' or 'dual', not {cache!r}")
+    kind = model_kind(model)
+    if kind == "callable" and cache != "none":
+        raise ValueError(
+            f"dllm_kernels.generate: cache={cache!r} needs a model whose attention the runtime "
+            f"serves; {type(model).__name__} is a plain callable (model(input_ids).logits), which "
+            f"runs cache='none' only. {MODEL_KINDS}")
+    if kind == "transformers":
+        from .integrations.transformers import TransformersModel
+        with TransformersModel(model) as rt:
+            return _generate(rt, kind, prompt_ids, gen_length, block_length, num_blocks, steps,
+                             temperature, remasking, threshold, factor, schedule, eps, cfg_scale,
+                             _resolve_mask_id(mask_id, rt.config, model.config,
+                                              getattr(model, "generation_config", None)),
+                             cache, refresh_interval, attention_mask, eos_id, backend, seed,
+                             progress, trace, profile, page_size, pad_id, sampling_options)
+    cfg = getattr(model, "config", None)
+    rt = model if kind == "runtime" else _CallableModel(model)
+    return _generate(rt, kind, prompt_ids, gen_length, block_length, num_blocks, steps,
+                     temperature, remasking, threshold, factor, schedule, eps, cfg_scale,
+                     _resolve_mask_id(mask_id, cfg, getattr(model, "generation_config", None)),
+                     cache, refresh_interval, attention_mask, eos_id, backend, seed, progress,
+                     trace, profile, page_size, pad_id, sampling_options)
+
+
+def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, steps, temperature,
+              remasking, threshold, factor, schedule, eps, cfg_scale, mask_id, cache,
+              refresh_interval, attention_mask, eos_id, backend, seed, progress, trace, profile,
+              page_size, pad_id, sampling_options) -> GenerateOutput:
+    """generate() after its arguments are checked and the model resolved (see generate)."""
     ops_ = _Backend(backend)
-    cfg = model.config
-    mask_id = int(cfg.mask_id)
-    device = next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
-    dtype = next(model.parameters()).dtype if hasattr(model, "parameters") else torch.float32
-    if device.type == "cuda" and dtype == torch.float32 and backend == "kernels":
-        raise ValueError("dllm_kernels.generate: the CUDA attention kernel takes bfloat16 / float16; "
-                         "cast the model (model.to(torch.bfloat16)) or use backend='reference'")
+    parallel = threshold is not None or factor is not None
+    device, dtype = _model_device_dtype(model.model if kind == "callable" else model)
     if seed is None:   # drawn only when something is random (keeps the caller's RNG state otherwise)
-        random = temperature > 0 or remasking == "random"
+        random = temperature > 0 or remasking in ("random", "origin")
         seed = int(torch.empty((), dtype=torch.int64).random_().item()) if random else 0
     shift = bool(sampling_options.pop("shift_logits", False))
     if isinstance(sampling_options.get("suppress_tokens"), (list, tuple)):  # once, not per step
         ids = sorted({int(t) for t in sampling_options["suppress_tokens"]})
         sampling_options["suppress_tokens"] = torch.tensor(ids, dtype=torch.int64, device=device) if ids else None
+    if schedule == "dream":            # Dream ranks its sampling distribution, top-p filtered first
+        sampling_options.setdefault("confidence_source", "sampling")
+        sampling_options.setdefault("filter_order", "top_p_first")
     sampling = {"temperature": temperature, "confidence": REMASKING[remasking], **sampling_options}
     if pad_id is None:
         pad_id = eos_id if eos_id is not None else 0
+    guided = cfg_scale > 0
     prof = _Profiler(profile, device)
     t_start = time.perf_counter()
 
     x_prompt, prompt_lens = _left_pad(prompt_ids, attention_mask, pad_id, device)
     B, P = x_prompt.shape
-    x = torch.full((B, P + gen_length), mask_id, dtype=torch.int64, device=device)
-    x[:, :P] = x_prompt
-    with prof.section("cache"):
-        totals = [p + gen_length for p in prompt_lens]
-        pages = sum(-(-t // page_size) for t in totals) + B
-        kv = PagedKVCache(model.num_layers, cfg.num_kv_heads, cfg.head_dim, num_pages=pages,
-                          page_size=page_size, dtype=dtype, device=device)
-        policy = DLLMCache(kv, prompt_lens, gen_length, block_length,
-                           "dual" if cache == "none" else cache, refresh_interval=refresh_interval)
+    T = P + gen_length
+    # xm: the rows the model sees; with CFG the unconditional copies (prompt masked) follow the
+    # B conditional rows, and x (the output) is a view of the first B.
+    xm = torch.full((2 * B if guided else B, T), mask_id, dtype=torch.int64, device=device)
+    xm[:B, :P] = x_prompt
+    if guided:
+        pad_cols = torch.arange(P, device=device).unsqueeze(0) < (P - torch.tensor(prompt_lens, device=device)).unsqueeze(1)
+        xm[B:, :P] = torch.where(pad_cols, x_prompt, torch.full_like(x_prompt, mask_id))
+    x = xm[:B]
+    lens_m = prompt_lens * (2 if guided else 1)
+    policy = None
+    if kind != "callable":
+        with prof.section("cache"):
+            pages = sum(-(-(p + gen_length) // page_size) for p in lens_m) + len(lens_m)
+            kv = PagedKVCache(model.num_layers, model.config.num_kv_heads, model.config.head_dim,
+                              num_pages=pages, page_size=page_size, dtype=dtype, device=device)
+            policy = DLLMCache(kv, lens_m, gen_length, block_length,
+                               "dual" if cache == "none" else cache, refresh_interval=refresh_interval)
+    pad_mask = None
+    if kind == "callable" and min(lens_m) < P:       # the callable sees the padding: mask it
+        lens_t = torch.tensor(lens_m, device=device).unsqueeze(1)
+        pad_mask = (torch.arange(T, device=device).unsqueeze(0) >= (P - lens_t)).long()
+    compact = eos_id is not None and not guided
     rows = torch.arange(B, device=device)          # batch rows still generating
     nfe, offset = 0, 0
     steps_log = [] if trace else None
@@ -280,8 +505,11 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
             bar = tqdm(total=num_blocks, desc="blocks", unit="block")
         except ImportError:
             bar = None
+    spb = steps // num_blocks if steps is not None else None
+    takes_range = kind != "callable" and "logits_range" in inspect.signature(model.forward).parameters
 
-    takes_range = "logits_range" in inspect.signature(model.forward).parameters
+    def model_rows():
+        return rows if not guided else torch.cat([rows, rows + B])
 
     def forward(plan, want=None):
         """The model over the plan's columns; logits of fed tokens want = (lo, hi) (None: none
@@ -289,7 +517,7 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
         nonlocal nfe
         c0, c1 = plan.columns
         lo, hi = want if want is not None else (0, 0)
-        ids = x[rows, c0:c1] if len(rows) != B else x[:, c0:c1]
+        ids = xm[model_rows(), c0:c1] if len(rows) != B else xm[:, c0:c1]
         attn = _PlanAttention(kv, plan, ops_, prof)
         with prof.section("model"):
             if takes_range:
@@ -306,18 +534,39 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
             return (lo - 1, lo - 1 + block_length), False
         return (lo, lo + block_length), shift   # (the very first column reads its own)
 
+    def callable_logits(k):
+        """Kind (b): the whole sequence through the model, the block's logits out."""
+        nonlocal nfe
+        c0 = P + k * block_length
+        ids = xm[model_rows()] if len(rows) != B else xm
+        am = None if pad_mask is None else (pad_mask[model_rows()] if len(rows) != B else pad_mask)
+        with prof.section("model"):
+            full = model(ids, am)
+        nfe += 1
+        lo = c0 - 1 if shift and c0 > 0 else c0
+        return full[:, lo:lo + block_length], shift and c0 == 0
+
+    def step_rule(k, s, block):
+        if parallel:
+            return {"threshold": threshold} if threshold is not None else {"factor": factor}
+        if remasking == "origin":
+            ts = dream_timesteps(spb, eps)
+            return {"probability": 1.0 if s == spb - 1 else float(1 - ts[s + 1] / ts[s])}
+        if schedule == "dream":         # Dream's batch-wide count (one host read per step, as Dream)
+            return {"num_transfer": dream_num_transfer(block == mask_id, s, spb, eps)}
+        return {"num_transfer": linear[:, s]}
+
     if cache == "block":
         with prof.section("cache"):
             plan = policy.prefill()
         forward(plan)
     for k in range(num_blocks):
-        c0, c1 = policy.block_columns(k)
+        c0, c1 = P + k * block_length, P + (k + 1) * block_length
         xs = x if len(rows) == B else None
         block = (xs if xs is not None else x[rows])[:, c0:c1]
-        if not parallel:
+        if not parallel and schedule == "linear" and remasking != "origin":
             with prof.section("sampling"):
-                ntt = ops.num_transfer_tokens if backend == "kernels" else reference.num_transfer_tokens
-                schedule = ntt(block == mask_id, steps // num_blocks)
+                linear = ops_.num_transfer_tokens(block == mask_id, spb)
         logits = None
         if cache in ("prefix", "dual"):
             with prof.section("cache"):
@@ -329,18 +578,24 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
             if parallel:
                 if s >= block_length or not bool((block == mask_id).any()):  # the stopping test
                     break
-            elif s >= steps // num_blocks:
+            elif s >= spb:
                 break
             if logits is None:
-                with prof.section("cache"):
-                    if cache == "none" or (policy.refresh_due(s) and cache != "block"):
-                        plan = policy.refresh(k)
-                    else:
-                        plan = policy.step(k)
-                want, step_shift = step_want(plan, k)
-                logits = forward(plan, want)
-            rule = ({"threshold": threshold} if threshold is not None else
-                    {"factor": factor} if factor is not None else {"num_transfer": schedule[:, s]})
+                if kind == "callable":
+                    logits, step_shift = callable_logits(k)
+                else:
+                    with prof.section("cache"):
+                        if cache == "none" or (policy.refresh_due(s) and cache != "block"):
+                            plan = policy.refresh(k)
+                        else:
+                            plan = policy.step(k)
+                    want, step_shift = step_want(plan, k)
+                    logits = forward(plan, want)
+            if guided:
+                with prof.section("sampling"):
+                    c, u = logits.chunk(2, dim=0)
+                    logits = u + (cfg_scale + 1) * (c - u)
+            rule = step_rule(k, s, block)
             with prof.section("sampling"):
                 _, conf, transfer = ops_.denoise_and_select(
                     logits, block, mask_id, rule, seed, offset,
@@ -350,6 +605,8 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
                                   "committed": transfer.cpu(), "conf": conf.cpu()})
             if xs is None:
                 x[rows, c0:c1] = block
+            if guided:
+                xm[B:, c0:c1] = block
             logits = None
             offset = (offset + 1) % (1 << 32)
             s += 1
@@ -359,7 +616,7 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
             forward(plan)
         if bar is not None:
             bar.update(1)
-        if eos_id is not None and k + 1 < num_blocks:
+        if compact and k + 1 < num_blocks:
             gen = x[rows, P:c1]
             done = (gen == eos_id).any(1)
             if bool(done.any()):                      # one flag per block
@@ -368,24 +625,26 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int, steps: in
                 x[rows[done], P:c1] = filled
                 x[rows[done], c1:] = eos_id
                 keep = (~done).nonzero().flatten()
-                with prof.section("cache"):
-                    policy = policy.subset(keep.tolist())
+                if policy is not None:
+                    with prof.section("cache"):
+                        policy = policy.subset(keep.tolist())
                 rows = rows[keep]
                 if len(rows) == 0:
                     break
-    policy.close()
+    if policy is not None:
+        policy.close()
     if bar is not None:
         bar.close()
     if eos_id is not None:             # every row: EOS after its first EOS (incl. the last block)
         gen = x[:, P:]
         gen.masked_fill_((gen == eos_id).cumsum(1) > 0, eos_id)
-    if parallel and bool((x[:, P:] == mask_id).any()):   # one read per generation
+    if (parallel or remasking == "origin") and bool((x[:, P:] == mask_id).any()):   # one read
         warnings.warn("dllm_kernels.generate: some positions are still masked (every candidate "
-                      "was ineligible, e.g. all suppressed or NaN logits)", RuntimeWarning, stacklevel=2)
+                      "was ineligible, e.g. all suppressed or NaN logits)", RuntimeWarning, stacklevel=3)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     total = time.perf_counter() - t_start
     timing = {"total_s": total, "tokens_per_s": B * gen_length / total if total > 0 else math.inf}
     if profile:
         timing.update({f"{k}_s": v for k, v in prof.t.items()})
-    return GenerateOutput(tokens=x, nfe=nfe, timing=timing, trace=steps_log)
+    return GenerateOutput(tokens=x.contiguous() if guided else x, nfe=nfe, timing=timing, trace=steps_log)
