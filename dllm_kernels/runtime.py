@@ -445,6 +445,7 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
                      trace, profile, page_size, pad_id, sampling_options)
 
 
+@torch.no_grad()
 def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, steps, temperature,
               remasking, threshold, factor, schedule, eps, cfg_scale, mask_id, cache,
               refresh_interval, attention_mask, eos_id, backend, seed, progress, trace, profile,
