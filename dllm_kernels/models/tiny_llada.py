@@ -99,8 +99,10 @@ class TinyLLaDA(torch.nn.Module):
         for _ in range(c.num_layers):
             layer = torch.nn.Module()
             layer.attn_norm = torch.nn.Parameter(torch.ones(E, dtype=dtype, device=device), requires_grad=False)
-            layer.wq = w(H * D, E, std=E ** -0.5)
-            layer.wk = w(Hkv * D, E, std=E ** -0.5)
+            # q / k 4x a unit init: attention sharp enough that masked positions (same token,
+            # different RoPE position) attend differently, so the outputs are varied
+            layer.wq = w(H * D, E, std=4.0 * E ** -0.5)
+            layer.wk = w(Hkv * D, E, std=4.0 * E ** -0.5)
             layer.wv = w(Hkv * D, E, std=E ** -0.5)
             layer.wo = w(E, H * D, std=(H * D) ** -0.5)
             layer.mlp_norm = torch.nn.Parameter(torch.ones(E, dtype=dtype, device=device), requires_grad=False)
@@ -109,8 +111,9 @@ class TinyLLaDA(torch.nn.Module):
             layer.w_down = w(E, F_, std=F_ ** -0.5)
             self.layers.append(layer)
         self.norm = torch.nn.Parameter(torch.ones(E, dtype=dtype, device=device), requires_grad=False)
-        # Logits with a few units of spread, so that confidences differ clearly (random weights)
-        self.lm_head = w(c.vocab_size, E, std=3.0 * E ** -0.5)
+        # Logits spread over several units, so that confidences spread over (0, 1) and threshold
+        # decoding commits several tokens per step, even with a 126,464-token vocabulary
+        self.lm_head = w(c.vocab_size, E, std=7.5 * E ** -0.5)
         # A trained dLLM never predicts the mask token; random weights would, so its logit gets -30
         bias = torch.zeros(c.vocab_size)
         bias[c.mask_id] = -30.0
