@@ -259,4 +259,6 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     python_requires=">=3.9",
+    # optional: transformers models in generate (dllm_kernels.integrations.transformers)
+    extras_require={"hf": ["transformers>=5,<6"]},
 )

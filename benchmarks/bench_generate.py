@@ -6,6 +6,10 @@ dllm_kernels/e2e.py, on the same TinyLLaDA weights, at equal NFE (fixed schedule
         [--layers N] [--batch B] [--prompt-length P] [--gen-length 256] [--block-length 32]
         [--steps 256] [--json PATH]
 
+--model qwen2-shaped runs a random-init transformers Qwen2ForCausalLM (Qwen2's 151,936 vocabulary,
+GQA 4/2, head_dim 64, 2 layers) through the "dllm_kernels" attention: our generate (none / dual /
+block) against the literal loops driving the same model and attention function.
+
 Defaults: gen 256, block 32, steps 256 (one token per step); on CUDA a LLaDA-8B-shaped TinyLLaDA
 (hidden 4096, 32 heads, vocab 126,464, 4 layers) in bf16, on CPU the "tiny" preset (LLaDA's
 vocabulary on a 2-layer, hidden-128 trunk). Each row reports tokens/s, NFE, wall time and, for our
@@ -28,7 +32,9 @@ from dllm_kernels import e2e
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--model", choices=list(e2e.PRESETS))
+    ap.add_argument("--model", choices=list(e2e.PRESETS) + list(e2e.HF_PRESETS),
+                    help="a TinyLLaDA preset, or a transformers-shaped one (qwen2-shaped: a random "
+                         "Qwen2ForCausalLM through the 'dllm_kernels' attention; needs transformers)")
     ap.add_argument("--layers", type=int)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--prompt-length", type=int, default=64)
@@ -40,20 +46,38 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     device = torch.device(a.device)
     preset = a.model or ("llada8b-shaped" if device.type == "cuda" else "tiny")
-    model = e2e.make_model(preset, device, layers=a.layers)
-    c = model.config
     head = bm.header([device])
     print(bm.format_header(head))
-    print(f"TinyLLaDA {preset!r}: {c.num_layers} layers, hidden {c.hidden_size}, heads {c.num_heads}/"
-          f"{c.num_kv_heads}, vocab {c.vocab_size}, {next(model.parameters()).dtype}; batch {a.batch}, "
-          f"prompt {a.prompt_length}, gen {a.gen_length}, block {a.block_length}, steps {a.steps}")
-    rows = e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps)
-    if a.threshold is not None:
-        rows += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
-                        caches=("dual",), baselines=False, threshold=a.threshold)
+    shape = f"batch {a.batch}, prompt {a.prompt_length}, gen {a.gen_length}, block {a.block_length}, steps {a.steps}"
+    if preset in e2e.HF_PRESETS:
+        from dllm_kernels.integrations.transformers import TransformersModel
+        model = e2e.make_hf_model(preset, device)
+        c = model.config
+        config = c.to_dict()
+        print(f"transformers {type(model).__name__} {preset!r} (random init): {c.num_hidden_layers} "
+              f"layers, hidden {c.hidden_size}, heads {c.num_attention_heads}/{c.num_key_value_heads}, "
+              f"head_dim {c.head_dim}, vocab {c.vocab_size}, {next(model.parameters()).dtype}; {shape}")
+        with TransformersModel(model) as adapter:      # literal loops: the same attention function
+            lit = e2e.LiteralView(adapter)
+            rows = e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
+                           caches=("none", "dual", "block"), literal=lit)
+            if a.threshold is not None:
+                rows += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length,
+                                a.steps, caches=("dual",), baselines=False, threshold=a.threshold,
+                                literal=lit)
+    else:
+        model = e2e.make_model(preset, device, layers=a.layers)
+        c = model.config
+        config = vars(c)
+        print(f"TinyLLaDA {preset!r}: {c.num_layers} layers, hidden {c.hidden_size}, heads {c.num_heads}/"
+              f"{c.num_kv_heads}, vocab {c.vocab_size}, {next(model.parameters()).dtype}; {shape}")
+        rows = e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps)
+        if a.threshold is not None:
+            rows += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
+                            caches=("dual",), baselines=False, threshold=a.threshold)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"header": head, "model": preset, "config": vars(c), "args": vars(a), "rows": rows},
+            json.dump({"header": head, "model": preset, "config": config, "args": vars(a), "rows": rows},
                       f, indent=2, default=str)
         print(f"bench_generate: wrote {a.json}")
     return 0

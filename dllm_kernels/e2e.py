@@ -32,6 +32,52 @@ def make_model(preset: str, device, dtype=None, layers: int | None = None, seed:
     return TinyLLaDA(TinyLLaDAConfig(**cfg), seed=seed, dtype=dtype, device=device)
 
 
+# transformers-shaped models (random init, generated through the "dllm_kernels" attention)
+HF_PRESETS = {
+    # Qwen2's vocabulary and GQA layout on a small trunk (CPU-sized)
+    "qwen2-shaped": dict(vocab_size=151_936, hidden_size=256, intermediate_size=768,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=64),
+}
+
+
+def make_hf_model(preset: str, device, dtype=None, seed: int = 0):
+    """A random-init transformers Qwen2ForCausalLM of the preset's shape (needs transformers);
+    the init is wider than transformers' 0.02 so that greedy outputs are varied, and the last
+    token id is its mask_token_id (its logits row zeroed: never the best)."""
+    import transformers
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    torch.manual_seed(seed)
+    cfg = transformers.Qwen2Config(**HF_PRESETS[preset], initializer_range=0.3,
+                                   max_position_embeddings=4096, tie_word_embeddings=False)
+    cfg.mask_token_id = cfg.vocab_size - 1
+    model = transformers.Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.25)
+        model.lm_head.weight[cfg.vocab_size - 1] = 0.0
+    return model.to(device=device, dtype=dtype)
+
+
+class LiteralView:
+    """What the literal loops need of a transformers model while its attention implementation is
+    "dllm_kernels" (inside TransformersModel): model(x).logits (uncached bidirectional SDPA),
+    forward(ids, positions, attn) with the attention replaced, config.mask_id, parameters()."""
+
+    def __init__(self, adapter):
+        self.adapter, self.model = adapter, adapter.model
+        self.config = adapter.config
+
+    def __call__(self, x):
+        return self.model(x)
+
+    def forward(self, ids, positions, attn):
+        return self.adapter.forward(ids, positions, attn)
+
+    def parameters(self):
+        return self.model.parameters()
+
+
 def _schedule(block_mask: torch.Tensor, steps: int) -> torch.Tensor:
     total = block_mask.sum(1, keepdim=True)
     num = (total // steps).repeat(1, steps)
@@ -99,7 +145,7 @@ def literal_fast_dllm_dual(model, x_prompt: torch.Tensor, gen_length: int, block
         num = _schedule(x[:, s0:s1] == mask_id, spb)
         kv = {}
 
-        def record(layer, q, kk, vv):
+        def record(layer, q, kk, vv, softmax_scale=None):
             kv[layer] = (kk, vv)
             return sdpa(q, kk, vv)
 
@@ -107,7 +153,7 @@ def literal_fast_dllm_dual(model, x_prompt: torch.Tensor, gen_length: int, block
         nfe += 1
         for i in range(spb):
             if i > 0:
-                def cached(layer, q, kk, vv):
+                def cached(layer, q, kk, vv, softmax_scale=None):
                     K, V = kv[layer]
                     K = torch.cat([K[:, :s0], kk, K[:, s1:]], 1)
                     V = torch.cat([V[:, :s0], vv, V[:, s1:]], 1)
@@ -142,12 +188,14 @@ def _timed(fn, device):
 @torch.no_grad()
 def run(model, batch: int, prompt_length: int, gen_length: int, block_length: int, steps: int,
         caches=("none", "prefix", "dual", "block"), baselines: bool = True, reference: bool = False,
-        threshold=None, seed: int = 0, log=print) -> list[dict]:
+        threshold=None, seed: int = 0, log=print, literal=None) -> list[dict]:
     """Times one generation per configuration (after one warm-up of each); returns rows with
-    tokens/s, NFE, seconds and the runtime's model / sampling / cache split."""
+    tokens/s, NFE, seconds and the runtime's model / sampling / cache split. literal: what the
+    literal loops drive (default model; a LiteralView for a transformers model)."""
+    literal = model if literal is None else literal
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, model.config.mask_id, (batch, prompt_length), generator=g).to(device)
+    prompt = torch.randint(0, literal.config.mask_id, (batch, prompt_length), generator=g).to(device)
     tokens = batch * gen_length
     rows = []
     kw = dict(gen_length=gen_length, block_length=block_length, steps=steps)
@@ -175,8 +223,8 @@ def run(model, batch: int, prompt_length: int, gen_length: int, block_length: in
     if baselines and threshold is None:
         for name, fn, ref_cache in (("literal LLaDA loop (none)", literal_llada, "none"),
                                     ("literal Fast-dLLM dual loop", literal_fast_dllm_dual, "dual")):
-            fn(model, prompt, **kw)                                      # warm-up
-            (x, nfe), secs = _timed(lambda: fn(model, prompt, **kw), device)
+            fn(literal, prompt, **kw)                                    # warm-up
+            (x, nfe), secs = _timed(lambda: fn(literal, prompt, **kw), device)
             ours = results.get((ref_cache, "kernels"))
             same = None if ours is None else ("same tokens as runtime" if torch.equal(ours, x)
                                               else f"tokens differ at {int((ours != x).sum())} positions")
