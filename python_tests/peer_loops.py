@@ -228,3 +228,58 @@ def dream(logits_fn, x_prompt, mask_id, gen_length, steps, alg="maskgit_plus", e
             rows = torch.arange(B).unsqueeze(1).expand_as(idx)
             x[rows, idx] = x_[rows, idx]
     return x
+
+
+@torch.no_grad()
+def block_diffusion(forward, x_prompt, mask_id, gen_length, block_length, steps):
+    """Block diffusion (BD3-LM / Fast-dLLM v2 / SDAR layout with blocks from the prompt end) at
+    T = 0 with dense K/V (B = 1): the prompt is prefilled with the staircase mask (key t visible to
+    position p iff t // block_length <= p // block_length); each step feeds only the current block,
+    which attends to the cached prefix and itself; a finished block is fed once more and its K/V
+    appended. forward(ids, pos, attn) as in fast_dllm_cached."""
+    P = x_prompt.shape[1]
+    x = torch.full((1, P + gen_length), mask_id, dtype=torch.long)
+    x[:, :P] = x_prompt
+    nb = gen_length // block_length
+    spb = steps // nb
+    cache = {}
+
+    def sdpa(q, K, V, mask=None):
+        g = q.shape[2] // K.shape[2]
+        return F.scaled_dot_product_attention(q.transpose(1, 2), K.repeat_interleave(g, 2).transpose(1, 2),
+                                              V.repeat_interleave(g, 2).transpose(1, 2), attn_mask=mask).transpose(1, 2)
+
+    pos = torch.arange(P)
+    stair = (pos[None, :] // block_length) <= (pos[:, None] // block_length)     # [q, k]
+
+    def prefill(layer, q, k, v, softmax_scale=None):
+        cache[layer] = (k, v)
+        return sdpa(q, k, v, stair)
+
+    forward(x[:, :P], pos.unsqueeze(0), prefill)
+    for k in range(nb):
+        s0, s1 = P + k * block_length, P + (k + 1) * block_length
+        num = _schedule(x[:, s0:s1] == mask_id, spb)[0]
+        bpos = torch.arange(s0, s1).unsqueeze(0)
+
+        def step(layer, q, kk, vv, softmax_scale=None):
+            K, V = cache[layer]
+            return sdpa(q, torch.cat([K, kk], 1), torch.cat([V, vv], 1))
+
+        for i in range(spb):
+            logits = forward(x[:, s0:s1], bpos, step)
+            x0 = logits.argmax(-1)
+            p = F.softmax(logits.double(), -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+            m = x[:, s0:s1] == mask_id
+            conf = torch.where(m, p, torch.tensor(NEG_INF, dtype=torch.double))
+            idx = torch.topk(conf[0], k=int(num[i])).indices
+            blk = x[0, s0:s1]
+            blk[idx] = x0[0, idx]
+
+        def commit(layer, q, kk, vv, softmax_scale=None):
+            K, V = cache[layer]
+            cache[layer] = (torch.cat([K, kk], 1), torch.cat([V, vv], 1))
+            return sdpa(q, cache[layer][0], cache[layer][1])
+
+        forward(x[:, s0:s1], bpos, commit)
+    return x

@@ -94,6 +94,17 @@ def test_prefix_and_dual_equal_literal_fast_dllm(hfm, cache):
     assert torch.equal(out.tokens, want)
 
 
+def test_block_mode_equals_literal_block_diffusion(hfm):
+    V = hfm.config.vocab_size
+    p = prompt(1, 11, V, seed=8)
+    with hf.TransformersModel(hfm) as rt:
+        want = peers.block_diffusion(rt.forward, p, V - 1, 32, 8, 32)
+    out = quiet(dk.generate, hfm, p, gen_length=32, block_length=8, steps=32, cache="block")
+    peers.assert_not_degenerate(out.tokens[:, 11:])
+    assert torch.equal(out.tokens, want)
+    assert out.nfe == 32 + 1 + 4                        # steps + prefill + a commit per block
+
+
 def test_dual_refreshed_every_step_equals_none(hfm):
     V = hfm.config.vocab_size
     ps = [prompt(1, n, V, seed=n)[0].tolist() for n in (5, 10)]
