@@ -203,3 +203,20 @@ def test_steps_optional_only_with_threshold_or_factor():
         dk.generate(m, [[1, 2, 3]], gen_length=8)
     out = dk.generate(m, [[1, 2, 3]], gen_length=8, factor=1.0)
     assert out.nfe <= 8 and not (out.tokens == m.config.mask_id).any()
+
+
+class RemoteCodeStyle(transformers.Qwen2ForCausalLM):
+    """A remote-code model whose class does not declare _supports_attention_backend; its module
+    looks its attention up in ALL_ATTENTION_FUNCTIONS (as LLaDA2-MoE's modeling file does)."""
+    _supports_attention_backend = False
+
+
+def test_remote_code_style_model_is_served():
+    base = peers.hf_model("qwen2", 64, seed=2)
+    remote = RemoteCodeStyle(base.config).eval()
+    remote.load_state_dict(base.state_dict())
+    assert model_kind(remote) == "transformers"
+    p = prompt(1, 6, 320, seed=9)
+    kw = dict(gen_length=16, block_length=8, steps=16, cache="dual")
+    assert torch.equal(dk.generate(remote, p, **kw).tokens, dk.generate(base, p, **kw).tokens)
+    assert remote.config._attn_implementation != hf.ATTN_NAME

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import sys
 import warnings
 from types import SimpleNamespace
 
@@ -88,12 +89,35 @@ def register() -> None:
 
 
 def is_attention_interface_model(model) -> bool:
-    """A transformers PreTrainedModel whose attention dispatches through AttentionInterface."""
+    """A transformers PreTrainedModel whose attention dispatches through AttentionInterface: the
+    class says so (_supports_attention_backend), or its module's source looks its attention up in
+    ALL_ATTENTION_FUNCTIONS (remote-code models such as LLaDA2-MoE)."""
     try:
         from transformers import PreTrainedModel
     except ImportError:
         return False
-    return isinstance(model, PreTrainedModel) and bool(getattr(model, "_supports_attention_backend", False))
+    if not isinstance(model, PreTrainedModel):
+        return False
+    if getattr(model, "_supports_attention_backend", False):
+        return True
+    module = sys.modules.get(type(model).__module__)
+    try:
+        return module is not None and "ALL_ATTENTION_FUNCTIONS" in inspect.getsource(module)
+    except (OSError, TypeError):
+        return False
+
+
+def _use(model, name: str) -> None:
+    """Switches the model's attention implementation (directly on the config when transformers'
+    own check refuses a remote-code class it cannot inspect)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model.set_attn_implementation(name)
+        except (ValueError, ImportError):
+            pass
+    if model.config._attn_implementation != name:
+        model.config._attn_implementation = name
 
 
 def _config_int(cfg, *names):
@@ -139,12 +163,12 @@ class TransformersModel:
         register()
         self._saved = self.model.config._attn_implementation
         if self._saved != ATTN_NAME:
-            self.model.set_attn_implementation(ATTN_NAME)
+            _use(self.model, ATTN_NAME)
         return self
 
     def __exit__(self, *exc):
         if self._saved is not None and self._saved != ATTN_NAME:
-            self.model.set_attn_implementation(self._saved)
+            _use(self.model, self._saved)
         self._saved = None
 
     def forward(self, input_ids, positions, attn, logits_range=None):
@@ -175,11 +199,11 @@ def bidirectional(model):
     bidirectional SDPA (the uncached dLLM forward of a transformers model)."""
     register()
     saved = model.config._attn_implementation
-    model.set_attn_implementation(ATTN_NAME)
+    _use(model, ATTN_NAME)
     try:
         yield model
     finally:
-        model.set_attn_implementation(saved)
+        _use(model, saved)
 
 
 __all__ = ["ATTN_NAME", "TransformersModel", "attention_forward", "available", "bidirectional",
