@@ -5,7 +5,7 @@ prompts), built on the cache_write_ / cache_gather / cache_copy_pages_ ops.
     alloc = PageAllocator(num_pages, page_size)   # C++ (pybind11) when native, else the reference
     cache = PagedKVCache(num_layers, num_kv_heads, head_dim, num_pages=..., page_size=16,
                          dtype=torch.bfloat16, device="cuda")
-    policy = DLLMCache(cache, prompt_lens, gen_length=256, block_length=32, mode="dual")
+    policy = CachePolicy(cache, prompt_lens, gen_length=256, block_length=32, mode="dual")
     plan = policy.step(k)                         # built once per block, reused by every step
     plan.write(cache, layer, k_new, v_new)        # in the model's attention layer: no host sync
 
@@ -237,7 +237,7 @@ class CachePlan:
                                 self.max_cache_len)
 
 
-class DLLMCache:
+class CachePolicy:
     """The cache policy of one batched dLLM generation, as per-block plans.
 
     mode:
@@ -254,6 +254,11 @@ class DLLMCache:
           staircase (block-causal) mask; each step feeds block k and attends to the cache [0, s_k) +
           itself; commit(k) feeds the finished block once and appends its K/V. Pages grow per
           block; release(rows) frees finished rows mid-batch.
+      "none" (no reuse: LLaDA): every step is a full forward, run as a dual refresh (writes every
+          position, attends to the cache).
+    The runtime drives every mode through the same three calls: plans_before() (forwards before
+    the first block), step_plan(k, s) (the forward of step s of block k) and
+    plans_after_block(k) (forwards once block k is decoded).
     prompt_cached=True (block mode): the rows' sequences already hold the prompt's K/V, e.g. forked
     from one prefilled prompt (PagedKVCache.fork, n samples per prompt: shared pages, no copy);
     prefill() then writes nothing, and commits copy a shared page only when they write into it.
@@ -267,19 +272,19 @@ class DLLMCache:
         refresh_interval: dual / prefix: also refresh after this many steps within a block.
     """
 
-    MODES = ("prefix", "dual", "block")
+    MODES = ("none", "prefix", "dual", "block")
 
     def __init__(self, cache: PagedKVCache, prompt_lens, gen_length: int, block_length: int,
                  mode: str, *, seq_ids=None, refresh_interval: int | None = None,
                  prompt_cached: bool = False):
         if mode not in self.MODES:
-            raise ValueError(f"dllm_kernels.DLLMCache: mode must be one of {list(self.MODES)}, got {mode!r}")
+            raise ValueError(f"dllm_kernels.CachePolicy: mode must be one of {list(self.MODES)}, got {mode!r}")
         if block_length < 1 or gen_length % block_length:
-            raise ValueError(f"dllm_kernels.DLLMCache: gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+            raise ValueError(f"dllm_kernels.CachePolicy: gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
         if refresh_interval is not None and refresh_interval < 1:
-            raise ValueError(f"dllm_kernels.DLLMCache: refresh_interval must be >= 1, got {refresh_interval}")
+            raise ValueError(f"dllm_kernels.CachePolicy: refresh_interval must be >= 1, got {refresh_interval}")
         if prompt_cached and mode != "block":
-            raise ValueError("dllm_kernels.DLLMCache: prompt_cached needs mode='block' (prefix and "
+            raise ValueError("dllm_kernels.CachePolicy: prompt_cached needs mode='block' (prefix and "
                              "dual refreshes rewrite the prompt's K/V)")
         self.cache, self.mode = cache, mode
         self.prompt_lens = [int(p) for p in prompt_lens]
@@ -294,10 +299,10 @@ class DLLMCache:
             seq_ids = cache.new_seq_ids(self.B)
         self.seq_ids: list[int | None] = list(seq_ids)
         if len(self.seq_ids) != self.B:
-            raise ValueError(f"dllm_kernels.DLLMCache: {len(self.seq_ids)} seq_ids for {self.B} prompts")
+            raise ValueError(f"dllm_kernels.CachePolicy: {len(self.seq_ids)} seq_ids for {self.B} prompts")
         self.total = [p + gen_length for p in self.prompt_lens]
         first = {"prefix": [t - block_length for t in self.total], "dual": self.total,
-                 "block": self.prompt_lens}[mode]
+                 "none": self.total, "block": self.prompt_lens}[mode]
         cache.reserve(self.seq_ids, [max(0, n) for n in first])
         self._plans: dict[tuple, CachePlan] = {}
 
@@ -314,11 +319,28 @@ class DLLMCache:
             self._plans[key] = self.cache.plan(self.seq_ids, self.pad, **kw)
         return self._plans[key]
 
+    # ---- what the runtime calls, the same for every mode ------------------------------------------
+    def plans_before(self) -> list:
+        """Forwards before the first block whose logits nobody reads (block: the prefill)."""
+        return [self.prefill()] if self.mode == "block" else []
+
+    def step_plan(self, k: int, s: int) -> CachePlan:
+        """The forward of step s of block k: a refresh where the mode asks for one (every step
+        in "none"; the block's first step, and every refresh_interval steps, in prefix / dual),
+        else a cached step."""
+        if self.mode == "none" or (self.mode in ("prefix", "dual") and (s == 0 or self.refresh_due(s))):
+            return self.refresh(k)
+        return self.step(k)
+
+    def plans_after_block(self, k: int) -> list:
+        """Forwards once block k is decoded, logits unread (block: the commit of its K/V)."""
+        return [self.commit(k)] if self.mode == "block" else []
+
     # ---- prefix / dual -----------------------------------------------------------------------------
     def refresh(self, k: int) -> CachePlan:
         """Full forward over every column at the start of block k (or mid-block when refresh_due):
         writes the prefix [0, s_k) ("prefix") or everything ("dual"); attends to the fed tokens."""
-        self._need("prefix", "dual", what="refresh")
+        self._need("none", "prefix", "dual", what="refresh")
         if self.mode == "prefix":   # cache the prefix, attend to it + the fed block and suffix
             s = self._start(k)
             return self._plan(("refresh", k), columns=(0, self.P + self.gen_length),
@@ -336,6 +358,7 @@ class DLLMCache:
     # ---- every mode ------------------------------------------------------------------------------
     def step(self, k: int) -> CachePlan:
         """A denoising step in block k (see the class doc for what each mode feeds and attends)."""
+        self._need("prefix", "dual", "block", what="step")
         s = self._start(k)
         c0, c1 = self.block_columns(k)
         if self.mode == "prefix":
@@ -383,14 +406,14 @@ class DLLMCache:
         """Frees every row's pages."""
         self.release(range(self.B))
 
-    def subset(self, rows) -> "DLLMCache":
+    def subset(self, rows) -> "CachePolicy":
         """A policy for only `rows` (e.g. the rows still generating), keeping their pages and the
         batch's column layout; the other rows' pages are freed. This object must not be used
         afterwards."""
         rows = list(rows)
         keep = set(rows)
         self.release([b for b in range(self.B) if b not in keep])
-        new = object.__new__(DLLMCache)
+        new = object.__new__(CachePolicy)
         new.__dict__.update(self.__dict__)
         new.prompt_lens = [self.prompt_lens[b] for b in rows]
         new.pad = [self.pad[b] for b in rows]
@@ -403,7 +426,7 @@ class DLLMCache:
 
     def _need(self, *modes, what: str) -> None:
         if self.mode not in modes:
-            raise RuntimeError(f"dllm_kernels.DLLMCache.{what}: not a step of mode {self.mode!r} (only {list(modes)})")
+            raise RuntimeError(f"dllm_kernels.CachePolicy.{what}: not a step of mode {self.mode!r} (only {list(modes)})")
 
 
-__all__ = ["CachePlan", "DLLMCache", "PageAllocator", "PagedKVCache", "ReferencePageAllocator"]
+__all__ = ["CachePlan", "CachePolicy", "PageAllocator", "PagedKVCache", "ReferencePageAllocator"]

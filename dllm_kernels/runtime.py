@@ -10,7 +10,7 @@ committing LLaDA's linear number of tokens, or `threshold` / `factor` parallel d
 until the block has no mask left), each step = one model forward + denoise_and_select (candidate
 tokens, confidences, selection and commit in one op).
 
-Cache modes (dllm_kernels.cache.DLLMCache): "none" (every step a full forward, like LLaDA),
+Cache modes (dllm_kernels.cache.CachePolicy): "none" (every step a full forward, like LLaDA),
 "prefix" / "dual" (Fast-dLLM v1: a full forward at each block start refreshes the cache, which
 then serves the block's remaining steps; refresh_interval adds refreshes), "block" (block
 diffusion: the prompt is prefilled once with the staircase mask, each step feeds only the current
@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 from . import ops, reference
 from ._checks import ATTN_HEAD_DIMS
-from .cache import DLLMCache, PagedKVCache
+from .cache import CachePolicy, PagedKVCache
 from .schedules import dream_num_transfer, dream_timesteps
 
 CACHE_MODES = ("none", "prefix", "dual", "block")
@@ -489,8 +489,8 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             pages = sum(-(-(p + gen_length) // page_size) for p in lens_m) + len(lens_m)
             kv = PagedKVCache(model.num_layers, model.config.num_kv_heads, model.config.head_dim,
                               num_pages=pages, page_size=page_size, dtype=dtype, device=device)
-            policy = DLLMCache(kv, lens_m, gen_length, block_length,
-                               "dual" if cache == "none" else cache, refresh_interval=refresh_interval)
+            policy = CachePolicy(kv, lens_m, gen_length, block_length, cache,
+                                 refresh_interval=refresh_interval)
     pad_mask = None
     if kind == "callable" and min(lens_m) < P:       # the callable sees the padding: mask it
         lens_t = torch.tensor(lens_m, device=device).unsqueeze(1)
@@ -557,10 +557,24 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             return {"num_transfer": dream_num_transfer(block == mask_id, s, spb, eps)}
         return {"num_transfer": linear[:, s]}
 
-    if cache == "block":
+    def step_logits(k, s):
+        """The logits of step s of block k ([B, block_length, V]) and whether the op shifts."""
+        if kind == "callable":
+            return callable_logits(k)
         with prof.section("cache"):
-            plan = policy.prefill()
-        forward(plan)
+            plan = policy.step_plan(k, s)
+        want, step_shift = step_want(plan, k)
+        return forward(plan, want), step_shift
+
+    def forward_unread(plans):
+        """Forwards whose logits nobody reads (a block-mode prefill / commit)."""
+        for plan in plans:
+            forward(plan)
+
+    if policy is not None:
+        with prof.section("cache"):
+            before = policy.plans_before()
+        forward_unread(before)
     for k in range(num_blocks):
         c0, c1 = P + k * block_length, P + (k + 1) * block_length
         xs = x if len(rows) == B else None
@@ -568,12 +582,6 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         if not parallel and schedule == "linear" and remasking != "origin":
             with prof.section("sampling"):
                 linear = ops_.num_transfer_tokens(block == mask_id, spb)
-        logits = None
-        if cache in ("prefix", "dual"):
-            with prof.section("cache"):
-                plan = policy.refresh(k)
-            want, step_shift = step_want(plan, k)
-            logits = forward(plan, want)
         s = 0
         while True:
             if parallel:
@@ -581,17 +589,7 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
                     break
             elif s >= spb:
                 break
-            if logits is None:
-                if kind == "callable":
-                    logits, step_shift = callable_logits(k)
-                else:
-                    with prof.section("cache"):
-                        if cache == "none" or (policy.refresh_due(s) and cache != "block"):
-                            plan = policy.refresh(k)
-                        else:
-                            plan = policy.step(k)
-                    want, step_shift = step_want(plan, k)
-                    logits = forward(plan, want)
+            logits, step_shift = step_logits(k, s)
             if guided:
                 with prof.section("sampling"):
                     c, u = logits.chunk(2, dim=0)
@@ -608,13 +606,12 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
                 x[rows, c0:c1] = block
             if guided:
                 xm[B:, c0:c1] = block
-            logits = None
             offset = (offset + 1) % (1 << 32)
             s += 1
-        if cache == "block":
+        if policy is not None:
             with prof.section("cache"):
-                plan = policy.commit(k)
-            forward(plan)
+                after = policy.plans_after_block(k)
+            forward_unread(after)
         if bar is not None:
             bar.update(1)
         if compact and k + 1 < num_blocks:

@@ -317,12 +317,12 @@ def test_cuda_bf16_generation(cache):
 def test_cuda_step_path_has_no_device_sync(cache):
     """One step of a fixed-schedule generation (model forward with the plan's attention, then
     denoise_and_select with a device num_transfer) under torch's sync debug mode."""
-    from dllm_kernels.cache import DLLMCache, PagedKVCache
+    from dllm_kernels.cache import CachePolicy, PagedKVCache
     from dllm_kernels.runtime import _Backend, _PlanAttention, _Profiler
     model = TinyLLaDA(CUDA_CFG, seed=3, dtype=torch.bfloat16, device="cuda")
     kv = PagedKVCache(2, CUDA_CFG.num_kv_heads, CUDA_CFG.head_dim, num_pages=64, page_size=16,
                       dtype=torch.bfloat16, device="cuda")
-    pol = DLLMCache(kv, [5, 9], 32, 16, cache)
+    pol = CachePolicy(kv, [5, 9], 32, 16, cache)
     if cache == "block":
         pol.prefill()
     plan = pol.step(0)

@@ -1,4 +1,4 @@
-"""PagedKVCache and the dLLM cache policies (DLLMCache): memory accounting, plans, and what the
+"""PagedKVCache and the dLLM cache policies (CachePolicy): memory accounting, plans, and what the
 cache holds after each phase of prefix / dual / block-commit / forked-prompt decoding, checked
 against a toy bidirectional "model" whose K/V depend on every token of the sequence."""
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dllm_kernels as dk
-from dllm_kernels import DLLMCache, PagedKVCache
+from dllm_kernels import CachePolicy, PagedKVCache
 
 L_LAYERS, H, D, MASK, PAD = 2, 2, 8, 99, 98
 
@@ -105,7 +105,7 @@ def test_dual_cache_matches_full_recompute(device, gen, refresh_interval):
     gen_length, bl, steps = 12, 4, 3
     cache = new_cache(device)
     tokens, _ = make_batch(PROMPTS, gen_length, gen)
-    pol = DLLMCache(cache, PROMPTS, gen_length, bl, "dual", refresh_interval=refresh_interval)
+    pol = CachePolicy(cache, PROMPTS, gen_length, bl, "dual", refresh_interval=refresh_interval)
     totals = [p + gen_length for p in PROMPTS]
     for k in range(pol.num_blocks):
         feed(pol.refresh(k), tokens, pol.pad, cache)
@@ -149,7 +149,7 @@ def test_prefix_cache(device, gen):
     gen_length, bl = 12, 4
     cache = new_cache(device)
     tokens, _ = make_batch(PROMPTS, gen_length, gen)
-    pol = DLLMCache(cache, PROMPTS, gen_length, bl, "prefix")
+    pol = CachePolicy(cache, PROMPTS, gen_length, bl, "prefix")
     for k in range(pol.num_blocks):
         refresh = pol.refresh(k)
         assert refresh.columns == (0, max(PROMPTS) + gen_length)
@@ -175,7 +175,7 @@ def test_block_commit_and_release(device, gen):
     gen_length, bl = 12, 4
     cache = new_cache(device)
     tokens, _ = make_batch(PROMPTS, gen_length, gen)
-    pol = DLLMCache(cache, PROMPTS, gen_length, bl, "block")
+    pol = CachePolicy(cache, PROMPTS, gen_length, bl, "block")
     pre = pol.prefill()
     assert pre.mask == "block_causal" and pre.block_size == bl
     feed(pre, tokens, pol.pad, cache)
@@ -218,14 +218,14 @@ def test_forked_prompt_shares_pages(device, gen):
     gen_length, bl, n, p = 8, 4, 3, 10              # page_size 4: prompt pages 0..2, last one half full
     cache = new_cache(device)
     tokens, _ = make_batch([p], gen_length, gen)
-    src = DLLMCache(cache, [p], gen_length, bl, "block")
+    src = CachePolicy(cache, [p], gen_length, bl, "block")
     feed(src.prefill(), tokens, src.pad, cache)
     prompt_pages = cache.pages(src.seq_ids[0])
     src_kv = cached(cache, src.seq_ids[0], p, 0)
     forks = cache.new_seq_ids(n)
     cache.fork(src.seq_ids[0], forks)
     assert cache.used_bytes == 3 * cache.bytes_per_page   # shared, not copied
-    pol = DLLMCache(cache, [p] * n, gen_length, bl, "block", seq_ids=forks, prompt_cached=True)
+    pol = CachePolicy(cache, [p] * n, gen_length, bl, "block", seq_ids=forks, prompt_cached=True)
     assert pol.prefill().slot_mapping is None
     batch = tokens.repeat(n, 1)
     written = torch.zeros(n, p + gen_length, H, D)         # layer 0 K of each commit
@@ -249,14 +249,14 @@ def test_forked_prompt_shares_pages(device, gen):
 def test_bad_arguments(device):
     cache = new_cache(device, num_pages=4)
     with pytest.raises(ValueError, match=r"mode must be one of"):
-        DLLMCache(cache, [3], 8, 4, "suffix")
+        CachePolicy(cache, [3], 8, 4, "suffix")
     with pytest.raises(ValueError, match=r"gen_length \(10\) must be a multiple of block_length \(4\)"):
-        DLLMCache(cache, [3], 10, 4, "dual")
+        CachePolicy(cache, [3], 10, 4, "dual")
     with pytest.raises(RuntimeError, match=r"out of pages: needs 6, 4 free"):
-        DLLMCache(cache, [3, 3], 8, 4, "dual")
+        CachePolicy(cache, [3, 3], 8, 4, "dual")
     assert cache.used_bytes == 0
-    pol = DLLMCache(cache, [3], 4, 4, "prefix")
-    with pytest.raises(RuntimeError, match=r"DLLMCache.commit: not a step of mode 'prefix'"):
+    pol = CachePolicy(cache, [3], 4, 4, "prefix")
+    with pytest.raises(RuntimeError, match=r"CachePolicy.commit: not a step of mode 'prefix'"):
         pol.commit(0)
 
 
@@ -265,7 +265,7 @@ def test_bad_arguments(device):
 def test_step_path_has_no_device_sync(gen):
     """Building a block's plans syncs at most on the host side; the per-step writes never sync."""
     cache = new_cache("cuda")
-    pol = DLLMCache(cache, PROMPTS, 8, 4, "dual")
+    pol = CachePolicy(cache, PROMPTS, 8, 4, "dual")
     plan = pol.step(0)
     k = torch.randn(3, 4, H, D, device="cuda")
     torch.cuda.set_sync_debug_mode("error")
