@@ -38,6 +38,25 @@ def pytest_report_header(config):
             f"cuda_version={info['cuda_version']} archs={info['archs']} gpu={info['gpu']}")
 
 
+def _needs_native(item) -> bool:
+    """Marked native, or parametrized with a "native" path (the compiled op called directly)."""
+    if item.get_closest_marker("native") is not None:
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(isinstance(v, str) and v == "native" for v in params.values())
+
+
+def pytest_collection_modifyitems(config, items):
+    """On the reference backend (DLLM_KERNELS_NATIVE=0, or a failed build) the tests of the
+    compiled ops themselves skip with the reason; everything else runs on the reference."""
+    if _native.NATIVE:
+        return
+    skip = pytest.mark.skip(reason=f"needs the compiled ops ({_native.FALLBACK_REASON})")
+    for item in items:
+        if _needs_native(item):
+            item.add_marker(skip)
+
+
 def pytest_sessionstart(session):
     if os.environ.get("DLLM_REQUIRE_GPU") == "1" and not (HAS_CUDA and _native.NATIVE_CUDA):
         raise pytest.UsageError("DLLM_REQUIRE_GPU=1 but no CUDA device or no native CUDA kernels")

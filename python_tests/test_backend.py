@@ -13,6 +13,7 @@ import dllm_kernels as dk
 from dllm_kernels import _native, registry
 
 
+@pytest.mark.native
 def test_backend_info_reports_native():
     info = dk.backend_info()
     for key in ("native", "cuda", "torch", "cuda_version", "archs", "gpu", "build"):
@@ -27,6 +28,7 @@ def test_backend_info_reports_native():
         assert info["archs"] and all(a for a in info["archs"])
 
 
+@pytest.mark.native
 def test_every_registered_op_has_a_spec_and_kernels():
     names = {s.name for s in registry.SPECS}
     assert names == set(_native._OPS)
@@ -35,6 +37,7 @@ def test_every_registered_op_has_a_spec_and_kernels():
         assert _native._has_kernel(op, "Meta"), f"{op}: no fake kernel registered"
 
 
+@pytest.mark.native
 def test_mismatched_build_falls_back_with_one_clear_warning(monkeypatch):
     monkeypatch.setattr(_native, "_read_build_info", lambda: {"torch": "0.0.1", "cuda": "9.9"})
     with pytest.warns(RuntimeWarning, match=r"built for torch 0\.0\.1 \(CUDA 9\.9\), you have torch") as rec:
@@ -43,6 +46,7 @@ def test_mismatched_build_falls_back_with_one_clear_warning(monkeypatch):
     assert len(rec) == 1
 
 
+@pytest.mark.native
 def test_missing_build_falls_back(monkeypatch):
     monkeypatch.setattr(_native, "_read_build_info", lambda: None)
     with pytest.warns(RuntimeWarning, match=r"not built"):
@@ -64,6 +68,7 @@ def _run(code, cwd, **env):
                           text=True, cwd=cwd, env={**os.environ, **env}, timeout=300)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("state", ["no _C", "built for another torch"])
 def test_fallback_in_a_fresh_process(tmp_path, state):
     """A copy of the package without its extension, or with build info from another torch:

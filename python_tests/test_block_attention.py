@@ -142,6 +142,7 @@ def test_cpu_amx_path_is_taken_and_threads_agree(monkeypatch, gen):
     assert torch.equal(amx, single)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("amx", ["1", "0"])
 @pytest.mark.parametrize("D", [64, 128])
 def test_cpu_bf16_output_rounding_matches_torch(monkeypatch, gen, amx, D):
@@ -259,6 +260,7 @@ def test_unchecked_bad_values_never_crash(device, gen):
     assert torch.isfinite(out.float()).all()
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     q, k, v, kw = make(2, 7, 4, 2, 64, [33, 5], [7, 3], 7, 16, dtype, device, gen)
@@ -267,6 +269,7 @@ def test_opcheck(device, gen):
     torch.library.opcheck(torch.ops.dllm_kernels.block_attention, args)
 
 
+@pytest.mark.native
 def test_torch_compile_fullgraph(gen):
     q, k, v, kw = make(1, 7, 2, 2, 64, [20], None, 7, 16, torch.float32, "cpu", gen)
     want = dk.block_attention(q, k, v, **kw)
@@ -391,6 +394,7 @@ SAME_MESSAGE = {
 }
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("case", SAME_MESSAGE)
 def test_same_message_on_every_path(gen, case):
     q, k, v, kw = make(2, 7, 4, 2, 64, [40, 20], None, 7, 16, torch.float32, "cpu", gen)
@@ -410,6 +414,7 @@ def test_reference_unchecked_clamps_like_the_kernel(gen):
     assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("variant", ["no cache", "no k", "q_start", "Lq=1 full"])
 def test_opcheck_variants(device, gen, variant):
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16

@@ -63,6 +63,7 @@ def test_copy_on_write_keeps_source(device, gen):
     assert torch.equal(k_cache[pages1[2], 2:], k_new[:2])
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     k_cache, v_cache = make_cache(6, 4, 2, 16, torch.float32, device, gen)
     pairs = torch.tensor([[0, 5], [2, 3]], device=device)
@@ -99,6 +100,7 @@ def test_bad_input(device, gen, case, impl):
     assert torch.equal(k_cache, before)
 
 
+@pytest.mark.native
 def test_pairs_inside_cache_rejected(gen):
     kv = torch.zeros(6, 4, 2, 16, dtype=torch.float32)
     k_cache, v_cache = kv, kv.clone()
@@ -109,6 +111,7 @@ def test_pairs_inside_cache_rejected(gen):
             IMPLS[impl](k_cache, v_cache, pairs)
 
 
+@pytest.mark.native
 def test_shared_cache_rejected(gen):
     k_cache, _ = make_cache(6, 4, 2, 16, torch.float32, "cpu", gen)
     for impl in IMPLS.values():

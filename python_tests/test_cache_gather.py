@@ -102,6 +102,7 @@ def test_empty_batch(device, gen):
     assert k.shape == (0, 0, 2, 8) and v.shape == (0, 0, 2, 8)
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     S, H, D, lens = 16, 4, 64, [20, 3]
     k_cache, v_cache = make_cache(6, S, H, D, torch.float16, device, gen)

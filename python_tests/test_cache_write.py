@@ -105,6 +105,7 @@ def test_unchecked_out_of_range_is_skipped(device, gen):
     check_against_reference(k_cache, v_cache, k, v, slots, check=False)
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     P, S, H, D = 6, 16, 4, 64
     k_cache, v_cache = make_cache(P, S, H, D, torch.bfloat16, device, gen)
@@ -114,6 +115,7 @@ def test_opcheck(device, gen):
         torch.library.opcheck(torch.ops.dllm_kernels.cache_write_, (k_cache, v_cache, k, v, slots, check))
 
 
+@pytest.mark.native
 def test_torch_compile_fullgraph(gen):
     P, S, H, D = 6, 16, 4, 64
     k_cache, v_cache = make_cache(P, S, H, D, torch.float32, "cpu", gen)
@@ -181,6 +183,7 @@ def test_bad_input(device, gen, case, impl):
     assert torch.equal(k_cache, before[0]) and torch.equal(v_cache, before[1])
 
 
+@pytest.mark.native
 def test_bad_input_under_fake_tensors(gen):
     from torch._subclasses.fake_tensor import FakeTensorMode
     k_cache, v_cache = make_cache(P0, S0, H0, D0, torch.float32, "cpu", gen)
@@ -193,6 +196,7 @@ def test_bad_input_under_fake_tensors(gen):
             torch.ops.dllm_kernels.cache_write_(fk, fv, fkk.half(), fkk.clone(), fs, True)
 
 
+@pytest.mark.native
 def test_wrong_device_meta(gen):
     k_cache, v_cache = make_cache(P0, S0, H0, D0, torch.float32, "cpu", gen)
     k = rand((5, H0, D0), torch.float32, "cpu", gen)

@@ -4,12 +4,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args):
     return subprocess.run([sys.executable, "-m", "dllm_kernels", *args], capture_output=True,
                           text=True, timeout=600)
 
 
+@pytest.mark.native
 def test_verify_passes_on_every_device():
     out = run("verify")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -20,6 +23,7 @@ def test_verify_passes_on_every_device():
     assert ", 0 failed" in out.stdout
 
 
+@pytest.mark.native
 def test_bench_writes_json(tmp_path):
     path = tmp_path / "bench.json"
     out = run("bench", "--device", "cpu", "--no-compile", "--reps", "3", "--json", str(path),
@@ -37,6 +41,7 @@ def test_bench_writes_json(tmp_path):
     assert "GB/s" in out.stdout and "vs ref" in out.stdout
 
 
+@pytest.mark.native
 def test_info_is_json():
     out = run("info")
     assert out.returncode == 0

@@ -87,11 +87,13 @@ def test_non_canonical_bool_bytes(device):
     assert x.tolist() == [[1, 6, 3, 4]]
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     x, x0, transfer = make((3, 33), torch.int64, device, gen)
     torch.library.opcheck(torch.ops.dllm_kernels.commit_, (x, x0, transfer))
 
 
+@pytest.mark.native
 def test_torch_compile_fullgraph(gen):
     x, x0, transfer = make((2, 17), torch.int64, "cpu", gen)
     want = expected(x, x0, transfer)
@@ -131,6 +133,7 @@ def test_bad_input(device, gen, case, impl):
     assert torch.equal(x, before)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("impl", ["native", "public"])
 def test_bad_input_under_fake_tensors(gen, impl):
     """The fake kernel (torch.compile / export) rejects the same inputs."""
@@ -143,6 +146,7 @@ def test_bad_input_under_fake_tensors(gen, impl):
             IMPLS[impl](fx, fx0, ft.to(torch.uint8))
 
 
+@pytest.mark.native
 def test_wrong_device_meta(gen):
     x, x0, t = make((3, 33), torch.int64, "cpu", gen)
     for impl in IMPLS.values():

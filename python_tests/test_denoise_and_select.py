@@ -38,6 +38,7 @@ def test_per_row_k_tensor(device, gen):
     assert transfer.sum(1).tolist() == [1, 5, 0]
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     logits, x, mask_id = make(2, 9, 64, device, gen)
     args = (logits, x.clone(), mask_id, 1.0, 0, 1.0, "top_k_first", "prob", "raw", False, None,
@@ -45,6 +46,7 @@ def test_opcheck(device, gen):
     torch.library.opcheck(torch.ops.dllm_kernels.denoise_and_select, args)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("impl", ["native", "public"])
 def test_bad_selection_writes_nothing(device, gen, impl):
     logits, x, mask_id = make(2, 9, 64, device, gen)

@@ -216,6 +216,7 @@ else:
 
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     logits, x, mask_id = make(2, 5, 64, device, gen)
     args = (logits, x, mask_id, 1.0, 0, 1.0, "top_k_first", "prob", "raw", False, None, 5, 0)
@@ -262,6 +263,7 @@ def test_bad_input(device, gen, case, impl):
 @pytest.mark.parametrize("case", ["logits int", "V not contiguous", "x int32", "x shape",
                                   "mask_id < 0", "top_k < 0", "top_p 0", "temperature < 0",
                                   "confidence", "source", "filter_order", "offset"])
+@pytest.mark.native
 def test_bad_input_native(device, gen, case):
     """The raw op (torch.ops.dllm_kernels.denoise_step) checks the same things in C++."""
     logits, x, _ = make(2, 5, 64, device, gen)

@@ -59,6 +59,7 @@ def test_integer_like_steps(device, gen, steps):
     assert torch.equal(dk.num_transfer_tokens(mask, steps), reference.num_transfer_tokens(mask, 4))
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     torch.library.opcheck(torch.ops.dllm_kernels.num_transfer_tokens, (make((3, 33), device, gen), 4))
 

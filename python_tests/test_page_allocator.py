@@ -16,6 +16,7 @@ IMPLS = [pytest.param(RefAllocator, id="reference"),
                       marks=pytest.mark.skipif(_native.C is None, reason="native extension not loaded"))]
 
 
+@pytest.mark.native
 def test_native_class_is_loaded():
     assert _native.C is not None and dk.PageAllocator is _native.C.PageAllocator
 

@@ -116,6 +116,7 @@ else:
 
 
 
+@pytest.mark.native
 def test_opcheck(device, gen):
     conf = make_conf(3, 33, gen, device)
     op = torch.ops.dllm_kernels.select_transfer
@@ -162,6 +163,7 @@ def test_bad_conf(device, gen, impl):
         calls[impl](conf[0])
 
 
+@pytest.mark.native
 def test_bad_rule_native(device, gen):
     conf = make_conf(3, 9, gen, device)
     with pytest.raises(RuntimeError, match=r"select_transfer: rule must be one of"):
