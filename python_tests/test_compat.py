@@ -139,7 +139,7 @@ def test_llada_eos_options_equal_literal_loop():
         x[:, :6] = ids
         for k in range(2):
             s1 = 6 + (k + 1) * 8
-            num = peers._schedule(x[:, s1 - 8:s1] == 126_336, 4)
+            num = peers.schedule(x[:, s1 - 8:s1] == 126_336, 4)
             for i in range(4):
                 mask_index = x == 126_336
                 logits = model(x).logits.clone()

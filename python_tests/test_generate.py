@@ -1,12 +1,12 @@
-"""Runtime parity: generate() against literal LLaDA / Fast-dLLM-style loops written here, kernels
+"""Runtime parity: generate() against the literal LLaDA / Fast-dLLM loops (dllm_kernels.peers), kernels
 against the reference backend for every cache mode, seeded sampling, parallel decoding rules,
 EOS handling, traces and errors. The model is a tiny fp32 TinyLLaDA on the CPU."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import dllm_kernels as dk
+from dllm_kernels import peers
 from dllm_kernels.models import TinyLLaDA, TinyLLaDAConfig
 
 CFG = TinyLLaDAConfig(vocab_size=96, hidden_size=128, num_layers=2, num_heads=2, num_kv_heads=1)
@@ -23,39 +23,10 @@ def prompts(lens, seed=0):
     return [torch.randint(0, MASK, (n,), generator=g).tolist() for n in lens]
 
 
-def llada_loop(model, prompt, gen_length, block_length, steps):
-    """LLaDA's generate() (T = 0, low_confidence), written out: full forward each step, linear
-    schedule, argmax, softmax confidence, top-k per row within the current block."""
-    x = torch.full((1, len(prompt) + gen_length), MASK, dtype=torch.long)
-    x[0, :len(prompt)] = torch.tensor(prompt)
-    nb = gen_length // block_length
-    spb = steps // nb
-    for k in range(nb):
-        s0 = len(prompt) + k * block_length
-        block_mask = x[:, s0:s0 + block_length] == MASK
-        total = block_mask.sum(1, keepdim=True)
-        num = (total // spb).repeat(1, spb)
-        num[:, : int(total % spb)] += 1
-        for i in range(spb):
-            mask_index = x == MASK
-            logits = model(x).logits
-            x0 = torch.argmax(logits, dim=-1)
-            p = F.softmax(logits.double(), dim=-1)
-            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
-            x0_p[:, s0 + block_length:] = -float("inf")
-            x0 = torch.where(mask_index, x0, x)
-            conf = torch.where(mask_index, x0_p, torch.tensor(-float("inf"), dtype=torch.double))
-            transfer = torch.zeros_like(x0, dtype=torch.bool)
-            _, idx = torch.topk(conf[0], k=int(num[0, i]))
-            transfer[0, idx] = True
-            x[transfer] = x0[transfer]
-    return x
-
-
 @pytest.mark.parametrize("plen", [5, 13])
 def test_none_equals_literal_llada_loop(model, plen):
     p = prompts([plen])[0]
-    want = llada_loop(model, p, gen_length=16, block_length=8, steps=16)
+    want = peers.llada(lambda x: model(x).logits, torch.tensor([p]), MASK, 16, 8, 16)
     out = dk.generate(model, [p], gen_length=16, block_length=8, steps=16, cache="none")
     assert torch.equal(out.tokens, want)
     assert out.nfe == 16
@@ -102,61 +73,10 @@ def test_dual_refreshed_every_step_equals_none(model):
     assert torch.equal(none.tokens, dual.tokens)
 
 
-def fast_dllm_loop(model, prompt, gen_length, block_length, steps, dual):
-    """Fast-dLLM v1's prefix / dual cache (T = 0, low_confidence), written out with dense K/V
-    tensors: a full forward at each block start records every layer's K/V; the block's other
-    steps feed the block (dual) or block + suffix (prefix), attend to the recorded prefix (and, in
-    dual, the recorded suffix) plus the fed tokens' fresh K/V."""
-    n = len(prompt) + gen_length
-    x = torch.full((1, n), MASK, dtype=torch.long)
-    x[0, :len(prompt)] = torch.tensor(prompt)
-    nb = gen_length // block_length
-    spb = steps // nb
-    for k in range(nb):
-        s0, s1 = len(prompt) + k * block_length, len(prompt) + (k + 1) * block_length
-        block_mask = x[:, s0:s1] == MASK
-        total = int(block_mask.sum())
-        num = [total // spb + (1 if i < total % spb else 0) for i in range(spb)]
-        kv = {}
-
-        def record(layer, q, kk, vv):
-            kv[layer] = (kk, vv)
-            return F.scaled_dot_product_attention(q.transpose(1, 2), kk.repeat_interleave(2, 2).transpose(1, 2),
-                                                  vv.repeat_interleave(2, 2).transpose(1, 2)).transpose(1, 2)
-
-        pos_all = torch.arange(n).unsqueeze(0)
-        logits = model.forward(x, pos_all, record)
-        for i in range(spb):
-            if i > 0:
-                lo, hi = (s0, s1) if dual else (s0, n)
-
-                def cached(layer, q, kk, vv):
-                    K, V = kv[layer]
-                    if dual:
-                        K = torch.cat([K[:, :lo], kk, K[:, hi:]], 1)
-                        V = torch.cat([V[:, :lo], vv, V[:, hi:]], 1)
-                    else:
-                        K, V = torch.cat([K[:, :lo], kk], 1), torch.cat([V[:, :lo], vv], 1)
-                    return F.scaled_dot_product_attention(q.transpose(1, 2), K.repeat_interleave(2, 2).transpose(1, 2),
-                                                          V.repeat_interleave(2, 2).transpose(1, 2)).transpose(1, 2)
-
-                logits = torch.zeros(1, n, CFG.vocab_size)
-                logits[:, lo:hi] = model.forward(x[:, lo:hi], pos_all[:, lo:hi], cached)
-            bl = logits[:, s0:s1]
-            x0 = torch.argmax(bl, -1)
-            p = F.softmax(bl.double(), -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-            m = x[:, s0:s1] == MASK
-            conf = torch.where(m, p, torch.tensor(-float("inf"), dtype=torch.double))
-            _, idx = torch.topk(conf[0], k=num[i])
-            blk = x[0, s0:s1]
-            blk[idx] = x0[0, idx]
-    return x
-
-
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_prefix_and_dual_follow_fast_dllm(model, cache):
     p = prompts([7], seed=6)[0]
-    want = fast_dllm_loop(model, p, gen_length=16, block_length=8, steps=16, dual=cache == "dual")
+    want = peers.fast_dllm_cached(model.forward, torch.tensor([p]), MASK, 16, 8, 16, dual=cache == "dual")
     out = dk.generate(model, [p], gen_length=16, block_length=8, steps=16, cache=cache)
     assert torch.equal(out.tokens, want)
 
