@@ -248,3 +248,40 @@ def block_diffusion(forward, x_prompt, mask_id, gen_length, block_length, steps)
 
         forward(x[:, s0:s1], bpos, commit)
     return x
+
+
+@torch.no_grad()
+def mdlm(logits_fn, x_prompt, mask_id, gen_length, block_length, steps, coin, eps=1e-5):
+    """MDLM's ancestral sampler with its cache (kuleshov-group/mdlm _ddpm_caching_update), per
+    block, greedy tokens: at step i every masked position of the block unmasks with probability
+    (t_i - t_{i+1}) / t_i on linspace(1, eps, steps + 1) (log-linear schedule); the model runs
+    only when x changed since its last call (else its output is reused); after the last step one
+    argmax pass decodes what is left (noise removal). coin(step, B, L) -> uniforms [B, L] in
+    [0, 1) are the Bernoulli draws (a position unmasks when coin < p), step counting every
+    step of the generation. Returns (x, nfe)."""
+    B, P = x_prompt.shape
+    x = torch.full((B, P + gen_length), mask_id, dtype=torch.long, device=x_prompt.device)
+    x[:, :P] = x_prompt
+    nb = gen_length // block_length
+    spb = steps // nb
+    t = torch.linspace(1, eps, spb + 1, dtype=torch.float64)
+    nfe, step, cached = 0, 0, None
+    for k in range(nb):
+        s0, s1 = P + k * block_length, P + (k + 1) * block_length
+        cached = None
+        for i in range(spb + 1):
+            m = x[:, s0:s1] == mask_id
+            if i == spb and not bool(m.any()):
+                break
+            if cached is None:
+                cached = logits_fn(x)[:, s0:s1]
+                nfe += 1
+            x0 = cached.argmax(-1)
+            p = 1.0 if i == spb else float((t[i] - t[i + 1]) / t[i])
+            unmask = m & (coin(step, B, block_length) < p)
+            blk = x[:, s0:s1]
+            blk[unmask] = x0[unmask]
+            if bool(unmask.any()):
+                cached = None
+            step += 1
+    return x, nfe

@@ -60,7 +60,8 @@ CACHE_MODES = ("none", "prefix", "dual", "block")
 REMASKING = {"low_confidence": "prob", "random": "random", "margin": "margin",
              "entropy": "neg_entropy", "maskgit_plus": "prob", "topk_margin": "margin",
              "origin": "prob"}
-SCHEDULES = ("linear", "dream")
+SCHEDULES = ("linear", "dream", "mdlm")
+DEFAULT_EPS = {"linear": 1e-3, "dream": 1e-3, "mdlm": 1e-5}
 
 
 @dataclass
@@ -333,7 +334,7 @@ def _model_device_dtype(model):
 def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = None,
              steps: int | None = None, temperature: float = 0.0,
              remasking: str = "low_confidence", threshold=None, factor=None,
-             schedule: str = "linear", eps: float = 1e-3, cfg_scale: float = 0.0,
+             schedule: str = "linear", eps: float | None = None, cfg_scale: float = 0.0,
              mask_id: int | None = None, cache: str = "none", refresh_interval: int | None = None,
              attention_mask=None, eos_id: int | None = None, backend: str = "kernels",
              seed: int | None = None, progress: bool = False, trace: bool = False,
@@ -362,8 +363,13 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
         schedule: "linear" (LLaDA: the block's masks spread evenly over its steps) or "dream"
             (k = int(mean_masked * (1 - s/t)) on linspace(1, eps, steps + 1), everything left at
             the last step; also makes confidences come from the sampling distribution and top-p
-            filter before top-k, as Dream does, unless confidence_source / filter_order are given).
-        eps: Dream's final timestep.
+            filter before top-k, as Dream does, unless confidence_source / filter_order are given),
+            or "mdlm" (MDLM's ancestral sampler on its log-linear schedule: at step s each masked
+            position unmasks with probability (t_s - t_{s+1}) / t_s on linspace(1, eps, steps + 1);
+            a step after one that committed nothing reuses its logits instead of running the model
+            (MDLM's cache), and a last argmax forward decodes what is left (MDLM's noise removal);
+            MDLM samples tokens at temperature=1.0).
+        eps: the final timestep (default 1e-3 for Dream, 1e-5 for MDLM).
         cfg_scale: LLaDA's classifier-free guidance: the unconditional copy is the sequence with
             the prompt masked, logits = u + (cfg_scale + 1) * (c - u), both in one batched forward
             (every cache mode; with eos_id rows leave the batch only at the end).
@@ -402,7 +408,7 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
         raise ValueError("dllm_kernels.generate: give threshold or factor, not both")
     if parallel and (schedule != "linear" or remasking == "origin"):
         raise ValueError("dllm_kernels.generate: threshold / factor replace the schedule; they do "
-                         "not combine with schedule='dream' or remasking='origin'")
+                         "not combine with schedule='dream' / 'mdlm' or remasking='origin'")
     if not parallel:
         if steps is None:
             raise TypeError("dllm_kernels.generate: steps is required (total denoising steps) "
@@ -411,6 +417,8 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
             raise ValueError(f"dllm_kernels.generate: steps ({steps}) must be a multiple of the number of blocks ({num_blocks})")
     if not cfg_scale >= 0:
         raise ValueError(f"dllm_kernels.generate: cfg_scale must be >= 0, got {cfg_scale}")
+    if eps is None:
+        eps = DEFAULT_EPS.get(schedule, 1e-3)
     if not 0 < eps < 1:
         raise ValueError(f"dllm_kernels.generate: eps must be in (0, 1), got {eps}")
     if sampling_options.get("shift_logits") and cache != "none":
@@ -455,7 +463,7 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
     parallel = threshold is not None or factor is not None
     device, dtype = _model_device_dtype(model.model if kind == "callable" else model)
     if seed is None:   # drawn only when something is random (keeps the caller's RNG state otherwise)
-        random = temperature > 0 or remasking in ("random", "origin")
+        random = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
         seed = int(torch.empty((), dtype=torch.int64).random_().item()) if random else 0
     shift = bool(sampling_options.pop("shift_logits", False))
     if isinstance(sampling_options.get("suppress_tokens"), (list, tuple)):  # once, not per step
@@ -550,6 +558,9 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
     def step_rule(k, s, block):
         if parallel:
             return {"threshold": threshold} if threshold is not None else {"factor": factor}
+        if schedule == "mdlm":          # log-linear: (alpha_s - alpha_t) / (1 - alpha_t) = (t - s) / t
+            ts = torch.linspace(1, eps, spb + 1, dtype=torch.float64)
+            return {"probability": float((ts[s] - ts[s + 1]) / ts[s])}
         if remasking == "origin":
             ts = dream_timesteps(spb, eps)
             return {"probability": 1.0 if s == spb - 1 else float(1 - ts[s + 1] / ts[s])}
@@ -583,22 +594,31 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             with prof.section("sampling"):
                 linear = ops_.num_transfer_tokens(block == mask_id, spb)
         s = 0
+        reuse = None                   # MDLM: the last step's logits while x is unchanged
         while True:
+            last = schedule == "mdlm" and s == spb   # MDLM's noise removal: argmax what is left
             if parallel:
                 if s >= block_length or not bool((block == mask_id).any()):  # the stopping test
                     break
-            elif s >= spb:
+            elif s > spb or (s == spb and not (last and bool((block == mask_id).any()))):
                 break
-            logits, step_shift = step_logits(k, s)
-            if guided:
-                with prof.section("sampling"):
-                    c, u = logits.chunk(2, dim=0)
-                    logits = u + (cfg_scale + 1) * (c - u)
-            rule = step_rule(k, s, block)
+            if reuse is not None:
+                logits, step_shift = reuse
+            else:
+                logits, step_shift = step_logits(k, s)
+                if guided:
+                    with prof.section("sampling"):
+                        c, u = logits.chunk(2, dim=0)
+                        logits = u + (cfg_scale + 1) * (c - u)
+            rule = {"probability": 1.0} if last else step_rule(k, s, block)
+            step_sampling = {**sampling, "shift_logits": step_shift}
+            if last:
+                step_sampling["temperature"] = 0.0
             with prof.section("sampling"):
                 _, conf, transfer = ops_.denoise_and_select(
-                    logits, block, mask_id, rule, seed, offset,
-                    {**sampling, "shift_logits": step_shift})
+                    logits, block, mask_id, rule, seed, offset, step_sampling)
+            if schedule == "mdlm":     # one flag per step, as MDLM's cache test
+                reuse = (logits, step_shift) if not bool(transfer.any()) else None
             if trace:
                 steps_log.append({"block": k, "step": s, "rows": rows.cpu(),
                                   "committed": transfer.cpu(), "conf": conf.cpu()})

@@ -285,3 +285,50 @@ def test_logits_range_is_optional(model, cache):
     a = dk.generate(model, ps, **kw)
     b = dk.generate(_NoLogitsRange(model), ps, **kw)
     assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
+
+
+# ---- MDLM ancestral sampling --------------------------------------------------------------------------
+
+def philox_coin(seed):
+    """The Bernoulli draws of select_transfer(probability=p) at step `offset` (reference Philox)."""
+    from dllm_kernels.reference import philox
+
+    def coin(offset, B, L):
+        b = torch.arange(B).unsqueeze(1).expand(B, L)
+        l = torch.arange(L).unsqueeze(0).expand(B, L)
+        words = philox.random_words(seed, offset, b, l, torch.full((B, L), philox.SLOT_TRANSFER))
+        return philox.closed0(words).double()
+    return coin
+
+
+def test_mdlm_equals_literal_mdlm_loop(model):
+    """schedule='mdlm' = MDLM's caching sampler: same unmask decisions (same coins), greedy tokens,
+    and the model runs only after a step that changed x."""
+    ps = prompts([6, 6], seed=21)
+    kw = dict(gen_length=16, block_length=8, steps=64)
+    out = dk.generate(model, ps, **kw, schedule="mdlm", seed=5)
+    want, nfe = peers.mdlm(lambda x: model(x).logits, torch.tensor(ps), MASK, 16, 8, 64, philox_coin(5))
+    assert torch.equal(out.tokens, want)
+    assert out.nfe == nfe < 64                   # most of the 64 steps reuse the last logits
+    assert not (out.tokens[:, 6:] == MASK).any()
+    assert out.tokens[:, 6:].unique().numel() >= 8
+    for cache in ("dual", "block"):              # the cached modes: kernels == reference
+        a = dk.generate(model, ps, **kw, schedule="mdlm", seed=5, cache=cache)
+        b = dk.generate(model, ps, **kw, schedule="mdlm", seed=5, cache=cache, backend="reference")
+        assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe < 64 + 4
+
+
+def test_mdlm_counts_real_forwards(model):
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x, attention_mask=None):
+            calls.append(1)
+            return model(x, attention_mask=attention_mask)
+
+    out = dk.generate(Counting(), [prompts([5])[0]], gen_length=8, steps=40, schedule="mdlm",
+                      seed=3, mask_id=MASK)
+    assert out.nfe == len(calls) < 40
+    ref = dk.generate(model, [prompts([5])[0]], gen_length=8, steps=40, schedule="mdlm", seed=3,
+                      backend="reference")
+    assert torch.equal(out.tokens, ref.tokens)
