@@ -323,12 +323,15 @@ def _resolve_mask_id(mask_id, *configs) -> int:
                      "config a mask_id / mask_token_id")
 
 
-def _model_device_dtype(model):
+def _model_device_dtype(model, prompt_ids):
+    """The model's parameters' device and dtype; for a callable without parameters, the prompt
+    tensor's device (else the CPU)."""
     try:
         p = next(model.parameters())
         return p.device, p.dtype
     except (AttributeError, StopIteration, TypeError):
-        return torch.device("cpu"), torch.float32
+        dev = prompt_ids.device if isinstance(prompt_ids, torch.Tensor) else torch.device("cpu")
+        return dev, torch.float32
 
 
 def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = None,
@@ -461,7 +464,7 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
     """generate() after its arguments are checked and the model resolved (see generate)."""
     ops_ = _Backend(backend)
     parallel = threshold is not None or factor is not None
-    device, dtype = _model_device_dtype(model.model if kind == "callable" else model)
+    device, dtype = _model_device_dtype(model.model if kind == "callable" else model, prompt_ids)
     if seed is None:   # drawn only when something is random (keeps the caller's RNG state otherwise)
         random = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
         seed = int(torch.empty((), dtype=torch.int64).random_().item()) if random else 0
