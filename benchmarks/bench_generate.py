@@ -10,6 +10,7 @@ Defaults: gen 256, block 32, steps 256 (one token per step); on CUDA a LLaDA-8B-
 (hidden 4096, 32 heads, vocab 126,464, 4 layers) in bf16, on CPU the "tiny" preset (LLaDA's
 vocabulary on a 2-layer, hidden-128 trunk). Each row reports tokens/s, NFE, wall time and, for our
 runtime, the share of time in the model / sampling / cache (measured in a separate profiled run).
+--json is rewritten after each row.
 """
 
 from __future__ import annotations
@@ -47,14 +48,20 @@ def main(argv=None) -> int:
     print(f"TinyLLaDA {preset!r}: {c.num_layers} layers, hidden {c.hidden_size}, heads {c.num_heads}/"
           f"{c.num_kv_heads}, vocab {c.vocab_size}, {next(model.parameters()).dtype}; batch {a.batch}, "
           f"prompt {a.prompt_length}, gen {a.gen_length}, block {a.block_length}, steps {a.steps}")
-    rows = e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps)
+    done: list[dict] = []
+
+    def save(rows):  # after each row: a run cut short by a time limit keeps what it finished
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"header": head, "model": preset, "config": vars(c), "args": vars(a),
+                           "rows": done + rows}, f, indent=2, default=str)
+
+    done += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps, on_row=save)
     if a.threshold is not None:
-        rows += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
-                        caches=("dual",), baselines=False, threshold=a.threshold)
+        done += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
+                        caches=("dual",), baselines=False, threshold=a.threshold, on_row=save)
+    save([])
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"header": head, "model": preset, "config": vars(c), "args": vars(a), "rows": rows},
-                      f, indent=2, default=str)
         print(f"bench_generate: wrote {a.json}")
     return 0
 

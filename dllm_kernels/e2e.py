@@ -142,9 +142,10 @@ def _timed(fn, device):
 @torch.no_grad()
 def run(model, batch: int, prompt_length: int, gen_length: int, block_length: int, steps: int,
         caches=("none", "prefix", "dual", "block"), baselines: bool = True, reference: bool = False,
-        threshold=None, seed: int = 0, log=print) -> list[dict]:
+        threshold=None, seed: int = 0, log=print, on_row=None) -> list[dict]:
     """Times one generation per configuration (after one warm-up of each); returns rows with
-    tokens/s, NFE, seconds and the runtime's model / sampling / cache split."""
+    tokens/s, NFE, seconds and the runtime's model / sampling / cache split. on_row(rows) is
+    called after each row (e.g. to save what a run cut short has finished)."""
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, model.config.mask_id, (batch, prompt_length), generator=g).to(device)
@@ -159,6 +160,8 @@ def run(model, batch: int, prompt_length: int, gen_length: int, block_length: in
             + (f"  model {extra['model_s'] / secs:5.1%}  sampling {extra['sampling_s'] / secs:5.1%}"
                f"  cache {extra['cache_s'] / secs:5.1%}" if extra and "model_s" in extra else "")
             + (f"  {same_as}" if same_as else ""))
+        if on_row is not None:
+            on_row(rows)
 
     backends = ["kernels"] + (["reference"] if reference else [])
     results = {}
