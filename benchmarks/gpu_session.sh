@@ -15,7 +15,8 @@
 #                     on the registry's small and realistic shapes)
 #   memcheck      60  compute-sanitizer --tool memcheck   } over benchmarks/sanitize_cases.py:
 #   racecheck     70  compute-sanitizer --tool racecheck  } one tiny case per CUDA kernel and
-#   synccheck     40  compute-sanitizer --tool synccheck  } launch variant
+#   synccheck     40  compute-sanitizer --tool synccheck  } launch variant (--quick: without
+#   initcheck     30  compute-sanitizer --tool initcheck  } the one O(L^2) select case)
 #   pytest       100  python -m pytest -m cuda, 8 processes (DLLM_REQUIRE_GPU=1: fail, never skip)
 #   ctest         30  the native CUDA tests (csrc/tests/test_*_cuda.cu)
 #   bench_denoise_step     120  LLaDA shapes vs the eager LLaDA step, the reference, torch.compile
@@ -59,6 +60,7 @@ PLAN=(
   "memcheck 60 compute-sanitizer --tool memcheck: benchmarks/sanitize_cases.py"
   "racecheck 70 compute-sanitizer --tool racecheck: benchmarks/sanitize_cases.py --quick"
   "synccheck 40 compute-sanitizer --tool synccheck: benchmarks/sanitize_cases.py --quick"
+  "initcheck 30 compute-sanitizer --tool initcheck: benchmarks/sanitize_cases.py --quick"
   "pytest 100 python -m pytest -m cuda python_tests -n 8 (DLLM_REQUIRE_GPU=1)"
   "ctest 30 ctest -R _cuda (native CUDA tests)"
   "bench_denoise_step 120 benchmarks/bench_denoise_step.py, LLaDA shapes"
@@ -246,7 +248,8 @@ ninja_times() {
   f=$(ls -t build/temp*/.ninja_log 2>/dev/null | head -n 1)
   [ -n "$f" ] || return 0
   echo "slowest units (ninja log $f):"
-  awk -F'\t' '!/^#/ { printf "%7.1f s  %s\n", ($2 - $1) / 1000, $4 }' "$f" | sort -rn | head -n 12
+  awk -F'\t' '!/^#/ { sub(/.*\/temp[^\/]*\//, "", $4); printf "%7.1f s  %s\n", ($2 - $1) / 1000, $4 }' "$f" |
+    sort -rn | head -n 12
 }
 
 cuda_ops_built() { "$PY" -c "import dllm_kernels as d, sys; sys.exit(0 if d.backend_info()['cuda'] else 1)" 2>/dev/null; }
@@ -275,10 +278,13 @@ if [ "$mode" = run ]; then
   step verify tests.log "$PY" -m dllm_kernels "${VERIFY_ARGS[@]}"
   if [ -n "$SANITIZER" ]; then
     export PYTORCH_NO_CUDA_MEMORY_CACHING=1  # one cudaMalloc per tensor: memcheck sees every end
-    san=("$SANITIZER" --error-exitcode 86 --target-processes all --print-limit 50)
+    # API errors are not reported (torch's own probing calls would count); a failed launch of
+    # ours still fails its case, as every launcher's error is checked and raised.
+    san=("$SANITIZER" --error-exitcode 86 --target-processes all --print-limit 50 --report-api-errors no)
     step memcheck sanitize.log "${san[@]}" --tool memcheck --leak-check no "$PY" "${SAN_ARGS[@]}"
     step racecheck sanitize.log "${san[@]}" --tool racecheck "$PY" "${SAN_ARGS[@]}" --quick
     step synccheck sanitize.log "${san[@]}" --tool synccheck "$PY" "${SAN_ARGS[@]}" --quick
+    step initcheck sanitize.log "${san[@]}" --tool initcheck "$PY" "${SAN_ARGS[@]}" --quick
     unset PYTORCH_NO_CUDA_MEMORY_CACHING
   else
     say "== sanitizers: SKIPPED (no compute-sanitizer found)"; status=1
