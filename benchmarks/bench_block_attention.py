@@ -35,7 +35,6 @@ for the copy from SDPA's [B, H, L, D] output to our [B, L, H, D] layout. Calls r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -286,8 +285,7 @@ def run(device: torch.device, reps: int, use_flex: bool, pattern=None, log=print
         out["cases"].append(bench_case(case, device, peaks, reps, use_flex, log))
         log(format_case(out["cases"][-1]))
         if json_path:
-            with open(json_path, "w") as fh:
-                json.dump(out, fh, indent=2)
+            bm.write_json(json_path, out)
     return out
 
 

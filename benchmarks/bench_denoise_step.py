@@ -17,7 +17,6 @@ over up to 8 input sets so that the logits come from memory, not the last-level 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -132,8 +131,7 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int, shapes=N
         print(f"{label:<44} {f(t_kernel):>10} {gbps:>8.1f} {row['pct_peak']:>6.1f} {f(t_ref):>10} {f(t_comp):>10} "
               f"{row['speedup_vs_ref']:>6.1f}x {comp_x:>8} {f(t_step):>10} {f(t_llada):>11} {row['speedup_step_vs_llada']:>8.1f}x")
         if json_path:
-            with open(json_path, "w") as fh:
-                json.dump({"header": head, "rows": rows}, fh, indent=2)
+            bm.write_json(json_path, {"header": head, "rows": rows})
     return {"header": head, "rows": rows}
 
 

@@ -16,7 +16,6 @@ runtime, the share of time in the model / sampling / cache (measured in a separa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -52,9 +51,8 @@ def main(argv=None) -> int:
 
     def save(rows):  # after each row: a run cut short by a time limit keeps what it finished
         if a.json:
-            with open(a.json, "w") as f:
-                json.dump({"header": head, "model": preset, "config": vars(c), "args": vars(a),
-                           "rows": done + rows}, f, indent=2, default=str)
+            bm.write_json(a.json, {"header": head, "model": preset, "config": vars(c), "args": vars(a),
+                                   "rows": done + rows})
 
     done += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps, on_row=save)
     if a.threshold is not None:

@@ -82,7 +82,7 @@ print_plan() {
 
 # The arguments the run passes each script (the dry run checks that they parse).
 VERIFY_ARGS=(verify --device cuda)
-SAN_ARGS=(benchmarks/sanitize_cases.py)  # racecheck and synccheck add --quick
+SAN_ARGS=(benchmarks/sanitize_cases.py)  # all but memcheck add --quick
 PYTEST_ARGS=(-m pytest -m cuda python_tests -q -ra -p no:cacheprovider --durations=10)
 BDS_ARGS=(benchmarks/bench_denoise_step.py --device cuda --shapes 1x32x126464,64x32x126464,8x32x126464
           --dtypes bf16,fp32)
@@ -96,6 +96,7 @@ SESSION=${DLLM_SESSION_SECONDS:-540}
 if [ "$mode" = dry ]; then
   t0=$SECONDS
   fails=0
+  mkdir -p build
   ok() { echo "  ok    $*"; }
   bad() { echo "  FAIL  $*"; fails=$((fails + 1)); }
   echo "== gpu_session.sh --dry-run (python: $PY)"
@@ -151,8 +152,17 @@ for (name, src), args in zip(scripts, groups):
     try:
         mod.main(args)
         print(f"  FAIL  {name} {' '.join(args)}: ran instead of parsing"); bad += 1
-    except Parsed:
+    except Parsed as parsed:
         print(f"  ok    arguments parse: {name} {' '.join(args)}")
+        ns = parsed.args[0]
+        if name == "bench_block_attention.py":  # each --case must pick a CUDA case
+            import torch
+            for pat in ns.case or []:
+                picked = [c.label for c in mod.cases(torch.device("cuda"), pat)]
+                if not picked:
+                    print(f"  FAIL  bench_block_attention.py --case {pat!r} matches no CUDA case"); bad += 1
+                else:
+                    print(f"  ok    --case {pat!r}: {', '.join(picked)}")
     except SystemExit as e:
         print(f"  FAIL  arguments do not parse: {name} {' '.join(args)} (exit {e.code})"); bad += 1
 sys.exit(1 if bad else 0)
