@@ -117,11 +117,35 @@ if [ "$mode" = dry ]; then
     where=$(command -v "$tool" || { [ -x "/usr/local/cuda/bin/$tool" ] && echo "/usr/local/cuda/bin/$tool"; } || true)
     echo "  info  $tool: ${where:-not here (the device machine has it)}"
   done
-  if "$PY" -c "import torch, dllm_kernels as d, sys; i = d.backend_info(); print('  ok    torch', torch.__version__, '| dllm_kernels native', i['native'], 'cuda', i['cuda'], 'archs', i['archs']); sys.exit(0 if i['native'] else 1)"; then :
-  else bad "python can import torch and dllm_kernels with its native ops (build first: bash tools/dev.sh setup)"; fi
-  # Every script the run calls, with the exact arguments it passes: parsed, not run.
+  # One python process (torch is imported once): the package with its native ops, every script
+  # the run calls with the exact arguments it passes them (parsed, not run), then the first CPU
+  # part: the sanitizer cases on the CPU kernels.
   if "$PY" - "${VERIFY_ARGS[@]}" --- "${SAN_ARGS[@]:1}" --quick --- "${BDS_ARGS[@]:1}" --- "${BBA_ARGS[@]:1}" --- "${BGEN_ARGS[@]:1}" <<'EOF'
-import argparse, importlib.util, sys
+import argparse, contextlib, importlib, importlib.util, sys, time
+try:
+    import torch
+    import dllm_kernels as dk
+    info = dk.backend_info()
+except Exception as e:  # noqa: BLE001
+    print(f"  FAIL  import torch / dllm_kernels: {type(e).__name__}: {e}")
+    sys.exit(1)
+if not info["native"]:
+    print("  FAIL  dllm_kernels without its native ops (build first: bash tools/dev.sh setup): "
+          f"{info['fallback_reason']}")
+    sys.exit(1)
+print(f"  ok    torch {torch.__version__} | dllm_kernels native, cuda {info['cuda']}, archs {info['archs']}")
+bad = 0
+
+
+def load(name, src):
+    if not src.endswith(".py"):
+        return importlib.import_module(src)
+    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 groups, cur = [], []
 for a in sys.argv[1:]:
     if a == "---":
@@ -140,15 +164,8 @@ scripts = [("python -m dllm_kernels", "dllm_kernels.__main__"), ("sanitize_cases
            ("bench_denoise_step.py", "benchmarks/bench_denoise_step.py"),
            ("bench_block_attention.py", "benchmarks/bench_block_attention.py"),
            ("bench_generate.py", "benchmarks/bench_generate.py")]
-bad = 0
 for (name, src), args in zip(scripts, groups):
-    if src.endswith(".py"):
-        spec = importlib.util.spec_from_file_location(name.replace(".py", ""), src)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    else:
-        import importlib
-        mod = importlib.import_module(src)
+    mod = load(name, src)
     try:
         mod.main(args)
         print(f"  FAIL  {name} {' '.join(args)}: ran instead of parsing"); bad += 1
@@ -156,7 +173,6 @@ for (name, src), args in zip(scripts, groups):
         print(f"  ok    arguments parse: {name} {' '.join(args)}")
         ns = parsed.args[0]
         if name == "bench_block_attention.py":  # each --case must pick a CUDA case
-            import torch
             for pat in ns.case or []:
                 picked = [c.label for c in mod.cases(torch.device("cuda"), pat)]
                 if not picked:
@@ -165,18 +181,26 @@ for (name, src), args in zip(scripts, groups):
                     print(f"  ok    --case {pat!r}: {', '.join(picked)}")
     except SystemExit as e:
         print(f"  FAIL  arguments do not parse: {name} {' '.join(args)} (exit {e.code})"); bad += 1
+argparse.ArgumentParser.parse_args = orig
+
+print("== CPU parts (the GPU parts are skipped: build for sm_90a, sanitizers, CUDA tests, benchmarks)")
+t = time.perf_counter()
+with open("build/dry-sanitize.log", "w") as log, contextlib.redirect_stdout(log):
+    rc = load("sanitize_cases.py", "benchmarks/sanitize_cases.py").main(["--device", "cpu"])
+text = open("build/dry-sanitize.log").read()
+if rc == 0:
+    print(f"  ok    sanitizer cases on the CPU kernels ({time.perf_counter() - t:.0f} s): {text.strip().splitlines()[-1]}")
+else:
+    print(text)
+    print("  FAIL  sanitizer cases on the CPU kernels"); bad += 1
+
 sys.exit(1 if bad else 0)
 EOF
-  then :; else bad "the arguments the run passes its scripts"; fi
-  echo "== CPU parts (the GPU parts are skipped: build for sm_90a, sanitizers, CUDA tests, benchmarks)"
+  then :; else bad "the package, the sanitizer cases on the CPU or the arguments the run passes its scripts"; fi
   t=$SECONDS
   if "$PY" -m dllm_kernels verify --device cpu --op commit_ --op num_transfer_tokens --op select_transfer \
     >build/dry-verify.log 2>&1; then ok "verify on cpu, 3 quick ops ($((SECONDS - t)) s): $(tail -n 1 build/dry-verify.log)"
   else cat build/dry-verify.log; bad "verify on cpu"; fi
-  t=$SECONDS
-  if "$PY" benchmarks/sanitize_cases.py --device cpu >build/dry-sanitize.log 2>&1; then
-    ok "sanitizer cases on the CPU kernels ($((SECONDS - t)) s): $(tail -n 1 build/dry-sanitize.log)"
-  else cat build/dry-sanitize.log; bad "sanitizer cases on the CPU kernels"; fi
   t=$SECONDS
   if "$PY" "${PYTEST_ARGS[@]:0:5}" --collect-only -q -p no:cacheprovider >build/dry-pytest.log 2>&1; then
     n=$(grep -cE "::" build/dry-pytest.log || true)
