@@ -212,7 +212,9 @@ def build_extension():
         "python": sys.version.split()[0],
     }
     if with_cuda:
-        sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+        # csrc/cuda/<op>.cu (the glue) and csrc/cuda/<op>/*.cu (kernel instances split off a heavy
+        # op so that no unit compiles for long: see csrc/cuda/denoise_step/instances.h)
+        sources += sorted(glob.glob(os.path.join("csrc", "cuda", "**", "*.cu"), recursive=True))
         nvcc_flags = opt + ["-lineinfo", "-DDLLM_WITH_CUDA"]
         for inc in pip_cuda_include_dirs():
             nvcc_flags += ["-isystem", inc]  # after CUDA_HOME/include: only fills in missing headers

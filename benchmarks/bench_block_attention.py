@@ -11,7 +11,7 @@
     (--no-flex skips it; a compile failure is a note, not an error).
 
     python benchmarks/bench_block_attention.py [--device cpu|cuda] [--json PATH] [--no-flex]
-                                               [--reps N] [--case SUBSTRING]
+                                               [--reps N] [--case SUBSTRING ...]
 
 Cases: dllm_kernels.registry's block_attention cases (CPU: LLaDA-8B / Dream-7B steps, Lq = 32
 over a 512..2048-token fragmented paged prefix, and a staircase prefill; CUDA: its cuda_cases,
@@ -35,7 +35,6 @@ for the copy from SDPA's [B, H, L, D] output to our [B, L, H, D] layout. Calls r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -260,12 +259,19 @@ def format_case(res) -> str:
     return "\n".join(lines)
 
 
-def cases(device: torch.device, pattern: str | None):
+def cases(device: torch.device, pattern):
+    """The device's cases; pattern (a string or a list of them): only the cases whose label
+    contains one, in the order of the patterns (a priority order for a run with a deadline)."""
     chosen = SPEC.cuda_cases if device.type == "cuda" else SPEC.cases  # fp32 attention is CPU only
-    return [c for c in chosen if pattern is None or pattern in c.label]
+    if pattern is None:
+        return list(chosen)
+    out = []
+    for pat in [pattern] if isinstance(pattern, str) else pattern:
+        out += [c for c in chosen if pat in c.label and c not in out]
+    return out
 
 
-def run(device: torch.device, reps: int, use_flex: bool, pattern: str | None = None, log=print,
+def run(device: torch.device, reps: int, use_flex: bool, pattern=None, log=print,
         json_path: str | None = None):
     """Every case in turn; with json_path, the results so far are rewritten after each case (a run
     cut short by a time limit keeps the cases it finished)."""
@@ -279,8 +285,7 @@ def run(device: torch.device, reps: int, use_flex: bool, pattern: str | None = N
         out["cases"].append(bench_case(case, device, peaks, reps, use_flex, log))
         log(format_case(out["cases"][-1]))
         if json_path:
-            with open(json_path, "w") as fh:
-                json.dump(out, fh, indent=2)
+            bm.write_json(json_path, out)
     return out
 
 
@@ -290,7 +295,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the results (with the standard header) to this file")
     ap.add_argument("--no-flex", action="store_true", help="skip FlexAttention (and its compile)")
     ap.add_argument("--reps", type=int, default=20, help="timed calls per measurement (median)")
-    ap.add_argument("--case", help="only the cases whose label contains this")
+    ap.add_argument("--case", action="append",
+                    help="only the cases whose label contains this (repeatable: run in this order)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not dk.backend_info()["cuda"]:

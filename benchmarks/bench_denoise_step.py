@@ -4,10 +4,12 @@
     softmax, and a per-row top-k loop, then the commit (what public dLLM code does today).
 
     python benchmarks/bench_denoise_step.py [--device cpu|cuda] [--full] [--json PATH]
-                                            [--no-compile] [--reps N]
+                                            [--no-compile] [--reps N] [--shapes BxLxV,...]
+                                            [--dtypes bf16,fp32]
 
 Default cases are the issue's (B, L, V) shapes on CUDA and the 1x32x126464 block on CPU; --full
 runs every shape x dtype x (prob/margin/neg_entropy at T=0, prob at T=1, T=1 with top_p=0.9).
+--shapes / --dtypes pick (and order) the shapes and dtypes; --json is rewritten after each case.
 GB/s counts one read of the masked positions' logits plus the [B, L] reads/writes. Calls rotate
 over up to 8 input sets so that the logits come from memory, not the last-level cache.
 """
@@ -15,7 +17,6 @@ over up to 8 input sets so that the logits come from memory, not the last-level 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -56,19 +57,23 @@ def llada_style_step(logits, x, mask_id, k, temperature):
     return x
 
 
-def cases(device: torch.device, full: bool):
-    shapes = SHAPES if device.type == "cuda" else SHAPES[:1]
-    dtypes = ["bf16", "fp32"]
+def cases(device: torch.device, full: bool, shapes=None, dtypes=None):
+    """dtype x (B, L, V) x variant, in the order given (a priority order)."""
+    shapes = shapes or (SHAPES if device.type == "cuda" else SHAPES[:1])
+    dtypes = dtypes or ["bf16", "fp32"]
     out = []
-    for B, L, V in shapes:
-        for dtype in dtypes:
+    for dtype in dtypes:
+        for B, L, V in shapes:
             variants = VARIANTS if (full or (B, L, V) == SHAPES[0]) else VARIANTS[:1] + VARIANTS[3:4]
             for v in variants:
                 out.append({"B": B, "L": L, "V": V, "dtype": dtype, **v})
     return out
 
 
-def run(device: torch.device, full: bool, compile_ref: bool, reps: int):
+def run(device: torch.device, full: bool, compile_ref: bool, reps: int, shapes=None, dtypes=None,
+        json_path: str | None = None):
+    """Every case in turn; with json_path, the results so far are rewritten after each case (a run
+    cut short by a time limit keeps the cases it finished)."""
     peak = bm.peak_bandwidth(device)
     head = bm.header([device])
     head["peaks"] = {str(device): {"bandwidth": peak}}
@@ -77,7 +82,7 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int):
     print(cols)
     rows = []
     gen = torch.Generator().manual_seed(0)
-    for params in cases(device, full):
+    for params in cases(device, full, shapes, dtypes):
         # Rotate input sets past the last-level cache (as dllm_kernels.benchmark does), within
         # a memory budget: the logits are read from memory, as in a real step.
         inputs = registry._denoise_inputs(params, device, gen)
@@ -125,7 +130,17 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int):
         comp_x = f"{row['speedup_vs_compiled']:.1f}x" if t_comp else "-"
         print(f"{label:<44} {f(t_kernel):>10} {gbps:>8.1f} {row['pct_peak']:>6.1f} {f(t_ref):>10} {f(t_comp):>10} "
               f"{row['speedup_vs_ref']:>6.1f}x {comp_x:>8} {f(t_step):>10} {f(t_llada):>11} {row['speedup_step_vs_llada']:>8.1f}x")
+        if json_path:
+            bm.write_json(json_path, {"header": head, "rows": rows})
     return {"header": head, "rows": rows}
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    """'1x32x126464,64x32x126464' -> [(1, 32, 126464), (64, 32, 126464)]."""
+    try:
+        return [tuple(int(n) for n in item.split("x")) for item in text.split(",") if item]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shapes are BxLxV[,BxLxV...], got {text!r}") from None
 
 
 def main(argv=None) -> int:
@@ -135,11 +150,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--shapes", type=parse_shapes,
+                    help="BxLxV[,BxLxV...] in this order (default: the device's shapes above)")
+    ap.add_argument("--dtypes", type=lambda t: t.split(","), help="bf16,fp32 (default), in this order")
     args = ap.parse_args(argv)
-    out = run(torch.device(args.device), args.full, not args.no_compile, args.reps)
+    if args.dtypes and not set(args.dtypes) <= set(registry._DTYPES):
+        ap.error(f"--dtypes: each of {sorted(registry._DTYPES)}")
+    if args.shapes and any(len(s) != 3 for s in args.shapes):
+        ap.error("--shapes: BxLxV")
+    run(torch.device(args.device), args.full, not args.no_compile, args.reps, args.shapes, args.dtypes,
+        json_path=args.json)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2)
         print(f"wrote {args.json}")
     return 0
 

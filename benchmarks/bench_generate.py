@@ -14,12 +14,12 @@ Defaults: gen 256, block 32, steps 256 (one token per step); on CUDA a LLaDA-8B-
 (hidden 4096, 32 heads, vocab 126,464, 4 layers) in bf16, on CPU the "tiny" preset (LLaDA's
 vocabulary on a 2-layer, hidden-128 trunk). Each row reports tokens/s, NFE, wall time and, for our
 runtime, the share of time in the model / sampling / cache (measured in a separate profiled run).
+--json is rewritten after each row.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -49,6 +49,14 @@ def main(argv=None) -> int:
     head = bm.header([device])
     print(bm.format_header(head))
     shape = f"batch {a.batch}, prompt {a.prompt_length}, gen {a.gen_length}, block {a.block_length}, steps {a.steps}"
+    done: list[dict] = []
+    config: dict = {}
+
+    def save(rows):  # after each row: a run cut short by a time limit keeps what it finished
+        if a.json:
+            bm.write_json(a.json, {"header": head, "model": preset, "config": config, "args": vars(a),
+                                   "rows": done + rows})
+
     if preset in e2e.HF_PRESETS:
         from dllm_kernels.integrations.transformers import TransformersModel
         model = e2e.make_hf_model(preset, device)
@@ -59,26 +67,24 @@ def main(argv=None) -> int:
               f"head_dim {c.head_dim}, vocab {c.vocab_size}, {next(model.parameters()).dtype}; {shape}")
         with TransformersModel(model) as adapter:      # literal loops: the same attention function
             lit = e2e.LiteralView(adapter)
-            rows = e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
-                           caches=("none", "dual", "block"), literal=lit)
+            done += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
+                            caches=("none", "dual", "block"), literal=lit, on_row=save)
             if a.threshold is not None:
-                rows += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length,
+                done += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length,
                                 a.steps, caches=("dual",), baselines=False, threshold=a.threshold,
-                                literal=lit)
+                                literal=lit, on_row=save)
     else:
         model = e2e.make_model(preset, device, layers=a.layers)
         c = model.config
         config = vars(c)
         print(f"TinyLLaDA {preset!r}: {c.num_layers} layers, hidden {c.hidden_size}, heads {c.num_heads}/"
               f"{c.num_kv_heads}, vocab {c.vocab_size}, {next(model.parameters()).dtype}; {shape}")
-        rows = e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps)
+        done += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps, on_row=save)
         if a.threshold is not None:
-            rows += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
-                            caches=("dual",), baselines=False, threshold=a.threshold)
+            done += e2e.run(model, a.batch, a.prompt_length, a.gen_length, a.block_length, a.steps,
+                            caches=("dual",), baselines=False, threshold=a.threshold, on_row=save)
+    save([])
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"header": head, "model": preset, "config": config, "args": vars(a), "rows": rows},
-                      f, indent=2, default=str)
         print(f"bench_generate: wrote {a.json}")
     return 0
 

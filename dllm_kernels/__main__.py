@@ -18,7 +18,7 @@ import torch
 
 from . import backend_info, registry
 from .benchmark import run_bench, to_json
-from .verify import available_devices, format_rows, run_verify
+from .verify import available_devices, format_header, format_row, run_verify
 
 
 def _select(args) -> tuple[list, list[torch.device]]:
@@ -33,8 +33,8 @@ def _select(args) -> tuple[list, list[torch.device]]:
 
 def cmd_verify(args) -> int:
     specs, devices = _select(args)
-    rows = run_verify(specs, devices, seed=args.seed)
-    print(format_rows(rows))
+    print(format_header(), flush=True)
+    rows = run_verify(specs, devices, seed=args.seed, on_row=lambda r: print(format_row(r), flush=True))
     bad = [r for r in rows if not r.ok]
     print(f"verify: {len(rows) - len(bad)} passed, {len(bad)} failed")
     return 1 if bad else 0

@@ -12,6 +12,7 @@ the reference, so each ratio comes from one process on one machine.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import os
 import platform
@@ -246,6 +247,16 @@ def run_bench(specs, devices, compile_ref: bool = True, reps: int = 50, log=prin
                 rows.append(bench_case(spec, case, d, head["peaks"][str(d)], compile_ref, reps))
                 log(format_row(rows[-1]))
     return head, rows
+
+
+def write_json(path: str, data: Any) -> None:
+    """Writes data as JSON to path through a temporary file and a rename: a process killed while
+    writing (a benchmark stopped by a time limit) leaves the previous complete file, never half of
+    one."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, default=str)
+    os.replace(tmp, path)
 
 
 def _fmt_t(s: float | None) -> str:

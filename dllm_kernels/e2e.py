@@ -188,10 +188,11 @@ def _timed(fn, device):
 @torch.no_grad()
 def run(model, batch: int, prompt_length: int, gen_length: int, block_length: int, steps: int,
         caches=("none", "prefix", "dual", "block"), baselines: bool = True, reference: bool = False,
-        threshold=None, seed: int = 0, log=print, literal=None) -> list[dict]:
+        threshold=None, seed: int = 0, log=print, literal=None, on_row=None) -> list[dict]:
     """Times one generation per configuration (after one warm-up of each); returns rows with
     tokens/s, NFE, seconds and the runtime's model / sampling / cache split. literal: what the
-    literal loops drive (default model; a LiteralView for a transformers model)."""
+    literal loops drive (default model; a LiteralView for a transformers model). on_row(rows) is
+    called after each row (e.g. to save what a run cut short has finished)."""
     literal = model if literal is None else literal
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
@@ -207,6 +208,8 @@ def run(model, batch: int, prompt_length: int, gen_length: int, block_length: in
             + (f"  model {extra['model_s'] / secs:5.1%}  sampling {extra['sampling_s'] / secs:5.1%}"
                f"  cache {extra['cache_s'] / secs:5.1%}" if extra and "model_s" in extra else "")
             + (f"  {same_as}" if same_as else ""))
+        if on_row is not None:
+            on_row(rows)
 
     backends = ["kernels"] + (["reference"] if reference else [])
     results = {}

@@ -52,20 +52,29 @@ def verify_case(spec: registry.OpSpec, case: registry.Case, device: torch.device
     return VerifyRow(spec.name, str(device), case.label, seed, ok, err)
 
 
-def run_verify(specs, devices, seed: int | None = None) -> list[VerifyRow]:
+def run_verify(specs, devices, seed: int | None = None, on_row=None) -> list[VerifyRow]:
+    """Every case of every spec on every device; on_row(row) after each (e.g. to print it at once,
+    so that a run stopped by a time limit shows what it checked)."""
     rows = []
     for spec in specs:
         for device in devices:
             for case in spec.cases + (spec.cuda_cases if device.type == "cuda" else ()):
                 s = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
                 rows.append(verify_case(spec, case, device, s))
+                if on_row is not None:
+                    on_row(rows[-1])
     return rows
 
 
-def format_rows(rows: list[VerifyRow]) -> str:
+def format_header() -> str:
     head = f"{'op':<22} {'device':<8} {'case':<30} {'seed':>10}  {'result':<6} {'max err':>8}  note"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        err = "-" if r.max_err != r.max_err else f"{r.max_err:.3g}"
-        lines.append(f"{r.op:<22} {r.device:<8} {r.case:<30} {r.seed:>10}  {'PASS' if r.ok else 'FAIL':<6} {err:>8}  {r.note}")
-    return "\n".join(lines)
+    return head + "\n" + "-" * len(head)
+
+
+def format_row(r: VerifyRow) -> str:
+    err = "-" if r.max_err != r.max_err else f"{r.max_err:.3g}"
+    return f"{r.op:<22} {r.device:<8} {r.case:<30} {r.seed:>10}  {'PASS' if r.ok else 'FAIL':<6} {err:>8}  {r.note}"
+
+
+def format_rows(rows: list[VerifyRow]) -> str:
+    return "\n".join([format_header()] + [format_row(r) for r in rows])

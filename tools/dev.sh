@@ -128,7 +128,7 @@ else
   fi
   grep -E "dllm_kernels setup" "$log" || true
   echo "compiled:"
-  grep -E " -c " "$log" | grep -oE "csrc/(cpu|cuda|torch)/[a-z_]+\.(cu|cpp)" | sort -u | sed 's/^/  /'
+  grep -E " -c " "$log" | grep -oE "csrc/(cpu|cuda|torch)/([a-z_0-9]+/)?[a-z_0-9]+\.(cu|cpp)" | sort -u | sed 's/^/  /'
   grep -E " -shared " "$log" | grep -oE "\-o [^ ]+_C[^ ]*\.so" | sed 's/^-o /linked: /'
   echo "$stamp" >"$stamp_file"
 fi

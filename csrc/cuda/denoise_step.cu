@@ -1,5 +1,7 @@
 // csrc/cuda/denoise_step.cu — CUDA implementations of dllm_kernels::denoise_step and
-// dllm_kernels::denoise_and_select (checks in csrc/torch/checks.cpp).
+// dllm_kernels::denoise_and_select (checks in csrc/torch/checks.cpp). The launchers' kernels are
+// compiled in csrc/cuda/denoise_step/*.cu, one unit per (launcher, dtype): this glue only calls
+// them (denoise_step/instances.h declares them extern).
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sort.h>
@@ -12,6 +14,7 @@
 #include "dllm/denoise_and_select.cuh"
 #include "dllm/denoise_step.cuh"
 #include "checks.h"
+#include "denoise_step/instances.h"
 
 namespace dllm_torch {
 namespace {

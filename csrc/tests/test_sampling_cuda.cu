@@ -14,6 +14,7 @@
 #include "dllm/denoise_step.h"
 #include "dllm/select_transfer.cuh"
 #include "dllm/select_transfer.h"
+#include "denoise_step/instances.h"  // the launchers are compiled in csrc/cuda/denoise_step/*_f32.cu
 
 using namespace dllm_test;
 
