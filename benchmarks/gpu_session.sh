@@ -308,7 +308,8 @@ if [ "$mode" = run ]; then
   # In place: no pip, no editable-install metadata; PYTHONPATH above makes it importable.
   step build build.log "$PY" setup.py build_ext --inplace ||
     { say "build failed: nothing else can run"; tail -n 40 "$OUT/build.log"; exit 1; }
-  ninja_times | tee -a "$OUT/build.log" | head -n 4 | sed 's/^/   /' | tee -a "$SUMMARY"
+  ninja_times >>"$OUT/build.log"
+  ninja_times | head -n 4 | sed 's/^/   /' | tee -a "$SUMMARY"
   step verify tests.log "$PY" -m dllm_kernels "${VERIFY_ARGS[@]}"
   if [ -n "$SANITIZER" ]; then
     export PYTORCH_NO_CUDA_MEMORY_CACHING=1  # one cudaMalloc per tensor: memcheck sees every end
