@@ -8,9 +8,10 @@
 # The default run works to a global deadline, DLLM_SESSION_SECONDS (default 540) after its start,
 # and gives each step `timeout` min(its budget, the time left); a step that would start with less
 # than 5 s left is skipped. Steps, in priority order (budget in seconds):
-#   build        150  setup.py build_ext --inplace for sm_90a, MAX_JOBS=16 (no unit takes > 30 s
-#                     on one core: see csrc/cuda/denoise_step/instances.h); the CUDA ctest
-#                     binaries build in the background meanwhile (nice, for the ctest step)
+#   build        150  setup.py build_ext --inplace for sm_90a, MAX_JOBS=16: about as long as the
+#                     slowest unit (denoise_step's kernels are split over several, see
+#                     csrc/cuda/denoise_step/instances.h; build.log ends with ninja's slowest
+#                     units); the CUDA ctest binaries build in the background meanwhile (nice)
 #   verify        60  python -m dllm_kernels verify --device cuda (every op, CPU-reference check
 #                     on the registry's small and realistic shapes)
 #   memcheck      60  compute-sanitizer --tool memcheck   } over benchmarks/sanitize_cases.py:
@@ -83,7 +84,8 @@ print_plan() {
 # The arguments the run passes each script (the dry run checks that they parse).
 VERIFY_ARGS=(verify --device cuda)
 SAN_ARGS=(benchmarks/sanitize_cases.py)  # all but memcheck add --quick
-PYTEST_ARGS=(-m pytest -m cuda python_tests -q -ra -p no:cacheprovider --durations=10)
+# -v: one line per test as it ends, so a run stopped by its limit still names its failures.
+PYTEST_ARGS=(-m pytest -m cuda python_tests -v -ra -p no:cacheprovider --durations=10)
 BDS_ARGS=(benchmarks/bench_denoise_step.py --device cuda --shapes 1x32x126464,64x32x126464,8x32x126464
           --dtypes bf16,fp32)
 BBA_ARGS=(benchmarks/bench_block_attention.py --device cuda --no-flex
@@ -308,7 +310,8 @@ if [ "$mode" = run ]; then
   # In place: no pip, no editable-install metadata; PYTHONPATH above makes it importable.
   step build build.log "$PY" setup.py build_ext --inplace ||
     { say "build failed: nothing else can run"; tail -n 40 "$OUT/build.log"; exit 1; }
-  ninja_times | tee -a "$OUT/build.log" | head -n 4 | sed 's/^/   /' | tee -a "$SUMMARY"
+  ninja_times >>"$OUT/build.log"
+  ninja_times | head -n 4 | sed 's/^/   /' | tee -a "$SUMMARY"
   step verify tests.log "$PY" -m dllm_kernels "${VERIFY_ARGS[@]}"
   if [ -n "$SANITIZER" ]; then
     export PYTORCH_NO_CUDA_MEMORY_CACHING=1  # one cudaMalloc per tensor: memcheck sees every end
