@@ -99,7 +99,7 @@ def cmd_quality(args) -> int:
     results, skipped = quality.sweep(model, tok, tasks=tasks, methods=methods, caches=caches, n=n,
                                      seed=args.seed, batch_size=args.batch_size,
                                      backend=args.backend, progress=not args.no_progress)
-    print(quality.format_table(results, markdown=args.markdown))
+    print(quality.format_grid(results) if args.markdown else quality.format_table(results, markdown=False))
     for s in skipped:
         print(f"skipped {s['method']}: generate does not take it yet ({s['reason']})")
     out = {"header": {**backend_info(), "model": args.model, "n": n, "seed": args.seed,
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p_q.add_argument("--batch-size", type=int, default=256, help="rows per generate call")
     p_q.add_argument("--backend", choices=["kernels", "reference"], default="kernels")
     p_q.add_argument("--out", default="quality", help="folder for quality.json and quality.png")
-    p_q.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    p_q.add_argument("--markdown", action="store_true", help="print a markdown grid (task x method rows, cache columns: accuracy · tokens per forward) instead of the long table")
     p_q.add_argument("--no-progress", action="store_true")
     sub.add_parser("info", help="print backend_info() as JSON")
     parser.add_argument("--op", action="append", help=argparse.SUPPRESS)

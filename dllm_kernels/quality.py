@@ -204,6 +204,23 @@ def format_table(results: list[dict], markdown: bool = True) -> str:
     return "\n".join(fmt.format(*r) for r in [head, *rows])
 
 
+def format_grid(results: list[dict]) -> str:
+    """A markdown table, one row per task and method, one column per cache mode: "accuracy ·
+    tokens per forward" (the README's table)."""
+    caches = [c for c in CACHE_MODES if any(r["cache"] == c for r in results)]
+    cell = {(r["task"], r["method"], r["cache"]): r for r in results}
+    keys = list(dict.fromkeys((r["task"], r["method"]) for r in results))
+    lines = ["| task | method | " + " | ".join(f"cache={c}" for c in caches) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in caches) + " |"]
+    for t, m in keys:
+        vals = []
+        for c in caches:
+            r = cell.get((t, m, c))
+            vals.append("-" if r is None else f"{100 * r['accuracy']:.1f} % · {r['tokens_per_forward']:.2f}")
+        lines.append(f"| {t} | {m} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
 _STYLES = {"none": "-", "prefix": "--", "dual": "-.", "block": ":"}
 
 

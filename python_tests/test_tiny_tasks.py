@@ -227,6 +227,10 @@ def test_quality_sweep_skips_methods_generate_lacks(pretrained):
     assert skipped and skipped[0]["method"] == "bogus" and "no_such_option" in skipped[0]["reason"]
     table = quality.format_table(results)
     assert "threshold=0.9" in table and "tokens/forward" in table
+    grid = quality.format_grid(results).splitlines()
+    assert grid[0] == "| task | method | cache=none | cache=dual |" and len(grid) == 3
+    r = results[0]
+    assert grid[2].startswith(f"| sort | threshold=0.9 | {100 * r['accuracy']:.1f} % · {r['tokens_per_forward']:.2f} |")
 
 
 def test_quality_plot(tmp_path, pretrained):
