@@ -257,10 +257,13 @@ setup(
     version="0.1.0",
     description="Native kernels and runtime for masked-diffusion language models",
     packages=find_packages(include=[PKG, f"{PKG}.*"]),
-    package_data={PKG: ["_build_info.json"]},
+    # the shipped trained model (dllm_kernels.models.load_pretrained): weights + config/tokenizer
+    package_data={PKG: ["_build_info.json"], f"{PKG}.models": ["weights/*.safetensors", "weights/*.json"]},
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     python_requires=">=3.9",
     # optional: transformers models in generate (dllm_kernels.integrations.transformers)
-    extras_require={"hf": ["transformers>=5,<6"]},
+    extras_require={"hf": ["transformers>=5,<6"],
+                    # optional: the PNG of `python -m dllm_kernels quality`; a cross-check test
+                    "quality": ["matplotlib"], "safetensors": ["safetensors"]},
 )

@@ -9,7 +9,7 @@ The ops live in dllm_kernels.ops (re-exported here), their pure-PyTorch specific
 dllm_kernels.reference, and `python -m dllm_kernels` verifies and benchmarks them.
 """
 
-from . import reference
+from . import models, reference, tasks
 from ._native import backend_info
 from .cache import CachePlan, CachePolicy, PageAllocator, PagedKVCache
 from .runtime import GenerateOutput, generate

@@ -1,10 +1,11 @@
-"""python -m dllm_kernels [verify|bench|generate|info] — verify every op against its reference,
-time it, and run whole generations.
+"""python -m dllm_kernels [verify|bench|generate|quality|info] — verify every op against its
+reference, time it, run whole generations, and measure decoding quality vs speed.
 
     python -m dllm_kernels                 # the main job: verify, then bench
     python -m dllm_kernels verify          # exit 1 on any mismatch (or if the native ops are missing)
     python -m dllm_kernels bench --json results.json [--e2e]
     python -m dllm_kernels generate --gen-length 256 --block-length 32 --steps 256 --cache dual
+    python -m dllm_kernels quality --out DIR   # accuracy vs tokens per forward on tiny-tasks
     python -m dllm_kernels info            # backend_info() as JSON
 """
 
@@ -77,6 +78,48 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_quality(args) -> int:
+    import os
+
+    from . import models, quality
+    from . import tasks as T
+    model, tok = models.load_pretrained(args.model)
+    n = args.n if args.n is not None else (1000 if args.full else 100)
+    methods = quality.METHODS
+    if args.method:
+        methods = [m for m in methods if m.family in args.method or m.name in args.method]
+        if not methods:
+            sys.exit(f"dllm_kernels quality: no method matches {args.method}; families: "
+                     f"{sorted({m.family for m in quality.METHODS})}")
+    tasks = args.task or list(T.TASKS)
+    caches = args.cache or ["none", "prefix", "dual", "block"]
+    print(f"quality: {args.model} on {', '.join(tasks)}; {n} held-out problems per task (seed "
+          f"{args.seed}), caches {', '.join(caches)}, backend {args.backend}, batch {args.batch_size}",
+          flush=True)
+    results, skipped = quality.sweep(model, tok, tasks=tasks, methods=methods, caches=caches, n=n,
+                                     seed=args.seed, batch_size=args.batch_size,
+                                     backend=args.backend, progress=not args.no_progress)
+    print(quality.format_grid(results) if args.markdown else quality.format_table(results, markdown=False))
+    for s in skipped:
+        print(f"skipped {s['method']}: generate does not take it yet ({s['reason']})")
+    out = {"header": {**backend_info(), "model": args.model, "n": n, "seed": args.seed,
+                      "batch_size": args.batch_size, "backend": args.backend,
+                      "threads": torch.get_num_threads()},
+           "results": results, "skipped": skipped}
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "quality.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, default=str)
+    print(f"quality: wrote {path}")
+    png = os.path.join(args.out, "quality.png")
+    try:
+        quality.plot(results, png, title=f"{args.model}: held-out exact match vs tokens per forward")
+        print(f"quality: wrote {png}")
+    except ImportError:
+        print("quality: matplotlib is not installed, no plot (pip install matplotlib)")
+    return 0
+
+
 def cmd_info(args) -> int:
     print(json.dumps(backend_info(), indent=2))
     return 0
@@ -114,6 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     for a in gen._actions:
         if a.dest != "help":
             p_bench._add_action(a)
+    p_q = sub.add_parser("quality", help="decoding methods x cache modes on the shipped tiny-tasks model: "
+                         "held-out accuracy vs tokens per forward (table, JSON, PNG)")
+    p_q.add_argument("--model", default="tiny-tasks", help="a shipped model (dllm_kernels.models.available())")
+    p_q.add_argument("--task", action="append", help="only this task (repeatable): addition, sort, sudoku")
+    p_q.add_argument("--method", action="append", help="only this method family or name (repeatable), e.g. threshold")
+    p_q.add_argument("--cache", action="append", choices=["none", "prefix", "dual", "block"], help="only this cache mode (repeatable)")
+    p_q.add_argument("--n", type=int, help="held-out problems per task (default 100; --full: 1000)")
+    p_q.add_argument("--full", action="store_true", help="1000 problems per task")
+    p_q.add_argument("--seed", type=int, default=0, help="which held-out problems")
+    p_q.add_argument("--batch-size", type=int, default=256, help="rows per generate call")
+    p_q.add_argument("--backend", choices=["kernels", "reference"], default="kernels")
+    p_q.add_argument("--out", default="quality", help="folder for quality.json and quality.png")
+    p_q.add_argument("--markdown", action="store_true", help="print a markdown grid (task x method rows, cache columns: accuracy · tokens per forward) instead of the long table")
+    p_q.add_argument("--no-progress", action="store_true")
     sub.add_parser("info", help="print backend_info() as JSON")
     parser.add_argument("--op", action="append", help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=["cpu", "cuda"], help=argparse.SUPPRESS)
@@ -126,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_info(args)
     if args.cmd == "generate":
         return cmd_generate(args)
+    if args.cmd == "quality":
+        return cmd_quality(args)
     args.seed = None  # the main job: verify, then bench
     status = cmd_verify(args)
     print()

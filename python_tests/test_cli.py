@@ -63,3 +63,28 @@ def test_generate_prints_kernels_and_reference(tmp_path):
     rows = json.loads(path.read_text())["rows"]
     assert [r["nfe"] for r in rows] == [8 + 1 + 2] * 2            # steps + prefill + 2 commits
     assert all(r["tokens_per_s"] > 0 and "model_s" in r for r in rows)
+
+
+def test_quality_writes_table_json_and_plot(tmp_path):
+    out = run("quality", "--n", "4", "--task", "addition", "--task", "sort", "--method", "threshold=0.9",
+              "--method", "steps (1/step)", "--method", "entropy_bound", "--cache", "none",
+              "--cache", "block", "--out", str(tmp_path), "--no-progress")
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads((tmp_path / "quality.json").read_text())
+    rows = data["results"]
+    assert {(r["task"], r["method"], r["cache"]) for r in rows} == {
+        (t, m, c) for t in ("addition", "sort") for m in ("threshold=0.9", "steps (1/step)")
+        for c in ("none", "block")}
+    for r in rows:
+        assert r["n"] == 4 and 0 <= r["accuracy"] <= 1 and r["nfe"] > 0 and r["tokens_per_s"] > 0
+    assert data["header"]["model"] == "tiny-tasks"
+    assert "tokens/forward" in out.stdout and "threshold=0.9" in out.stdout
+    # a method generate does not take yet is skipped and said so
+    assert {s["family"] for s in data["skipped"]} == {"entropy_bound"}
+    assert "skipped entropy_bound" in out.stdout
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "no plot" in out.stdout
+    else:
+        assert (tmp_path / "quality.png").read_bytes()[:4] == b"\x89PNG"
