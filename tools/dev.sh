@@ -12,7 +12,8 @@
 # only when csrc/, setup.py or the torch version changed.
 #
 # Build variables (passed through to setup.py): DLLM_KERNELS_CUDA=0|1, TORCH_CUDA_ARCH_LIST,
-# MAX_JOBS, DEBUG=1. DLLM_EXTRAS=hf also installs the optional transformers (its tests then run).
+# MAX_JOBS, DEBUG=1. DLLM_EXTRAS=hf,quality,safetensors also installs the optional transformers, matplotlib,
+# safetensors (their tests then run).
 set -euo pipefail
 
 cmd=${1:-}
@@ -69,11 +70,17 @@ for name, major in need.items():
     except md.PackageNotFoundError:
         sys.exit(1)
 EOF
-# Optional extras (DLLM_EXTRAS=hf: transformers, whose tests skip without it; CI sets it).
-if [[ ",${DLLM_EXTRAS:-}," == *",hf,"* ]] && ! "$py" -c "import transformers" 2>/dev/null; then
-  echo "installing the hf extra (transformers)"
-  pipq "transformers>=5,<6"
-fi
+# Optional extras (DLLM_EXTRAS=hf,quality,safetensors: transformers, matplotlib, safetensors,
+# whose tests skip without them; CI sets all three).
+extra() { # extra NAME MODULE SPEC: install SPEC when NAME is asked for and MODULE is missing
+  if [[ ",${DLLM_EXTRAS:-}," == *",$1,"* ]] && ! "$py" -c "import $2" 2>/dev/null; then
+    echo "installing the $1 extra ($3)"
+    pipq "$3"
+  fi
+}
+extra hf transformers "transformers>=5,<6"
+extra quality matplotlib matplotlib
+extra safetensors safetensors safetensors
 "$py" -c "import torch; print(f'torch {torch.__version__} (CUDA {torch.version.cuda}) at {torch.__file__}')"
 
 # ---- nvcc matching torch's CUDA release ------------------------------------------------------------
