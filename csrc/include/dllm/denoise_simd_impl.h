@@ -25,6 +25,7 @@ inline VF load(const f16_t* p) {
 }
 inline void store(float* p, VF v) { _mm256_storeu_ps(p, v); }
 inline void storei(uint32_t* p, VI v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+inline VI loadi(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline VF add(VF a, VF b) { return _mm256_add_ps(a, b); }
 inline VF sub(VF a, VF b) { return _mm256_sub_ps(a, b); }
 inline VF mul(VF a, VF b) { return _mm256_mul_ps(a, b); }
@@ -73,9 +74,8 @@ inline __m256d widen_sum(VF a) {  // 8 float lanes -> 4 double lanes, exact
   return _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
                        _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
 }
-inline double hsum4(VF a, VF b, VF c, VF d) {
-  const __m256d s = _mm256_add_pd(_mm256_add_pd(widen_sum(a), widen_sum(b)),
-                                  _mm256_add_pd(widen_sum(c), widen_sum(d)));
+inline double hsum(VF a) {
+  const __m256d s = widen_sum(a);
   __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
   t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
   return _mm_cvtsd_f64(t);
@@ -96,6 +96,7 @@ inline VF load(const f16_t* p) {
 }
 inline void store(float* p, VF v) { _mm512_storeu_ps(p, v); }
 inline void storei(uint32_t* p, VI v) { _mm512_storeu_si512(p, v); }
+inline VI loadi(const uint32_t* p) { return _mm512_loadu_si512(p); }
 inline VF add(VF a, VF b) { return _mm512_add_ps(a, b); }
 inline VF sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
 inline VF mul(VF a, VF b) { return _mm512_mul_ps(a, b); }
@@ -140,10 +141,7 @@ inline __m512d widen_sum(VF a) {  // 16 float lanes -> 8 double lanes, exact
   const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
   return _mm512_add_pd(_mm512_cvtps_pd(lo), _mm512_cvtps_pd(hi));
 }
-inline double hsum4(VF a, VF b, VF c, VF d) {
-  return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(widen_sum(a), widen_sum(b)),
-                                            _mm512_add_pd(widen_sum(c), widen_sum(d))));
-}
+inline double hsum(VF a) { return _mm512_reduce_add_pd(widen_sum(a)); }
 #endif
 
 // NaN -> -inf, +inf -> FLT_MAX (dllm::sanitize), relying on the operand order of max/min.
@@ -206,11 +204,12 @@ inline void mulhilo_v(VI a, VI m, VI& hi, VI& lo) {
 // Lane j = 4 q + p of the Philox vectors runs group g0 + p (W / 4) + q, so the in-lane 4 x 4
 // transpose of (c0, c1, c2, c3) leaves group g0 + p (W / 4) + q's four words in lanes 4q..4q+3 of
 // out[p]: tokens 4 g0 + p W + 4 q + (0..3).
-inline void philox_block(const PhiloxCtx& c, uint32_t g0, VI out[4]) {
+// The four words of group lane j (any groups), out[k] = word k.
+inline void philox_groups(const PhiloxCtx& c, VI groups, VI out[4]) {
   const VI m0 = set1i(0xD2511F53u), m1 = set1i(0xCD9E8D57u);
   VI hi, lo;
   // Round 1: counter (g, l, b, offset).
-  mulhilo_v(addi(set1i(g0), group_lanes()), m0, hi, lo);
+  mulhilo_v(groups, m0, hi, lo);
   VI c2 = xori(hi, set1i(c.r1_c3_xor));
   VI c3 = lo;
   // Round 2: c0 = r1_c0 and c1 = r1_c1 are the same for every lane.
@@ -228,8 +227,17 @@ inline void philox_block(const PhiloxCtx& c, uint32_t g0, VI out[4]) {
     c1 = lo1;
     c3 = lo0;
   }
-  const VI t0 = unpacklo32(c0, c1), t1 = unpackhi32(c0, c1);
-  const VI t2 = unpacklo32(c2, c3), t3 = unpackhi32(c2, c3);
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
+}
+
+inline void philox_block(const PhiloxCtx& c, uint32_t g0, VI out[4]) {
+  VI w[4];
+  philox_groups(c, addi(set1i(g0), group_lanes()), w);
+  const VI t0 = unpacklo32(w[0], w[1]), t1 = unpackhi32(w[0], w[1]);
+  const VI t2 = unpacklo32(w[2], w[3]), t3 = unpackhi32(w[2], w[3]);
   out[0] = unpacklo64(t0, t2);
   out[1] = unpackhi64(t0, t2);
   out[2] = unpacklo64(t1, t3);
@@ -246,11 +254,17 @@ inline VF gumbel_bound(VI w) {
   return fmadd(cvtif(subi(set1i(151), biased_exp)), set1(0.69314718f), set1(0.01f));
 }
 
+inline float gumbel_bound_scalar(uint32_t w) {  // gumbel_bound for one word
+  const uint32_t n = (1u << 24) - ((w >> 8) | 1u);
+  return static_cast<float>(24 - (31 - __builtin_clz(n))) * 0.69314718f + 0.01f;
+}
+
 // ---- the row kernel ---------------------------------------------------------------------------
-// How the choice is made: kD = argmax of d itself (T = 0 and score == d), kScore = argmax of the
+// How the choice is made (x0): kD = argmax of d itself (T = 0 and score == d), kScore = argmax of the
 // (filtered) scaled logits, which differ from d (T = 0, filtered, raw confidence), kGumbel =
 // argmax of scaled + Gumbel noise (T > 0).
-enum class Choice { kD, kScore, kGumbel };
+// kNone: no choice here (filtered rows at T > 0 choose over their kept tokens, gumbel_kept).
+enum class Choice { kD, kScore, kGumbel, kNone };
 
 struct Ctx {
   float inv_t;
@@ -262,42 +276,48 @@ struct Ctx {
 // Tokens [v0, v0 + n) (n a multiple of kBlock, v0 a multiple of 4) into st. z: the row's raw
 // logits at v0 (unused when filtered and d is scaled); f: the filtered scaled logits at v0, or
 // null (unfiltered: scaled is computed from z).
-template <typename In, Choice kChoice, bool kSoft, bool kMargin, bool kEntropy>
+// kRaw: unfiltered with inv_t == 1 (T = 0, T = 1), so scaled == d == z: no runtime switches in
+// the loop (fewer branches and live registers on the hot paths).
+template <typename In, Choice kChoice, bool kSoft, bool kMargin, bool kEntropy, bool kRaw>
 void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const Ctx& c,
                RowState& st) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  const bool need_z = f_src == nullptr || !c.d_scaled;
+  if (kRaw) f_src = nullptr;
+  const bool scale = !kRaw && c.scale;
+  const bool d_scaled = !kRaw && c.d_scaled;
+  const bool need_z = kRaw || f_src == nullptr || !d_scaled;
   const VF inv_t = set1(c.inv_t), lo80 = set1(-80.0f);
   // kD keeps st.best == st.m (the max of d); without a softmax (random confidence) the generic
   // code leaves st.m behind, so it restarts from the choice.
   if (kChoice == Choice::kD && !kSoft) st.m = st.best;
   VF m_v = set1(st.m);
   VF best_v = set1(st.best);
-  VF acc0 = set1(0.0f), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-  VF ent0 = acc0, ent1 = acc0, ent2 = acc0, ent3 = acc0;
+  // One float accumulator per lane (a block's 4 vectors are added as a tree first): few live
+  // registers, and at most kChunk / (4W) block sums per lane before the fold into double.
+  VF acc = set1(0.0f), ent = acc;
   VF top1 = set1(neg_inf), top2 = top1;
 
   // Folds the float lane sums (relative to st.m) into st's double sums.
   const auto flush = [&] {
     if (!kSoft) return;
     if (st.m != neg_inf) {
-      st.s += hsum4(acc0, acc1, acc2, acc3);
-      if (kEntropy) st.t1 += hsum4(ent0, ent1, ent2, ent3);
+      st.s += hsum(acc);
+      if (kEntropy) st.t1 += hsum(ent);
     }
-    acc0 = acc1 = acc2 = acc3 = set1(0.0f);
-    if (kEntropy) ent0 = ent1 = ent2 = ent3 = set1(0.0f);
+    acc = set1(0.0f);
+    if (kEntropy) ent = set1(0.0f);
   };
 
   alignas(64) float s_buf[kBlock], d_buf[kBlock];
   alignas(64) uint32_t w_buf[kBlock];
   for (int64_t i = 0; i < n; i += kBlock) {
-    VF z[4], s[4], d[4];
+    VF z[4] = {}, s[4], d[4];
     if (need_z)
       for (int k = 0; k < 4; ++k) z[k] = sanitize_v(load(z_src + i + k * W));
     for (int k = 0; k < 4; ++k) {
-      if (f_src != nullptr) s[k] = load(f_src + i + k * W);
-      else s[k] = c.scale ? sanitize_v(mul(z[k], inv_t)) : z[k];
-      d[k] = c.d_scaled ? s[k] : z[k];
+      if (!kRaw && f_src != nullptr) s[k] = load(f_src + i + k * W);
+      else s[k] = scale ? sanitize_v(mul(z[k], inv_t)) : z[k];
+      d[k] = d_scaled ? s[k] : z[k];
     }
     // Running max of d: a block that raises it (rare after the first few) folds the sums, rescales
     // them to the new max, and at T = 0 also moves the choice (its first index with the new max).
@@ -385,16 +405,9 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
       const VF x0 = vmax(sub(d[0], m_v), lo80), x1 = vmax(sub(d[1], m_v), lo80);
       const VF x2 = vmax(sub(d[2], m_v), lo80), x3 = vmax(sub(d[3], m_v), lo80);
       const VF e0 = exp_v(x0), e1 = exp_v(x1), e2 = exp_v(x2), e3 = exp_v(x3);
-      acc0 = add(acc0, e0);
-      acc1 = add(acc1, e1);
-      acc2 = add(acc2, e2);
-      acc3 = add(acc3, e3);
-      if (kEntropy) {
-        ent0 = fmadd(e0, x0, ent0);
-        ent1 = fmadd(e1, x1, ent1);
-        ent2 = fmadd(e2, x2, ent2);
-        ent3 = fmadd(e3, x3, ent3);
-      }
+      acc = add(acc, add(add(e0, e1), add(e2, e3)));
+      if (kEntropy)
+        ent = add(ent, add(fmadd(e0, x0, mul(e1, x1)), fmadd(e2, x2, mul(e3, x3))));
     }
     if (kMargin) {
       for (int k = 0; k < 4; ++k) {
@@ -419,15 +432,18 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
   }
 }
 
-template <typename In, Choice kChoice>
+template <typename In, Choice kChoice, bool kRaw = false>
 void row_chunk_conf(Confidence conf, const In* z, const float* f, int64_t v0, int64_t n,
                     const Ctx& c, RowState& st) {
   switch (conf) {
-    case Confidence::kProb: return row_chunk<In, kChoice, true, false, false>(z, f, v0, n, c, st);
-    case Confidence::kMargin: return row_chunk<In, kChoice, true, true, false>(z, f, v0, n, c, st);
+    case Confidence::kProb:
+      return row_chunk<In, kChoice, true, false, false, kRaw>(z, f, v0, n, c, st);
+    case Confidence::kMargin:
+      return row_chunk<In, kChoice, true, true, false, kRaw>(z, f, v0, n, c, st);
     case Confidence::kNegEntropy:
-      return row_chunk<In, kChoice, true, false, true>(z, f, v0, n, c, st);
-    case Confidence::kRandom: return row_chunk<In, kChoice, false, false, false>(z, f, v0, n, c, st);
+      return row_chunk<In, kChoice, true, false, true, kRaw>(z, f, v0, n, c, st);
+    case Confidence::kRandom:
+      return row_chunk<In, kChoice, false, false, false, kRaw>(z, f, v0, n, c, st);
   }
 }
 
@@ -531,6 +547,66 @@ void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t
   };
   apply(!p.top_p_first);
   apply(p.top_p_first);
+  if (p.sample) {  // the kept tokens, for gumbel_kept
+    ws.kept.clear();
+    const VF neg_inf = set1(-std::numeric_limits<float>::infinity());
+    int64_t i = 0;
+    for (; i + W <= V; i += W) {
+      uint32_t hit = bits(gt(load(s + i), neg_inf));
+      while (hit != 0) {
+        ws.kept.push_back(static_cast<int32_t>(i + __builtin_ctz(hit)));
+        hit &= hit - 1;
+      }
+    }
+    for (; i < V; ++i)
+      if (s[i] > -std::numeric_limits<float>::infinity()) ws.kept.push_back(static_cast<int32_t>(i));
+  }
+}
+
+// The Gumbel choice of a filtered row over its kept tokens (finite filtered logits f, ascending
+// ids), W Philox groups at a time: top-p / top-k keep a few percent of V, so this draws only their
+// groups. Same bound and exact scores as row_chunk's kGumbel.
+template <typename In>
+void gumbel_kept(const In* row, const float* f, const int32_t* kept, int64_t n_kept, const Ctx& c,
+                 RowState& st) {
+  alignas(64) uint32_t groups[W];
+  alignas(64) uint32_t words[4][W];
+  int64_t k = 0;
+  while (k < n_kept) {
+    // The next W distinct groups: tokens kept[k, e) belong to groups[0, ng).
+    int ng = 0;
+    int64_t e = k;
+    float top = -std::numeric_limits<float>::infinity();
+    for (; e < n_kept; ++e) {
+      const uint32_t g = static_cast<uint32_t>(kept[e]) >> 2;
+      if (ng == 0 || groups[ng - 1] != g) {
+        if (ng == W) break;
+        groups[ng++] = g;
+      }
+      top = std::max(top, f[kept[e]]);
+    }
+    if (top + kGumbelBound >= st.best) {
+      for (int j = ng; j < W; ++j) groups[j] = groups[0];
+      VI w[4];
+      philox_groups(c.philox, loadi(groups), w);
+      for (int j = 0; j < 4; ++j) storei(words[j], w[j]);
+      int lane = 0;
+      for (int64_t t = k; t < e; ++t) {
+        const int32_t idx = kept[t];
+        while (groups[lane] != static_cast<uint32_t>(idx) >> 2) ++lane;
+        const uint32_t word = words[idx & 3][lane];
+        const float sc = f[idx];
+        if (!(sc + gumbel_bound_scalar(word) > st.best)) continue;
+        const float score = gumbel_score(sc, word);
+        if (score > st.best) {
+          st.best = score;
+          st.best_idx = idx;
+          st.best_d = c.d_scaled ? sc : sanitize(to_float(row[idx]));
+        }
+      }
+    }
+    k = e;
+  }
 }
 
 // dllm::cpu::accumulate_range with the vector kernel: whole blocks of 4W tokens in chunks of
@@ -545,35 +621,59 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
   c.scale = p.inv_temperature != 1.0f;
   c.d_scaled = p.source_sampling;
   if (p.sample) c.philox = philox_ctx(p.seed, p.offset, b, l);
-  const Choice choice = p.sample ? Choice::kGumbel
+  // Filtered rows at T > 0: the softmax here, the choice over the kept tokens (gumbel_kept).
+  const bool kept_choice = filtered && p.sample;
+  const Choice choice = kept_choice ? Choice::kNone
+                        : p.sample ? Choice::kGumbel
                         : (!filtered || p.source_sampling) ? Choice::kD : Choice::kScore;
+  // The generic code for a range: with kept_choice only its softmax part is kept.
+  const auto generic = [&](int64_t from, int64_t to) {
+    if (!kept_choice)
+      return dllm::cpu::accumulate_range(row, from, to, suppress, n_suppress, p, b, l, filtered,
+                                         ws, st);
+    RowState part;
+    dllm::cpu::accumulate_range(row, from, to, suppress, n_suppress, p, b, l, filtered, ws, part);
+    part.best = -std::numeric_limits<float>::infinity();
+    part.best_idx = -1;
+    merge_state(st, part);
+  };
   const bool reads_z = !filtered || !p.source_sampling;  // suppressed ids matter only there
+  const bool raw = !filtered && !c.scale;
   const int64_t body_end = v_begin + (v_end - v_begin) / kBlock * kBlock;
   int64_t next = std::lower_bound(suppress, suppress + n_suppress, v_begin) - suppress;
   for (int64_t v0 = v_begin; v0 < body_end; v0 += kChunk) {
     const int64_t n = std::min(kChunk, body_end - v0);
     while (next < n_suppress && suppress[next] < v0) ++next;
     if (reads_z && next < n_suppress && suppress[next] < v0 + n) {
-      dllm::cpu::accumulate_range(row, v0, v0 + n, suppress, n_suppress, p, b, l, filtered, ws,
-                                  st);
+      generic(v0, v0 + n);
       continue;
     }
     const float* f = filtered ? ws.full.data() + v0 : nullptr;
     switch (choice) {
       case Choice::kD:
-        row_chunk_conf<In, Choice::kD>(p.confidence, row + v0, f, v0, n, c, st);
+        if (raw) row_chunk_conf<In, Choice::kD, true>(p.confidence, row + v0, f, v0, n, c, st);
+        else row_chunk_conf<In, Choice::kD>(p.confidence, row + v0, f, v0, n, c, st);
         break;
       case Choice::kScore:
         row_chunk_conf<In, Choice::kScore>(p.confidence, row + v0, f, v0, n, c, st);
         break;
       case Choice::kGumbel:
-        row_chunk_conf<In, Choice::kGumbel>(p.confidence, row + v0, f, v0, n, c, st);
+        if (raw) row_chunk_conf<In, Choice::kGumbel, true>(p.confidence, row + v0, f, v0, n, c, st);
+        else row_chunk_conf<In, Choice::kGumbel>(p.confidence, row + v0, f, v0, n, c, st);
+        break;
+      case Choice::kNone:
+        row_chunk_conf<In, Choice::kNone>(p.confidence, row + v0, f, v0, n, c, st);
         break;
     }
   }
-  if (body_end < v_end)
-    dllm::cpu::accumulate_range(row, body_end, v_end, suppress, n_suppress, p, b, l, filtered, ws,
-                                st);
+  if (body_end < v_end) generic(body_end, v_end);
+  if (kept_choice) {  // the whole row (filtered rows are never split)
+    const int32_t* kept = ws.kept.data();
+    const int64_t n_kept = static_cast<int64_t>(ws.kept.size());
+    const int64_t lo = std::lower_bound(kept, kept + n_kept, v_begin) - kept;
+    const int64_t hi = std::lower_bound(kept, kept + n_kept, v_end) - kept;
+    gumbel_kept(row, ws.full.data(), kept + lo, hi - lo, c, st);
+  }
 }
 
 }  // namespace dllm::cpu::simd::DLLM_SIMD_NS

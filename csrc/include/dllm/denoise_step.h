@@ -332,6 +332,7 @@ inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::ve
 struct Workspace {
   std::vector<float> z, scaled, score, full, tmp, wts;
   std::vector<double> hist;
+  std::vector<int32_t> kept;  // filtered rows: ids of the kept tokens (vector kernel, T > 0)
   std::vector<uint32_t> words;
   std::vector<uint8_t> skip;
   Workspace() : z(kChunk), scaled(kChunk), score(kChunk), words(kChunk), skip(kChunk) {}
