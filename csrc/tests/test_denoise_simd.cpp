@@ -140,9 +140,10 @@ void check_positions(int level) {
             case 5: p.top_p = 0.5; p.source_sampling = true; break;
             case 6: p.top_k = 3; break;
             case 7: p.sample = true; p.inv_temperature = 2.0f; scale = 30.0f;
-                    sup = {0, 3, V / 2, V - 1}; break;
-            case 8: scale = 0.1f; sup = {1, V / 3}; p.top_p = 0.95; p.top_p_first = true;
-                    p.top_k = 40; break;
+                    for (const int64_t id : {int64_t{0}, int64_t{3}, V / 2, V - 1}) sup.push_back(id);
+                    break;
+            case 8: scale = 0.1f; sup.push_back(1); sup.push_back(V / 3); p.top_p = 0.95;
+                    p.top_p_first = true; p.top_k = 40; break;
           }
           for (int64_t& s : sup) s = std::min<int64_t>(s, V - 1);
           std::sort(sup.begin(), sup.end());
