@@ -11,11 +11,29 @@
 #include "check.h"
 #include "dllm/denoise_step.h"
 
+#ifdef DLLM_DENOISE_SIMD
+// The 16-lane kernel logic (AVX-512's) on AVX2 halves, so that an AVX2-only CPU tests it too.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#define DLLM_SIMD_NS emu16
+#define DLLM_SIMD_W 16
+#define DLLM_SIMD_EMU16 1
+#include "dllm/denoise_simd_impl.h"
+#undef DLLM_SIMD_NS
+#undef DLLM_SIMD_W
+#undef DLLM_SIMD_EMU16
+#pragma GCC pop_options
+#endif
+
 using namespace dllm_test;
 using namespace dllm;
 using namespace dllm::cpu;
 
 namespace {
+
+constexpr int kEmu16 = -1;  // run_positions level: the 16-lane kernel on AVX2 halves
+
+const char* path_name(int level) { return level == kEmu16 ? "emu16" : simd::level_name(level); }
 
 #ifdef DLLM_DENOISE_SIMD
 // Philox words of group g0 .. g0 + W - 1 in token order and the bound, through one level's code.
@@ -85,9 +103,21 @@ void run_positions(const std::vector<In>& logits, int64_t P, int64_t V,
   Workspace ws;
   x0.assign(P, 0);
   conf.assign(P, 0);
-  for (int64_t i = 0; i < P; ++i)
-    denoise_position(logits.data() + i * V, V, sup.data(), static_cast<int64_t>(sup.size()), p, 1,
-                     i, p.mask_id, ws, &x0[i], &conf[i], level);
+  const int64_t ns = static_cast<int64_t>(sup.size());
+  for (int64_t i = 0; i < P; ++i) {
+    const In* row = logits.data() + i * V;
+#ifdef DLLM_DENOISE_SIMD
+    if (level == kEmu16) {  // denoise_position on the emulated 16-lane kernel
+      const bool filtered = is_filtered(p, V);
+      if (filtered) simd::emu16::prepare_filtered(row, V, sup.data(), ns, p, ws);
+      RowState st;
+      simd::emu16::accumulate_range(row, 0, V, sup.data(), ns, p, 1, i, filtered, ws, st);
+      finalize(st, p, 1, i, p.mask_id, &x0[i], &conf[i]);
+      continue;
+    }
+#endif
+    denoise_position(row, V, sup.data(), ns, p, 1, i, p.mask_id, ws, &x0[i], &conf[i], level);
+  }
 }
 
 template <typename In>
@@ -160,7 +190,7 @@ void check_positions(int level) {
             }
             for (int64_t j = 0; j < V; ++j) f[V + j] = -INFINITY;  // nothing to decode
           }
-          const std::string name = std::string(simd::level_name(level)) + " V=" +
+          const std::string name = std::string(path_name(level)) + " V=" +
                                    std::to_string(V) + " mode=" + std::to_string(mode) +
                                    " conf=" + std::to_string(conf) + " dtype=" +
                                    std::to_string(dtype) + (special ? " nan/inf" : "");
@@ -199,6 +229,7 @@ void check_positions(int level) {
 #define DLLM_LOAD8(w) _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w))
 #define DLLM_LOAD16(w) _mm512_loadu_si512(w)
 DLLM_TEST_LEVEL(avx2, "avx2,fma,f16c", 8, DLLM_LOAD8)
+DLLM_TEST_LEVEL(emu16, "avx2,fma,f16c", 16, simd::emu16::loadi)
 DLLM_TEST_LEVEL(avx512, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c", 16, DLLM_LOAD16)
 #endif
 
@@ -209,6 +240,8 @@ int main() {
   if (top >= simd::kAvx2) {
     check_philox_and_bound<8>("avx2", avx2_philox, avx2_bound);
     check_positions(simd::kAvx2);
+    check_philox_and_bound<16>("emu16", emu16_philox, emu16_bound);
+    check_positions(kEmu16);
   }
   if (top >= simd::kAvx512) {
     check_philox_and_bound<16>("avx512", avx512_philox, avx512_bound);

@@ -80,6 +80,126 @@ inline double hsum(VF a) {
   t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
   return _mm_cvtsd_f64(t);
 }
+#elif defined(DLLM_SIMD_EMU16)
+// 16 lanes as two AVX2 halves with AVX-512's semantics (lane j of a mask = bit j; unpacks act
+// within 128-bit lanes): lets the native test run the 16-lane kernel logic on an AVX2-only CPU.
+struct VF { __m256 lo, hi; };
+struct VI { __m256i lo, hi; };
+using Mask = uint32_t;
+inline Mask mk(__m256 lo, __m256 hi) {
+  return static_cast<Mask>(_mm256_movemask_ps(lo) | (_mm256_movemask_ps(hi) << 8));
+}
+inline __m256 expand(uint32_t m8) {  // 8 mask bits -> all-ones lanes
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i sel = _mm256_and_si256(_mm256_set1_epi32(static_cast<int32_t>(m8)), bit);
+  return _mm256_castsi256_ps(_mm256_cmpeq_epi32(sel, bit));
+}
+#define DLLM_EMU_F2(name, op) \
+  inline VF name(VF a, VF b) { return {op(a.lo, b.lo), op(a.hi, b.hi)}; }
+#define DLLM_EMU_I2(name, op) \
+  inline VI name(VI a, VI b) { return {op(a.lo, b.lo), op(a.hi, b.hi)}; }
+inline VF set1(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+inline VI set1i(uint32_t x) {
+  const __m256i v = _mm256_set1_epi32(static_cast<int32_t>(x));
+  return {v, v};
+}
+inline VF load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+inline __m256 load8(const bf16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline VF load(const bf16_t* p) { return {load8(p), load8(p + 8)}; }
+inline VF load(const f16_t* p) {
+  return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
+}
+inline void store(float* p, VF v) {
+  _mm256_storeu_ps(p, v.lo);
+  _mm256_storeu_ps(p + 8, v.hi);
+}
+inline void storei(uint32_t* p, VI v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v.lo);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 8), v.hi);
+}
+inline void storei(int32_t* p, VI v) { storei(reinterpret_cast<uint32_t*>(p), v); }
+inline VI loadi(const uint32_t* p) {
+  return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 8))};
+}
+DLLM_EMU_F2(add, _mm256_add_ps)
+DLLM_EMU_F2(sub, _mm256_sub_ps)
+DLLM_EMU_F2(mul, _mm256_mul_ps)
+DLLM_EMU_F2(vmax, _mm256_max_ps)
+DLLM_EMU_F2(vmin, _mm256_min_ps)
+inline VF fmadd(VF a, VF b, VF c) {
+  return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+inline VF fnmadd(VF a, VF b, VF c) {
+  return {_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)};
+}
+inline Mask gt(VF a, VF b) {
+  return mk(_mm256_cmp_ps(a.lo, b.lo, _CMP_GT_OQ), _mm256_cmp_ps(a.hi, b.hi, _CMP_GT_OQ));
+}
+inline Mask ge(VF a, VF b) {
+  return mk(_mm256_cmp_ps(a.lo, b.lo, _CMP_GE_OQ), _mm256_cmp_ps(a.hi, b.hi, _CMP_GE_OQ));
+}
+inline Mask eq(VF a, VF b) {
+  return mk(_mm256_cmp_ps(a.lo, b.lo, _CMP_EQ_OQ), _mm256_cmp_ps(a.hi, b.hi, _CMP_EQ_OQ));
+}
+inline Mask mor(Mask a, Mask b) { return a | b; }
+inline Mask mand(Mask a, Mask b) { return a & b; }
+inline uint32_t bits(Mask m) { return m; }
+inline bool any(Mask m) { return m != 0; }
+inline Mask eqi(VI a, VI b) {
+  return mk(_mm256_castsi256_ps(_mm256_cmpeq_epi32(a.lo, b.lo)),
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(a.hi, b.hi)));
+}
+inline VF select(Mask m, VF a, VF b) {
+  return {_mm256_blendv_ps(b.lo, a.lo, expand(m & 0xFF)),
+          _mm256_blendv_ps(b.hi, a.hi, expand(m >> 8))};
+}
+inline VI cvtt(VF a) { return {_mm256_cvttps_epi32(a.lo), _mm256_cvttps_epi32(a.hi)}; }
+inline VI castfi(VF a) { return {_mm256_castps_si256(a.lo), _mm256_castps_si256(a.hi)}; }
+inline VF castif(VI a) { return {_mm256_castsi256_ps(a.lo), _mm256_castsi256_ps(a.hi)}; }
+inline VF cvtif(VI a) { return {_mm256_cvtepi32_ps(a.lo), _mm256_cvtepi32_ps(a.hi)}; }
+DLLM_EMU_I2(addi, _mm256_add_epi32)
+DLLM_EMU_I2(subi, _mm256_sub_epi32)
+DLLM_EMU_I2(xori, _mm256_xor_si256)
+DLLM_EMU_I2(ori, _mm256_or_si256)
+DLLM_EMU_I2(mul_epu32, _mm256_mul_epu32)
+DLLM_EMU_I2(unpacklo32, _mm256_unpacklo_epi32)
+DLLM_EMU_I2(unpackhi32, _mm256_unpackhi_epi32)
+DLLM_EMU_I2(unpacklo64, _mm256_unpacklo_epi64)
+DLLM_EMU_I2(unpackhi64, _mm256_unpackhi_epi64)
+template <int k> inline VI srli(VI a) { return {_mm256_srli_epi32(a.lo, k), _mm256_srli_epi32(a.hi, k)}; }
+template <int k> inline VI slli(VI a) { return {_mm256_slli_epi32(a.lo, k), _mm256_slli_epi32(a.hi, k)}; }
+inline VI srli64_32(VI a) { return {_mm256_srli_epi64(a.lo, 32), _mm256_srli_epi64(a.hi, 32)}; }
+inline VI slli64_32(VI a) { return {_mm256_slli_epi64(a.lo, 32), _mm256_slli_epi64(a.hi, 32)}; }
+inline VI blend_odd(VI a, VI b) {
+  return {_mm256_blend_epi32(a.lo, b.lo, 0xAA), _mm256_blend_epi32(a.hi, b.hi, 0xAA)};
+}
+inline VI group_lanes() {
+  return {_mm256_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13), _mm256_setr_epi32(2, 6, 10, 14, 3, 7, 11, 15)};
+}
+inline float hmax(VF a) {
+  const __m256 v = _mm256_max_ps(a.lo, a.hi);
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+inline __m256d widen_sum8(__m256 a) {
+  return _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+                       _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+}
+inline double hsum(VF a) {
+  const __m256d s = _mm256_add_pd(widen_sum8(a.lo), widen_sum8(a.hi));
+  __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+  t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
+  return _mm_cvtsd_f64(t);
+}
+#undef DLLM_EMU_F2
+#undef DLLM_EMU_I2
 #else  // 16 lanes, AVX-512
 using VF = __m512;
 using VI = __m512i;
