@@ -5,13 +5,18 @@
 
     python benchmarks/bench_denoise_step.py [--device cpu|cuda] [--full] [--json PATH]
                                             [--no-compile] [--reps N] [--shapes BxLxV,...]
-                                            [--dtypes bf16,fp32]
+                                            [--dtypes bf16,fp32] [--eager-only]
 
 Default cases are the issue's (B, L, V) shapes on CUDA and the 1x32x126464 block on CPU; --full
 runs every shape x dtype x (prob/margin/neg_entropy at T=0, prob at T=1, T=1 with top_p=0.9).
 --shapes / --dtypes pick (and order) the shapes and dtypes; --json is rewritten after each case.
 GB/s counts one read of the masked positions' logits plus the [B, L] reads/writes. Calls rotate
 over up to 8 input sets so that the logits come from memory, not the last-level cache.
+
+A second table times the T = 0 step against the plainest eager equivalent, softmax + max (argmax)
++ gather, on a fully masked [1, 32, 126464] block (fp32 and bf16), each call of ours paired with a
+call of the peer (dllm_kernels.benchmark.time_paired) over several rounds: the ratio per round and
+their median.
 """
 
 from __future__ import annotations
@@ -57,6 +62,48 @@ def llada_style_step(logits, x, mask_id, k, temperature):
     return x
 
 
+def eager_softmax_max_gather(logits, x, mask_id):
+    """The eager T = 0 step: x0 = argmax, conf = softmax(logits)[x0], masked positions only."""
+    x0 = torch.argmax(logits, dim=-1)
+    p = torch.softmax(logits.float(), dim=-1)
+    conf = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+    masked = x == mask_id
+    return torch.where(masked, x0, x), torch.where(masked, conf, torch.tensor(float("-inf"), device=x.device))
+
+
+def run_eager_pairs(device: torch.device, reps: int, rounds: int = 5):
+    """Ours vs eager softmax + max + gather at T = 0 on a fully masked 1x32x126464 block, paired."""
+    B, L, V = SHAPES[0]
+    mask_id = registry.LLADA_MASK_ID
+    gen = torch.Generator().manual_seed(1)
+    print(f"\nT = 0 vs eager softmax + max + gather, {B}x{L}x{V}, every position masked, paired, {rounds} rounds")
+    print(f"{'case':<24} {'ours':>10} {'eager':>10} {'eager/ours (median, per round)':>40}")
+    rows = []
+    for dtype in ("fp32", "bf16"):
+        dt = registry._DTYPES[dtype]
+        size = B * L * V * torch.tensor([], dtype=dt).element_size()
+        budget = (4 << 30) if device.type == "cuda" else (1 << 30)
+        n_sets = max(1, min(8, budget // size, -(-2 * bm.cache_bytes(device) // size)))
+        sets = [(torch.randn(B, L, V, generator=gen) * 3).to(dt).to(device) for _ in range(n_sets)]
+        x = torch.full((B, L), mask_id, dtype=torch.int64, device=device)
+        got, want = dk.denoise_step(sets[0], x, mask_id), eager_softmax_max_gather(sets[0], x, mask_id)
+        assert torch.equal(got[0], want[0]), "x0 differs from the eager argmax"
+        torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-6)
+        ours = lambda i: dk.denoise_step(sets[i % n_sets], x, mask_id)  # noqa: E731
+        peer = lambda i: eager_softmax_max_gather(sets[i % n_sets], x, mask_id)  # noqa: E731
+        pairs = [bm.time_paired([ours, peer], device, reps=reps, max_seconds=3) for _ in range(rounds)]
+        ratios = sorted(p / o for o, p in pairs)
+        t_ours = sorted(o for o, _ in pairs)[len(pairs) // 2]
+        t_peer = sorted(p for _, p in pairs)[len(pairs) // 2]
+        ratio = ratios[len(ratios) // 2]
+        label = f"{B}x{L}x{V} {dtype} T=0"
+        rows.append({"case": label, "dtype": dtype, "ours_s": t_ours, "eager_s": t_peer,
+                     "ratio_median": ratio, "rounds": [{"ours_s": o, "eager_s": p} for o, p in pairs]})
+        per = " ".join(f"{p / o:.2f}" for o, p in pairs)
+        print(f"{label:<24} {bm._fmt_t(t_ours):>10} {bm._fmt_t(t_peer):>10} {ratio:>9.2f}x  ({per})")
+    return rows
+
+
 def cases(device: torch.device, full: bool, shapes=None, dtypes=None):
     """dtype x (B, L, V) x variant, in the order given (a priority order)."""
     shapes = shapes or (SHAPES if device.type == "cuda" else SHAPES[:1])
@@ -71,9 +118,10 @@ def cases(device: torch.device, full: bool, shapes=None, dtypes=None):
 
 
 def run(device: torch.device, full: bool, compile_ref: bool, reps: int, shapes=None, dtypes=None,
-        json_path: str | None = None):
+        json_path: str | None = None, eager_pairs: bool = True, only_eager: bool = False):
     """Every case in turn; with json_path, the results so far are rewritten after each case (a run
-    cut short by a time limit keeps the cases it finished)."""
+    cut short by a time limit keeps the cases it finished). Then the paired table against eager
+    softmax + max + gather (only it with only_eager)."""
     peak = bm.peak_bandwidth(device)
     head = bm.header([device])
     head["peaks"] = {str(device): {"bandwidth": peak}}
@@ -82,7 +130,7 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int, shapes=N
     print(cols)
     rows = []
     gen = torch.Generator().manual_seed(0)
-    for params in cases(device, full, shapes, dtypes):
+    for params in ([] if only_eager else cases(device, full, shapes, dtypes)):
         # Rotate input sets past the last-level cache (as dllm_kernels.benchmark does), within
         # a memory budget: the logits are read from memory, as in a real step.
         inputs = registry._denoise_inputs(params, device, gen)
@@ -132,7 +180,11 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int, shapes=N
               f"{row['speedup_vs_ref']:>6.1f}x {comp_x:>8} {f(t_step):>10} {f(t_llada):>11} {row['speedup_step_vs_llada']:>8.1f}x")
         if json_path:
             bm.write_json(json_path, {"header": head, "rows": rows})
-    return {"header": head, "rows": rows}
+    eager = run_eager_pairs(device, reps) if eager_pairs else []
+    out = {"header": head, "rows": rows, "eager_softmax_max_gather": eager}
+    if json_path:
+        bm.write_json(json_path, out)
+    return out
 
 
 def parse_shapes(text: str) -> list[tuple[int, int, int]]:
@@ -150,16 +202,15 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--shapes", type=parse_shapes,
-                    help="BxLxV[,BxLxV...] in this order (default: the device's shapes above)")
     ap.add_argument("--dtypes", type=lambda t: t.split(","), help="bf16,fp32 (default), in this order")
+    ap.add_argument("--eager-only", action="store_true", help="only the paired T = 0 table vs eager softmax + max + gather")
     args = ap.parse_args(argv)
     if args.dtypes and not set(args.dtypes) <= set(registry._DTYPES):
         ap.error(f"--dtypes: each of {sorted(registry._DTYPES)}")
     if args.shapes and any(len(s) != 3 for s in args.shapes):
         ap.error("--shapes: BxLxV")
     run(torch.device(args.device), args.full, not args.no_compile, args.reps, args.shapes, args.dtypes,
-        json_path=args.json)
+        json_path=args.json, only_eager=args.eager_only)
     if args.json:
         print(f"wrote {args.json}")
     return 0

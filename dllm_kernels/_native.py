@@ -85,7 +85,8 @@ def backend_info() -> dict[str, Any]:
         `fallback_reason` (None when native), `build` (the build metadata, or None) and
         `cpu_features` (instruction sets the CPU kernels pick at run time: avx2, avx512f and
         amx_bf16, the last meaning bf16 block_attention runs on AMX; DLLM_KERNELS_AMX=0 turns that
-        off; empty when not native).
+        off; `denoise_step`: "avx512", "avx2" or "generic", the vector kernel denoise_step runs,
+        capped by DLLM_KERNELS_SIMD=avx2|generic; empty when not native).
     """
     build = BUILD_INFO or {}
     return {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "dllm/block_attention.h"
+#include "dllm/denoise_step.h"
 #include "dllm/page_allocator.h"
 
 namespace py = pybind11;
@@ -35,6 +36,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
         f["avx2"] = f["avx512f"] = f["amx_bf16"] = false;
 #endif
+        // The vector kernel denoise_step runs now (DLLM_KERNELS_SIMD=generic|avx2 caps it).
+        f["denoise_step"] = dllm::cpu::simd::level_name(dllm::cpu::simd::level());
         return f;
       },
       "Instruction sets the CPU kernels can use here (chosen at run time).");

@@ -202,25 +202,11 @@ inline float top_k_threshold(const float* vals, int64_t V, int64_t k, std::vecto
   return tmp[k - 1];
 }
 
-// tau = the value at which the descending cumulative softmax mass first reaches top_p (ties kept).
-// Selection by mass instead of a sort: weights w = exp(v - max) are computed once (vectorised),
-// then a 3-way quickselect narrows to the value where the mass from the top crosses top_p * sum;
-// expected O(V). Masses are summed in double, as the reference's cumulative sum is.
-inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::vector<float>& tmp,
-                             std::vector<float>& wts) {
-  if (top_p >= 1.0) return kNegInf;
-  tmp.clear();
-  for (int64_t i = 0; i < V; ++i)
-    if (vals[i] > kNegInf) tmp.push_back(vals[i]);
-  const int64_t n = static_cast<int64_t>(tmp.size());
-  if (n == 0) return kNegInf;
-  const float m = chunk_max(tmp.data(), n);
-  wts.resize(n);
-  for (int64_t i = 0; i < n; ++i) wts[i] = exp_nonpos(tmp[i] - m);
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) total += wts[i];
-  const double need = top_p * total;
-  double above = 0;  // mass of values already known to be above the current range
+// The mass walk of top_p_threshold on tmp[0, n) with weights wts (reordered in place): the largest
+// value t with above + mass(v >= t) >= need, found by a 3-way quickselect by mass (expected O(n));
+// returns false (above += the whole mass) when rounding leaves need unreached.
+inline bool top_p_quickselect(float* tmp, float* wts, int64_t n, double need, double& above,
+                              float& tau) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     const float a = tmp[lo], b = tmp[lo + (hi - lo) / 2], c = tmp[hi - 1];
@@ -236,19 +222,117 @@ inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::ve
     for (int64_t j = lo; j < gt; ++j) mass_gt += wts[j];
     for (int64_t j = gt; j < lt; ++j) mass_eq += wts[j];
     if (above + mass_gt >= need && gt > lo) { hi = gt; continue; }   // crosses among larger ones
-    if (above + mass_gt + mass_eq >= need) return pivot;
+    if (above + mass_gt + mass_eq >= need) { tau = pivot; return true; }
     above += mass_gt + mass_eq;
     lo = lt;
   }
+  return false;
+}
+
+// Buckets of the top-p histogram: a finite v goes to min(floor((m - v) * 64), 4095), i.e. 1/64-wide
+// slices of the 64 below the max and one for everything lower (weights < e^-64 of the max).
+// Monotone in v (every step rounds monotonically), the same in every clone (no FMA to contract).
+constexpr int kTopPBuckets = 4096;
+constexpr float kTopPPerUnit = 64.0f;
+
+inline int32_t top_p_bucket(float v, float m) {
+  return static_cast<int32_t>(std::min((m - v) * kTopPPerUnit, float(kTopPBuckets - 1)));
+}
+
+// hist[b] += exp(v - m) over the finite values of bucket b (double sums, vectorised weights).
+DLLM_CPU_CLONES static void top_p_histogram(const float* vals, int64_t V, float m, double* hist) {
+  constexpr int64_t kB = 256;
+  float w[kB];
+  int32_t bucket[kB];
+  for (int64_t v0 = 0; v0 < V; v0 += kB) {
+    const int64_t n = std::min(kB, V - v0);
+    for (int64_t i = 0; i < n; ++i) {  // -inf: weight 0, bucket 4095
+      w[i] = exp_nonpos(vals[v0 + i] - m);
+      bucket[i] = top_p_bucket(vals[v0 + i], m);
+    }
+    for (int64_t i = 0; i < n; ++i) hist[bucket[i]] += w[i];
+  }
+}
+
+// The finite values of bucket b, appended to out.
+DLLM_CPU_CLONES static void top_p_members(const float* vals, int64_t V, float m, int32_t b,
+                                          std::vector<float>& out) {
+  for (int64_t i = 0; i < V; ++i)
+    if (vals[i] > kNegInf && top_p_bucket(vals[i], m) == b) out.push_back(vals[i]);
+}
+
+// tau = the value at which the descending cumulative softmax mass first reaches top_p (ties kept).
+// Selection by mass instead of a sort: one pass sums the weights w = exp(v - max) into a histogram
+// of 4096 value buckets (double sums, as the reference's cumulative sum is); walking it from the
+// top finds the bucket where the mass crosses top_p * sum, whose members (typically tens to a few
+// hundred) are collected and walked in descending order. A bucket of more than kTopPSort members
+// (flat rows, ties) uses a quickselect by mass instead of a sort. O(V), two passes, no branches
+// on data in the first.
+constexpr int64_t kTopPSort = 4096;
+
+// histogram(vals, V, m, hist) and members(vals, V, m, b, out) are top_p_histogram /
+// top_p_members or their vector versions (dllm/denoise_simd_impl.h).
+template <typename Histogram, typename Members>
+float top_p_threshold_with(const float* vals, int64_t V, double top_p, std::vector<float>& tmp,
+                           std::vector<float>& wts, std::vector<double>& hist,
+                           Histogram&& histogram, Members&& members) {
+  if (top_p >= 1.0) return kNegInf;
+  const float m = chunk_max(vals, V);
+  if (m == kNegInf) return kNegInf;
+  hist.assign(kTopPBuckets, 0.0);
+  histogram(vals, V, m, hist.data());
+  double total = 0;
+  for (int b = 0; b < kTopPBuckets; ++b) total += hist[b];
+  const double need = top_p * total;
+  double above = 0;  // mass of the values above the current bucket
+  for (int32_t b = 0; b < kTopPBuckets; ++b) {
+    if (above + hist[b] < need) {
+      above += hist[b];
+      continue;
+    }
+    tmp.clear();
+    members(vals, V, m, b, tmp);
+    const int64_t n = static_cast<int64_t>(tmp.size());
+    if (n > kTopPSort) {
+      wts.resize(n);
+      for (int64_t i = 0; i < n; ++i) wts[i] = exp_nonpos(tmp[i] - m);
+      float tau;
+      if (top_p_quickselect(tmp.data(), wts.data(), n, need, above, tau)) return tau;
+      continue;
+    }
+    std::sort(tmp.begin(), tmp.end(), std::greater<float>());
+    for (int64_t i = 0; i < n;) {
+      const float v = tmp[i];
+      const float w = exp_nonpos(v - m);
+      double mass = 0;
+      for (; i < n && tmp[i] == v; ++i) mass += w;
+      above += mass;
+      if (above >= need) return v;
+    }
+    // Rounding left need unreached inside this bucket: go on with the next ones.
+  }
   // Rounding left the target unreached: the smallest value closes the set.
-  float smallest = tmp[0];
-  for (int64_t i = 1; i < n; ++i) smallest = std::min(smallest, tmp[i]);
+  float smallest = kNegInf;
+  for (int64_t i = 0; i < V; ++i)
+    if (vals[i] > kNegInf && (smallest == kNegInf || vals[i] < smallest)) smallest = vals[i];
   return smallest;
+}
+
+inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::vector<float>& tmp,
+                             std::vector<float>& wts, std::vector<double>& hist) {
+  return top_p_threshold_with(
+      vals, V, top_p, tmp, wts, hist,
+      [](const float* v, int64_t n, float m, double* h) { top_p_histogram(v, n, m, h); },
+      [](const float* v, int64_t n, float m, int32_t b, std::vector<float>& out) {
+        top_p_members(v, n, m, b, out);
+      });
 }
 
 // Per-thread buffers, reused across positions.
 struct Workspace {
   std::vector<float> z, scaled, score, full, tmp, wts;
+  std::vector<double> hist;
+  std::vector<int32_t> kept;  // filtered rows: ids of the kept tokens (vector kernel, T > 0)
   std::vector<uint32_t> words;
   std::vector<uint8_t> skip;
   Workspace() : z(kChunk), scaled(kChunk), score(kChunk), words(kChunk), skip(kChunk) {}
@@ -314,6 +398,40 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
   }
 }
 
+inline bool is_filtered(const DenoiseParams& p, int64_t V) {
+  return (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0;
+}
+
+// Filtered path: ws.full = the position's scaled logits (suppressed ids -inf) with the top-k / top-p
+// filters applied in their order (filtered-out logits -inf).
+template <typename In>
+void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
+                      const DenoiseParams& p, Workspace& ws) {
+  // Materialise the position's scaled logits once, then find the filter threshold(s).
+  ws.full.resize(V);
+  int64_t next = 0;
+  for (int64_t v0 = 0; v0 < V; v0 += kChunk) {
+    const int64_t n = std::min(kChunk, V - v0);
+    load_chunk(row, v0, n, suppress, n_suppress, &next, p.inv_temperature, ws.z.data(),
+               ws.full.data() + v0);
+  }
+  float* s = ws.full.data();
+  const auto apply = [&](bool top_k_step) {
+    const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
+                               : top_p_threshold(s, V, p.top_p, ws.tmp, ws.wts, ws.hist);
+    if (t > kNegInf)
+      for (int64_t i = 0; i < V; ++i) if (s[i] < t) s[i] = kNegInf;
+  };
+  apply(!p.top_p_first);
+  apply(p.top_p_first);
+}
+
+}  // namespace dllm::cpu
+
+#include "dllm/denoise_simd.h"
+
+namespace dllm::cpu {
+
 // x0 and conf of a position from its whole-row state (x0 = x_val, conf = -inf if every
 // (filtered) logit is -inf: nothing to decode).
 inline void finalize(const RowState& st, const DenoiseParams& p, int64_t b, int64_t l,
@@ -347,37 +465,15 @@ inline void finalize(const RowState& st, const DenoiseParams& p, int64_t b, int6
   *conf_out = static_cast<float>(c);
 }
 
-inline bool is_filtered(const DenoiseParams& p, int64_t V) {
-  return (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0;
-}
-
 // One position: row = its V logits.
 template <typename In>
 void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
                       const DenoiseParams& p, int64_t b, int64_t l, int64_t x_val, Workspace& ws,
-                      int64_t* x0_out, float* conf_out) {
+                      int64_t* x0_out, float* conf_out, int level = simd::kGeneric) {
   const bool filtered = is_filtered(p, V);
-  if (filtered) {
-    // Materialise the position's scaled logits once, then find the filter threshold(s).
-    ws.full.resize(V);
-    int64_t next = 0;
-    for (int64_t v0 = 0; v0 < V; v0 += kChunk) {
-      const int64_t n = std::min(kChunk, V - v0);
-      load_chunk(row, v0, n, suppress, n_suppress, &next, p.inv_temperature, ws.z.data(),
-                 ws.full.data() + v0);
-    }
-    float* s = ws.full.data();
-    const auto apply = [&](bool top_k_step) {
-      const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
-                                 : top_p_threshold(s, V, p.top_p, ws.tmp, ws.wts);
-      if (t > kNegInf)
-        for (int64_t i = 0; i < V; ++i) if (s[i] < t) s[i] = kNegInf;
-    };
-    apply(!p.top_p_first);
-    apply(p.top_p_first);
-  }
+  if (filtered) simd::prepare_filtered_at(level, row, V, suppress, n_suppress, p, ws);
   RowState st;
-  accumulate_range(row, 0, V, suppress, n_suppress, p, b, l, filtered, ws, st);
+  simd::accumulate_range_at(level, row, 0, V, suppress, n_suppress, p, b, l, filtered, ws, st);
   finalize(st, p, b, l, x_val, x0_out, conf_out);
 }
 
@@ -391,6 +487,7 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
                             View2D<float> conf,                         // [B, L]
                             int64_t begin, int64_t end) {
   Workspace ws;
+  const int level = simd::level();
   for (int64_t i = begin; i < end; ++i) {
     const int64_t b = i / L, l = i - b * L;
     const int64_t xv = x(b, l);
@@ -401,7 +498,7 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
     }
     const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
     denoise_position(logits + b * sb + src * sl, V, suppress, n_suppress, p, b, l, xv, ws,
-                     &x0(b, l), &conf(b, l));
+                     &x0(b, l), &conf(b, l), level);
   }
 }
 
@@ -417,8 +514,9 @@ void denoise_slice(const In* logits, int64_t sb, int64_t sl, int64_t b, int64_t 
   Workspace ws;
   const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
   const int64_t v0 = slice * kSlice;
-  accumulate_range(logits + b * sb + src * sl, v0, std::min(V, v0 + kSlice), suppress,
-                   n_suppress, p, b, l, /*filtered=*/false, ws, out);
+  simd::accumulate_range_at(simd::level(), logits + b * sb + src * sl, v0,
+                            std::min(V, v0 + kSlice), suppress, n_suppress, p, b, l,
+                            /*filtered=*/false, ws, out);
 }
 
 }  // namespace dllm::cpu
