@@ -4,7 +4,7 @@
     softmax, and a per-row top-k loop, then the commit (what public dLLM code does today).
 
     python benchmarks/bench_denoise_step.py [--device cpu|cuda] [--full] [--json PATH]
-                                            [--no-compile] [--reps N] [--eager-only]
+                                            [--no-compile] [--reps N] [--eager-only] [--threads N]
 
 Default cases are the issue's (B, L, V) shapes on CUDA and the 1x32x126464 block on CPU; --full
 runs every shape x dtype x (prob/margin/neg_entropy at T=0, prob at T=1, T=1 with top_p=0.9).
@@ -185,7 +185,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--eager-only", action="store_true", help="only the paired T = 0 table vs eager softmax + max + gather")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU; default: torch's)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = run(torch.device(args.device), args.full, not args.no_compile, args.reps, only_eager=args.eager_only)
     if args.json:
         with open(args.json, "w") as fh:
