@@ -5,7 +5,7 @@
 
     python benchmarks/bench_denoise_step.py [--device cpu|cuda] [--full] [--json PATH]
                                             [--no-compile] [--reps N] [--shapes BxLxV,...]
-                                            [--dtypes bf16,fp32] [--eager-only]
+                                            [--dtypes bf16,fp32] [--eager-only] [--threads N]
 
 Default cases are the issue's (B, L, V) shapes on CUDA and the 1x32x126464 block on CPU; --full
 runs every shape x dtype x (prob/margin/neg_entropy at T=0, prob at T=1, T=1 with top_p=0.9).
@@ -202,13 +202,18 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--shapes", type=parse_shapes,
+                    help="BxLxV[,BxLxV...] in this order (default: the device's shapes above)")
     ap.add_argument("--dtypes", type=lambda t: t.split(","), help="bf16,fp32 (default), in this order")
     ap.add_argument("--eager-only", action="store_true", help="only the paired T = 0 table vs eager softmax + max + gather")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU; default: torch's)")
     args = ap.parse_args(argv)
     if args.dtypes and not set(args.dtypes) <= set(registry._DTYPES):
         ap.error(f"--dtypes: each of {sorted(registry._DTYPES)}")
     if args.shapes and any(len(s) != 3 for s in args.shapes):
         ap.error("--shapes: BxLxV")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run(torch.device(args.device), args.full, not args.no_compile, args.reps, args.shapes, args.dtypes,
         json_path=args.json, only_eager=args.eager_only)
     if args.json:

@@ -18,11 +18,11 @@
 // are the generic code's bits. The confidence differs from the generic code only by the exp
 // polynomial and summation order (float lanes, double across chunks).
 //
-// Napkin math for [1, 32, 126464] fp32 at T = 0 (4M logits, 16 MB): ~22 vector ops per 8 logits
-// (AVX2: load, sanitise, max, 16 for exp, sum), ~2.7 ops / logit, ~11M ops, ~1.3 ms of one core at
-// 2.5 ops / cycle and 3.3 GHz: about the time of reading 16 MB at ~12 GB/s, so on 2 cores the
-// step is close to its memory floor. AVX-512 halves the op count. T > 0 adds ~6 ops / logit for
-// Philox (10 rounds x 18 ops per W groups) and the bound.
+// Napkin math for [1, 32, 126464] fp32 at T = 0 (4M logits, 16 MB): ~20 vector ops per 8 logits
+// (AVX2: load, sanitise, block max, d - m and its clamp, 10 for exp, sum), measured 2.8
+// instructions per logit (callgrind), ~1.8 ms on one core of the 2026-12-05 EPYC VM and ~1 ms on
+// two (16 MB at ~16 GB/s). AVX-512 halves the op count. T > 0 adds ~9 instructions per logit for
+// Philox (10 rounds x ~18 ops per W groups), the transposes and the bound.
 #pragma once
 
 #include <algorithm>

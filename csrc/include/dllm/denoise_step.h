@@ -9,7 +9,10 @@
 // Philox (scalar) + two deterministic logs (vectorised) per element for Gumbel-max, skipped for
 // groups that cannot win even with the largest possible draw.
 // Filtered path (top_k > 0 or top_p < 1): the position's scaled logits are copied to a per-thread
-// [V] buffer; top-k uses nth_element, top-p a quickselect by probability mass (both O(V)).
+// [V] buffer; top-k uses nth_element, top-p a mass histogram + the crossing bucket (both O(V)).
+// This is the generic code; on x86-64 with AVX2 / AVX-512 the vector kernel of
+// dllm/denoise_simd.h runs instead (same x0, same Gumbel bits; it falls back to these functions
+// for chunks holding suppressed ids and for the last partial block).
 #pragma once
 
 #include <algorithm>
