@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 
+from . import peers
 from .models import TinyLLaDA, TinyLLaDAConfig
 from .runtime import generate
 
@@ -78,101 +78,23 @@ class LiteralView:
         return self.model.parameters()
 
 
-def _schedule(block_mask: torch.Tensor, steps: int) -> torch.Tensor:
-    total = block_mask.sum(1, keepdim=True)
-    num = (total // steps).repeat(1, steps)
-    for b in range(num.shape[0]):
-        num[b, : int(total[b] % steps)] += 1
-    return num
-
-
-@torch.no_grad()
 def literal_llada(model, x_prompt: torch.Tensor, gen_length: int, block_length: int, steps: int):
-    """LLaDA's generate() at T = 0 with low_confidence remasking, eager: full forward every step,
-    float64 softmax over the whole sequence, a per-row top-k loop. Returns (tokens, nfe)."""
-    mask_id = model.config.mask_id
-    B, P = x_prompt.shape
-    x = torch.full((B, P + gen_length), mask_id, dtype=torch.long, device=x_prompt.device)
-    x[:, :P] = x_prompt
-    nb = gen_length // block_length
-    spb = steps // nb
-    nfe = 0
-    for k in range(nb):
-        s0, s1 = P + k * block_length, P + (k + 1) * block_length
-        num = _schedule(x[:, s0:s1] == mask_id, spb)
-        for i in range(spb):
-            mask_index = x == mask_id
-            logits = model(x).logits
-            nfe += 1
-            x0 = torch.argmax(logits, dim=-1)
-            p = F.softmax(logits.to(torch.float64), dim=-1)
-            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
-            x0_p[:, s1:] = -float("inf")
-            x0 = torch.where(mask_index, x0, x)
-            conf = torch.where(mask_index, x0_p, torch.tensor(-float("inf"), dtype=x0_p.dtype, device=x.device))
-            transfer = torch.zeros_like(x0, dtype=torch.bool)
-            for j in range(B):
-                _, idx = torch.topk(conf[j], k=int(num[j, i]))
-                transfer[j, idx] = True
-            x[transfer] = x0[transfer]
-    return x, nfe
+    """LLaDA's generate() at T = 0 with low_confidence remasking (dllm_kernels.peers.llada): a
+    full forward every step, float64 softmax over the whole sequence, a per-row top-k loop.
+    Returns (tokens, nfe)."""
+    x = peers.llada(lambda ids: model(ids).logits, x_prompt, model.config.mask_id, gen_length,
+                    block_length, steps)
+    return x, steps
 
 
-@torch.no_grad()
 def literal_fast_dllm_dual(model, x_prompt: torch.Tensor, gen_length: int, block_length: int, steps: int):
-    """Fast-dLLM v1's dual-cache generate() at T = 0, eager: a full forward at each block start
-    keeps every layer's K/V as dense tensors; the other steps feed the block, splice its fresh K/V
-    into the dense cache with torch.cat and attend with SDPA. Runs exactly steps / num_blocks
-    steps per block (Fast-dLLM stops a block early once no mask is left, which only happens when
-    that is more than block_length). Returns (tokens, nfe)."""
-    mask_id = model.config.mask_id
-    B, P = x_prompt.shape
-    n = P + gen_length
-    x = torch.full((B, n), mask_id, dtype=torch.long, device=x_prompt.device)
-    x[:, :P] = x_prompt
-    nb = gen_length // block_length
-    spb = steps // nb
-    pos = torch.arange(n, device=x.device).unsqueeze(0).expand(B, -1)
-    nfe = 0
-
-    def sdpa(q, K, V):
-        g = q.shape[2] // K.shape[2]
-        return F.scaled_dot_product_attention(q.transpose(1, 2), K.repeat_interleave(g, 2).transpose(1, 2),
-                                              V.repeat_interleave(g, 2).transpose(1, 2)).transpose(1, 2)
-
-    for k in range(nb):
-        s0, s1 = P + k * block_length, P + (k + 1) * block_length
-        num = _schedule(x[:, s0:s1] == mask_id, spb)
-        kv = {}
-
-        def record(layer, q, kk, vv, softmax_scale=None):
-            kv[layer] = (kk, vv)
-            return sdpa(q, kk, vv)
-
-        logits = model.forward(x, pos, record)[:, s0:s1]
-        nfe += 1
-        for i in range(spb):
-            if i > 0:
-                def cached(layer, q, kk, vv, softmax_scale=None):
-                    K, V = kv[layer]
-                    K = torch.cat([K[:, :s0], kk, K[:, s1:]], 1)
-                    V = torch.cat([V[:, :s0], vv, V[:, s1:]], 1)
-                    return sdpa(q, K, V)
-                logits = model.forward(x[:, s0:s1], pos[:, s0:s1], cached)
-                nfe += 1
-            x0 = torch.argmax(logits, dim=-1)
-            p = F.softmax(logits.to(torch.float64), dim=-1)
-            x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
-            m = x[:, s0:s1] == mask_id
-            x0 = torch.where(m, x0, x[:, s0:s1])
-            conf = torch.where(m, x0_p, torch.tensor(-float("inf"), dtype=x0_p.dtype, device=x.device))
-            transfer = torch.zeros_like(x0, dtype=torch.bool)
-            for j in range(B):
-                _, idx = torch.topk(conf[j], k=int(num[j, i]))
-                transfer[j, idx] = True
-            blk = x[:, s0:s1]
-            blk[transfer] = x0[transfer]
-    return x, nfe
+    """Fast-dLLM v1's dual-cache generate() at T = 0 with dense K/V spliced by torch.cat
+    (dllm_kernels.peers.fast_dllm_cached). Runs steps / num_blocks steps per block (Fast-dLLM
+    stops a block early once no mask is left, which only happens when that is more than
+    block_length). Returns (tokens, nfe)."""
+    x = peers.fast_dllm_cached(model.forward, x_prompt, model.config.mask_id, gen_length,
+                               block_length, steps, dual=True)
+    return x, steps
 
 
 def _timed(fn, device):
