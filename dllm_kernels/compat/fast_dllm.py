@@ -90,19 +90,14 @@ def _trim(past_key_values, end: int):
     return [tuple(t[:, :, :end] for t in layer) for layer in past_key_values]
 
 
-@torch.no_grad()
-def generate_with_prefix_cache(model, prompt, steps=128, gen_length=128, block_length=128,
-                               temperature=0., remasking='low_confidence', mask_id=126336,
-                               threshold=None, factor=None):
-    """Fast-dLLM's prefix cache: a full forward at each block start (its logits make the block's
-    first step) caches the prefix; the block's other steps feed block + suffix over the cached
-    prefix. Returns (x, nfe)."""
-    if _on_runtime(model):
-        return _runtime(model, prompt, steps, gen_length, block_length, temperature, remasking,
-                        mask_id, threshold, factor, "prefix")
+def _cached(model, prompt, steps, gen_length, block_length, temperature, remasking, mask_id,
+            threshold, factor, dual: bool, fn: str):
+    """The cache loop of both Fast-dLLM functions on the model's own past_key_values protocol:
+    per block a full forward (its logits make the first step) caches K/V; the other steps feed
+    block + suffix over the trimmed prefix (prefix), or only the block with replace_position over
+    everything (dual)."""
     confidence = llada_confidence(remasking)
-    x, num_blocks, spb = _setup(model, prompt, steps, gen_length, block_length, mask_id,
-                                "generate_with_prefix_cache")
+    x, num_blocks, spb = _setup(model, prompt, steps, gen_length, block_length, mask_id, fn)
     P = prompt.shape[1]
     nfe = 0
     for k in range(num_blocks):
@@ -112,15 +107,35 @@ def generate_with_prefix_cache(model, prompt, steps=128, gen_length=128, block_l
         nfe += 1
         commit_step(out.logits[:, :s1], x[:, :s1], mask_id, temperature=temperature,
                     confidence=confidence, **_rule(schedule, 0, threshold, factor))
-        past = _trim(out.past_key_values, s0)
+        if dual:
+            past = out.past_key_values
+            replace = torch.zeros_like(x, dtype=torch.bool)
+            replace[:, s0:s1] = True
+            feed = dict(past_key_values=past, use_cache=True, replace_position=replace)
+        else:
+            feed = dict(past_key_values=_trim(out.past_key_values, s0), use_cache=True)
         i = 1
         while not _block_done(x, s0, s1, mask_id) and (threshold is not None or factor is not None or i < spb):
             nfe += 1
-            logits = model(x[:, s0:], past_key_values=past, use_cache=True).logits
+            logits = model(x[:, s0:s1] if dual else x[:, s0:], **feed).logits
             commit_step(logits[:, :block_length], x[:, s0:s1], mask_id, temperature=temperature,
                         confidence=confidence, **_rule(schedule, i, threshold, factor))
             i += 1
     return x, nfe
+
+
+@torch.no_grad()
+def generate_with_prefix_cache(model, prompt, steps=128, gen_length=128, block_length=128,
+                               temperature=0., remasking='low_confidence', mask_id=126336,
+                               threshold=None, factor=None):
+    """Fast-dLLM's prefix cache: a full forward at each block start (its logits make the block's
+    first step) caches the prefix; the block's other steps feed block + suffix over the cached
+    prefix. Returns (x, nfe)."""
+    args = (model, prompt, steps, gen_length, block_length, temperature, remasking, mask_id,
+            threshold, factor)
+    if _on_runtime(model):
+        return _runtime(*args, "prefix")
+    return _cached(*args, dual=False, fn="generate_with_prefix_cache")
 
 
 @torch.no_grad()
@@ -130,33 +145,11 @@ def generate_with_dual_cache(model, prompt, steps=128, gen_length=128, block_len
     """Fast-dLLM's dual cache: a full forward at each block start caches every position; the
     block's other steps feed only the block, whose fresh K/V replace its cached ones
     (replace_position), over the cached prefix and suffix. Returns (x, nfe)."""
+    args = (model, prompt, steps, gen_length, block_length, temperature, remasking, mask_id,
+            threshold, factor)
     if _on_runtime(model):
-        return _runtime(model, prompt, steps, gen_length, block_length, temperature, remasking,
-                        mask_id, threshold, factor, "dual")
-    confidence = llada_confidence(remasking)
-    x, num_blocks, spb = _setup(model, prompt, steps, gen_length, block_length, mask_id,
-                                "generate_with_dual_cache")
-    P = prompt.shape[1]
-    nfe = 0
-    for k in range(num_blocks):
-        s0, s1 = P + k * block_length, P + (k + 1) * block_length
-        schedule = ops.num_transfer_tokens(x[:, s0:s1] == mask_id, spb)
-        out = model(x, use_cache=True)
-        nfe += 1
-        commit_step(out.logits[:, :s1], x[:, :s1], mask_id, temperature=temperature,
-                    confidence=confidence, **_rule(schedule, 0, threshold, factor))
-        past = out.past_key_values
-        replace = torch.zeros_like(x, dtype=torch.bool)
-        replace[:, s0:s1] = True
-        i = 1
-        while not _block_done(x, s0, s1, mask_id) and (threshold is not None or factor is not None or i < spb):
-            nfe += 1
-            logits = model(x[:, s0:s1], past_key_values=past, use_cache=True,
-                           replace_position=replace).logits
-            commit_step(logits, x[:, s0:s1], mask_id, temperature=temperature,
-                        confidence=confidence, **_rule(schedule, i, threshold, factor))
-            i += 1
-    return x, nfe
+        return _runtime(*args, "dual")
+    return _cached(*args, dual=True, fn="generate_with_dual_cache")
 
 
 __all__ = ["generate", "generate_with_dual_cache", "generate_with_prefix_cache"]
