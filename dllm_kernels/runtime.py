@@ -558,15 +558,20 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         lo = c0 - 1 if shift and c0 > 0 else c0
         return full[:, lo:lo + block_length], shift and c0 == 0
 
+    # per-step commit probabilities of the probability-rule schedules, computed once
+    unmask_p = None
+    if not parallel and schedule == "mdlm":   # log-linear: (alpha_s - alpha_t) / (1 - alpha_t) = (t - s) / t
+        ts = torch.linspace(1, eps, spb + 1, dtype=torch.float64)
+        unmask_p = [float((ts[i] - ts[i + 1]) / ts[i]) for i in range(spb)]
+    elif not parallel and remasking == "origin":
+        ts = dream_timesteps(spb, eps)
+        unmask_p = [1.0 if i == spb - 1 else float(1 - ts[i + 1] / ts[i]) for i in range(spb)]
+
     def step_rule(k, s, block):
         if parallel:
             return {"threshold": threshold} if threshold is not None else {"factor": factor}
-        if schedule == "mdlm":          # log-linear: (alpha_s - alpha_t) / (1 - alpha_t) = (t - s) / t
-            ts = torch.linspace(1, eps, spb + 1, dtype=torch.float64)
-            return {"probability": float((ts[s] - ts[s + 1]) / ts[s])}
-        if remasking == "origin":
-            ts = dream_timesteps(spb, eps)
-            return {"probability": 1.0 if s == spb - 1 else float(1 - ts[s + 1] / ts[s])}
+        if unmask_p is not None:
+            return {"probability": unmask_p[s]}
         if schedule == "dream":         # Dream's batch-wide count (one host read per step, as Dream)
             return {"num_transfer": dream_num_transfer(block == mask_id, s, spb, eps)}
         return {"num_transfer": linear[:, s]}
