@@ -11,6 +11,7 @@
 #include <optional>
 #include <utility>
 
+#include "dllm/block_attention.h"
 #include "dllm/denoise_step.h"
 #include "dllm/sampling.h"
 #include "dllm/select_transfer.h"
@@ -136,7 +137,7 @@ struct AttentionInputs {
   int64_t Hkv;
   int64_t block_size;
   double scale;
-  int mask;                                 // 0 full, 1 block_causal
+  dllm::AttnMask mask;
 };
 AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<at::Tensor>& k,
                                       const std::optional<at::Tensor>& v,
