@@ -80,14 +80,16 @@ def suppress_ids(suppress_tokens, logits, op: str) -> torch.Tensor | None:
     if logits.device.type != "cpu" and logits.dim() == 3:
         V = logits.shape[-1]
         if not 0 <= min(ids) <= max(ids) < V:
-            fail(op, "suppress_tokens", f"must be token ids in [0, {V}), got {min(ids)}..{max(ids)}")
+            fail(op, "suppress_tokens",
+                 f"must be token ids in [0, {V}), got {min(ids)}..{max(ids)}")
     return torch.tensor(sorted(set(ids)), dtype=torch.int64, device=logits.device)
 
 
 RULES = ("num_transfer", "threshold", "factor", "probability")
 
 
-def select_rule(num_transfer, threshold, factor, probability, strict, op: str) -> tuple[str, object]:
+def select_rule(num_transfer, threshold, factor, probability, strict,
+                op: str) -> tuple[str, object]:
     """The one selection rule given as a keyword: (its name, its value as given)."""
     given = [(name, v) for name, v in zip(RULES, (num_transfer, threshold, factor, probability))
              if v is not None]

@@ -153,7 +153,8 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     check_dtype(x, torch.int64, op, "x")
     check_same_device(x, logits, op, "x", "logits")
     if tuple(x.shape) != tuple(logits.shape[:2]):
-        fail(op, "x", f"must have shape [B, L] like logits {list(logits.shape)}, got {list(x.shape)}")
+        fail(op, "x",
+             f"must have shape [B, L] like logits {list(logits.shape)}, got {list(x.shape)}")
     mask_id = as_int(mask_id, op, "mask_id")
     if mask_id < 0:
         fail(op, "mask_id", f"must be >= 0, got {mask_id}")
@@ -183,7 +184,8 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
         if s.device.type == "cpu" and s.numel():  # on other devices: see _args.suppress_ids
             lo, hi = int(s.min()), int(s.max())
             if not (lo >= 0 and hi < logits.shape[-1]):
-                fail(op, "suppress_tokens", f"must be token ids in [0, {logits.shape[-1]}), got {lo}..{hi}")
+                fail(op, "suppress_tokens",
+                     f"must be token ids in [0, {logits.shape[-1]}), got {lo}..{hi}")
     seed, offset = seed_and_offset(seed, offset, op)
     return {"mask_id": mask_id, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "suppress": suppress, "seed": seed, "offset": offset}

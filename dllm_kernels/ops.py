@@ -17,7 +17,8 @@ take (dllm_kernels/_args.py).
 # cannot make it: the values of a Python list or scalar that becomes a tensor the op does not read
 # (ids or counts on a non-CPU device: reading them would be a device sync; a probability scalar,
 # whose [0, 1] rule the per-row tensor does not have). python_tests/test_backend.py proves that
-# no _checks function runs on the native path.
+# no _checks function runs on the native path. (_checks is called here only by the reference
+# branch of denoise_and_select, so that a bad selection fails before anything runs.)
 
 from __future__ import annotations
 
