@@ -19,16 +19,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
     const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
     const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
     int64_t seed, int64_t offset) {
-  // x is only written by the commit at the end, after every argument has been checked.
-  denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                     confidence_source, shift_logits, suppress_tokens, seed, offset,
-                     "denoise_and_select");
-  if (commit) check_writable(x, "denoise_and_select", "x");
-  auto [x0, conf] = denoise_step_cpu(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                     confidence, confidence_source, shift_logits, suppress_tokens,
-                                     seed, offset);
-  select_transfer_check(conf, rule, per_row, value, strict, seed, offset, "denoise_and_select");
-  at::Tensor transfer = select_transfer_cpu(conf, rule, per_row, value, strict, seed, offset);
+  // Each argument is checked once; x is only written by the commit at the end, after every
+  // argument has been checked.
+  constexpr const char* op = "denoise_and_select";
+  const dllm::DenoiseParams p = denoise_step_check(
+      logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
+      shift_logits, suppress_tokens, seed, offset, op);
+  if (commit) check_writable(x, op, "x");
+  auto [x0, conf] = denoise_step_run(logits, x, p, suppress_tokens);
+  const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset, op);
+  at::Tensor transfer = select_transfer_run(conf, a, per_row);
   if (commit) {
     const auto xv = dllm::view2d(x.data_ptr<int64_t>(), x.stride(0), x.stride(1));
     const auto x0v = dllm::view2d(x0.const_data_ptr<int64_t>(), x0.stride(0), x0.stride(1));

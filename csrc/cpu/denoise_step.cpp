@@ -58,20 +58,14 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
+std::tuple<at::Tensor, at::Tensor> denoise_step_run(
     const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
     const at::Tensor& x,       // [B, L] int64
-    int64_t mask_id, double temperature, int64_t top_k, double top_p,
-    c10::string_view filter_order, c10::string_view confidence,
-    c10::string_view confidence_source, bool shift_logits,
-    const std::optional<at::Tensor>& suppress_tokens,  // [n] int64 sorted ids
-    int64_t seed, int64_t offset) {
-  const dllm::DenoiseParams p = denoise_step_check(
-      logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
-      shift_logits, suppress_tokens, seed, offset, "denoise_step");
+    const dllm::DenoiseParams& p,
+    const std::optional<at::Tensor>& suppress_tokens) {  // [n] int64 ids
   at::Tensor x0 = at::empty(x.sizes(), x.options());                              // [B, L]
   at::Tensor conf = at::empty(x.sizes(), x.options().dtype(at::kFloat));          // [B, L]
-  // Sorted, unique ids (the kernel walks them in order); the Python wrapper already sorts.
+  // Sorted, unique ids (the kernel walks them in order; ops.py sorts a list, a tensor is as given).
   at::Tensor suppress;
   if (suppress_tokens.has_value() && suppress_tokens->numel() > 0)
     suppress = std::get<0>(at::_unique2(*suppress_tokens, /*sorted=*/true));
@@ -82,6 +76,24 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
   }
   return {x0, conf};
 }
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
+    const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
+    const at::Tensor& x,       // [B, L] int64
+    int64_t mask_id, double temperature, int64_t top_k, double top_p,
+    c10::string_view filter_order, c10::string_view confidence,
+    c10::string_view confidence_source, bool shift_logits,
+    const std::optional<at::Tensor>& suppress_tokens,  // [n] int64 ids
+    int64_t seed, int64_t offset) {
+  const dllm::DenoiseParams p = denoise_step_check(
+      logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
+      shift_logits, suppress_tokens, seed, offset, "denoise_step");
+  return denoise_step_run(logits, x, p, suppress_tokens);
+}
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) {
   m.impl("denoise_step", &denoise_step_cpu);
