@@ -51,8 +51,8 @@ def _reference_block_attention(*, check: bool = True, **kwargs):
 
 def block_attention_visible_keys(inputs: Inputs) -> torch.Tensor:
     """int64 [B, Lq] (on the CPU): how many keys query i of row b sees, exactly as the op's mask
-    rule says (cache tokens at positions 0 .., then the valid k / v tokens; block_causal: a query
-    at position p sees key positions t < (p // block_size + 1) * block_size)."""
+    rule says (cache tokens at positions 0 .., then the valid k / v tokens; block_causal:
+    reference.block_causal_mask)."""
     q, k = inputs["q"], inputs.get("k")
     B, Lq = q.shape[:2]
     zeros = torch.zeros(B, dtype=torch.int64)
@@ -64,11 +64,11 @@ def block_attention_visible_keys(inputs: Inputs) -> torch.Tensor:
     total = (cache + kv).unsqueeze(1).expand(B, Lq)
     if inputs.get("mask", "full") == "full":
         return total.clone()
-    bs = int(inputs["block_size"])
     start = inputs["q_start"].long().cpu() if inputs.get("q_start") is not None else cache
-    qpos = start.unsqueeze(1) + torch.arange(Lq)
-    limit = (torch.div(qpos, bs, rounding_mode="floor") + 1) * bs
-    return torch.minimum(total, limit).clamp(min=0)
+    qpos = start.unsqueeze(1) + torch.arange(Lq)                                 # [B, Lq]
+    kpos = torch.arange(int(total.max()) if total.numel() else 0)               # [Nk]
+    see = reference.block_causal_mask(qpos.unsqueeze(2), kpos, int(inputs["block_size"]))
+    return (see & (kpos < total.unsqueeze(2))).sum(dim=2)
 
 
 def block_attention_kv_bytes(inputs: Inputs) -> int:
