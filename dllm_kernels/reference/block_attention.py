@@ -72,6 +72,12 @@ def block_causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, block_size: int)
     return (k_pos // block_size <= q_pos // block_size) & (q_pos >= 0)
 
 
+@torch.compiler.disable  # a value read on the host: eager under torch.compile (no graph value)
+def host_max(lens: torch.Tensor) -> int:
+    """max(lens) as a Python int (the padded length of a gather; a device sync on CUDA)."""
+    return int(lens.max())
+
+
 def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start, mask,
                    block_size, scale, acc_dtype):
     """The computation itself, with every product and sum in acc_dtype (float32 for the reference,
@@ -80,7 +86,7 @@ def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, 
     dev = q.device
     keys, values, pos, valid = [], [], [], []
     if k_cache is not None:
-        max_cache = int(cache_lens.max()) if B else 0
+        max_cache = host_max(cache_lens) if B else 0
         kc, vc = cache_gather(k_cache, v_cache, block_table, cache_lens.to(torch.int32), max_cache)
         t = torch.arange(max_cache, device=dev).unsqueeze(0).expand(B, -1)
         keys.append(kc), values.append(vc), pos.append(t), valid.append(t < cache_lens.unsqueeze(1))

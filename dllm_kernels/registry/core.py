@@ -45,6 +45,9 @@ class OpSpec:
     # Per output dtype (dtype, atol, rtol), overriding atol / rtol for outputs of that dtype: an op
     # whose output is in the input's dtype needs a looser bound for bf16 than for fp32.
     dtype_tol: tuple[tuple[torch.dtype, float, float], ...] = ()
+    # Indices into `cases` that the default main job (`python -m dllm_kernels` without --full)
+    # runs: one realistic shape per op keeps verify + bench within ~3 minutes on 2 CPU cores.
+    main_cases: tuple[int, ...] = (0,)
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         """(atol, rtol) for an output of this dtype."""
@@ -52,6 +55,13 @@ class OpSpec:
             if d == dtype:
                 return atol, rtol
         return self.atol, self.rtol
+
+    def cases_for(self, device: torch.device, full: bool = True) -> tuple[Case, ...]:
+        """The cases to run on `device`: every case (plus cuda_cases on CUDA) when full, else
+        the main job's (main_cases)."""
+        if not full:
+            return tuple(self.cases[i] for i in self.main_cases)
+        return self.cases + (self.cuda_cases if device.type == "cuda" else ())
 
     def call(self, fn: Callable[..., Any], inputs: Inputs) -> Any:
         return fn(**inputs)
