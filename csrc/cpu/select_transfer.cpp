@@ -8,22 +8,19 @@
 
 #include "checks.h"
 #include "cpu_ops.h"
-#include "dllm/select_transfer.h"
+#include "dllm/cpu/select_transfer.h"
 
 namespace dllm_torch {
 
-at::Tensor select_transfer_cpu(const at::Tensor& conf,                   // [B, L] float32
-                               c10::string_view rule,
-                               const std::optional<at::Tensor>& per_row,  // [B] int64 | float32
-                               double value, bool strict, int64_t seed, int64_t offset) {
-  const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset,
-                                             "select_transfer");
+at::Tensor select_transfer_run(const at::Tensor& conf,                     // [B, L] float32
+                               const SelectArgs& a,
+                               const std::optional<at::Tensor>& per_row) {  // [B] int64 | float32
   const int64_t B = conf.size(0), L = conf.size(1);
   at::Tensor out = at::empty({B, L}, conf.options().dtype(at::kBool));  // [B, L]
   const at::Tensor rows = per_row.has_value() ? per_row->contiguous() : at::Tensor();
   const int64_t* k = a.rule == dllm::SelectRule::kNumTransfer ? rows.const_data_ptr<int64_t>() : nullptr;
   const float* prob = a.rule == dllm::SelectRule::kProbability ? rows.const_data_ptr<float>() : nullptr;
-  const dllm::cpu::SelectParams p{a.rule, a.value, a.strict, a.seed, a.offset};
+  const dllm::SelectParams p{a.rule, a.value, a.strict, a.seed, a.offset};
   const auto cv = dllm::view2d(conf.const_data_ptr<float>(), conf.stride(0), conf.stride(1));
   const auto ov = dllm::view2d(reinterpret_cast<uint8_t*>(out.data_ptr<bool>()), out.stride(0),
                                out.stride(1));
@@ -33,6 +30,19 @@ at::Tensor select_transfer_cpu(const at::Tensor& conf,                   // [B, 
                    });
   return out;
 }
+
+namespace {
+
+at::Tensor select_transfer_cpu(const at::Tensor& conf,                   // [B, L] float32
+                               c10::string_view rule,
+                               const std::optional<at::Tensor>& per_row,  // [B] int64 | float32
+                               double value, bool strict, int64_t seed, int64_t offset) {
+  const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset,
+                                             "select_transfer");
+  return select_transfer_run(conf, a, per_row);
+}
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) { m.impl("select_transfer", &select_transfer_cpu); }
 

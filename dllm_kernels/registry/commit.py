@@ -21,7 +21,7 @@ def _commit_inputs(params: dict, device: torch.device, gen: torch.Generator) -> 
 
 def _commit_bytes(inputs: Inputs) -> int:
     # Read transfer, read x0 and write x: at the default f = 0.25 nearly every 32-byte sector of
-    # x / x0 holds a transferred position, so whole rows move (see csrc/include/dllm/commit.h).
+    # x / x0 holds a transferred position, so whole rows move (see csrc/include/dllm/cpu/commit.h).
     x = inputs["x"]
     return x.numel() * (1 + 2 * x.element_size())
 
