@@ -35,7 +35,6 @@ the same thread count (a different BLAS or thread count changes float rounding).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random

@@ -12,7 +12,11 @@ Inputs = dict[str, Any]
 
 LLADA_VOCAB = 126_464
 LLADA_MASK_ID = 126_336
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # case "dtype" names
+DTYPES = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}  # case "dtype" names
 
 # Paged KV cache geometry of every cache / attention case: pages of 16 tokens, head_dim 128.
 PAGE_SIZE = 16
@@ -30,16 +34,16 @@ class Case:
 @dataclass(frozen=True)
 class OpSpec:
     name: str
-    op: Callable[..., Any]          # the public op (dllm_kernels.ops.*)
-    reference: Callable[..., Any]   # its specification (dllm_kernels.reference.*)
+    op: Callable[..., Any]  # the public op (dllm_kernels.ops.*)
+    reference: Callable[..., Any]  # its specification (dllm_kernels.reference.*)
     make_inputs: Callable[[dict, torch.device, torch.Generator], Inputs]  # kwargs for op/reference
-    cases: tuple[Case, ...]         # default, realistic shapes
+    cases: tuple[Case, ...]  # default, realistic shapes
     outputs: Callable[[Any, Inputs], tuple[torch.Tensor, ...]]  # what to compare after a call
     bytes_moved: Callable[[Inputs], int]  # fewest bytes a call must read + write
     flops: Callable[[Inputs], int] | None = None  # None: a memory-bound op with no FLOP model
-    mutates: tuple[str, ...] = ()   # inputs written in place (cloned before each verify call)
+    mutates: tuple[str, ...] = ()  # inputs written in place (cloned before each verify call)
     cuda_cases: tuple[Case, ...] = ()  # extra, larger cases timed/verified only on CUDA
-    atol: float = 0.0               # float outputs: |a - b| <= atol + rtol * |b|; ints exact
+    atol: float = 0.0  # float outputs: |a - b| <= atol + rtol * |b|; ints exact
     rtol: float = 0.0
     doc: str = ""
     # Per output dtype (dtype, atol, rtol), overriding atol / rtol for outputs of that dtype: an op
@@ -67,7 +71,6 @@ class OpSpec:
         return fn(**inputs)
 
 
-
 def randint(gen: torch.Generator, high: int, shape, device) -> torch.Tensor:
     return torch.randint(0, high, shape, generator=gen, dtype=torch.int64).to(device)
 
@@ -80,12 +83,15 @@ def rand_values(gen: torch.Generator, shape, dtype: torch.dtype, device) -> torc
     return torch.randn(shape, generator=gen).to(dtype).to(device)
 
 
-def cache_pair(P: int, H: int, dtype: torch.dtype, device, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    return (rand_values(gen, (P, PAGE_SIZE, H, HEAD_DIM), dtype, device),
-            rand_values(gen, (P, PAGE_SIZE, H, HEAD_DIM), dtype, device))
+def cache_pair(
+    P: int, H: int, dtype: torch.dtype, device, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        rand_values(gen, (P, PAGE_SIZE, H, HEAD_DIM), dtype, device),
+        rand_values(gen, (P, PAGE_SIZE, H, HEAD_DIM), dtype, device),
+    )
 
 
 def token_bytes(cache: torch.Tensor) -> int:
     """Bytes of one token of one cache: H_kv * D * element size."""
     return cache.shape[2] * cache.shape[3] * cache.element_size()
-

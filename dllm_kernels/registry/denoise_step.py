@@ -32,8 +32,10 @@ def denoise_bytes(inputs: Inputs) -> int:
 
 def denoise_case(B, L, V, dtype="bf16", **opts) -> Case:
     tag = " ".join(f"{k}={v}" for k, v in opts.items() if k != "seed")
-    return Case(f"{B}x{L}x{V} {dtype}" + (f" {tag}" if tag else ""),
-                {"B": B, "L": L, "V": V, "dtype": dtype, **opts})
+    return Case(
+        f"{B}x{L}x{V} {dtype}" + (f" {tag}" if tag else ""),
+        {"B": B, "L": L, "V": V, "dtype": dtype, **opts},
+    )
 
 
 DENOISE_STEP = OpSpec(
@@ -63,4 +65,3 @@ DENOISE_STEP = OpSpec(
     rtol=1e-5,
     doc="logits -> candidate token and confidence per masked position (one pass)",
 )
-
