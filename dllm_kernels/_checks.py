@@ -206,6 +206,13 @@ def select_transfer(conf, num_transfer, threshold, factor, probability, strict, 
                        strict, seed, offset, op)
 
 
+@torch.compiler.disable  # eager: see check_no_overlap
+def nonnegative_k(value: torch.Tensor, op: str) -> None:
+    """num_transfer >= 0 in every row (reads the values)."""
+    if bool((value < 0).any()):
+        fail(op, "num_transfer", f"must be >= 0, got {value.min().item()}")
+
+
 def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, probability,
                 strict, seed, offset, op: str) -> dict:
     """The selection-rule part of select_transfer's checks, for B rows on `device` (also used by
@@ -221,9 +228,8 @@ def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, p
             fail(op, kind, f"must have shape [B] = [{B}], got {list(value.shape)}")
         # k >= 0 is read on CPU only (no device sync): on CUDA a negative k selects nothing, like
         # k = 0 (and p outside [0, 1] acts as clipped).
-        if kind == "num_transfer" and value.device.type == "cpu" and value.numel() \
-                and bool((value < 0).any()):
-            fail(op, "num_transfer", f"must be >= 0, got {value.min().item()}")
+        if kind == "num_transfer" and value.device.type == "cpu" and value.numel():
+            nonnegative_k(value, op)
     else:
         value = as_float(v, op, kind)
         if value != value:
