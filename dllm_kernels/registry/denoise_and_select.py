@@ -21,8 +21,14 @@ DENOISE_AND_SELECT = OpSpec(
     op=ops.denoise_and_select,
     reference=lambda **kw: _reference_denoise_and_select(**kw),
     make_inputs=_das_inputs,
-    cases=(Case("1x32x126464 bf16 k=4", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),),
-    cuda_cases=(Case("64x32x126464 bf16 k=4", {"B": 64, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),),
+    cases=(
+        Case("1x32x126464 bf16 k=4", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),
+    ),
+    cuda_cases=(
+        Case(
+            "64x32x126464 bf16 k=4", {"B": 64, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}
+        ),
+    ),
     outputs=lambda result, inputs: result,
     bytes_moved=lambda inputs: denoise_bytes(inputs) + inputs["x"].numel() * 5,
     atol=1e-6,
@@ -39,4 +45,3 @@ def _reference_denoise_and_select(logits, x, mask_id, num_transfer, commit, **kw
     if commit:
         reference.commit_(x, x0, transfer)
     return x0, conf, transfer
-
