@@ -1,6 +1,8 @@
 """select_transfer: kernel vs reference for every rule, ties, ineligible rows, per-row parameters,
 property tests (hypothesis), opcheck, errors."""
 
+import math
+
 import pytest
 import torch
 try:  # property tests need hypothesis (tools/dev.sh installs it); the rest of the file does not
@@ -86,6 +88,37 @@ def test_factor_rule_by_hand(device):
     # i* = M - 1 selects all M (as Fast-dLLM's code does)
     conf = torch.tensor([[0.99, 0.9, 0.1]], device=device)
     assert dk.select_transfer(conf, factor=1.0).int().tolist() == [[1, 1, 1]]
+
+
+def _fast_dllm_factor(conf_row: torch.Tensor, factor: float) -> list[int]:
+    """Fast-dLLM's get_transfer_index_dynamic on one row, literally: thresholds are Python
+    floats, compared with 0-d float32 confidences (so in float32)."""
+    n = int(torch.isfinite(conf_row).sum())
+    vals, idx = torch.topk(conf_row, k=n)
+    threshs = [-1.0] + [1 - factor / (m + 1) for m in range(2, n + 1)]
+    top_i = 0
+    for top_i in range(n):
+        if vals[top_i] < threshs[top_i]:
+            break
+    if top_i == 0 or top_i == n - 1:
+        top_i += 1
+    return sorted(idx[:top_i].tolist())
+
+
+@pytest.mark.parametrize("row, factor", [
+    ([0.5, -math.inf, 0.5, 0.0], 1.4999999999999998),   # 1 - f/3 rounds to 0.5: no hit at i = 1
+    ([0.5, 0.5, 0.25], 1.49999994),                     # 1 - f/3 > 0.5 in float64, 0.5 in f32
+    ([0.75, 0.75, 0.7, 0.1], 0.75),                     # exact thresholds
+])
+def test_factor_rule_rounds_like_fast_dllm(device, row, factor):
+    # Hypothesis found f = 1.4999999999999998 where the reference (a Python float over a tensor
+    # multiplies by the reciprocal) and the kernel disagreed; both now compare c_i with
+    # fl32(1 - f / (i + 2)) computed by true division, as Fast-dLLM's tensor-vs-float compare.
+    conf = torch.tensor([row], dtype=torch.float32, device=device)
+    want = _fast_dllm_factor(conf[0].cpu(), factor)
+    got = dk.select_transfer(conf, factor=factor)[0].nonzero().flatten().tolist()
+    ref = dk.reference.select_transfer(conf, factor=factor)[0].nonzero().flatten().tolist()
+    assert got == ref == want
 
 
 def test_probability_is_reproducible(device, gen):

@@ -20,8 +20,8 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
         threshold=tau: every eligible conf >= tau (> tau with strict=True), plus always the row's
             most confident eligible position (Fast-dLLM, sglang, dInfer).
         factor=f: sort the row's eligible confidences c_0 >= c_1 >= ... >= c_{M-1}; i* = the first
-            i >= 1 with c_i < 1 - f / (i + 2); select the top i*, or all M if there is no such i
-            or i* = M - 1 (Fast-dLLM's factor rule, as in its published code).
+            i >= 1 with c_i < fl32(1 - f / (i + 2)); select the top i*, or all M if there is no
+            such i or i* = M - 1 (Fast-dLLM's factor rule, as in its published code).
         probability=p (float or float [B]): each eligible position with probability p, from the
             Philox stream slot SLOT_TRANSFER of (seed, offset, b, l) (Dream "origin").
 
@@ -49,9 +49,13 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
         return eligible & (above | (rank == 0))
     if rule["kind"] == "factor":
         f = rule["value"]
-        c_sorted = ranked.gather(1, order).double()                        # [B, L]
+        c_sorted = ranked.gather(1, order)                                 # [B, L] float32
         i = torch.arange(L, device=conf.device)
-        hit = (i >= 1) & (i < count[:, None]) & (c_sorted < 1 - f / (i + 2).double())
+        # 1 - f / (i + 2) by true float64 division (a Python float over a tensor would multiply by
+        # the reciprocal), then rounded to float32: Fast-dLLM compares a float32 confidence with
+        # a Python float, which torch does in float32.
+        f_i = torch.full((L,), f, dtype=torch.float64, device=conf.device) / (i + 2).double()
+        hit = (i >= 1) & (i < count[:, None]) & (c_sorted < (1 - f_i).float())
         first = torch.where(hit, i, L).min(-1).values                      # L: no such i
         take = torch.where((first == L) | (first == count - 1), count, first)
         return eligible & (rank < take[:, None])

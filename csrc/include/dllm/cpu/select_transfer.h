@@ -67,7 +67,7 @@ inline void select_transfer_rows(View2D<const float> conf,   // [B, L] -inf = no
         std::sort(order.begin(), order.end(), before);
         int64_t first = -1;
         for (int64_t i = 1; i < M; ++i) {
-          if (static_cast<double>(conf(b, order[i])) < 1.0 - p.value / (i + 2)) {
+          if (conf(b, order[i]) < static_cast<float>(1.0 - p.value / (i + 2))) {  // as Fast-dLLM: in f32
             first = i;
             break;
           }

@@ -90,10 +90,11 @@ __device__ __forceinline__ bool decide(const RowRule& rr, int64_t r, float c, in
   return r < take;
 }
 
-// Factor rule: rank r in [1, count) with c_r < 1 - f / (r + 2) in float64 is a hit.
+// Factor rule: rank r in [1, count) with c_r < fl32(1 - f / (r + 2)) is a hit (the threshold
+// in float64, rounded to float32: Fast-dLLM compares a float32 tensor with a Python float).
 __device__ __forceinline__ bool factor_hit(const RowRule& rr, int64_t r, float c, int64_t count) {
   return r >= 1 && r < count &&
-         static_cast<double>(c) < 1.0 - rr.value / static_cast<double>(r + 2);
+         c < static_cast<float>(1.0 - rr.value / static_cast<double>(r + 2));  // f32, as Fast-dLLM
 }
 
 // num_transfer: k clipped to the eligible count (negative k selects nothing).
