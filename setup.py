@@ -27,9 +27,8 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import find_packages, setup
-
 import torch
+from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PKG = "dllm_kernels"
@@ -84,7 +83,10 @@ def pip_cuda_include_dirs() -> list[str]:
         import nvidia
 
         for base in nvidia.__path__:
-            found += sorted(os.path.dirname(p) for p in glob.glob(os.path.join(base, "*", "include", "cusparse.h")))
+            found += sorted(
+                os.path.dirname(p)
+                for p in glob.glob(os.path.join(base, "*", "include", "cusparse.h"))
+            )
     except ImportError:
         pass
     return list(dict.fromkeys(found))
@@ -104,7 +106,9 @@ def find_cuda_home(want: str) -> tuple[str | None, str]:
         candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(which))))
     for home in dict.fromkeys(candidates):
         nvcc = os.path.join(home, "bin", "nvcc")
-        if not (os.path.isfile(nvcc) and os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))):
+        if not (
+            os.path.isfile(nvcc) and os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
+        ):
             continue  # not a toolkit (e.g. /usr/local/bin/nvcc is a wrapper script)
         v = nvcc_version(nvcc)
         seen.append(f"{nvcc} (CUDA {v})")
@@ -135,7 +139,8 @@ def link_dir_for_cudart(cuda_home: str) -> list[str]:
 
 
 def decide_cuda() -> tuple[bool, str | None]:
-    """Returns (build CUDA?, CUDA home). Fails loudly when CUDA was asked for but cannot be built."""
+    """Returns (build CUDA?, CUDA home). Fails loudly when CUDA was asked for but cannot be
+    built."""
     flag = os.environ.get("DLLM_KERNELS_CUDA", "").strip()
     if flag not in ("", "0", "1"):
         fail(f"DLLM_KERNELS_CUDA must be 0, 1 or unset, got {flag!r}")
@@ -145,20 +150,26 @@ def decide_cuda() -> tuple[bool, str | None]:
     want = minor(torch.version.cuda)
     if want is None:
         if flag == "1":
-            fail(f"DLLM_KERNELS_CUDA=1 but torch {torch.__version__} has no CUDA; install a CUDA build of torch")
+            fail(
+                f"DLLM_KERNELS_CUDA=1 but torch {torch.__version__} has no CUDA; install a CUDA "
+                "build of torch"
+            )
         log(f"torch {torch.__version__} has no CUDA: building the CPU ops only")
         return False, None
     home, seen = find_cuda_home(want)
     if home is None:
         if flag == "" and seen == "no nvcc found":
-            log(f"torch has CUDA {want} but no nvcc was found: building the CPU ops only "
-                "(set DLLM_KERNELS_CUDA=1 to make this an error)")
+            log(
+                f"torch has CUDA {want} but no nvcc was found: building the CPU ops only "
+                "(set DLLM_KERNELS_CUDA=1 to make this an error)"
+            )
             return False, None
         fail(
             f"torch {torch.__version__} was built with CUDA {want}, but no nvcc of CUDA {want} was "
             f"found (seen: {seen}). nvcc must match torch's CUDA minor release, or CCCL aborts "
             f"with 'CUDA compiler and CUDA toolkit headers are incompatible'. Fix one of:\n"
-            f"  pip install 'nvidia-cuda-nvcc=={want}.*' 'nvidia-nvvm=={want}.*' 'nvidia-cuda-crt=={want}.*'\n"
+            f"  pip install 'nvidia-cuda-nvcc=={want}.*' 'nvidia-nvvm=={want}.*' "
+            f"'nvidia-cuda-crt=={want}.*'\n"
             f"    (pin all three; this setup.py then finds that nvcc by itself)\n"
             f"  export CUDA_HOME=/path/to/cuda-{want}\n"
             f"  export DLLM_KERNELS_CUDA=0   # CPU ops only"
@@ -172,11 +183,18 @@ def git_commit() -> str:
     if not os.path.exists(os.path.join(ROOT, ".git")):
         return os.environ.get("DLLM_GIT_COMMIT", "unknown")
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -187,13 +205,18 @@ def build_extension():
     if with_cuda:
         os.environ["CUDA_HOME"] = cuda_home  # cpp_extension reads it when first imported
         if os.path.join(cuda_home, "bin") not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = os.path.join(cuda_home, "bin") + os.pathsep + os.environ.get("PATH", "")
+            os.environ["PATH"] = (
+                os.path.join(cuda_home, "bin") + os.pathsep + os.environ.get("PATH", "")
+            )
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
     from torch.utils import cpp_extension  # noqa: E402  (after CUDA_HOME is settled)
 
     debug = os.environ.get("DEBUG", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    sources = sorted(glob.glob(os.path.join("csrc", "torch", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    sources = sorted(
+        glob.glob(os.path.join("csrc", "torch", "*.cpp"))
+        + glob.glob(os.path.join("csrc", "cpu", "*.cpp"))
+    )
     include_dirs = [os.path.join(ROOT, "csrc", d) for d in ("include", "torch", "cuda")]
     # -fno-trapping-math lets GCC if-convert and vectorise the branch-free CPU loops (we never read
     # floating-point exception flags); no -march: hot loops carry their own AVX2 clones.
@@ -204,7 +227,9 @@ def build_extension():
         "torch": torch.__version__,
         "cuda": torch.version.cuda if with_cuda else None,
         "with_cuda": with_cuda,
-        "archs": os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";") if with_cuda else [],
+        "archs": os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";")
+        if with_cuda
+        else [],
         "nvcc": None,
         "debug": debug,
         "git_commit": git_commit(),
@@ -217,10 +242,18 @@ def build_extension():
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "**", "*.cu"), recursive=True))
         nvcc_flags = opt + ["-lineinfo", "-DDLLM_WITH_CUDA"]
         for inc in pip_cuda_include_dirs():
-            nvcc_flags += ["-isystem", inc]  # after CUDA_HOME/include: only fills in missing headers
-        info["nvcc"] = f"{os.path.join(cuda_home, 'bin', 'nvcc')} (CUDA {nvcc_version(os.path.join(cuda_home, 'bin', 'nvcc'))})"
+            nvcc_flags += [
+                "-isystem",
+                inc,
+            ]  # after CUDA_HOME/include: only fills in missing headers
+        info["nvcc"] = (
+            f"{os.path.join(cuda_home, 'bin', 'nvcc')} (CUDA "
+            f"{nvcc_version(os.path.join(cuda_home, 'bin', 'nvcc'))})"
+        )
         ext = cpp_extension.CUDAExtension(
-            f"{PKG}._C", sources, include_dirs=include_dirs,
+            f"{PKG}._C",
+            sources,
+            include_dirs=include_dirs,
             library_dirs=link_dir_for_cudart(cuda_home),
             extra_compile_args={"cxx": cxx + ["-DDLLM_WITH_CUDA"], "nvcc": nvcc_flags},
             extra_link_args=extra_link,
@@ -228,8 +261,11 @@ def build_extension():
         log(f"building CPU + CUDA ops with {info['nvcc']} for archs {info['archs']}")
     else:
         ext = cpp_extension.CppExtension(
-            f"{PKG}._C", sources, include_dirs=include_dirs,
-            extra_compile_args={"cxx": cxx}, extra_link_args=extra_link,
+            f"{PKG}._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx},
+            extra_link_args=extra_link,
         )
 
     class BuildExtWithInfo(cpp_extension.BuildExtension):
@@ -241,7 +277,9 @@ def build_extension():
             if os.path.exists(src):
                 os.remove(src)
             super().run()
-            for folder in dict.fromkeys([os.path.join(ROOT, PKG), os.path.join(self.build_lib, PKG)]):
+            for folder in dict.fromkeys(
+                [os.path.join(ROOT, PKG), os.path.join(self.build_lib, PKG)]
+            ):
                 if os.path.isdir(folder):
                     with open(os.path.join(folder, "_build_info.json"), "w") as f:
                         json.dump(info, f, indent=2)
@@ -258,14 +296,21 @@ setup(
     description="Native kernels and runtime for masked-diffusion language models",
     packages=find_packages(include=[PKG, f"{PKG}.*"]),
     # the shipped trained model (dllm_kernels.models.load_pretrained): weights + config/tokenizer
-    package_data={PKG: ["_build_info.json"], f"{PKG}.models": ["weights/*.safetensors", "weights/*.json"]},
+    package_data={
+        PKG: ["_build_info.json"],
+        f"{PKG}.models": ["weights/*.safetensors", "weights/*.json"],
+    },
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     python_requires=">=3.9",
     # optional: transformers models in generate (dllm_kernels.integrations.transformers)
-    extras_require={"hf": ["transformers>=5,<6"],
-                    # optional: the PNG of `python -m dllm_kernels quality`; a cross-check test
-                    "quality": ["matplotlib"], "safetensors": ["safetensors"],
-                    # the style checks of tools/lint.sh (pinned: formatting changes between versions)
-                    "lint": ["ruff==0.17.6", "clang-format==23.1.5"]},
+    extras_require={
+        "hf": ["transformers>=5,<6"],
+        # optional: the PNG of `python -m dllm_kernels quality`; a cross-check test
+        "quality": ["matplotlib"],
+        "safetensors": ["safetensors"],
+        # the style checks of tools/lint.sh (pinned: formatting
+        # changes between versions)
+        "lint": ["ruff==0.17.6", "clang-format==23.1.5"],
+    },
 )

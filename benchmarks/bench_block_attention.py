@@ -48,7 +48,9 @@ from dllm_kernels import reference, registry
 SPEC = registry.get("block_attention")
 
 
-# ---- the mask rule, once: for SDPA's dense boolean mask and FlexAttention's mask_mod ----------------
+# ---- the mask rule, once: for SDPA's dense boolean mask and FlexAttention's mask_mod
+# ----------------
+
 
 def _lengths(inputs):
     """cache_lens, kv_lens, q_start (int64 [B], on q's device) and max_cache (host int)."""
@@ -67,7 +69,8 @@ def _lengths(inputs):
 
 def make_mask_mod(inputs):
     """mask_mod(b, h, q_idx, kv_idx) -> bool over the gathered layout [cache padded to max_cache,
-    then the k / v tokens]: the op's rule (valid keys; block_causal: reference.block_causal_mask)."""
+    then the k / v tokens]: the op's rule (valid keys; block_causal:
+    reference.block_causal_mask)."""
     cache, kv, start, max_cache = _lengths(inputs)
     causal = inputs.get("mask", "full") == "block_causal"
     bs = int(inputs.get("block_size") or 1)
@@ -89,13 +92,18 @@ def dense_mask(inputs, n_keys: int):
     q = inputs["q"]
     B, Lq, dev = q.shape[0], q.shape[1], q.device
     b = torch.arange(B, device=dev).view(B, 1, 1)
-    allowed = mask_mod(b, None, torch.arange(Lq, device=dev).view(1, Lq, 1),
-                       torch.arange(n_keys, device=dev).view(1, 1, n_keys))
+    allowed = mask_mod(
+        b,
+        None,
+        torch.arange(Lq, device=dev).view(1, Lq, 1),
+        torch.arange(n_keys, device=dev).view(1, 1, n_keys),
+    )
     allowed = allowed.expand(B, Lq, n_keys)
     return None if bool(allowed.all()) else allowed.unsqueeze(1).contiguous()
 
 
 # ---- the peers -----------------------------------------------------------------------------------
+
 
 def gather_kv(inputs, max_cache: int):
     """K, V [B, max_cache + Lk, H_kv, D]: the prefix gathered from its pages, then the block.
@@ -103,8 +111,9 @@ def gather_kv(inputs, max_cache: int):
     k, v = inputs.get("k"), inputs.get("v")
     if inputs.get("k_cache") is None:
         return k, v
-    kc, vc = dk.cache_gather(inputs["k_cache"], inputs["v_cache"], inputs["block_table"],
-                             inputs["cache_lens"], max_cache)
+    kc, vc = dk.cache_gather(
+        inputs["k_cache"], inputs["v_cache"], inputs["block_table"], inputs["cache_lens"], max_cache
+    )
     if k is None:
         return kc, vc
     return torch.cat([kc, k], 1), torch.cat([vc, v], 1)
@@ -112,14 +121,19 @@ def gather_kv(inputs, max_cache: int):
 
 def sdpa(q, K, V, mask):
     """[B, L, H, D] views in, [B, Lq, H_q, D] view out (no layout copy charged)."""
-    return F.scaled_dot_product_attention(q.transpose(1, 2), K.transpose(1, 2), V.transpose(1, 2),
-                                          attn_mask=mask, enable_gqa=True).transpose(1, 2)
+    return F.scaled_dot_product_attention(
+        q.transpose(1, 2), K.transpose(1, 2), V.transpose(1, 2), attn_mask=mask, enable_gqa=True
+    ).transpose(1, 2)
 
 
 def backends(device: torch.device):
     from torch.nn.attention import SDPBackend
-    names = ["FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"] if device.type == "cuda" \
+
+    names = (
+        ["FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"]
+        if device.type == "cuda"
         else ["FLASH_ATTENTION", "MATH"]
+    )
     return [(n, getattr(SDPBackend, n)) for n in names if hasattr(SDPBackend, n)]
 
 
@@ -128,6 +142,7 @@ def _short(e: Exception) -> str:
 
 
 # ---- one case ------------------------------------------------------------------------------------
+
 
 def _input_sets(case, device, gen, budget):
     first = SPEC.make_inputs(case.params, device, gen)
@@ -149,7 +164,9 @@ def bench_case(case, device, peaks, reps, use_flex, log):
     dtype = first["q"].dtype
     flops_peak = bm.flops_peak(peaks, dtype, device)
     compute_bound = nflops / flops_peak > nbytes / peaks["bandwidth"]
-    err_tol = 1e-3 if dtype == torch.float32 else 3e-2  # peers: fp32 vs fp32, or one bf16 rounding + P in bf16
+    err_tol = (
+        1e-3 if dtype == torch.float32 else 3e-2
+    )  # peers: fp32 vs fp32, or one bf16 rounding + P in bf16
     slow = device.type == "cpu"
     ref_out = SPEC.reference(**first).float()
 
@@ -166,10 +183,13 @@ def bench_case(case, device, peaks, reps, use_flex, log):
             if out_fn is not None:
                 err = float((out_fn().float() - ref_out).abs().max())
             if fn is ours:
-                t = t_ours = bm.time_fn(fn, device, warmup=warmup, reps=reps, max_seconds=max_seconds)
+                t = t_ours = bm.time_fn(
+                    fn, device, warmup=warmup, reps=reps, max_seconds=max_seconds
+                )
             else:
-                t_ours, t = bm.time_paired([ours, fn], device, warmup=warmup, reps=reps,
-                                           max_seconds=max_seconds)
+                t_ours, t = bm.time_paired(
+                    [ours, fn], device, warmup=warmup, reps=reps, max_seconds=max_seconds
+                )
         except Exception as e:  # the row says why it is missing
             rows.append({"impl": impl, "time_s": None, "note": _short(e)})
             log(f"  {impl:<30} skipped: {_short(e)}")
@@ -177,9 +197,19 @@ def bench_case(case, device, peaks, reps, use_flex, log):
         if err is not None and not err <= err_tol:
             note = (note + "; " if note else "") + f"MISMATCH (> {err_tol:g})"
         pct = 100 * (nflops / t / flops_peak if compute_bound else nbytes / t / peaks["bandwidth"])
-        rows.append({"impl": impl, "time_s": t, "tflops": nflops / t / 1e12, "kv_gbps": kv_bytes / t / 1e9,
-                     "pct_peak": pct, "max_err": err, "note": note, "ours_paired_s": t_ours,
-                     "speedup_ours_vs": t / t_ours})
+        rows.append(
+            {
+                "impl": impl,
+                "time_s": t,
+                "tflops": nflops / t / 1e12,
+                "kv_gbps": kv_bytes / t / 1e9,
+                "pct_peak": pct,
+                "max_err": err,
+                "note": note,
+                "ours_paired_s": t_ours,
+                "speedup_ours_vs": t / t_ours,
+            }
+        )
         return t
 
     # (a) ours, (b) the reference
@@ -192,6 +222,7 @@ def bench_case(case, device, peaks, reps, use_flex, log):
     pre = [gather_kv(s, max_cache) for s in sets]
     mask = dense_mask(first, pre[0][0].shape[1])
     from torch.nn.attention import sdpa_kernel
+
     for name, backend in backends(device):
         tag = name.replace("_ATTENTION", "")
 
@@ -212,17 +243,26 @@ def bench_case(case, device, peaks, reps, use_flex, log):
     if use_flex:
         try:
             from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
             torch._dynamo.reset()  # one compile per case: no recompile-limit fallback to eager
             flex = torch.compile(flex_attention, dynamic=False)
             mask_mod, _ = make_mask_mod(first)
             N = pre[0][0].shape[1]
             B, Lq = first["q"].shape[:2]
-            block_mask = None if mask is None else create_block_mask(
-                mask_mod, B, None, Lq, N, device=str(device))
+            block_mask = (
+                None
+                if mask is None
+                else create_block_mask(mask_mod, B, None, Lq, N, device=str(device))
+            )
 
             def flex_call(q, K, V):
-                return flex(q.transpose(1, 2), K.transpose(1, 2), V.transpose(1, 2),
-                            block_mask=block_mask, enable_gqa=True).transpose(1, 2)
+                return flex(
+                    q.transpose(1, 2),
+                    K.transpose(1, 2),
+                    V.transpose(1, 2),
+                    block_mask=block_mask,
+                    enable_gqa=True,
+                ).transpose(1, 2)
 
             t0 = time.perf_counter()
             flex_call(first["q"], *pre[0])  # compile outside the timed region
@@ -231,31 +271,54 @@ def bench_case(case, device, peaks, reps, use_flex, log):
             rows.append({"impl": "gather+flex (compiled)", "time_s": None, "note": _short(e)})
             log(f"  FlexAttention skipped: {_short(e)}")
         else:
+
             def flex_gathered(i):
                 s = sets[i % n]
                 return flex_call(s["q"], *gather_kv(s, max_cache))
 
             measure("gather+flex (compiled)", flex_gathered, lambda: flex_gathered(0), note=note)
-            measure("flex pre-gathered", lambda i: flex_call(sets[i % n]["q"], *pre[i % n]),
-                    lambda: flex_call(first["q"], *pre[0]))
+            measure(
+                "flex pre-gathered",
+                lambda i: flex_call(sets[i % n]["q"], *pre[i % n]),
+                lambda: flex_call(first["q"], *pre[0]),
+            )
 
-    return {"case": case.label, **case.params, "flops": nflops, "bytes": nbytes, "kv_bytes": kv_bytes,
-            "bound": "compute" if compute_bound else "bandwidth", "input_sets": n, "impls": rows}
+    return {
+        "case": case.label,
+        **case.params,
+        "flops": nflops,
+        "bytes": nbytes,
+        "kv_bytes": kv_bytes,
+        "bound": "compute" if compute_bound else "bandwidth",
+        "input_sets": n,
+        "impls": rows,
+    }
 
 
 def format_case(res) -> str:
     f = bm.format_time
-    lines = [(f"{res['case']}: {res['flops'] / 1e9:.2f} GFLOP, K/V {res['kv_bytes'] / 1e6:.1f} MB "
-              f"({res['bytes'] / 1e6:.1f} MB in all), {res['bound']}-bound, {res['input_sets']} input set(s)"),
-             f"  {'impl':<30} {'time':>10} {'TFLOP/s':>8} {'KV GB/s':>8} {'%peak':>7} {'ours x':>7} {'err':>8}  note"]
+    lines = [
+        (
+            f"{res['case']}: {res['flops'] / 1e9:.2f} GFLOP, K/V {res['kv_bytes'] / 1e6:.1f} MB "
+            f"({res['bytes'] / 1e6:.1f} MB in all), {res['bound']}-bound, {res['input_sets']} "
+            "input set(s)"
+        ),
+        f"  {'impl':<30} {'time':>10} {'TFLOP/s':>8} {'KV GB/s':>8} {'%peak':>7} {'ours x':>7} "
+        f"{'err':>8}  note",
+    ]
     mark = "F" if res["bound"] == "compute" else "B"
     for r in res["impls"]:
         if r.get("time_s") is None:
-            lines.append(f"  {r['impl']:<30} {'-':>10} {'-':>8} {'-':>8} {'-':>7} {'-':>7} {'-':>8}  {r['note']}")
+            lines.append(
+                f"  {r['impl']:<30} {'-':>10} {'-':>8} {'-':>8} {'-':>7} {'-':>7} {'-':>8}  "
+                f"{r['note']}"
+            )
             continue
         err = "-" if r["max_err"] is None else f"{r['max_err']:.1e}"
-        lines.append(f"  {r['impl']:<30} {f(r['time_s']):>10} {r['tflops']:>8.3f} {r['kv_gbps']:>8.1f} "
-                     f"{r['pct_peak']:>6.1f}{mark} {r['speedup_ours_vs']:>6.2f}x {err:>8}  {r['note']}")
+        lines.append(
+            f"  {r['impl']:<30} {f(r['time_s']):>10} {r['tflops']:>8.3f} {r['kv_gbps']:>8.1f} "
+            f"{r['pct_peak']:>6.1f}{mark} {r['speedup_ours_vs']:>6.2f}x {err:>8}  {r['note']}"
+        )
     return "\n".join(lines)
 
 
@@ -271,8 +334,14 @@ def cases(device: torch.device, pattern):
     return out
 
 
-def run(device: torch.device, reps: int, use_flex: bool, pattern=None, log=print,
-        json_path: str | None = None):
+def run(
+    device: torch.device,
+    reps: int,
+    use_flex: bool,
+    pattern=None,
+    log=print,
+    json_path: str | None = None,
+):
     """Every case in turn; with json_path, the results so far are rewritten after each case (a run
     cut short by a time limit keeps the cases it finished)."""
     head = bm.header([device])
@@ -290,13 +359,20 @@ def run(device: torch.device, reps: int, use_flex: bool, pattern=None, log=print
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     ap.add_argument("--json", help="write the results (with the standard header) to this file")
     ap.add_argument("--no-flex", action="store_true", help="skip FlexAttention (and its compile)")
     ap.add_argument("--reps", type=int, default=20, help="timed calls per measurement (median)")
-    ap.add_argument("--case", action="append",
-                    help="only the cases whose label contains this (repeatable: run in this order)")
+    ap.add_argument(
+        "--case",
+        action="append",
+        help="only the cases whose label contains this (repeatable: run in this order)",
+    )
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not dk.backend_info()["cuda"]:

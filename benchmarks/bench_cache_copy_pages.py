@@ -2,7 +2,8 @@
 torch.compile of it, on the default shapes in dllm_kernels.registry (64 and 1024 copy-on-write
 page pairs, H_kv = 8, D = 128, bf16; same inputs, same process, same timer).
 
-    python benchmarks/bench_cache_copy_pages.py [--device cpu|cuda] [--json PATH] [--no-compile] [--reps N]
+    python benchmarks/bench_cache_copy_pages.py [--device cpu|cuda] [--json PATH] [--no-compile]
+    [--reps N]
 """
 
 import sys

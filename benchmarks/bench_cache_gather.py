@@ -2,7 +2,8 @@
 torch.compile of it, on the default shapes in dllm_kernels.registry (B ragged rows, H_kv = 8,
 D = 128, bf16, from a fragmented page pool; same inputs, same process, same timer).
 
-    python benchmarks/bench_cache_gather.py [--device cpu|cuda] [--json PATH] [--no-compile] [--reps N]
+    python benchmarks/bench_cache_gather.py [--device cpu|cuda] [--json PATH] [--no-compile]
+    [--reps N]
 """
 
 import sys

@@ -2,7 +2,8 @@
 indexing) and torch.compile of it, on the default shapes in dllm_kernels.registry (N tokens x
 H_kv heads, D = 128, bf16, into a fragmented page pool; check=False, the per-step path).
 
-    python benchmarks/bench_cache_write.py [--device cpu|cuda] [--json PATH] [--no-compile] [--reps N]
+    python benchmarks/bench_cache_write.py [--device cpu|cuda] [--json PATH] [--no-compile]
+    [--reps N]
 """
 
 import sys

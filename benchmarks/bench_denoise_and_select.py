@@ -1,7 +1,9 @@
-"""Benchmark denoise_and_select: the native kernel vs dllm_kernels.reference.denoise_and_select and torch.compile of it,
-on the default shapes in dllm_kernels.registry (same inputs, same process, same timer).
+"""Benchmark denoise_and_select: the native kernel vs dllm_kernels.reference.denoise_and_select and
+torch.compile of it, on the default shapes in dllm_kernels.registry (same inputs, same process, same
+timer).
 
-    python benchmarks/bench_denoise_and_select.py [--device cpu|cuda] [--json PATH] [--no-compile] [--reps N]
+    python benchmarks/bench_denoise_and_select.py [--device cpu|cuda] [--json PATH]
+    [--no-compile] [--reps N]
 """
 
 import sys

@@ -1,7 +1,9 @@
-"""Benchmark num_transfer_tokens: the native kernel vs dllm_kernels.reference.num_transfer_tokens and torch.compile of it,
-on the default shapes in dllm_kernels.registry (same inputs, same process, same timer).
+"""Benchmark num_transfer_tokens: the native kernel vs dllm_kernels.reference.num_transfer_tokens
+and torch.compile of it, on the default shapes in dllm_kernels.registry (same inputs, same process,
+same timer).
 
-    python benchmarks/bench_num_transfer_tokens.py [--device cpu|cuda] [--json PATH] [--no-compile] [--reps N]
+    python benchmarks/bench_num_transfer_tokens.py [--device cpu|cuda] [--json PATH]
+    [--no-compile] [--reps N]
 """
 
 import sys

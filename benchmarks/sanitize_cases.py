@@ -1,7 +1,9 @@
 """One small case per CUDA kernel, for compute-sanitizer (memcheck, racecheck, synccheck).
 
-    python benchmarks/sanitize_cases.py [--device cuda|cpu] [--only SUBSTRING ...] [--quick] [--list]
-    compute-sanitizer --tool racecheck --error-exitcode 86 python benchmarks/sanitize_cases.py --quick
+    python benchmarks/sanitize_cases.py [--device cuda|cpu] [--only SUBSTRING ...] [--quick]
+    [--list]
+    compute-sanitizer --tool racecheck --error-exitcode 86 python benchmarks/sanitize_cases.py
+    --quick
 
 Every kernel (and each launch variant: V split over blocks or not, sampled, filtered, the fused
 denoise_and_select both ways, every block_attention head_dim and mask, split-KV or not) runs once
@@ -39,6 +41,7 @@ def case(name, large=False):
     def wrap(fn):
         CASES.append((name, fn, large))
         return fn
+
     return wrap
 
 
@@ -57,7 +60,9 @@ def logits_x(B, L, V, dtype, device, gen, masked=0.75):
     return logits.to(device), x.to(device)
 
 
-# ---- commit_, num_transfer_tokens -------------------------------------------------------------------
+# ---- commit_, num_transfer_tokens
+# -------------------------------------------------------------------
+
 
 @case("commit_ (strided x)")
 def _commit(device, gen):
@@ -77,9 +82,11 @@ def _ntt(device, gen):
     return [("n", dk.num_transfer_tokens(m, 5), reference.num_transfer_tokens(cpu(m), 5), None)]
 
 
-# ---- denoise_step ------------------------------------------------------------------------------------
+# ---- denoise_step
+# ------------------------------------------------------------------------------------
 # The fast kernel splits V over blocks (and a merge kernel joins them) when B * L is small and
 # V >= 8192; V = 1000 runs unsplit. top_k / top_p take the filtered kernel.
+
 
 def _denoise(device, gen, B, L, V, dtype, **kw):
     logits, x = logits_x(B, L, V, dtype, device, gen)
@@ -97,7 +104,9 @@ def _ds1(device, gen):
 
 @case("denoise_step fast, V split + merge, f32 neg_entropy, suppress_tokens")
 def _ds2(device, gen):
-    return _denoise(device, gen, 1, 3, 20000, "f32", confidence="neg_entropy", suppress_tokens=[5, 77, 19999])
+    return _denoise(
+        device, gen, 1, 3, 20000, "f32", confidence="neg_entropy", suppress_tokens=[5, 77, 19999]
+    )
 
 
 @case("denoise_step fast sampled, V split, f16 margin T=1")
@@ -107,8 +116,18 @@ def _ds3(device, gen):
 
 @case("denoise_step fast sampled, random confidence, shift_logits")
 def _ds4(device, gen):
-    return _denoise(device, gen, 2, 4, 3000, "bf16", confidence="random", temperature=0.7, seed=3,
-                    shift_logits=True)
+    return _denoise(
+        device,
+        gen,
+        2,
+        4,
+        3000,
+        "bf16",
+        confidence="random",
+        temperature=0.7,
+        seed=3,
+        shift_logits=True,
+    )
 
 
 @case("denoise_step filtered, top_k + top_p T=1 bf16")
@@ -118,11 +137,23 @@ def _ds5(device, gen):
 
 @case("denoise_step filtered, top_p_first T=0 f32 sampling source")
 def _ds6(device, gen):
-    return _denoise(device, gen, 1, 4, 3000, "f32", top_k=20, top_p=0.8, filter_order="top_p_first",
-                    confidence_source="sampling")
+    return _denoise(
+        device,
+        gen,
+        1,
+        4,
+        3000,
+        "f32",
+        top_k=20,
+        top_p=0.8,
+        filter_order="top_p_first",
+        confidence_source="sampling",
+    )
 
 
-# ---- select_transfer ---------------------------------------------------------------------------------
+# ---- select_transfer
+# ---------------------------------------------------------------------------------
+
 
 def _conf(B, L, device, gen):
     c = torch.rand(B, L, generator=gen)
@@ -144,8 +175,11 @@ def _st1(device, gen):
 
 @case("select_transfer threshold / factor / probability")
 def _st2(device, gen):
-    return (_select(device, gen, 3, 37, threshold=0.6) + _select(device, gen, 3, 37, factor=1.0)
-            + _select(device, gen, 3, 37, probability=0.3, seed=9))
+    return (
+        _select(device, gen, 3, 37, threshold=0.6)
+        + _select(device, gen, 3, 37, factor=1.0)
+        + _select(device, gen, 3, 37, probability=0.3, seed=9)
+    )
 
 
 @case("select_transfer L > 4096 (rank-count fallback)", large=True)
@@ -153,20 +187,27 @@ def _st3(device, gen):
     return _select(device, gen, 1, 4100, num_transfer=7)
 
 
-# ---- denoise_and_select (one fused kernel) -----------------------------------------------------------
+# ---- denoise_and_select (one fused kernel)
+# -----------------------------------------------------------
+
 
 def _das(device, gen, B, L, V, dtype, commit, **kw):
     logits, x = logits_x(B, L, V, dtype, device, gen)
     x_ref = cpu(x).clone()
     got = dk.denoise_and_select(logits, x, MASK, commit=commit, **kw)
-    rule = {k: cpu(kw.pop(k)) for k in ("num_transfer", "threshold", "factor", "probability") if k in kw}
+    rule = {
+        k: cpu(kw.pop(k)) for k in ("num_transfer", "threshold", "factor", "probability") if k in kw
+    }
     seed = kw.pop("seed", 0)
     x0, conf = reference.denoise_step(cpu(logits), x_ref, MASK, seed=seed, **kw)
     tr = reference.select_transfer(conf, **rule, seed=seed)
     if commit:
         reference.commit_(x_ref, x0, tr)
-    return [("x0, conf", got[:2], (x0, conf), registry.DENOISE_STEP), ("transfer", got[2], tr, None),
-            ("x", x, x_ref, None)]
+    return [
+        ("x0, conf", got[:2], (x0, conf), registry.DENOISE_STEP),
+        ("transfer", got[2], tr, None),
+        ("x", x, x_ref, None),
+    ]
 
 
 @case("denoise_and_select fused, V split, f32 top-k commit")
@@ -181,16 +222,31 @@ def _das2(device, gen):
 
 @case("denoise_and_select fused filtered, f16 top_p T=1 factor")
 def _das3(device, gen):
-    return _das(device, gen, 2, 5, 3000, "f16", False, temperature=1.0, top_p=0.9, factor=1.0, seed=4)
+    return _das(
+        device, gen, 2, 5, 3000, "f16", False, temperature=1.0, top_p=0.9, factor=1.0, seed=4
+    )
 
 
 @case("denoise_and_select fused sampled, V split, probability per row")
 def _das4(device, gen):
-    return _das(device, gen, 2, 3, 20000, "bf16", True, temperature=1.0, confidence="neg_entropy",
-                probability=torch.tensor([0.5, 0.9], device=device), seed=8)
+    return _das(
+        device,
+        gen,
+        2,
+        3,
+        20000,
+        "bf16",
+        True,
+        temperature=1.0,
+        confidence="neg_entropy",
+        probability=torch.tensor([0.5, 0.9], device=device),
+        seed=8,
+    )
 
 
-# ---- paged KV cache ----------------------------------------------------------------------------------
+# ---- paged KV cache
+# ----------------------------------------------------------------------------------
+
 
 def _pool(P, H, D, dtype, device, gen):
     return [(torch.randn(P, 16, H, D, generator=gen) + 3).to(dtype).to(device) for _ in range(2)]
@@ -199,7 +255,9 @@ def _pool(P, H, D, dtype, device, gen):
 @case("cache_write_ (padded slots, bf16)")
 def _cw(device, gen):
     kc, vc = _pool(6, 2, 64, torch.bfloat16, device, gen)
-    k, v = ((torch.randn(20, 2, 64, generator=gen) + 3).to(torch.bfloat16).to(device) for _ in range(2))
+    k, v = (
+        (torch.randn(20, 2, 64, generator=gen) + 3).to(torch.bfloat16).to(device) for _ in range(2)
+    )
     slots = torch.randperm(96, generator=gen)[:20]
     slots[::7] = -1
     slots = slots.to(device)
@@ -229,13 +287,16 @@ def _cp(device, gen):
     return [("k_cache", kc, want_k, None), ("v_cache", vc, want_v, None)]
 
 
-# ---- block_attention ---------------------------------------------------------------------------------
+# ---- block_attention
+# ---------------------------------------------------------------------------------
 # bf16 / f16 only on CUDA (the CPU also takes fp32). One row of a small batch over a paged prefix
 # of 300 tokens is split over CTAs (split-KV + merge kernel); a prefill with no cache is not.
 # Tolerances: the registry's for bf16, and for f16 the same rule scaled to f16's 3 more mantissa
 # bits (both kernels accumulate in fp32 and round the output once; ~2.5 ulps).
-ATTN = dataclasses.replace(registry.BLOCK_ATTENTION,
-                           dtype_tol=registry.BLOCK_ATTENTION.dtype_tol + ((torch.float16, 2e-4, 3e-3),))
+ATTN = dataclasses.replace(
+    registry.BLOCK_ATTENTION,
+    dtype_tol=registry.BLOCK_ATTENTION.dtype_tol + ((torch.float16, 2e-4, 3e-3),),
+)
 
 
 def _attn(device, gen, B, Lq, Hq, Hkv, D, dtype, cache_lens, Lk, page_size=16, odd=False, **kw):
@@ -244,7 +305,7 @@ def _attn(device, gen, B, Lq, Hq, Hkv, D, dtype, cache_lens, Lk, page_size=16, o
         for s in shape:
             n *= s
         t = torch.randn(n + int(odd), generator=gen).to(dtype).to(device)
-        return t[int(odd):].view(shape)  # odd: rows one element off 16-byte alignment
+        return t[int(odd) :].view(shape)  # odd: rows one element off 16-byte alignment
 
     args = {}
     if cache_lens:
@@ -254,11 +315,14 @@ def _attn(device, gen, B, Lq, Hq, Hkv, D, dtype, cache_lens, Lk, page_size=16, o
         table = torch.full((B, max(need)), -1, dtype=torch.int32)
         start = 0
         for b, n in enumerate(need):
-            table[b, :n] = perm[start:start + n].to(torch.int32)
+            table[b, :n] = perm[start : start + n].to(torch.int32)
             start += n
-        args.update(k_cache=rnd(P, page_size, Hkv, D), v_cache=rnd(P, page_size, Hkv, D),
-                    block_table=table.to(device),
-                    cache_lens=torch.tensor(cache_lens, dtype=torch.int32, device=device))
+        args.update(
+            k_cache=rnd(P, page_size, Hkv, D),
+            v_cache=rnd(P, page_size, Hkv, D),
+            block_table=table.to(device),
+            cache_lens=torch.tensor(cache_lens, dtype=torch.int32, device=device),
+        )
     q, k, v = rnd(B, Lq, Hq, D), rnd(B, Lk, Hkv, D), rnd(B, Lk, Hkv, D)
     args.update(kw)
     out, lse = dk.block_attention(q, k, v, **args, return_lse=True)
@@ -273,16 +337,42 @@ def _ba1(device, gen):
 
 @case("block_attention block_causal prefill, D=64 f16, odd offsets")
 def _ba2(device, gen):
-    return _attn(device, gen, 1, 40, 2, 1, 64, torch.float16, None, 40, odd=True,
-                 mask="block_causal", block_size=16)
+    return _attn(
+        device,
+        gen,
+        1,
+        40,
+        2,
+        1,
+        64,
+        torch.float16,
+        None,
+        40,
+        odd=True,
+        mask="block_causal",
+        block_size=16,
+    )
 
 
 @case("block_attention block_causal over cache + q_start, D=96 bf16, kv_lens")
 def _ba3(device, gen):
-    return _attn(device, gen, 2, 12, 3, 3, 96, torch.bfloat16, [20, 33], 12, page_size=8,
-                 mask="block_causal", block_size=8,
-                 q_start=torch.tensor([20, -4], dtype=torch.int32, device=device),
-                 kv_lens=torch.tensor([12, 9], dtype=torch.int32, device=device))
+    return _attn(
+        device,
+        gen,
+        2,
+        12,
+        3,
+        3,
+        96,
+        torch.bfloat16,
+        [20, 33],
+        12,
+        page_size=8,
+        mask="block_causal",
+        block_size=8,
+        q_start=torch.tensor([20, -4], dtype=torch.int32, device=device),
+        kv_lens=torch.tensor([12, 9], dtype=torch.int32, device=device),
+    )
 
 
 @case("block_attention full, D=256 f16, one page")
@@ -290,7 +380,9 @@ def _ba4(device, gen):
     return _attn(device, gen, 1, 5, 2, 2, 256, torch.float16, [9], 5)
 
 
-# ---- driver ------------------------------------------------------------------------------------------
+# ---- driver
+# ------------------------------------------------------------------------------------------
+
 
 def _flat(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
@@ -299,13 +391,18 @@ def _flat(x):
 def check(label, got, want, spec):
     got, want = tuple(cpu(t) for t in _flat(got)), tuple(cpu(t) for t in _flat(want))
     if spec is None:  # integers / bools / copies: exact
-        ok = all(g.shape == w.shape and g.dtype == w.dtype and torch.equal(g, w) for g, w in zip(got, want))
+        ok = all(
+            g.shape == w.shape and g.dtype == w.dtype and torch.equal(g, w)
+            for g, w in zip(got, want)
+        )
         return ok, 0.0
     return registry.compare(spec, got, want)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--only", action="append", help="cases whose name contains this (repeatable)")
     ap.add_argument("--quick", action="store_true", help="leave out the large case (for racecheck)")
@@ -345,10 +442,15 @@ def main(argv=None) -> int:
             ok_all, status, notes = False, "ERROR", [f"{type(e).__name__}: {str(e)[:300]}"]
             traceback.print_exc()
         bad += not ok_all
-        print(f"{status:<8} {time.perf_counter() - t:6.2f} s  {name}" + (f"  ({'; '.join(notes)})" if notes else ""),
-              flush=True)
-    print(f"sanitize_cases: {len(cases) - bad}/{len(cases)} cases ok on {device} in "
-          f"{time.perf_counter() - t_all:.1f} s")
+        print(
+            f"{status:<8} {time.perf_counter() - t:6.2f} s  {name}"
+            + (f"  ({'; '.join(notes)})" if notes else ""),
+            flush=True,
+        )
+    print(
+        f"sanitize_cases: {len(cases) - bad}/{len(cases)} cases ok on {device} in "
+        f"{time.perf_counter() - t_all:.1f} s"
+    )
     return 1 if bad else 0
 
 

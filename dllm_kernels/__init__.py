@@ -12,9 +12,37 @@ dllm_kernels.reference, and `python -m dllm_kernels` verifies and benchmarks the
 from . import models, reference, tasks
 from ._native import backend_info
 from .cache import CachePlan, CachePolicy, PageAllocator, PagedKVCache
+from .ops import (
+    block_attention,
+    cache_copy_pages_,
+    cache_gather,
+    cache_write_,
+    commit_,
+    denoise_and_select,
+    denoise_step,
+    num_transfer_tokens,
+    select_transfer,
+)
 from .runtime import GenerateOutput, generate
-from .ops import block_attention, cache_copy_pages_, cache_gather, cache_write_, commit_, denoise_and_select, denoise_step, num_transfer_tokens, select_transfer
 
 __version__ = "0.1.0"
-__all__ = ["CachePlan", "GenerateOutput", "generate", "CachePolicy", "PageAllocator", "PagedKVCache", "backend_info", "block_attention", "cache_copy_pages_", "cache_gather", "cache_write_", "commit_", "denoise_and_select", "denoise_step", "num_transfer_tokens",
-           "reference", "select_transfer", "__version__"]
+__all__ = [
+    "CachePlan",
+    "GenerateOutput",
+    "generate",
+    "CachePolicy",
+    "PageAllocator",
+    "PagedKVCache",
+    "backend_info",
+    "block_attention",
+    "cache_copy_pages_",
+    "cache_gather",
+    "cache_write_",
+    "commit_",
+    "denoise_and_select",
+    "denoise_step",
+    "num_transfer_tokens",
+    "reference",
+    "select_transfer",
+    "__version__",
+]

@@ -16,8 +16,17 @@ from typing import Any
 import torch
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-_OPS = ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select",
-        "cache_write_", "cache_gather", "cache_copy_pages_", "block_attention")  # every op the library defines (schemas in registration.cpp)
+_OPS = (
+    "commit_",
+    "num_transfer_tokens",
+    "denoise_step",
+    "select_transfer",
+    "denoise_and_select",
+    "cache_write_",
+    "cache_gather",
+    "cache_copy_pages_",
+    "block_attention",
+)  # every op the library defines (schemas in registration.cpp)
 
 
 def _read_build_info() -> dict[str, Any] | None:
@@ -31,11 +40,15 @@ def _read_build_info() -> dict[str, Any] | None:
 def _mismatch(info: dict[str, Any]) -> str | None:
     built_torch, built_cuda = info.get("torch"), info.get("cuda")
     if built_torch != torch.__version__:
-        return (f"dllm_kernels._C was built for torch {built_torch} (CUDA {built_cuda}), "
-                f"you have torch {torch.__version__} (CUDA {torch.version.cuda})")
+        return (
+            f"dllm_kernels._C was built for torch {built_torch} (CUDA {built_cuda}), "
+            f"you have torch {torch.__version__} (CUDA {torch.version.cuda})"
+        )
     if built_cuda is not None and built_cuda != torch.version.cuda:
-        return (f"dllm_kernels._C was built for CUDA {built_cuda}, "
-                f"you have torch {torch.__version__} with CUDA {torch.version.cuda}")
+        return (
+            f"dllm_kernels._C was built for CUDA {built_cuda}, "
+            f"you have torch {torch.__version__} with CUDA {torch.version.cuda}"
+        )
     return None
 
 
@@ -50,8 +63,10 @@ def _load() -> tuple[bool, bool, str | None, dict[str, Any] | None]:
     if os.environ.get("DLLM_KERNELS_NATIVE", "1") == "0":
         return False, False, "DLLM_KERNELS_NATIVE=0", info
     if info is None:
-        reason = ("the native extension dllm_kernels._C is not built "
-                  "(run: pip install --no-build-isolation -e .)")
+        reason = (
+            "the native extension dllm_kernels._C is not built "
+            "(run: pip install --no-build-isolation -e .)"
+        )
     else:
         reason = _mismatch(info)
     module = None

@@ -47,14 +47,24 @@ def _time_call(fn: Callable[[int], Any], i: int, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def time_fn(fn: Callable[[int], Any], device: torch.device, warmup: int = 5, reps: int = 50,
-            max_seconds: float = 2.0) -> float:
+def time_fn(
+    fn: Callable[[int], Any],
+    device: torch.device,
+    warmup: int = 5,
+    reps: int = 50,
+    max_seconds: float = 2.0,
+) -> float:
     """Median seconds of fn(i) over `reps` calls (fewer if they exceed max_seconds)."""
     return time_paired([fn], device, warmup, reps, max_seconds)[0]
 
 
-def time_paired(fns: list[Callable[[int], Any]], device: torch.device, warmup: int = 5,
-                reps: int = 50, max_seconds: float = 2.0) -> list[float]:
+def time_paired(
+    fns: list[Callable[[int], Any]],
+    device: torch.device,
+    warmup: int = 5,
+    reps: int = 50,
+    max_seconds: float = 2.0,
+) -> list[float]:
     """Median seconds of each fn, the functions called in turn for `reps` rounds (fewer past
     max_seconds): a drift in the machine's speed (a shared host, frequency changes) then hits
     every function alike, so ratios of the medians compare like with like. Every call gets the
@@ -114,7 +124,8 @@ def device_name(device: torch.device) -> str:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+                    name = line.split(":", 1)[1].strip()
+                    return f"{name} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
     except OSError:
         pass
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
@@ -123,8 +134,13 @@ def device_name(device: torch.device) -> str:
 def git_commit() -> str:
     """The checkout's HEAD, else $DLLM_GIT_COMMIT (a tree copied without .git), else unknown."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            timeout=10,
+        )
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -195,16 +211,24 @@ def flops_peak(peaks: dict, dtype: torch.dtype | None, device: torch.device) -> 
 
 
 def _first_float_dtype(inputs: dict) -> torch.dtype | None:
-    return next((v.dtype for v in inputs.values()
-                 if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+    return next(
+        (v.dtype for v in inputs.values() if isinstance(v, torch.Tensor) and v.is_floating_point()),
+        None,
+    )
 
 
-def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device, peaks: dict,
-               compile_ref: bool = True, reps: int = 50) -> BenchRow:
+def bench_case(
+    spec: registry.OpSpec,
+    case: registry.Case,
+    device: torch.device,
+    peaks: dict,
+    compile_ref: bool = True,
+    reps: int = 50,
+) -> BenchRow:
     gen = torch.Generator().manual_seed(1234)
     sets = _input_sets(spec, case, device, gen)
     # In-place ops rerun on the same inputs: every registered mutating op is idempotent.
-    run = lambda fn: (lambda i: spec.call(fn, sets[i % len(sets)]))  # noqa: E731
+    run = lambda fn: lambda i: spec.call(fn, sets[i % len(sets)])  # noqa: E731
     note = []
     ok, why = native_on(device)
     native_s = time_fn(run(spec.op), device, reps=reps) if ok else None
@@ -231,14 +255,27 @@ def bench_case(spec: registry.OpSpec, case: registry.Case, device: torch.device,
         pct = 100 * nbytes / t / peaks["bandwidth"]
     else:
         pct = None
-    return BenchRow(spec.name, str(device), case.label, native_s, reference_s, compiled_s, nbytes,
-                    nflops, gbps, tflops, pct,
-                    reference_s / t if t else None,
-                    compiled_s / t if t and compiled_s else None, "; ".join(note))
+    return BenchRow(
+        spec.name,
+        str(device),
+        case.label,
+        native_s,
+        reference_s,
+        compiled_s,
+        nbytes,
+        nflops,
+        gbps,
+        tflops,
+        pct,
+        reference_s / t if t else None,
+        compiled_s / t if t and compiled_s else None,
+        "; ".join(note),
+    )
 
 
-def run_bench(specs, devices, compile_ref: bool = True, reps: int = 50, log=print,
-              full: bool = True) -> tuple[dict, list[BenchRow]]:
+def run_bench(
+    specs, devices, compile_ref: bool = True, reps: int = 50, log=print, full: bool = True
+) -> tuple[dict, list[BenchRow]]:
     """Every case of every spec on every device (full=False: OpSpec.main_cases), each logged as a
     table row as soon as it is measured."""
     head = header(devices)
@@ -276,29 +313,43 @@ def _fmt_x(r: float | None) -> str:
     return "-" if r is None else f"{r:.1f}x"
 
 
-TABLE_HEAD = (f"{'op':<20} {'device':<7} {'case':<30} {'native':>10} {'GB/s':>8} {'%peak':>6} "
-              f"{'reference':>10} {'compiled':>10} {'vs ref':>7} {'vs comp':>7}  note")
+TABLE_HEAD = (
+    f"{'op':<20} {'device':<7} {'case':<30} {'native':>10} {'GB/s':>8} {'%peak':>6} "
+    f"{'reference':>10} {'compiled':>10} {'vs ref':>7} {'vs comp':>7}  note"
+)
 
 
 def format_row(r: BenchRow) -> str:
     gbps = "-" if r.gbps is None else f"{r.gbps:.2f}"
     pct = "-" if r.pct_peak is None else f"{r.pct_peak:.1f}"
-    return (f"{r.op:<20} {r.device:<7} {r.case:<30} {format_time(r.native_s):>10} {gbps:>8} {pct:>6} "
-            f"{format_time(r.reference_s):>10} {format_time(r.compiled_s):>10} {_fmt_x(r.speedup_vs_ref):>7} "
-            f"{_fmt_x(r.speedup_vs_compiled):>7}  {r.note}")
+    return (
+        f"{r.op:<20} {r.device:<7} {r.case:<30} {format_time(r.native_s):>10} {gbps:>8} {pct:>6} "
+        f"{format_time(r.reference_s):>10} {format_time(r.compiled_s):>10} "
+        f"{_fmt_x(r.speedup_vs_ref):>7} "
+        f"{_fmt_x(r.speedup_vs_compiled):>7}  {r.note}"
+    )
 
 
 def format_header(head: dict) -> str:
-    lines = [f"dllm_kernels bench  {head['date']}  commit {head['commit']}",
-             f"torch {head['torch']}  CUDA {head['cuda']}  native={head['native']} native_cuda={head['native_cuda']}  "
-             f"built for archs {head['build_archs']} at {head['build_commit']}"]
+    lines = [
+        f"dllm_kernels bench  {head['date']}  commit {head['commit']}",
+        f"torch {head['torch']}  CUDA {head['cuda']}  native={head['native']} "
+        f"native_cuda={head['native_cuda']}  "
+        f"built for archs {head['build_archs']} at {head['build_commit']}",
+    ]
     for d, name in head["devices"].items():
         p = head.get("peaks", {}).get(d, {})
         bw = p.get("bandwidth")
-        line = f"  {d}: {name}; measured copy bandwidth {bw / 1e9:.1f} GB/s" if bw else f"  {d}: {name}"
+        line = (
+            f"  {d}: {name}; measured copy bandwidth {bw / 1e9:.1f} GB/s"
+            if bw
+            else f"  {d}: {name}"
+        )
         if p.get("flops"):
-            line += (f"; matmul peak {p['flops'] / 1e12:.2f} TFLOP/s "
-                     f"({'bf16' if d.startswith('cuda') else 'fp32'})")
+            line += (
+                f"; matmul peak {p['flops'] / 1e12:.2f} TFLOP/s "
+                f"({'bf16' if d.startswith('cuda') else 'fp32'})"
+            )
         if p.get("flops_bf16"):
             line += f", {p['flops_bf16'] / 1e12:.2f} bf16"
         lines.append(line)

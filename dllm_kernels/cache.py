@@ -47,29 +47,64 @@ class PagedKVCache:
         dtype, device: of the pools (float32 / bfloat16 / float16).
     """
 
-    def __init__(self, num_layers: int, num_kv_heads: int, head_dim: int, *, num_pages: int,
-                 page_size: int = 16, dtype: torch.dtype = torch.bfloat16,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        num_layers: int,
+        num_kv_heads: int,
+        head_dim: int,
+        *,
+        num_pages: int,
+        page_size: int = 16,
+        dtype: torch.dtype = torch.bfloat16,
+        device: torch.device | str = "cpu",
+    ):
         if min(num_layers, num_kv_heads, head_dim, num_pages, page_size) < 1:
-            raise ValueError("dllm_kernels.PagedKVCache: num_layers, num_kv_heads, head_dim, "
-                             "num_pages and page_size must be >= 1")
+            raise ValueError(
+                "dllm_kernels.PagedKVCache: num_layers, num_kv_heads, head_dim, "
+                "num_pages and page_size must be >= 1"
+            )
         self.num_layers, self.num_kv_heads, self.head_dim = num_layers, num_kv_heads, head_dim
         self.num_pages, self.page_size = num_pages, page_size
         self.dtype, self.device = dtype, torch.device(device)
-        self.storage = torch.zeros((num_layers, 2, num_pages, page_size, num_kv_heads, head_dim),
-                                   dtype=dtype, device=self.device)
+        self.storage = torch.zeros(
+            (num_layers, 2, num_pages, page_size, num_kv_heads, head_dim),
+            dtype=dtype,
+            device=self.device,
+        )
         self.allocator = PageAllocator(num_pages, page_size)
         self._seqs: dict[int, int] = {}  # seq id -> tokens reserved
         self._next_id = 0
 
     @classmethod
-    def from_memory(cls, num_layers: int, num_kv_heads: int, head_dim: int, *, memory_bytes: int,
-                    page_size: int = 16, dtype: torch.dtype = torch.bfloat16,
-                    device: torch.device | str = "cpu") -> "PagedKVCache":
+    def from_memory(
+        cls,
+        num_layers: int,
+        num_kv_heads: int,
+        head_dim: int,
+        *,
+        memory_bytes: int,
+        page_size: int = 16,
+        dtype: torch.dtype = torch.bfloat16,
+        device: torch.device | str = "cpu",
+    ) -> "PagedKVCache":
         """As many pages as fit in memory_bytes (K and V of every layer)."""
-        per_page = 2 * num_layers * page_size * num_kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
-        return cls(num_layers, num_kv_heads, head_dim, num_pages=max(1, memory_bytes // per_page),
-                   page_size=page_size, dtype=dtype, device=device)
+        per_page = (
+            2
+            * num_layers
+            * page_size
+            * num_kv_heads
+            * head_dim
+            * torch.empty((), dtype=dtype).element_size()
+        )
+        return cls(
+            num_layers,
+            num_kv_heads,
+            head_dim,
+            num_pages=max(1, memory_bytes // per_page),
+            page_size=page_size,
+            dtype=dtype,
+            device=device,
+        )
 
     def k(self, layer: int) -> torch.Tensor:
         return self.storage[layer, 0]
@@ -106,16 +141,27 @@ class PagedKVCache:
         """Grow each sequence to hold num_tokens tokens (an int or one per sequence). All or
         nothing: out of pages raises with the needed and free counts and reserves nothing."""
         seq_ids = list(seq_ids)
-        counts = [int(num_tokens)] * len(seq_ids) if isinstance(num_tokens, int) else [int(n) for n in num_tokens]
+        counts = (
+            [int(num_tokens)] * len(seq_ids)
+            if isinstance(num_tokens, int)
+            else [int(n) for n in num_tokens]
+        )
         if len(counts) != len(seq_ids):
-            raise ValueError(f"dllm_kernels.PagedKVCache.reserve: {len(counts)} token counts for {len(seq_ids)} sequences")
+            raise ValueError(
+                f"dllm_kernels.PagedKVCache.reserve: {len(counts)} token counts for "
+                f"{len(seq_ids)} sequences"
+            )
         S = self.page_size
-        need = sum(max(0, -(-n // S) - len(self.allocator.pages(s)) if s in self._seqs else -(-n // S))
-                   for s, n in zip(seq_ids, counts))
+        need = sum(
+            max(0, -(-n // S) - len(self.allocator.pages(s)) if s in self._seqs else -(-n // S))
+            for s, n in zip(seq_ids, counts)
+        )
         free = self.allocator.num_free_pages
         if need > free:
-            raise RuntimeError(f"dllm_kernels.PagedKVCache.reserve: out of pages: needs {need}, "
-                               f"{free} free of {self.num_pages} ({self.free_bytes} bytes free)")
+            raise RuntimeError(
+                f"dllm_kernels.PagedKVCache.reserve: out of pages: needs {need}, "
+                f"{free} free of {self.num_pages} ({self.free_bytes} bytes free)"
+            )
         for s, n in zip(seq_ids, counts):
             self.allocator.reserve(s, n)
             self._seqs[s] = max(self._seqs.get(s, 0), n)
@@ -149,8 +195,18 @@ class PagedKVCache:
         return list(self._seqs)
 
     # ---- plans ---------------------------------------------------------------------------------
-    def plan(self, seq_ids, pad, columns: tuple[int, int], *, write=None, cache_lens,
-             attend_from: int | None = 0, mask: str = "full", block_size: int | None = None) -> "CachePlan":
+    def plan(
+        self,
+        seq_ids,
+        pad,
+        columns: tuple[int, int],
+        *,
+        write=None,
+        cache_lens,
+        attend_from: int | None = 0,
+        mask: str = "full",
+        block_size: int | None = None,
+    ) -> "CachePlan":
         """Device tensors for model calls that feed batch columns [c0, c1) of left-padded rows.
 
         Args:
@@ -164,26 +220,32 @@ class PagedKVCache:
             mask, block_size: the attention mask.
         """
         c0, c1 = columns
-        B, n, S = len(seq_ids), c1 - c0, self.page_size
+        B, S = len(seq_ids), self.page_size
         pad_t = torch.tensor(list(pad), dtype=torch.int64)
-        pos = torch.arange(c0, c1, dtype=torch.int64).unsqueeze(0) - pad_t.unsqueeze(1)    # [B, n]
+        pos = torch.arange(c0, c1, dtype=torch.int64).unsqueeze(0) - pad_t.unsqueeze(1)  # [B, n]
         valid = pos >= 0
         page_lists = [self.allocator.pages(s) if s is not None else [] for s in seq_ids]
         max_pages = max([len(p) for p in page_lists] + [1])
         table = torch.zeros((B, max_pages), dtype=torch.int32)
         for b, p in enumerate(page_lists):
-            table[b, :len(p)] = torch.tensor(p, dtype=torch.int32)
+            table[b, : len(p)] = torch.tensor(p, dtype=torch.int32)
         slots = None
         if write is not None:
-            lo = torch.tensor([w[0] if s is not None else 0 for w, s in zip(write, seq_ids)]).unsqueeze(1)
-            hi = torch.tensor([w[1] if s is not None else 0 for w, s in zip(write, seq_ids)]).unsqueeze(1)
+            lo = torch.tensor(
+                [w[0] if s is not None else 0 for w, s in zip(write, seq_ids)]
+            ).unsqueeze(1)
+            hi = torch.tensor(
+                [w[1] if s is not None else 0 for w, s in zip(write, seq_ids)]
+            ).unsqueeze(1)
             pc = pos.clamp(0, max_pages * S - 1)
             slots = table.long().gather(1, pc // S) * S + pc % S
             slots = torch.where((pos >= lo) & (pos < hi), slots, torch.full_like(slots, -1))
-            for b, s in enumerate(seq_ids):   # never write past what the row reserved
+            for b, s in enumerate(seq_ids):  # never write past what the row reserved
                 if s is not None and int(hi[b]) > len(page_lists[b]) * S:
-                    raise ValueError(f"dllm_kernels.PagedKVCache.plan: row {b} writes up to position "
-                                     f"{int(hi[b])} but holds {len(page_lists[b]) * S} tokens")
+                    raise ValueError(
+                        f"dllm_kernels.PagedKVCache.plan: row {b} writes up to position "
+                        f"{int(hi[b])} but holds {len(page_lists[b]) * S} tokens"
+                    )
         lens = [int(c) if s is not None else 0 for c, s in zip(cache_lens, seq_ids)]
         return CachePlan(
             columns=(c0, c1),
@@ -194,7 +256,10 @@ class PagedKVCache:
             cache_lens=_to_device(torch.tensor(lens, dtype=torch.int32), self.device),
             q_start=_to_device((c0 - pad_t).to(torch.int32), self.device),
             max_cache_len=max(lens + [0]),
-            attend_from=attend_from, mask=mask, block_size=block_size)
+            attend_from=attend_from,
+            mask=mask,
+            block_size=block_size,
+        )
 
 
 @dataclass
@@ -233,8 +298,9 @@ class CachePlan:
     def gather(self, cache: PagedKVCache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The attended cache part of one layer, [B, max_cache_len, H_kv, D], zero padded (for the
         reference attention path and export; the fused attention reads the pages in place)."""
-        return ops.cache_gather(cache.k(layer), cache.v(layer), self.block_table, self.cache_lens,
-                                self.max_cache_len)
+        return ops.cache_gather(
+            cache.k(layer), cache.v(layer), self.block_table, self.cache_lens, self.max_cache_len
+        )
 
 
 class CachePolicy:
@@ -274,18 +340,36 @@ class CachePolicy:
 
     MODES = ("none", "prefix", "dual", "block")
 
-    def __init__(self, cache: PagedKVCache, prompt_lens, gen_length: int, block_length: int,
-                 mode: str, *, seq_ids=None, refresh_interval: int | None = None,
-                 prompt_cached: bool = False):
+    def __init__(
+        self,
+        cache: PagedKVCache,
+        prompt_lens,
+        gen_length: int,
+        block_length: int,
+        mode: str,
+        *,
+        seq_ids=None,
+        refresh_interval: int | None = None,
+        prompt_cached: bool = False,
+    ):
         if mode not in self.MODES:
-            raise ValueError(f"dllm_kernels.CachePolicy: mode must be one of {list(self.MODES)}, got {mode!r}")
+            raise ValueError(
+                f"dllm_kernels.CachePolicy: mode must be one of {list(self.MODES)}, got {mode!r}"
+            )
         if block_length < 1 or gen_length % block_length:
-            raise ValueError(f"dllm_kernels.CachePolicy: gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+            raise ValueError(
+                f"dllm_kernels.CachePolicy: gen_length ({gen_length}) must be a multiple of "
+                f"block_length ({block_length})"
+            )
         if refresh_interval is not None and refresh_interval < 1:
-            raise ValueError(f"dllm_kernels.CachePolicy: refresh_interval must be >= 1, got {refresh_interval}")
+            raise ValueError(
+                f"dllm_kernels.CachePolicy: refresh_interval must be >= 1, got {refresh_interval}"
+            )
         if prompt_cached and mode != "block":
-            raise ValueError("dllm_kernels.CachePolicy: prompt_cached needs mode='block' (prefix and "
-                             "dual refreshes rewrite the prompt's K/V)")
+            raise ValueError(
+                "dllm_kernels.CachePolicy: prompt_cached needs mode='block' (prefix and "
+                "dual refreshes rewrite the prompt's K/V)"
+            )
         self.cache, self.mode = cache, mode
         self.prompt_lens = [int(p) for p in prompt_lens]
         self.B = len(self.prompt_lens)
@@ -299,10 +383,16 @@ class CachePolicy:
             seq_ids = cache.new_seq_ids(self.B)
         self.seq_ids: list[int | None] = list(seq_ids)
         if len(self.seq_ids) != self.B:
-            raise ValueError(f"dllm_kernels.CachePolicy: {len(self.seq_ids)} seq_ids for {self.B} prompts")
+            raise ValueError(
+                f"dllm_kernels.CachePolicy: {len(self.seq_ids)} seq_ids for {self.B} prompts"
+            )
         self.total = [p + gen_length for p in self.prompt_lens]
-        first = {"prefix": [t - block_length for t in self.total], "dual": self.total,
-                 "none": self.total, "block": self.prompt_lens}[mode]
+        first = {
+            "prefix": [t - block_length for t in self.total],
+            "dual": self.total,
+            "none": self.total,
+            "block": self.prompt_lens,
+        }[mode]
         cache.reserve(self.seq_ids, [max(0, n) for n in first])
         self._plans: dict[tuple, CachePlan] = {}
 
@@ -319,7 +409,8 @@ class CachePolicy:
             self._plans[key] = self.cache.plan(self.seq_ids, self.pad, **kw)
         return self._plans[key]
 
-    # ---- what the runtime calls, the same for every mode ------------------------------------------
+    # ---- what the runtime calls, the same for every mode
+    # ------------------------------------------
     def plans_before(self) -> list:
         """Forwards before the first block whose logits nobody reads (block: the prefill)."""
         return [self.prefill()] if self.mode == "block" else []
@@ -328,7 +419,9 @@ class CachePolicy:
         """The forward of step s of block k: a refresh where the mode asks for one (every step
         in "none"; the block's first step, and every refresh_interval steps, in prefix / dual),
         else a cached step."""
-        if self.mode == "none" or (self.mode in ("prefix", "dual") and (s == 0 or self.refresh_due(s))):
+        if self.mode == "none" or (
+            self.mode in ("prefix", "dual") and (s == 0 or self.refresh_due(s))
+        ):
             return self.refresh(k)
         return self.step(k)
 
@@ -336,22 +429,32 @@ class CachePolicy:
         """Forwards once block k is decoded, logits unread (block: the commit of its K/V)."""
         return [self.commit(k)] if self.mode == "block" else []
 
-    # ---- prefix / dual -----------------------------------------------------------------------------
+    # ---- prefix / dual
+    # -----------------------------------------------------------------------------
     def refresh(self, k: int) -> CachePlan:
         """Full forward over every column at the start of block k (or mid-block when refresh_due):
         writes the prefix [0, s_k) ("prefix") or everything ("dual"); attends to the fed tokens."""
         self._need("none", "prefix", "dual", what="refresh")
-        if self.mode == "prefix":   # cache the prefix, attend to it + the fed block and suffix
+        if self.mode == "prefix":  # cache the prefix, attend to it + the fed block and suffix
             s = self._start(k)
-            return self._plan(("refresh", k), columns=(0, self.P + self.gen_length),
-                              write=[(0, h) for h in s], cache_lens=s,
-                              attend_from=self.block_columns(k)[0])
-        return self._plan(("refresh", k), columns=(0, self.P + self.gen_length),
-                          write=[(0, h) for h in self.total], cache_lens=self.total,
-                          attend_from=None)
+            return self._plan(
+                ("refresh", k),
+                columns=(0, self.P + self.gen_length),
+                write=[(0, h) for h in s],
+                cache_lens=s,
+                attend_from=self.block_columns(k)[0],
+            )
+        return self._plan(
+            ("refresh", k),
+            columns=(0, self.P + self.gen_length),
+            write=[(0, h) for h in self.total],
+            cache_lens=self.total,
+            attend_from=None,
+        )
 
     def refresh_due(self, step_in_block: int) -> bool:
-        """Dual / prefix with refresh_interval: refresh before step `step_in_block` (> 0) of a block."""
+        """Dual / prefix with refresh_interval: refresh before step `step_in_block` (> 0) of a
+        block."""
         r = self.refresh_interval
         return r is not None and step_in_block > 0 and step_in_block % r == 0
 
@@ -364,20 +467,31 @@ class CachePolicy:
         if self.mode == "prefix":
             return self._plan(("step", k), columns=(c0, self.P + self.gen_length), cache_lens=s)
         if self.mode == "dual":
-            return self._plan(("step", k), columns=(c0, c1),
-                              write=[(a, a + self.block_length) for a in s],
-                              cache_lens=self.total, attend_from=None)
+            return self._plan(
+                ("step", k),
+                columns=(c0, c1),
+                write=[(a, a + self.block_length) for a in s],
+                cache_lens=self.total,
+                attend_from=None,
+            )
         return self._plan(("step", k), columns=(c0, c1), cache_lens=s)
 
-    # ---- block diffusion ---------------------------------------------------------------------------
+    # ---- block diffusion
+    # ---------------------------------------------------------------------------
     def prefill(self) -> CachePlan:
         """Block mode: the prompt columns [0, P) with the staircase mask, written into the cache
         (nothing written if prompt_cached)."""
         self._need("block", what="prefill")
         write = None if self.prompt_cached else [(0, p) for p in self.prompt_lens]
-        return self._plan(("prefill",), columns=(0, self.P), write=write,
-                          cache_lens=self.prompt_lens, attend_from=None, mask="block_causal",
-                          block_size=self.block_length)
+        return self._plan(
+            ("prefill",),
+            columns=(0, self.P),
+            write=write,
+            cache_lens=self.prompt_lens,
+            attend_from=None,
+            mask="block_causal",
+            block_size=self.block_length,
+        )
 
     def commit(self, k: int) -> CachePlan:
         """Block mode: feed finished block k once and append its K/V (pages grow here; a page
@@ -389,9 +503,14 @@ class CachePolicy:
         for sid, a in live:
             self.cache.make_writable(sid, a, a + self.block_length)
         c0, c1 = self.block_columns(k)
-        plan = self.cache.plan(self.seq_ids, self.pad, columns=(c0, c1),
-                               write=[(a, a + self.block_length) for a in s], cache_lens=s)
-        self._plans.pop(("step", k + 1), None)   # the next block's table grew
+        plan = self.cache.plan(
+            self.seq_ids,
+            self.pad,
+            columns=(c0, c1),
+            write=[(a, a + self.block_length) for a in s],
+            cache_lens=s,
+        )
+        self._plans.pop(("step", k + 1), None)  # the next block's table grew
         return plan
 
     def release(self, rows) -> None:
@@ -421,12 +540,15 @@ class CachePolicy:
         new.total = [self.total[b] for b in rows]
         new.B = len(rows)
         new._plans = {}
-        self.seq_ids = [None] * self.B   # ownership moved
+        self.seq_ids = [None] * self.B  # ownership moved
         return new
 
     def _need(self, *modes, what: str) -> None:
         if self.mode not in modes:
-            raise RuntimeError(f"dllm_kernels.CachePolicy.{what}: not a step of mode {self.mode!r} (only {list(modes)})")
+            raise RuntimeError(
+                f"dllm_kernels.CachePolicy.{what}: not a step of mode {self.mode!r} (only "
+                f"{list(modes)})"
+            )
 
 
 __all__ = ["CachePlan", "CachePolicy", "PageAllocator", "PagedKVCache", "ReferencePageAllocator"]

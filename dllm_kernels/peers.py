@@ -40,7 +40,7 @@ def llada(logits_fn, x_prompt, mask_id, gen_length, block_length, steps, cfg_sca
     spb = steps // nb
     for k in range(nb):
         s1 = P + (k + 1) * block_length
-        num = schedule(x[:, s1 - block_length:s1] == mask_id, spb)
+        num = schedule(x[:, s1 - block_length : s1] == mask_id, spb)
         for i in range(spb):
             mask_index = x == mask_id
             if cfg_scale > 0:
@@ -54,7 +54,9 @@ def llada(logits_fn, x_prompt, mask_id, gen_length, block_length, steps, cfg_sca
             p = F.softmax(logits.double(), -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
             p[:, s1:] = NEG_INF
             x0 = torch.where(mask_index, x0, x)
-            conf = torch.where(mask_index, p, torch.tensor(NEG_INF, dtype=torch.double, device=x.device))
+            conf = torch.where(
+                mask_index, p, torch.tensor(NEG_INF, dtype=torch.double, device=x.device)
+            )
             transfer = torch.zeros_like(x, dtype=torch.bool)
             for j in range(B):
                 transfer[j, torch.topk(conf[j], k=int(num[j, i])).indices] = True
@@ -63,8 +65,9 @@ def llada(logits_fn, x_prompt, mask_id, gen_length, block_length, steps, cfg_sca
 
 
 @torch.no_grad()
-def fast_dllm(logits_fn, x_prompt, mask_id, gen_length, block_length, steps, threshold=None,
-              factor=None):
+def fast_dllm(
+    logits_fn, x_prompt, mask_id, gen_length, block_length, steps, threshold=None, factor=None
+):
     """Fast-dLLM's generate (no cache) at T = 0: until the block has no mask, model(x) and the
     schedule's count (threshold: every masked position >= threshold plus the best; factor:
     Fast-dLLM's get_transfer_index_dynamic). Returns (x, nfe)."""
@@ -86,12 +89,18 @@ def fast_dllm(logits_fn, x_prompt, mask_id, gen_length, block_length, steps, thr
             x0 = logits.argmax(-1)
             p = F.softmax(logits.double(), -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
             x0 = torch.where(mask_index, x0, x)
-            conf = torch.where(mask_index, p, torch.tensor(NEG_INF, dtype=torch.double, device=x.device))
+            conf = torch.where(
+                mask_index, p, torch.tensor(NEG_INF, dtype=torch.double, device=x.device)
+            )
             transfer = torch.zeros_like(x, dtype=torch.bool)
             for j in range(B):
-                n = int(mask_index[j].sum()) if (threshold is not None or factor is not None) else int(num[j, i])
+                n = (
+                    int(mask_index[j].sum())
+                    if (threshold is not None or factor is not None)
+                    else int(num[j, i])
+                )
                 vals, idx = torch.topk(conf[j], k=n)
-                if factor is not None:             # get_transfer_index_dynamic, quirks included
+                if factor is not None:  # get_transfer_index_dynamic, quirks included
                     threshs = [-1.0] + [1 - factor / (m + 1) for m in range(2, n + 1)]
                     top_i = 0
                     for top_i in range(n):
@@ -127,8 +136,12 @@ def fast_dllm_cached(forward, x_prompt, mask_id, gen_length, block_length, steps
 
     def sdpa(q, K, V, scale=None):
         g = q.shape[2] // K.shape[2]
-        return F.scaled_dot_product_attention(q.transpose(1, 2), K.repeat_interleave(g, 2).transpose(1, 2),
-                                              V.repeat_interleave(g, 2).transpose(1, 2), scale=scale).transpose(1, 2)
+        return F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            K.repeat_interleave(g, 2).transpose(1, 2),
+            V.repeat_interleave(g, 2).transpose(1, 2),
+            scale=scale,
+        ).transpose(1, 2)
 
     for k in range(nb):
         s0, s1 = P + k * block_length, P + (k + 1) * block_length
@@ -147,7 +160,10 @@ def fast_dllm_cached(forward, x_prompt, mask_id, gen_length, block_length, steps
                 def cached(layer, q, kk, vv, softmax_scale=None):
                     K, V = kv[layer]
                     if dual:
-                        K, V = torch.cat([K[:, :lo], kk, K[:, hi:]], 1), torch.cat([V[:, :lo], vv, V[:, hi:]], 1)
+                        K, V = (
+                            torch.cat([K[:, :lo], kk, K[:, hi:]], 1),
+                            torch.cat([V[:, :lo], vv, V[:, hi:]], 1),
+                        )
                     else:
                         K, V = torch.cat([K[:, :lo], kk], 1), torch.cat([V[:, :lo], vv], 1)
                     return sdpa(q, K, V, softmax_scale)
@@ -213,11 +229,15 @@ def block_diffusion(forward, x_prompt, mask_id, gen_length, block_length, steps)
 
     def sdpa(q, K, V, mask=None):
         g = q.shape[2] // K.shape[2]
-        return F.scaled_dot_product_attention(q.transpose(1, 2), K.repeat_interleave(g, 2).transpose(1, 2),
-                                              V.repeat_interleave(g, 2).transpose(1, 2), attn_mask=mask).transpose(1, 2)
+        return F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            K.repeat_interleave(g, 2).transpose(1, 2),
+            V.repeat_interleave(g, 2).transpose(1, 2),
+            attn_mask=mask,
+        ).transpose(1, 2)
 
     pos = torch.arange(P)
-    stair = block_causal_mask(pos[:, None], pos[None, :], block_length)          # [q, k]
+    stair = block_causal_mask(pos[:, None], pos[None, :], block_length)  # [q, k]
 
     def prefill(layer, q, k, v, softmax_scale=None):
         cache[layer] = (k, v)

@@ -40,7 +40,9 @@ def dream_num_transfer(mask_index: torch.Tensor, step: int, steps: int, eps: flo
         k (int).
     """
     if not 0 <= step < steps:
-        raise ValueError(f"dllm_kernels.dream_num_transfer: step must be in [0, {steps}), got {step}")
+        raise ValueError(
+            f"dllm_kernels.dream_num_transfer: step must be in [0, {steps}), got {step}"
+        )
     mean_masked = float(mask_index.sum()) / mask_index.shape[0]
     if step == steps - 1:
         return int(mean_masked)

@@ -23,7 +23,7 @@ import random
 import zlib
 from dataclasses import dataclass
 
-TEST_MODULUS = 10        # 1 in 10 problems is held out
+TEST_MODULUS = 10  # 1 in 10 problems is held out
 
 
 class CharTokenizer:
@@ -49,12 +49,14 @@ class CharTokenizer:
         try:
             return [self._ids[c] for c in text]
         except KeyError as e:
-            raise KeyError(f"CharTokenizer.encode: character {e.args[0]!r} is not in the "
-                           f"vocabulary {self.chars!r}") from None
+            raise KeyError(
+                f"CharTokenizer.encode: character {e.args[0]!r} is not in the "
+                f"vocabulary {self.chars!r}"
+            ) from None
 
     def decode(self, ids, special: bool = False) -> str:
         out = []
-        for i in (ids.tolist() if hasattr(ids, "tolist") else ids):
+        for i in ids.tolist() if hasattr(ids, "tolist") else ids:
             i = int(i)
             if 2 <= i < self.mask_id:
                 out.append(self.chars[i - 2])
@@ -64,26 +66,38 @@ class CharTokenizer:
                 if special:
                     out.append("<pad>" if i == self.pad_id else "<end>")
             else:
-                raise ValueError(f"CharTokenizer.decode: id {i} outside the vocabulary (0..{self.vocab_size - 1})")
+                raise ValueError(
+                    f"CharTokenizer.decode: id {i} outside the vocabulary "
+                    f"(0..{self.vocab_size - 1})"
+                )
         return "".join(out)
 
     def to_dict(self) -> dict:
-        return {"chars": self.chars, "pad_id": self.pad_id, "end_id": self.end_id,
-                "mask_id": self.mask_id, "vocab_size": self.vocab_size}
+        return {
+            "chars": self.chars,
+            "pad_id": self.pad_id,
+            "end_id": self.end_id,
+            "mask_id": self.mask_id,
+            "vocab_size": self.vocab_size,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
         tok = cls(d["chars"])
         for k in ("pad_id", "end_id", "mask_id", "vocab_size"):
             if k in d and d[k] != getattr(tok, k):
-                raise ValueError(f"CharTokenizer: {k} {d[k]} does not match the characters ({getattr(tok, k)})")
+                raise ValueError(
+                    f"CharTokenizer: {k} {d[k]} does not match the characters ({getattr(tok, k)})"
+                )
         return tok
 
     def __repr__(self) -> str:
-        return f"CharTokenizer({self.chars!r}, vocab_size={self.vocab_size}, mask_id={self.mask_id})"
+        return (
+            f"CharTokenizer({self.chars!r}, vocab_size={self.vocab_size}, mask_id={self.mask_id})"
+        )
 
 
-CHARS = "0123456789+=.| sortudk"     # the tiny-tasks vocabulary (ids 2..23; mask 24)
+CHARS = "0123456789+=.| sortudk"  # the tiny-tasks vocabulary (ids 2..23; mask 24)
 
 
 def tokenizer() -> CharTokenizer:
@@ -107,7 +121,7 @@ class Task:
 
     name: str
     gen_length: int
-    block_length: int      # the decode block the quality harness uses by default
+    block_length: int  # the decode block the quality harness uses by default
     description: str
 
     def _draw(self, rng: random.Random) -> Problem:
@@ -147,7 +161,9 @@ class Task:
         """The generated region a correct decode produces: the answer, then end tokens."""
         ids = tok.encode(p.answer)
         if len(ids) > self.gen_length:
-            raise ValueError(f"{self.name}: answer {p.answer!r} longer than gen_length {self.gen_length}")
+            raise ValueError(
+                f"{self.name}: answer {p.answer!r} longer than gen_length {self.gen_length}"
+            )
         return ids + [tok.end_id] * (self.gen_length - len(ids))
 
     def correct(self, p: Problem, generated, tok: CharTokenizer) -> bool:
@@ -170,8 +186,8 @@ class Addition(Task):
         if rng.random() < 0.5:
             return self._draw(rng)
         la, lb = rng.randint(1, 3), rng.randint(1, 3)
-        a = rng.randrange(10 ** (la - 1) if la > 1 else 0, 10 ** la)
-        b = rng.randrange(10 ** (lb - 1) if lb > 1 else 0, 10 ** lb)
+        a = rng.randrange(10 ** (la - 1) if la > 1 else 0, 10**la)
+        b = rng.randrange(10 ** (lb - 1) if lb > 1 else 0, 10**lb)
         return Problem(f"{a}+{b}=", str(a + b))
 
 
@@ -192,8 +208,11 @@ def _sudoku_grids() -> list[tuple[int, ...]]:
     for rows in itertools.product(perms, repeat=4):
         if any(len({r[c] for r in rows}) != 4 for c in range(4)):
             continue
-        if any(len({rows[r + i][c + j] for i in (0, 1) for j in (0, 1)}) != 4
-               for r in (0, 2) for c in (0, 2)):
+        if any(
+            len({rows[r + i][c + j] for i in (0, 1) for j in (0, 1)}) != 4
+            for r in (0, 2)
+            for c in (0, 2)
+        ):
             continue
         grids.append(tuple(v for r in rows for v in r))
     return grids
@@ -201,8 +220,9 @@ def _sudoku_grids() -> list[tuple[int, ...]]:
 
 class Sudoku(Task):
     name, gen_length, block_length = "sudoku", 16, 16
-    description = ("'sudoku 12.4|3..1|....|.1.3=' -> the 16 digits of the unique solution, "
-                   "4-10 blanks")
+    description = (
+        "'sudoku 12.4|3..1|....|.1.3=' -> the 16 digits of the unique solution, 4-10 blanks"
+    )
 
     def __init__(self):
         self.grids = _sudoku_grids()
@@ -221,12 +241,12 @@ class Sudoku(Task):
 
     def _draw(self, rng):
         grid = self.grids[rng.randrange(len(self.grids))]
-        want = rng.randint(4, 10)                   # blanks wanted
+        want = rng.randint(4, 10)  # blanks wanted
         givens = dict(enumerate(grid))
         order = list(range(16))
         rng.shuffle(order)
         blanks = 0
-        for c in order:                            # remove cells while the solution stays unique
+        for c in order:  # remove cells while the solution stays unique
             if blanks == want:
                 break
             v = givens.pop(c)
@@ -235,7 +255,7 @@ class Sudoku(Task):
             else:
                 givens[c] = v
         cells = "".join(str(givens[c]) if c in givens else "." for c in range(16))
-        rows = "|".join(cells[i:i + 4] for i in range(0, 16, 4))
+        rows = "|".join(cells[i : i + 4] for i in range(0, 16, 4))
         return Problem(f"sudoku {rows}=", "".join(map(str, grid)))
 
 

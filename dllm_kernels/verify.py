@@ -37,7 +37,9 @@ class VerifyRow:
     note: str = ""
 
 
-def verify_case(spec: registry.OpSpec, case: registry.Case, device: torch.device, seed: int) -> VerifyRow:
+def verify_case(
+    spec: registry.OpSpec, case: registry.Case, device: torch.device, seed: int
+) -> VerifyRow:
     ok_native, why = native_on(device)
     if not ok_native:
         return VerifyRow(spec.name, str(device), case.label, seed, False, float("nan"), why)
@@ -52,8 +54,9 @@ def verify_case(spec: registry.OpSpec, case: registry.Case, device: torch.device
     return VerifyRow(spec.name, str(device), case.label, seed, ok, err)
 
 
-def run_verify(specs, devices, seed: int | None = None, on_row=None,
-               full: bool = True) -> list[VerifyRow]:
+def run_verify(
+    specs, devices, seed: int | None = None, on_row=None, full: bool = True
+) -> list[VerifyRow]:
     """Every case of every spec on every device (full=False: the main job's cases,
     OpSpec.main_cases); on_row(row) after each (e.g. to print it at once, so that a run stopped
     by a time limit shows what it checked)."""
@@ -75,7 +78,8 @@ def format_header() -> str:
 
 def format_row(r: VerifyRow) -> str:
     err = "-" if r.max_err != r.max_err else f"{r.max_err:.3g}"
-    return f"{r.op:<22} {r.device:<8} {r.case:<30} {r.seed:>10}  {'PASS' if r.ok else 'FAIL':<6} {err:>8}  {r.note}"
+    verdict = "PASS" if r.ok else "FAIL"
+    return f"{r.op:<22} {r.device:<8} {r.case:<30} {r.seed:>10}  {verdict:<6} {err:>8}  {r.note}"
 
 
 def format_rows(rows: list[VerifyRow]) -> str:

@@ -12,8 +12,9 @@ HAS_CUDA = torch.cuda.is_available()
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda,
-                                pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")]),
+    pytest.param(
+        "cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")]
+    ),
 ]
 
 
@@ -34,8 +35,10 @@ def gen():
 
 def pytest_report_header(config):
     info = dllm_kernels.backend_info()
-    return (f"dllm_kernels: native={info['native']} cuda={info['cuda']} torch={info['torch']} "
-            f"cuda_version={info['cuda_version']} archs={info['archs']} gpu={info['gpu']}")
+    return (
+        f"dllm_kernels: native={info['native']} cuda={info['cuda']} torch={info['torch']} "
+        f"cuda_version={info['cuda_version']} archs={info['archs']} gpu={info['gpu']}"
+    )
 
 
 def _needs_native(item) -> bool:

@@ -44,30 +44,49 @@ def _native_calls(device, wrap=lambda t: t):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 49, (2, 5), generator=g)
     x[:, ::2] = 49
-    logits, x, conf, k_cache, v_cache, q = (wrap(t.to(device)) for t in (
-        torch.randn(2, 5, 50, generator=g), x, torch.rand(2, 5, generator=g),
-        torch.randn(4, 8, 2, 64, generator=g), torch.randn(4, 8, 2, 64, generator=g),
-        torch.randn(2, 3, 4, 64, generator=g)))
+    logits, x, conf, k_cache, v_cache, q = (
+        wrap(t.to(device))
+        for t in (
+            torch.randn(2, 5, 50, generator=g),
+            x,
+            torch.rand(2, 5, generator=g),
+            torch.randn(4, 8, 2, 64, generator=g),
+            torch.randn(4, 8, 2, 64, generator=g),
+            torch.randn(2, 3, 4, 64, generator=g),
+        )
+    )
     table = wrap(torch.tensor([[0, 1], [2, 3]], dtype=torch.int32, device=device))
     lens = wrap(torch.tensor([9, 16], dtype=torch.int32, device=device))
     slots = wrap(torch.tensor([3, 17], device=device))
     return {
         "commit_": lambda: dk.commit_(x.clone(), x.flip(1), x == 49),
         "num_transfer_tokens": lambda: dk.num_transfer_tokens(x == 49, torch.tensor(3)),
-        "denoise_step": lambda: dk.denoise_step(logits, x, 49, temperature=1.0,
-                                                suppress_tokens=[3, 7, 3], seed=1),
-        "select_transfer": lambda: [dk.select_transfer(conf, num_transfer=2),
-                                    dk.select_transfer(conf, probability=0.5, seed=2),
-                                    dk.select_transfer(conf, threshold=0.5, strict=True),
-                                    dk.select_transfer(conf, factor=1.0)],
-        "denoise_and_select": lambda: dk.denoise_and_select(logits, x.clone(), 49, num_transfer=1,
-                                                            suppress_tokens=[0], commit=True),
+        "denoise_step": lambda: dk.denoise_step(
+            logits, x, 49, temperature=1.0, suppress_tokens=[3, 7, 3], seed=1
+        ),
+        "select_transfer": lambda: [
+            dk.select_transfer(conf, num_transfer=2),
+            dk.select_transfer(conf, probability=0.5, seed=2),
+            dk.select_transfer(conf, threshold=0.5, strict=True),
+            dk.select_transfer(conf, factor=1.0),
+        ],
+        "denoise_and_select": lambda: dk.denoise_and_select(
+            logits, x.clone(), 49, num_transfer=1, suppress_tokens=[0], commit=True
+        ),
         "cache_write_": lambda: dk.cache_write_(k_cache, v_cache, q[:, 0, :2], q[:, 1, :2], slots),
         "cache_gather": lambda: dk.cache_gather(k_cache, v_cache, table, lens),
         "cache_copy_pages_": lambda: dk.cache_copy_pages_(k_cache, v_cache, [(0, 3), (1, 2)]),
         "block_attention": lambda: dk.block_attention(
-            q, q[:, :, :2], q[:, :, 2:], k_cache=k_cache, v_cache=v_cache, block_table=table,
-            cache_lens=lens, mask="block_causal", block_size=4),
+            q,
+            q[:, :, :2],
+            q[:, :, 2:],
+            k_cache=k_cache,
+            v_cache=v_cache,
+            block_table=table,
+            cache_lens=lens,
+            mask="block_causal",
+            block_size=4,
+        ),
     }
 
 
@@ -86,9 +105,14 @@ def test_native_calls_are_checked_once(monkeypatch, device):
     def python_check(*args, **kwargs):
         raise AssertionError("a dllm_kernels._checks function ran on the native path")
 
-    patched = [name for name, fn in vars(_checks).items()
-               if callable(fn) and getattr(fn, "__module__", None) == _checks.__name__]
-    assert {"commit_", "denoise_step", "select_rule", "cache_pair", "block_attention"} <= set(patched)
+    patched = [
+        name
+        for name, fn in vars(_checks).items()
+        if callable(fn) and getattr(fn, "__module__", None) == _checks.__name__
+    ]
+    assert {"commit_", "denoise_step", "select_rule", "cache_pair", "block_attention"} <= set(
+        patched
+    )
     for name in patched:
         monkeypatch.setattr(_checks, name, python_check)
     for call in calls.values():
@@ -98,14 +122,19 @@ def test_native_calls_are_checked_once(monkeypatch, device):
         for op in ("commit_", "denoise_step", "select_transfer", "cache_write_", "block_attention"):
             fake[op]()
     with pytest.raises(AssertionError, match="ran on the native path"):  # the reference does check
-        reference.commit_(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
-                          torch.zeros(1, 1, dtype=torch.bool))
+        reference.commit_(
+            torch.zeros(1, 1, dtype=torch.long),
+            torch.zeros(1, 1, dtype=torch.long),
+            torch.zeros(1, 1, dtype=torch.bool),
+        )
 
 
 @pytest.mark.native
 def test_mismatched_build_falls_back_with_one_clear_warning(monkeypatch):
     monkeypatch.setattr(_native, "_read_build_info", lambda: {"torch": "0.0.1", "cuda": "9.9"})
-    with pytest.warns(RuntimeWarning, match=r"built for torch 0\.0\.1 \(CUDA 9\.9\), you have torch") as rec:
+    with pytest.warns(
+        RuntimeWarning, match=r"built for torch 0\.0\.1 \(CUDA 9\.9\), you have torch"
+    ) as rec:
         native, cuda, reason, _ = _native._load()
     assert (native, cuda) == (False, False) and "reference ops" in str(rec[0].message)
     assert len(rec) == 1
@@ -121,7 +150,8 @@ def test_missing_build_falls_back(monkeypatch):
 
 CODE = (
     "import json, torch, dllm_kernels as dk\n"
-    "x = torch.tensor([[5, 9, 9]]); dk.commit_(x, torch.tensor([[1, 2, 3]]), torch.tensor([[True, False, True]]))\n"
+    "x = torch.tensor([[5, 9, 9]]); dk.commit_(x, torch.tensor([[1, 2, 3]]), torch.tensor([[True, "
+    "False, True]]))\n"
     "n = dk.num_transfer_tokens(torch.tensor([[True, True, False, True]]), 2)\n"
     "print(json.dumps({'x': x.tolist(), 'n': n.tolist(), 'native': dk.backend_info()['native']}))\n"
 )
@@ -129,8 +159,14 @@ EXPECTED = {"x": [[1, 9, 3]], "n": [[2, 1]], "native": False}
 
 
 def _run(code, cwd, **env):
-    return subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **env},
+        timeout=300,
+    )
 
 
 @pytest.mark.native
@@ -143,7 +179,8 @@ def test_fallback_in_a_fresh_process(tmp_path, state):
     shutil.copytree(pkg, tmp_path / "dllm_kernels", ignore=shutil.ignore_patterns(*ignore))
     if state != "no _C":
         (tmp_path / "dllm_kernels" / "_build_info.json").write_text(
-            json.dumps({"torch": "0.0.1", "cuda": "9.9", "archs": ["9.0a"]}))
+            json.dumps({"torch": "0.0.1", "cuda": "9.9", "archs": ["9.0a"]})
+        )
     out = _run(CODE, tmp_path, PYTHONPATH=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == EXPECTED
@@ -159,8 +196,12 @@ def test_native_off_by_request(tmp_path):
 
 
 def test_verify_refuses_to_pass_without_native():
-    out = subprocess.run([sys.executable, "-m", "dllm_kernels", "verify", "--device", "cpu"],
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "DLLM_KERNELS_NATIVE": "0"})
+    out = subprocess.run(
+        [sys.executable, "-m", "dllm_kernels", "verify", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DLLM_KERNELS_NATIVE": "0"},
+    )
     assert out.returncode == 1
     assert "native ops not loaded" in out.stdout

@@ -1,21 +1,24 @@
-"""cache_copy_pages_: kernel vs reference (exact), copy-on-write with PageAllocator, opcheck, errors."""
+"""cache_copy_pages_: kernel vs reference (exact), copy-on-write with PageAllocator, opcheck,
+errors."""
 
 import pytest
 import torch
+from cache_util import DTYPES, make_cache, rand
 
 import dllm_kernels as dk
 from dllm_kernels import reference
-from cache_util import DTYPES, make_cache, rand
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", [(8, 1, 1, 64), (32, 16, 4, 128), (20, 64, 7, 96), (10, 16, 2, 3)], ids=str)
+@pytest.mark.parametrize(
+    "shape", [(8, 1, 1, 64), (32, 16, 4, 128), (20, 64, 7, 96), (10, 16, 2, 3)], ids=str
+)
 def test_matches_reference(device, gen, shape, dtype):
     P, S, H, D = shape
     k_cache, v_cache = make_cache(P, S, H, D, dtype, device, gen)
     perm = torch.randperm(P, generator=gen)
     n = P // 3
-    pairs = torch.stack([perm[:n], perm[n:2 * n]], dim=1).to(device)
+    pairs = torch.stack([perm[:n], perm[n : 2 * n]], dim=1).to(device)
     want_k, want_v = k_cache.clone(), v_cache.clone()
     reference.cache_copy_pages_(want_k, want_v, pairs)
     dk.cache_copy_pages_(k_cache, v_cache, pairs)
@@ -48,7 +51,7 @@ def test_copy_on_write_keeps_source(device, gen):
     S, H, D = 4, 2, 16
     alloc = dk.PageAllocator(8, S)
     k_cache, v_cache = make_cache(8, S, H, D, torch.float32, device, gen)
-    alloc.reserve(0, 10)                      # prompt: 10 tokens, pages 0..2 (last one partial)
+    alloc.reserve(0, 10)  # prompt: 10 tokens, pages 0..2 (last one partial)
     alloc.fork(0, 1)
     alloc.reserve(1, 14)
     src_snapshot = k_cache[alloc.pages(0)].clone()
@@ -58,8 +61,8 @@ def test_copy_on_write_keeps_source(device, gen):
     slots = torch.tensor([pages1[t // S] * S + t % S for t in range(10, 14)], device=device)
     k_new = rand((4, H, D), torch.float32, device, gen)
     dk.cache_write_(k_cache, v_cache, k_new, k_new.clone(), slots)
-    assert torch.equal(k_cache[alloc.pages(0)], src_snapshot)          # source intact
-    assert torch.equal(k_cache[pages1[2], :2], src_snapshot[2, :2])   # fork kept tokens 8, 9
+    assert torch.equal(k_cache[alloc.pages(0)], src_snapshot)  # source intact
+    assert torch.equal(k_cache[pages1[2], :2], src_snapshot[2, :2])  # fork kept tokens 8, 9
     assert torch.equal(k_cache[pages1[2], 2:], k_new[:2])
 
 
@@ -71,9 +74,15 @@ def test_opcheck(device, gen):
 
 
 BAD = {
-    "dst out of range": ([(0, 6)], r"cache_copy_pages_: pairs\[0, 1\] = 6 is not a page id in \[0, 6\)"),
+    "dst out of range": (
+        [(0, 6)],
+        r"cache_copy_pages_: pairs\[0, 1\] = 6 is not a page id in \[0, 6\)",
+    ),
     "negative src": ([(1, 2), (-1, 3)], r"cache_copy_pages_: pairs\[1, 0\] = -1 is not a page id"),
-    "dst twice": ([(0, 2), (1, 2)], r"cache_copy_pages_: pairs must not copy to the same dst page twice"),
+    "dst twice": (
+        [(0, 2), (1, 2)],
+        r"cache_copy_pages_: pairs must not copy to the same dst page twice",
+    ),
     "chain": ([(0, 1), (1, 2)], r"cache_copy_pages_: pairs page 1 is both a src and a dst"),
     "self": ([(3, 3)], r"cache_copy_pages_: pairs page 3 is both a src and a dst"),
     "shape": (torch.zeros(2, 3, dtype=torch.int64), r"cache_copy_pages_: pairs must be \[n, 2\]"),
@@ -81,7 +90,8 @@ BAD = {
 }
 IMPLS = {
     "native": lambda kc, vc, p: torch.ops.dllm_kernels.cache_copy_pages_(
-        kc, vc, p if isinstance(p, torch.Tensor) else torch.tensor(p, device=kc.device)),
+        kc, vc, p if isinstance(p, torch.Tensor) else torch.tensor(p, device=kc.device)
+    ),
     "public": lambda kc, vc, p: dk.cache_copy_pages_(kc, vc, p),
     "reference": lambda kc, vc, p: reference.cache_copy_pages_(kc, vc, p),
 }
@@ -107,7 +117,9 @@ def test_pairs_inside_cache_rejected(gen):
     pairs = k_cache.view(torch.int64)[0, 0, 0, :2].reshape(1, 2)  # ids read from the cache itself
     pairs.copy_(torch.tensor([[0, 1]]))
     for impl in ("native", "public", "reference"):
-        with pytest.raises(RuntimeError, match=r"cache_copy_pages_: pairs must not share memory with k_cache"):
+        with pytest.raises(
+            RuntimeError, match=r"cache_copy_pages_: pairs must not share memory with k_cache"
+        ):
             IMPLS[impl](k_cache, v_cache, pairs)
 
 
@@ -115,5 +127,7 @@ def test_pairs_inside_cache_rejected(gen):
 def test_shared_cache_rejected(gen):
     k_cache, _ = make_cache(6, 4, 2, 16, torch.float32, "cpu", gen)
     for impl in IMPLS.values():
-        with pytest.raises(RuntimeError, match=r"cache_copy_pages_: v_cache must not share memory with k_cache"):
+        with pytest.raises(
+            RuntimeError, match=r"cache_copy_pages_: v_cache must not share memory with k_cache"
+        ):
             impl(k_cache, k_cache, [(0, 1)])

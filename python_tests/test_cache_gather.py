@@ -3,16 +3,16 @@ caches, write -> gather round trips, max_len, opcheck and errors."""
 
 import pytest
 import torch
+from cache_util import DTYPES, make_cache, rand
 
 import dllm_kernels as dk
 from dllm_kernels import reference
-from cache_util import DTYPES, make_cache, rand
 
 CASES = [  # (page_size, H, D, kv_lens)
     (1, 1, 64, [1]),
     (16, 4, 128, [33, 0, 1000, 7]),
     (64, 7, 96, [4097, 64, 65]),
-    (16, 2, 3, [31, 32, 33]),       # odd head_dim: element path
+    (16, 2, 3, [31, 32, 33]),  # odd head_dim: element path
 ]
 
 
@@ -24,7 +24,7 @@ def random_table(lens, S, P, gen, extra_cols=2):
     table = torch.full((len(lens), cols), -7, dtype=torch.int32)
     start = 0
     for b, n in enumerate(need):
-        table[b, :n] = torch.tensor(perm[start:start + n], dtype=torch.int32)
+        table[b, :n] = torch.tensor(perm[start : start + n], dtype=torch.int32)
         table[b, n:] = 10**6 if b % 2 else -7
         start += n
     return table
@@ -59,7 +59,9 @@ def test_write_then_gather_round_trip(device, gen, dtype):
     valid = t.unsqueeze(0) < torch.tensor(lens).unsqueeze(1)
     slots = torch.where(valid, slots, torch.full_like(slots, -1)).to(device)
     dk.cache_write_(k_cache, v_cache, k, v, slots)
-    gk, gv = dk.cache_gather(k_cache, v_cache, table, torch.tensor(lens, dtype=torch.int32, device=device))
+    gk, gv = dk.cache_gather(
+        k_cache, v_cache, table, torch.tensor(lens, dtype=torch.int32, device=device)
+    )
     valid = valid.to(device)[..., None, None]
     assert torch.equal(gk, torch.where(valid, k, torch.zeros((), dtype=dtype, device=device)))
     assert torch.equal(gv, torch.where(valid, v, torch.zeros((), dtype=dtype, device=device)))
@@ -87,7 +89,9 @@ def test_strided_table_lens_and_cache(device, gen):
     table = random_table(lens, S, P, gen)
     wide = torch.zeros(table.shape[0], 2 * table.shape[1], dtype=torch.int32)
     wide[:, ::2] = table
-    kv_lens = torch.tensor([x for n in lens for x in (n, -1)], dtype=torch.int32, device=device)[::2]
+    kv_lens = torch.tensor([x for n in lens for x in (n, -1)], dtype=torch.int32, device=device)[
+        ::2
+    ]
     strided = wide.to(device)[:, ::2]
     assert not strided.is_contiguous() and not kv_lens.is_contiguous()
     want = reference.cache_gather(k_cache, v_cache, strided, kv_lens)
@@ -98,7 +102,9 @@ def test_strided_table_lens_and_cache(device, gen):
 def test_empty_batch(device, gen):
     k_cache, v_cache = make_cache(4, 4, 2, 8, torch.float32, device, gen)
     table = torch.zeros(0, 3, dtype=torch.int32, device=device)
-    k, v = dk.cache_gather(k_cache, v_cache, table, torch.zeros(0, dtype=torch.int32, device=device))
+    k, v = dk.cache_gather(
+        k_cache, v_cache, table, torch.zeros(0, dtype=torch.int32, device=device)
+    )
     assert k.shape == (0, 0, 2, 8) and v.shape == (0, 0, 2, 8)
 
 
@@ -108,17 +114,24 @@ def test_opcheck(device, gen):
     k_cache, v_cache = make_cache(6, S, H, D, torch.float16, device, gen)
     table = random_table(lens, S, 6, gen).to(device)
     kv_lens = torch.tensor(lens, dtype=torch.int32, device=device)
-    torch.library.opcheck(torch.ops.dllm_kernels.cache_gather, (k_cache, v_cache, table, kv_lens, 21))
+    torch.library.opcheck(
+        torch.ops.dllm_kernels.cache_gather, (k_cache, v_cache, table, kv_lens, 21)
+    )
 
 
-# ---- bad input ------------------------------------------------------------------------------------
+# ---- bad input
+# ------------------------------------------------------------------------------------
 
 BAD = {
-    "len beyond table": (lambda t, l: (t, l + torch.tensor([0, 100], dtype=torch.int32, device=l.device)),
-                         r"cache_gather: kv_lens\[1\] = 1\d\d must be in \[0, max_pages"),
+    "len beyond table": (
+        lambda t, l: (t, l + torch.tensor([0, 100], dtype=torch.int32, device=l.device)),
+        r"cache_gather: kv_lens\[1\] = 1\d\d must be in \[0, max_pages",
+    ),
     "negative len": (lambda t, l: (t, -l), r"cache_gather: kv_lens\[0\] = -\d+ must be in"),
-    "page out of range": (lambda t, l: (torch.where(t == t[1, 0], 99, t), l),
-                          r"cache_gather: block_table\[1, 0\] = 99 is not a page id in \[0, 8\)"),
+    "page out of range": (
+        lambda t, l: (torch.where(t == t[1, 0], 99, t), l),
+        r"cache_gather: block_table\[1, 0\] = 99 is not a page id in \[0, 8\)",
+    ),
     "table int64": (lambda t, l: (t.long(), l), r"cache_gather: block_table must have dtype"),
     "lens int64": (lambda t, l: (t, l.long()), r"cache_gather: kv_lens must have dtype"),
     "lens shape": (lambda t, l: (t, l[:1]), r"cache_gather: kv_lens must have shape \[B\] = \[2\]"),

@@ -3,19 +3,19 @@ overwrites, unchecked out-of-range slots, opcheck and errors."""
 
 import pytest
 import torch
+from cache_util import DTYPES, make_cache, rand, unique_slots
 
 import dllm_kernels as dk
 from dllm_kernels import reference
-from cache_util import DTYPES, make_cache, rand, unique_slots
 
 SHAPES = [  # (P, S, H, D, token shape prefix)
     (4, 16, 4, 128, (1,)),
     (8, 1, 1, 64, (7,)),
     (16, 16, 7, 96, (32,)),
     (9, 64, 4, 128, (33,)),
-    (40, 16, 2, 3, (5, 33)),        # odd head_dim: no 16-byte vectors
-    (80, 16, 8, 128, (4, 250)),     # [B, L, H, D]
-    (64, 16, 1, 64, (0,)),          # nothing to write
+    (40, 16, 2, 3, (5, 33)),  # odd head_dim: no 16-byte vectors
+    (80, 16, 8, 128, (4, 250)),  # [B, L, H, D]
+    (64, 16, 1, 64, (0,)),  # nothing to write
 ]
 
 
@@ -41,11 +41,15 @@ def test_matches_reference(device, gen, shape, dtype):
 
 
 def test_round_trip_each_slot(device, gen):
-    """Every written token reads back exactly at its page and offset; padded tokens write nothing."""
+    """Every written token reads back exactly at its page and offset; padded tokens write
+    nothing."""
     P, S, H, D = 6, 16, 4, 64
     k_cache, v_cache = make_cache(P, S, H, D, torch.bfloat16, device, gen)
     before_k = k_cache.clone()
-    k, v = rand((50, H, D), torch.bfloat16, device, gen), rand((50, H, D), torch.bfloat16, device, gen)
+    k, v = (
+        rand((50, H, D), torch.bfloat16, device, gen),
+        rand((50, H, D), torch.bfloat16, device, gen),
+    )
     slots = unique_slots(50, P * S, gen, pad=0.3)
     dk.cache_write_(k_cache, v_cache, k, v, slots.to(device))
     written = set()
@@ -53,7 +57,9 @@ def test_round_trip_each_slot(device, gen):
         if s < 0:
             continue
         written.add(s)
-        assert torch.equal(k_cache[s // S, s % S], k[i]) and torch.equal(v_cache[s // S, s % S], v[i])
+        assert torch.equal(k_cache[s // S, s % S], k[i]) and torch.equal(
+            v_cache[s // S, s % S], v[i]
+        )
     untouched = [s for s in range(P * S) if s not in written]
     for s in untouched:
         assert torch.equal(k_cache[s // S, s % S], before_k[s // S, s % S])
@@ -74,7 +80,9 @@ def test_strided_sources_and_caches(device, gen, dtype):
     # a strided slot mapping (every other column of a wider one)
     wide_slots = torch.full((B, 2 * L), -1, dtype=torch.int64)
     wide_slots[:, ::2] = unique_slots(B * L, P * S, gen).reshape(B, L)
-    check_against_reference(k_cache, v_cache, qkv[:, :, 1], qkv[:, :, 2], wide_slots.to(device)[:, ::2])
+    check_against_reference(
+        k_cache, v_cache, qkv[:, :, 1], qkv[:, :, 2], wide_slots.to(device)[:, ::2]
+    )
 
 
 def test_misaligned_source_falls_back(device, gen):
@@ -91,7 +99,10 @@ def test_overwrite_refreshes_in_place(device, gen):
     k_cache, v_cache = make_cache(P, S, H, D, torch.float32, device, gen)
     slots = torch.tensor([3, 4, 5, 6], device=device)
     for _ in range(2):
-        k, v = rand((4, H, D), torch.float32, device, gen), rand((4, H, D), torch.float32, device, gen)
+        k, v = (
+            rand((4, H, D), torch.float32, device, gen),
+            rand((4, H, D), torch.float32, device, gen),
+        )
         dk.cache_write_(k_cache, v_cache, k, v, slots)
     assert torch.equal(k_cache[0, 3:7], k) and torch.equal(v_cache[0, 3:7], v)
 
@@ -109,10 +120,15 @@ def test_unchecked_out_of_range_is_skipped(device, gen):
 def test_opcheck(device, gen):
     P, S, H, D = 6, 16, 4, 64
     k_cache, v_cache = make_cache(P, S, H, D, torch.bfloat16, device, gen)
-    k, v = rand((2, 9, H, D), torch.bfloat16, device, gen), rand((2, 9, H, D), torch.bfloat16, device, gen)
+    k, v = (
+        rand((2, 9, H, D), torch.bfloat16, device, gen),
+        rand((2, 9, H, D), torch.bfloat16, device, gen),
+    )
     slots = unique_slots(18, P * S, gen, pad=0.2).reshape(2, 9).to(device)
     for check in (True, False):
-        torch.library.opcheck(torch.ops.dllm_kernels.cache_write_, (k_cache, v_cache, k, v, slots, check))
+        torch.library.opcheck(
+            torch.ops.dllm_kernels.cache_write_, (k_cache, v_cache, k, v, slots, check)
+        )
 
 
 @pytest.mark.native
@@ -136,29 +152,93 @@ P0, S0, H0, D0 = 4, 8, 2, 16
 def _bad_cases():
     def slots_with(*values):
         return lambda kc, vc, k, v, s: (kc, vc, k, v, torch.tensor(values, device=s.device))
+
     return {
-        "slot beyond cache": (slots_with(0, 1, P0 * S0, 3, 4), r"cache_write_: slot_mapping holds slot 32 at flat index 2, beyond"),
-        "slot twice": (slots_with(0, 9, 2, 9, -1), r"cache_write_: slot_mapping holds slot 9 more than once"),
-        "k dtype": (lambda kc, vc, k, v, s: (kc, vc, k.double(), v, s), r"cache_write_: k must have dtype"),
-        "v shape": (lambda kc, vc, k, v, s: (kc, vc, k, v[:4], s), r"cache_write_: v must have the same shape as k"),
-        "k heads": (lambda kc, vc, k, v, s: (kc, vc, k[:, :1], v[:, :1], s), r"cache_write_: k must end in \[H_kv, D\] = \[2, 16\]"),
-        "k 2-D": (lambda kc, vc, k, v, s: (kc, vc, k[0], v[0], s), r"cache_write_: k must be \[N, H_kv, D\]"),
-        "slots int32": (lambda kc, vc, k, v, s: (kc, vc, k, v, s.int()), r"cache_write_: slot_mapping must have dtype"),
-        "slots shape": (lambda kc, vc, k, v, s: (kc, vc, k, v, s[:3]), r"cache_write_: slot_mapping must have the shape of k"),
-        "cache int": (lambda kc, vc, k, v, s: (kc.int(), vc.int(), k.int(), v.int(), s), r"cache_write_: k_cache must have dtype"),
-        "v_cache dtype": (lambda kc, vc, k, v, s: (kc, vc.half(), k, v, s), r"cache_write_: v_cache must have dtype"),
-        "v_cache shape": (lambda kc, vc, k, v, s: (kc, vc[:2], k, v, s), r"cache_write_: v_cache must have the same shape"),
-        "cache 3-D": (lambda kc, vc, k, v, s: (kc[0], vc[0], k, v, s), r"cache_write_: k_cache must be 4-D"),
-        "head_dim strided": (lambda kc, vc, k, v, s: (kc[..., ::2], vc[..., ::2], k[..., ::2], v[..., ::2], s),
-                             r"cache_write_: k_cache must be contiguous in the last"),
-        "cache expanded": (lambda kc, vc, k, v, s: (kc[:1].expand(P0, -1, -1, -1), vc, k, v, s), r"cache_write_: k_cache is written in place"),
-        "v_cache is k_cache": (lambda kc, vc, k, v, s: (kc, kc, k, v, s), r"cache_write_: v_cache must not share memory with k_cache"),
-        "k inside cache": (lambda kc, vc, k, v, s: (kc, vc, kc[0, :5], v, s), r"cache_write_: k must not share memory with k_cache"),
+        "slot beyond cache": (
+            slots_with(0, 1, P0 * S0, 3, 4),
+            r"cache_write_: slot_mapping holds slot 32 at flat index 2, beyond",
+        ),
+        "slot twice": (
+            slots_with(0, 9, 2, 9, -1),
+            r"cache_write_: slot_mapping holds slot 9 more than once",
+        ),
+        "k dtype": (
+            lambda kc, vc, k, v, s: (kc, vc, k.double(), v, s),
+            r"cache_write_: k must have dtype",
+        ),
+        "v shape": (
+            lambda kc, vc, k, v, s: (kc, vc, k, v[:4], s),
+            r"cache_write_: v must have the same shape as k",
+        ),
+        "k heads": (
+            lambda kc, vc, k, v, s: (kc, vc, k[:, :1], v[:, :1], s),
+            r"cache_write_: k must end in \[H_kv, D\] = \[2, 16\]",
+        ),
+        "k 2-D": (
+            lambda kc, vc, k, v, s: (kc, vc, k[0], v[0], s),
+            r"cache_write_: k must be \[N, H_kv, D\]",
+        ),
+        "slots int32": (
+            lambda kc, vc, k, v, s: (kc, vc, k, v, s.int()),
+            r"cache_write_: slot_mapping must have dtype",
+        ),
+        "slots shape": (
+            lambda kc, vc, k, v, s: (kc, vc, k, v, s[:3]),
+            r"cache_write_: slot_mapping must have the shape of k",
+        ),
+        "cache int": (
+            lambda kc, vc, k, v, s: (kc.int(), vc.int(), k.int(), v.int(), s),
+            r"cache_write_: k_cache must have dtype",
+        ),
+        "v_cache dtype": (
+            lambda kc, vc, k, v, s: (kc, vc.half(), k, v, s),
+            r"cache_write_: v_cache must have dtype",
+        ),
+        "v_cache shape": (
+            lambda kc, vc, k, v, s: (kc, vc[:2], k, v, s),
+            r"cache_write_: v_cache must have the same shape",
+        ),
+        "cache 3-D": (
+            lambda kc, vc, k, v, s: (kc[0], vc[0], k, v, s),
+            r"cache_write_: k_cache must be 4-D",
+        ),
+        "head_dim strided": (
+            lambda kc, vc, k, v, s: (kc[..., ::2], vc[..., ::2], k[..., ::2], v[..., ::2], s),
+            r"cache_write_: k_cache must be contiguous in the last",
+        ),
+        "cache expanded": (
+            lambda kc, vc, k, v, s: (kc[:1].expand(P0, -1, -1, -1), vc, k, v, s),
+            r"cache_write_: k_cache is written in place",
+        ),
+        "v_cache is k_cache": (
+            lambda kc, vc, k, v, s: (kc, kc, k, v, s),
+            r"cache_write_: v_cache must not share memory with k_cache",
+        ),
+        "k inside cache": (
+            lambda kc, vc, k, v, s: (kc, vc, kc[0, :5], v, s),
+            r"cache_write_: k must not share memory with k_cache",
+        ),
         # the very same view as the cache is a scatter from itself: rejected too (found in review)
-        "k is k_cache": (lambda kc, vc, k, v, s: (kc, vc, kc, vc.clone(), torch.arange(P0 * S0, device=s.device).flip(0).reshape(P0, S0)),
-                         r"cache_write_: k must not share memory with k_cache"),
-        "v is v_cache": (lambda kc, vc, k, v, s: (kc, vc, kc.clone(), vc, torch.arange(P0 * S0, device=s.device).reshape(P0, S0)),
-                         r"cache_write_: v must not share memory with v_cache"),
+        "k is k_cache": (
+            lambda kc, vc, k, v, s: (
+                kc,
+                vc,
+                kc,
+                vc.clone(),
+                torch.arange(P0 * S0, device=s.device).flip(0).reshape(P0, S0),
+            ),
+            r"cache_write_: k must not share memory with k_cache",
+        ),
+        "v is v_cache": (
+            lambda kc, vc, k, v, s: (
+                kc,
+                vc,
+                kc.clone(),
+                vc,
+                torch.arange(P0 * S0, device=s.device).reshape(P0, S0),
+            ),
+            r"cache_write_: v must not share memory with v_cache",
+        ),
     }
 
 
@@ -175,7 +255,10 @@ IMPLS = {
 def test_bad_input(device, gen, case, impl):
     make_bad, pattern = BAD[case]
     k_cache, v_cache = make_cache(P0, S0, H0, D0, torch.float32, device, gen)
-    k, v = rand((5, H0, D0), torch.float32, device, gen), rand((5, H0, D0), torch.float32, device, gen)
+    k, v = (
+        rand((5, H0, D0), torch.float32, device, gen),
+        rand((5, H0, D0), torch.float32, device, gen),
+    )
     args = make_bad(k_cache, v_cache, k, v, torch.tensor([0, 1, 2, 3, 4], device=device))
     before = (k_cache.clone(), v_cache.clone())
     with pytest.raises(RuntimeError, match=pattern):
@@ -186,12 +269,15 @@ def test_bad_input(device, gen, case, impl):
 @pytest.mark.native
 def test_bad_input_under_fake_tensors(gen):
     from torch._subclasses.fake_tensor import FakeTensorMode
+
     k_cache, v_cache = make_cache(P0, S0, H0, D0, torch.float32, "cpu", gen)
     k = rand((5, H0, D0), torch.float32, "cpu", gen)
     slots = torch.arange(5)
     with FakeTensorMode() as mode:
         fk, fv, fkk, fs = (mode.from_tensor(t) for t in (k_cache, v_cache, k, slots))
-        torch.ops.dllm_kernels.cache_write_(fk, fv, fkk, fkk.clone(), fs, True)  # valid input passes
+        torch.ops.dllm_kernels.cache_write_(
+            fk, fv, fkk, fkk.clone(), fs, True
+        )  # valid input passes
         with pytest.raises(RuntimeError, match=r"cache_write_: k must have dtype"):
             torch.ops.dllm_kernels.cache_write_(fk, fv, fkk.half(), fkk.clone(), fs, True)
 
@@ -201,7 +287,9 @@ def test_wrong_device_meta(gen):
     k_cache, v_cache = make_cache(P0, S0, H0, D0, torch.float32, "cpu", gen)
     k = rand((5, H0, D0), torch.float32, "cpu", gen)
     for impl in IMPLS.values():
-        with pytest.raises(RuntimeError, match=r"cache_write_: slot_mapping must be on the same device as k_cache"):
+        with pytest.raises(
+            RuntimeError, match=r"cache_write_: slot_mapping must be on the same device as k_cache"
+        ):
             impl(k_cache, v_cache, k, k.clone(), torch.arange(5, device="meta"))
 
 
@@ -211,5 +299,8 @@ def test_wrong_device_cuda(gen):
     k_cache, v_cache = make_cache(P0, S0, H0, D0, torch.float32, "cuda", gen)
     k = rand((5, H0, D0), torch.float32, "cuda", gen)
     for impl in IMPLS.values():
-        with pytest.raises(RuntimeError, match=r"cache_write_: (slot_mapping|k) must be on the same device as k_cache"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"cache_write_: (slot_mapping|k) must be on the same device as k_cache",
+        ):
             impl(k_cache, v_cache, k, k.clone(), torch.arange(5))

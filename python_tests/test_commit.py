@@ -44,7 +44,7 @@ def test_strided_views_in_place(device, gen):
     """A block slice of a longer sequence, a transposed x0 and a stepped mask, without copies."""
     B, T, start, L = 3, 97, 40, 33
     full, x0_t, _ = make((B, T), torch.int64, device, gen)
-    x = full[:, start:start + L]                             # row stride T, not contiguous
+    x = full[:, start : start + L]  # row stride T, not contiguous
     x0 = torch.randint(0, VOCAB, (L, B), generator=gen).to(device).t()  # strides (1, B)
     transfer = (torch.rand(B, 2 * L, generator=gen) < 0.4).to(device)[:, ::2]  # col stride 2
     assert not x.is_contiguous() and not x0.is_contiguous() and not transfer.is_contiguous()
@@ -52,8 +52,8 @@ def test_strided_views_in_place(device, gen):
     want = expected(x, x0, transfer)
     dk.commit_(x, x0, transfer)
     assert torch.equal(x, want)
-    assert torch.equal(full[:, :start], full_before[:, :start])       # outside the slice untouched
-    assert torch.equal(full[:, start + L:], full_before[:, start + L:])
+    assert torch.equal(full[:, :start], full_before[:, :start])  # outside the slice untouched
+    assert torch.equal(full[:, start + L :], full_before[:, start + L :])
 
 
 def test_large_batch_rows(device, gen):
@@ -108,12 +108,26 @@ BAD = {
     "x 1-D": (lambda x, x0, t: (x[0], x0[0], t[0]), r"commit_: x must be 2-D"),
     "x0 dtype": (lambda x, x0, t: (x, x0.int(), t), r"commit_: x0 must have (the same )?dtype"),
     "x0 shape": (lambda x, x0, t: (x, x0[:, :-1], t), r"commit_: x0 must have the same shape"),
-    "transfer uint8": (lambda x, x0, t: (x, x0, t.to(torch.uint8)), r"commit_: transfer must have dtype"),
-    "transfer shape": (lambda x, x0, t: (x, x0, t[:1]), r"commit_: transfer must have the same shape"),
-    "x expanded": (lambda x, x0, t: (x[:1].expand(3, -1), x0, t), r"commit_: x is written in place"),
-    "x0 overlaps x": (lambda x, x0, t: (x[:, 1:], x[:, :-1], t[:, 1:]), r"commit_: x0 must not share memory with x"),
-    "transfer overlaps x": (lambda x, x0, t: (x[:, :4], x0[:, :4], x[:, :4].view(torch.bool)[:, :4]),
-                            r"commit_: transfer must not share memory with x"),
+    "transfer uint8": (
+        lambda x, x0, t: (x, x0, t.to(torch.uint8)),
+        r"commit_: transfer must have dtype",
+    ),
+    "transfer shape": (
+        lambda x, x0, t: (x, x0, t[:1]),
+        r"commit_: transfer must have the same shape",
+    ),
+    "x expanded": (
+        lambda x, x0, t: (x[:1].expand(3, -1), x0, t),
+        r"commit_: x is written in place",
+    ),
+    "x0 overlaps x": (
+        lambda x, x0, t: (x[:, 1:], x[:, :-1], t[:, 1:]),
+        r"commit_: x0 must not share memory with x",
+    ),
+    "transfer overlaps x": (
+        lambda x, x0, t: (x[:, :4], x0[:, :4], x[:, :4].view(torch.bool)[:, :4]),
+        r"commit_: transfer must not share memory with x",
+    ),
 }
 IMPLS = {
     "native": lambda *a: torch.ops.dllm_kernels.commit_(*a),
@@ -138,6 +152,7 @@ def test_bad_input(device, gen, case, impl):
 def test_bad_input_under_fake_tensors(gen, impl):
     """The fake kernel (torch.compile / export) rejects the same inputs."""
     from torch._subclasses.fake_tensor import FakeTensorMode
+
     x, x0, t = make((3, 33), torch.int64, "cpu", gen)
     with FakeTensorMode() as mode:
         fx, fx0, ft = mode.from_tensor(x), mode.from_tensor(x0), mode.from_tensor(t)
@@ -160,8 +175,12 @@ def test_wrong_device_cuda(gen):
     x, x0, t = make((3, 33), torch.int64, "cuda", gen)
     before = x.clone()
     for impl in IMPLS.values():
-        with pytest.raises(RuntimeError, match=r"commit_: (x0|transfer) must be on the same device as x"):
+        with pytest.raises(
+            RuntimeError, match=r"commit_: (x0|transfer) must be on the same device as x"
+        ):
             impl(x, x0.cpu(), t)
-        with pytest.raises(RuntimeError, match=r"commit_: transfer must be on the same device as x"):
+        with pytest.raises(
+            RuntimeError, match=r"commit_: transfer must be on the same device as x"
+        ):
             impl(x, x0, t.cpu())
     assert torch.equal(x, before)

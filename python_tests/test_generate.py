@@ -1,6 +1,6 @@
-"""Runtime parity: generate() against the literal LLaDA / Fast-dLLM loops (dllm_kernels.peers), kernels
-against the reference backend for every cache mode, seeded sampling, parallel decoding rules,
-EOS handling, traces and errors. The model is a tiny fp32 TinyLLaDA on the CPU."""
+"""Runtime parity: generate() against the literal LLaDA / Fast-dLLM loops (dllm_kernels.peers),
+kernels against the reference backend for every cache mode, seeded sampling, parallel decoding
+rules, EOS handling, traces and errors. The model is a tiny fp32 TinyLLaDA on the CPU."""
 
 import pytest
 import torch
@@ -41,7 +41,7 @@ def test_kernels_equal_reference(model, cache, lens):
     b = dk.generate(model, ps, **kw, backend="reference")
     assert torch.equal(a.tokens, b.tokens)
     assert a.nfe == b.nfe
-    assert not (a.tokens[:, max(lens):] == MASK).any()          # everything decoded
+    assert not (a.tokens[:, max(lens) :] == MASK).any()  # everything decoded
 
 
 @pytest.mark.parametrize("cache", ["none", "dual", "block"])
@@ -53,7 +53,7 @@ def test_batch_rows_are_independent(model, cache):
     P = 12
     for b, p in enumerate(ps):
         alone = dk.generate(model, [p], **kw).tokens
-        assert torch.equal(batch[b, P - len(p):], alone[0]), b
+        assert torch.equal(batch[b, P - len(p) :], alone[0]), b
 
 
 def test_seeded_sampling_is_reproducible(model):
@@ -76,7 +76,9 @@ def test_dual_refreshed_every_step_equals_none(model):
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_prefix_and_dual_follow_fast_dllm(model, cache):
     p = prompts([7], seed=6)[0]
-    want = peers.fast_dllm_cached(model.forward, torch.tensor([p]), MASK, 16, 8, 16, dual=cache == "dual")
+    want = peers.fast_dllm_cached(
+        model.forward, torch.tensor([p]), MASK, 16, 8, 16, dual=cache == "dual"
+    )
     out = dk.generate(model, [p], gen_length=16, block_length=8, steps=16, cache=cache)
     assert torch.equal(out.tokens, want)
 
@@ -100,8 +102,8 @@ def test_parallel_decoding_rules(model, rule, cache):
             if "threshold" in rule:
                 ok = (conf[b] >= rule["threshold"]) | (conf[b] == best)
                 assert bool(ok[com[b]].all())
-            assert bool(com[b].any())                       # progress every step
-            assert bool(com[b][conf[b] == best].any())      # the best always commits
+            assert bool(com[b].any())  # progress every step
+            assert bool(com[b][conf[b] == best].any())  # the best always commits
 
 
 def test_trace_records_every_commit(model):
@@ -122,20 +124,28 @@ def test_eos_rows_stop(model):
     eos = next(t for t in gen[0, :8].tolist() if t not in gen[1:].flatten().tolist())
     out = dk.generate(model, ps, **kw, eos_id=eos, trace=True)
     assert out.trace[0]["rows"].tolist() == [0, 1, 2]
-    assert out.trace[-1]["rows"].tolist() == [1, 2]             # row 0 left after block 0
+    assert out.trace[-1]["rows"].tolist() == [1, 2]  # row 0 left after block 0
     first = int((gen[0] == eos).nonzero()[0])
-    assert torch.equal(out.tokens[0, 9:9 + first + 1], gen[0, :first + 1])
-    assert bool((out.tokens[0, 9 + first:] == eos).all())
+    assert torch.equal(out.tokens[0, 9 : 9 + first + 1], gen[0, : first + 1])
+    assert bool((out.tokens[0, 9 + first :] == eos).all())
     assert torch.equal(out.tokens[1:, 9:], gen[1:])
 
 
 def test_profile_and_progress(model):
-    out = dk.generate(model, prompts([5])[:1], gen_length=16, block_length=8, steps=8,
-                      cache="block", profile=True, progress=True)
+    out = dk.generate(
+        model,
+        prompts([5])[:1],
+        gen_length=16,
+        block_length=8,
+        steps=8,
+        cache="block",
+        profile=True,
+        progress=True,
+    )
     t = out.timing
     assert t["total_s"] > 0 and t["tokens_per_s"] > 0
     assert t["model_s"] > 0 and t["sampling_s"] > 0 and t["cache_s"] > 0
-    assert out.nfe == 8 + 1 + 2                                 # steps + prefill + a commit per block
+    assert out.nfe == 8 + 1 + 2  # steps + prefill + a commit per block
 
 
 def test_bad_arguments(model):
@@ -147,12 +157,16 @@ def test_bad_arguments(model):
     with pytest.raises(ValueError, match=r"gen_length \(15\) must be a multiple"):
         dk.generate(model, p, gen_length=15, block_length=8, steps=8)
     with pytest.raises(ValueError, match=r"shift_logits needs cache='none'"):
-        dk.generate(model, p, gen_length=16, block_length=8, steps=8, cache="dual", shift_logits=True)
+        dk.generate(
+            model, p, gen_length=16, block_length=8, steps=8, cache="dual", shift_logits=True
+        )
     with pytest.raises(TypeError, match=r"unknown options"):
         dk.generate(model, p, gen_length=16, block_length=8, steps=8, top_q=3)
 
 
-# ---- regressions found in review ------------------------------------------------------------------
+# ---- regressions found in review
+# ------------------------------------------------------------------
+
 
 def test_tensor_prompt_with_all_padding_column_equals_lists(model):
     ids = torch.tensor([[0, 5, 6, 7, 8, 9], [0, 0, 3, 4, 5, 6]])
@@ -162,17 +176,19 @@ def test_tensor_prompt_with_all_padding_column_equals_lists(model):
     b = dk.generate(model, [[5, 6, 7, 8, 9], [3, 4, 5, 6]], **kw)
     assert torch.equal(a.tokens, b.tokens)
     assert a.tokens.shape == (2, 5 + 8) and not (a.tokens[:, 5:] == MASK).any()
-    assert a.tokens[1, 0].item() == 0                              # pad_id in the padding
+    assert a.tokens[1, 0].item() == 0  # pad_id in the padding
 
 
 def test_shift_logits_reads_the_previous_column(model):
     """Dream / Fast-dLLM v2: the block's first column takes the logits of the column before it."""
     p = prompts([6], seed=11)[0]
-    out = dk.generate(model, [p], gen_length=8, block_length=8, steps=8, shift_logits=True, trace=True)
+    out = dk.generate(
+        model, [p], gen_length=8, block_length=8, steps=8, shift_logits=True, trace=True
+    )
     x = torch.full((1, 14), MASK, dtype=torch.long)
     x[0, :6] = torch.tensor(p)
     probs = torch.softmax(model(x).logits.double(), -1)
-    want = probs[0, 5:13].max(-1).values                           # column c uses c - 1
+    want = probs[0, 5:13].max(-1).values  # column c uses c - 1
     assert torch.allclose(out.trace[0]["conf"][0].double(), want, atol=1e-5)
 
 
@@ -186,32 +202,59 @@ def test_eos_in_the_last_block_is_filled(model):
         hits = (gen[b] == eos).nonzero()
         if hits.numel():
             first = int(hits[0])
-            assert torch.equal(out[b, :first], gen[b, :first]) and bool((out[b, first:] == eos).all())
+            assert torch.equal(out[b, :first], gen[b, :first]) and bool(
+                (out[b, first:] == eos).all()
+            )
 
 
 def test_profile_parts_add_up(model):
-    t = dk.generate(model, prompts([5]), gen_length=16, block_length=8, steps=16, cache="dual",
-                    profile=True).timing
+    t = dk.generate(
+        model, prompts([5]), gen_length=16, block_length=8, steps=16, cache="dual", profile=True
+    ).timing
     assert t["model_s"] + t["sampling_s"] + t["cache_s"] <= t["total_s"] * 1.001
 
 
 def test_masks_left_warn(model):
     with pytest.warns(RuntimeWarning, match=r"still masked"):
-        out = dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, threshold=0.5,
-                          suppress_tokens=list(range(CFG.vocab_size)))
+        out = dk.generate(
+            model,
+            prompts([5]),
+            gen_length=8,
+            block_length=8,
+            steps=8,
+            threshold=0.5,
+            suppress_tokens=list(range(CFG.vocab_size)),
+        )
     assert (out.tokens[:, 5:] == MASK).all()
 
 
 def test_more_bad_arguments(model):
     with pytest.raises(ValueError, match=r"refresh_interval applies to cache='prefix' or 'dual'"):
-        dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, cache="block", refresh_interval=2)
+        dk.generate(
+            model,
+            prompts([5]),
+            gen_length=8,
+            block_length=8,
+            steps=8,
+            cache="block",
+            refresh_interval=2,
+        )
     with pytest.raises(ValueError, match=r"attention_mask goes with a prompt tensor"):
-        dk.generate(model, prompts([5]), gen_length=8, block_length=8, steps=8, attention_mask=torch.ones(1, 5))
+        dk.generate(
+            model,
+            prompts([5]),
+            gen_length=8,
+            block_length=8,
+            steps=8,
+            attention_mask=torch.ones(1, 5),
+        )
 
 
 # ---- CUDA (skipped without a GPU) ----------------------------------------------------------------
 
-CUDA_CFG = TinyLLaDAConfig(vocab_size=512, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2)
+CUDA_CFG = TinyLLaDAConfig(
+    vocab_size=512, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2
+)
 
 
 @pytest.mark.cuda
@@ -224,11 +267,11 @@ def test_cuda_bf16_generation(cache):
     kw = dict(gen_length=32, block_length=16, steps=32, cache=cache, seed=5)
     a = dk.generate(model, ps, **kw)
     b = dk.generate(model, ps, **kw)
-    assert torch.equal(a.tokens, b.tokens)                     # deterministic on the GPU too
+    assert torch.equal(a.tokens, b.tokens)  # deterministic on the GPU too
     assert not (a.tokens[:, 17:] == CUDA_CFG.mask_id).any()
     ref = dk.generate(model, ps, **kw, backend="reference")
     agree = (ref.tokens[:, 17:] == a.tokens[:, 17:]).float().mean().item()
-    assert agree > 0.8, agree                                  # bf16 attention rounding may flip a few
+    assert agree > 0.8, agree  # bf16 attention rounding may flip a few
 
 
 @pytest.mark.cuda
@@ -239,9 +282,17 @@ def test_cuda_step_path_has_no_device_sync(cache):
     denoise_and_select with a device num_transfer) under torch's sync debug mode."""
     from dllm_kernels.cache import CachePolicy, PagedKVCache
     from dllm_kernels.runtime import _Backend, _PlanAttention, _Profiler
+
     model = TinyLLaDA(CUDA_CFG, seed=3, dtype=torch.bfloat16, device="cuda")
-    kv = PagedKVCache(2, CUDA_CFG.num_kv_heads, CUDA_CFG.head_dim, num_pages=64, page_size=16,
-                      dtype=torch.bfloat16, device="cuda")
+    kv = PagedKVCache(
+        2,
+        CUDA_CFG.num_kv_heads,
+        CUDA_CFG.head_dim,
+        num_pages=64,
+        page_size=16,
+        dtype=torch.bfloat16,
+        device="cuda",
+    )
     pol = CachePolicy(kv, [5, 9], 32, 16, cache)
     if cache == "block":
         pol.prefill()
@@ -254,11 +305,21 @@ def test_cuda_step_path_has_no_device_sync(cache):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        logits = model.forward(x[:, plan.columns[0]:plan.columns[1]], plan.positions,
-                               _PlanAttention(kv, plan, backend, prof))
+        logits = model.forward(
+            x[:, plan.columns[0] : plan.columns[1]],
+            plan.positions,
+            _PlanAttention(kv, plan, backend, prof),
+        )
         lo = c0 - plan.columns[0]
-        backend.denoise_and_select(logits[:, lo:lo + 16], x[:, c0:c1], CUDA_CFG.mask_id,
-                                   {"num_transfer": k}, 1, 0, {"temperature": 0.0, "confidence": "prob"})
+        backend.denoise_and_select(
+            logits[:, lo : lo + 16],
+            x[:, c0:c1],
+            CUDA_CFG.mask_id,
+            {"num_transfer": k},
+            1,
+            0,
+            {"temperature": 0.0, "confidence": "prob"},
+        )
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
@@ -287,7 +348,9 @@ def test_logits_range_is_optional(model, cache):
     assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
 
 
-# ---- MDLM ancestral sampling --------------------------------------------------------------------------
+# ---- MDLM ancestral sampling
+# --------------------------------------------------------------------------
+
 
 def philox_coin(seed):
     """The Bernoulli draws of select_transfer(probability=p) at step `offset` (reference Philox)."""
@@ -298,6 +361,7 @@ def philox_coin(seed):
         l = torch.arange(L).unsqueeze(0).expand(B, L)
         words = philox.random_words(seed, offset, b, l, torch.full((B, L), philox.SLOT_TRANSFER))
         return philox.closed0(words).double()
+
     return coin
 
 
@@ -307,12 +371,14 @@ def test_mdlm_equals_literal_mdlm_loop(model):
     ps = prompts([6, 6], seed=21)
     kw = dict(gen_length=16, block_length=8, steps=64)
     out = dk.generate(model, ps, **kw, schedule="mdlm", seed=5)
-    want, nfe = peers.mdlm(lambda x: model(x).logits, torch.tensor(ps), MASK, 16, 8, 64, philox_coin(5))
+    want, nfe = peers.mdlm(
+        lambda x: model(x).logits, torch.tensor(ps), MASK, 16, 8, 64, philox_coin(5)
+    )
     assert torch.equal(out.tokens, want)
-    assert out.nfe == nfe < 64                   # most of the 64 steps reuse the last logits
+    assert out.nfe == nfe < 64  # most of the 64 steps reuse the last logits
     assert not (out.tokens[:, 6:] == MASK).any()
     assert out.tokens[:, 6:].unique().numel() >= 8
-    for cache in ("dual", "block"):              # the cached modes: kernels == reference
+    for cache in ("dual", "block"):  # the cached modes: kernels == reference
         a = dk.generate(model, ps, **kw, schedule="mdlm", seed=5, cache=cache)
         b = dk.generate(model, ps, **kw, schedule="mdlm", seed=5, cache=cache, backend="reference")
         assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe < 64 + 4
@@ -326,9 +392,17 @@ def test_mdlm_counts_real_forwards(model):
             calls.append(1)
             return model(x, attention_mask=attention_mask)
 
-    out = dk.generate(Counting(), [prompts([5])[0]], gen_length=8, steps=40, schedule="mdlm",
-                      seed=3, mask_id=MASK)
+    out = dk.generate(
+        Counting(), [prompts([5])[0]], gen_length=8, steps=40, schedule="mdlm", seed=3, mask_id=MASK
+    )
     assert out.nfe == len(calls) < 40
-    ref = dk.generate(model, [prompts([5])[0]], gen_length=8, steps=40, schedule="mdlm", seed=3,
-                      backend="reference")
+    ref = dk.generate(
+        model,
+        [prompts([5])[0]],
+        gen_length=8,
+        steps=40,
+        schedule="mdlm",
+        seed=3,
+        backend="reference",
+    )
     assert torch.equal(out.tokens, ref.tokens)

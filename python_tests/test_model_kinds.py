@@ -5,6 +5,7 @@ loops; mask_id from the config; the errors. Every model here has non-degenerate 
 
 import warnings
 
+import peer_loops as peers
 import pytest
 import torch
 
@@ -12,10 +13,9 @@ import dllm_kernels as dk
 from dllm_kernels.models import TinyLLaDA, TinyLLaDAConfig
 from dllm_kernels.runtime import model_kind
 
-import peer_loops as peers
-
-transformers = pytest.importorskip("transformers", minversion="5.0",
-                                   reason="needs transformers >= 5 (pip install .[hf])")
+transformers = pytest.importorskip(
+    "transformers", minversion="5.0", reason="needs transformers >= 5 (pip install .[hf])"
+)
 from dllm_kernels.integrations import transformers as hf  # noqa: E402
 
 MODELS = [("qwen2", 32), ("llama", 48), ("qwen2", 64)]
@@ -33,22 +33,31 @@ def prompt(B, P, vocab, seed=0):
 
 def hf_logits(model, attention_mask=None):
     """The uncached bidirectional forward of the transformers model, over left-padded rows."""
+
     def fn(x):
         pos = None
         mask4 = None
         if attention_mask is not None:
-            am = torch.cat([attention_mask, torch.ones(x.shape[0], x.shape[1] - attention_mask.shape[1],
-                                                       dtype=attention_mask.dtype)], 1).bool()
+            am = torch.cat(
+                [
+                    attention_mask,
+                    torch.ones(
+                        x.shape[0], x.shape[1] - attention_mask.shape[1], dtype=attention_mask.dtype
+                    ),
+                ],
+                1,
+            ).bool()
             pos = (am.long().cumsum(-1) - 1).clamp(min=0)
             mask4 = am[:, None, None, :].expand(-1, 1, x.shape[1], -1)
         with hf.bidirectional(model):
             return model(x, attention_mask=mask4, position_ids=pos).logits
+
     return fn
 
 
 def quiet(fn, *a, **kw):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)      # the head_dim fallback's warning
+        warnings.simplefilter("ignore", RuntimeWarning)  # the head_dim fallback's warning
         return fn(*a, **kw)
 
 
@@ -56,7 +65,9 @@ def test_kinds_are_told_apart(hfm):
     assert model_kind(hfm) == "transformers"
     assert model_kind(lambda x: hfm(x)) == "callable"
     assert model_kind(TinyLLaDA(TinyLLaDAConfig(vocab_size=64), seed=0)) == "runtime"
-    with pytest.raises(TypeError, match=r"\(a\) the runtime interface.*\(b\) any callable.*\(c\) a transformers"):
+    with pytest.raises(
+        TypeError, match=r"\(a\) the runtime interface.*\(b\) any callable.*\(c\) a transformers"
+    ):
         dk.generate(object(), [[1, 2]], gen_length=4, steps=4)
 
 
@@ -68,7 +79,7 @@ def test_none_equals_literal_llada_loop(hfm):
     peers.assert_not_degenerate(out.tokens[:, 9:], peers.committed_conf(out.trace))
     assert torch.equal(out.tokens, want)
     assert out.nfe == 32
-    assert hfm.config._attn_implementation != hf.ATTN_NAME     # restored after the call
+    assert hfm.config._attn_implementation != hf.ATTN_NAME  # restored after the call
 
 
 def test_ragged_batch_equals_literal_loop(hfm):
@@ -102,7 +113,7 @@ def test_block_mode_equals_literal_block_diffusion(hfm):
     out = quiet(dk.generate, hfm, p, gen_length=32, block_length=8, steps=32, cache="block")
     peers.assert_not_degenerate(out.tokens[:, 11:])
     assert torch.equal(out.tokens, want)
-    assert out.nfe == 32 + 1 + 4                        # steps + prefill + a commit per block
+    assert out.nfe == 32 + 1 + 4  # steps + prefill + a commit per block
 
 
 def test_dual_refreshed_every_step_equals_none(hfm):
@@ -128,8 +139,16 @@ def test_every_cache_mode_kernels_equal_reference(hfm, cache):
 
 def test_threshold_commits_several_tokens_per_step(hfm):
     V = hfm.config.vocab_size
-    out = quiet(dk.generate, hfm, prompt(2, 8, V, seed=3), gen_length=32, block_length=16,
-                threshold=0.6, cache="dual", trace=True)
+    out = quiet(
+        dk.generate,
+        hfm,
+        prompt(2, 8, V, seed=3),
+        gen_length=32,
+        block_length=16,
+        threshold=0.6,
+        cache="dual",
+        trace=True,
+    )
     assert max(int(t["committed"].sum(1).max()) for t in out.trace) > 1
     assert out.nfe < 32
     assert not (out.tokens[:, 8:] == V - 1).any()
@@ -139,11 +158,13 @@ def test_callable_runs_cache_none(hfm):
     V = hfm.config.vocab_size
     p = prompt(1, 9, V, seed=4)
     fn = hf_logits(hfm)
-    bare = lambda x: type("Out", (), {"logits": fn(x)})()      # noqa: E731  a bare callable
+    bare = lambda x: type("Out", (), {"logits": fn(x)})()  # noqa: E731  a bare callable
     assert model_kind(bare) == "callable"
     out = dk.generate(bare, p, gen_length=16, block_length=8, steps=16, mask_id=V - 1)
     assert torch.equal(out.tokens, peers.llada(fn, p, V - 1, 16, 8, 16))
-    with pytest.raises(ValueError, match=r"cache='dual' needs a model whose attention the runtime serves"):
+    with pytest.raises(
+        ValueError, match=r"cache='dual' needs a model whose attention the runtime serves"
+    ):
         dk.generate(bare, p, gen_length=16, block_length=8, steps=16, mask_id=V - 1, cache="dual")
 
 
@@ -154,11 +175,22 @@ def test_cfg_equals_literal_cfg_loop(hfm):
     out = quiet(dk.generate, hfm, p, gen_length=16, block_length=8, steps=16, cfg_scale=1.5)
     assert torch.equal(out.tokens, want)
     plain = quiet(dk.generate, hfm, p, gen_length=16, block_length=8, steps=16)
-    assert not torch.equal(out.tokens, plain.tokens)                # guidance changed something
-    for cache in ("dual", "block"):                                 # CFG in the cached modes too
-        c = quiet(dk.generate, hfm, p, gen_length=16, block_length=8, steps=16, cfg_scale=1.5, cache=cache)
-        r = quiet(dk.generate, hfm, p, gen_length=16, block_length=8, steps=16, cfg_scale=1.5,
-                  cache=cache, backend="reference")
+    assert not torch.equal(out.tokens, plain.tokens)  # guidance changed something
+    for cache in ("dual", "block"):  # CFG in the cached modes too
+        c = quiet(
+            dk.generate, hfm, p, gen_length=16, block_length=8, steps=16, cfg_scale=1.5, cache=cache
+        )
+        r = quiet(
+            dk.generate,
+            hfm,
+            p,
+            gen_length=16,
+            block_length=8,
+            steps=16,
+            cfg_scale=1.5,
+            cache=cache,
+            backend="reference",
+        )
         assert torch.equal(c.tokens, r.tokens)
 
 
@@ -167,8 +199,16 @@ def test_dream_schedule_equals_literal_dream_loop(hfm, alg):
     V = hfm.config.vocab_size
     p = prompt(2, 6, V, seed=6)
     want = peers.dream(hf_logits(hfm), p, V - 1, gen_length=16, steps=8, alg=alg)
-    out = quiet(dk.generate, hfm, p, gen_length=16, steps=8, schedule="dream", remasking=alg,
-                shift_logits=True)
+    out = quiet(
+        dk.generate,
+        hfm,
+        p,
+        gen_length=16,
+        steps=8,
+        schedule="dream",
+        remasking=alg,
+        shift_logits=True,
+    )
     assert torch.equal(out.tokens, want)
     peers.assert_not_degenerate(out.tokens[:, 6:])
 
@@ -208,6 +248,7 @@ def test_steps_optional_only_with_threshold_or_factor():
 class RemoteCodeStyle(transformers.Qwen2ForCausalLM):
     """A remote-code model whose class does not declare _supports_attention_backend; its module
     looks its attention up in ALL_ATTENTION_FUNCTIONS (as LLaDA2-MoE's modeling file does)."""
+
     _supports_attention_backend = False
 
 

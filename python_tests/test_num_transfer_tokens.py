@@ -1,4 +1,5 @@
-"""num_transfer_tokens: kernel vs reference on random masks, odd and strided shapes, opcheck, errors."""
+"""num_transfer_tokens: kernel vs reference on random masks, odd and strided shapes, opcheck,
+errors."""
 
 import numpy as np
 import pytest
@@ -61,7 +62,9 @@ def test_integer_like_steps(device, gen, steps):
 
 @pytest.mark.native
 def test_opcheck(device, gen):
-    torch.library.opcheck(torch.ops.dllm_kernels.num_transfer_tokens, (make((3, 33), device, gen), 4))
+    torch.library.opcheck(
+        torch.ops.dllm_kernels.num_transfer_tokens, (make((3, 33), device, gen), 4)
+    )
 
 
 def test_torch_compile_fullgraph(gen):
@@ -110,6 +113,7 @@ def test_bad_steps_type(device, gen, case, impl):
 @pytest.mark.parametrize("impl", ["native", "public"])
 def test_bad_input_under_fake_tensors(gen, impl):
     from torch._subclasses.fake_tensor import FakeTensorMode
+
     mask = make((3, 33), "cpu", gen)
     with FakeTensorMode() as mode:
         fm = mode.from_tensor(mask)

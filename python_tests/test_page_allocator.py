@@ -11,9 +11,14 @@ import dllm_kernels as dk
 from dllm_kernels import _native
 from dllm_kernels.reference import PageAllocator as RefAllocator
 
-IMPLS = [pytest.param(RefAllocator, id="reference"),
-         pytest.param(dk.PageAllocator, id="native",
-                      marks=pytest.mark.skipif(_native.C is None, reason="native extension not loaded"))]
+IMPLS = [
+    pytest.param(RefAllocator, id="reference"),
+    pytest.param(
+        dk.PageAllocator,
+        id="native",
+        marks=pytest.mark.skipif(_native.C is None, reason="native extension not loaded"),
+    ),
+]
 
 
 @pytest.mark.native
@@ -22,8 +27,11 @@ def test_native_class_is_loaded():
 
 
 def state(a, seqs):
-    return ({s: tuple(a.pages(s)) for s in seqs}, a.num_free_pages,
-            tuple(a.refcount(p) for p in range(a.num_pages)))
+    return (
+        {s: tuple(a.pages(s)) for s in seqs},
+        a.num_free_pages,
+        tuple(a.refcount(p) for p in range(a.num_pages)),
+    )
 
 
 def check_invariants(a, seqs):
@@ -87,16 +95,16 @@ def test_matches_reference_on_random_operations(seed):
 @pytest.mark.parametrize("Alloc", IMPLS)
 def test_reserve_fork_writable_free(Alloc):
     a = Alloc(8, 4)
-    a.reserve(1, 9)                       # 3 pages, lowest ids first
+    a.reserve(1, 9)  # 3 pages, lowest ids first
     assert a.pages(1) == [0, 1, 2] and a.num_free_pages == 5
-    a.reserve(1, 5)                       # never shrinks
+    a.reserve(1, 5)  # never shrinks
     assert a.pages(1) == [0, 1, 2]
     a.fork(1, 2)
     assert a.pages(2) == [0, 1, 2] and a.refcount(0) == 2 and a.num_free_pages == 5
-    assert a.writable(2, 5, 9) == [(1, 3), (2, 4)]   # tokens 5..8 live on logical pages 1, 2
+    assert a.writable(2, 5, 9) == [(1, 3), (2, 4)]  # tokens 5..8 live on logical pages 1, 2
     assert a.pages(2) == [0, 3, 4] and a.pages(1) == [0, 1, 2]
-    assert a.writable(2, 5, 9) == []                 # already private
-    assert a.writable(2, 4, 4) == []                 # empty range
+    assert a.writable(2, 5, 9) == []  # already private
+    assert a.writable(2, 4, 4) == []  # empty range
     a.free(1)
     assert a.refcount(0) == 1 and a.refcount(1) == 0 and a.num_free_pages == 5
     a.free(2)
@@ -107,23 +115,29 @@ def test_reserve_fork_writable_free(Alloc):
 def test_errors_leave_state_unchanged(Alloc):
     a = Alloc(4, 2)
     a.reserve(1, 6)
-    with pytest.raises(RuntimeError, match=r"PageAllocator.reserve: out of pages: needs 2, 1 free of 4"):
+    with pytest.raises(
+        RuntimeError, match=r"PageAllocator.reserve: out of pages: needs 2, 1 free of 4"
+    ):
         a.reserve(2, 4)
     assert a.num_free_pages == 1 and a.pages(1) == [0, 1, 2]
     with pytest.raises(KeyError, match=r"PageAllocator.pages: unknown sequence id 2"):
-        a.pages(2)                        # the failed reserve did not create it
+        a.pages(2)  # the failed reserve did not create it
     a.fork(1, 3)
-    a.reserve(4, 2)                       # takes the last page
-    with pytest.raises(RuntimeError, match=r"PageAllocator.writable: out of pages: needs 3, 0 free"):
+    a.reserve(4, 2)  # takes the last page
+    with pytest.raises(
+        RuntimeError, match=r"PageAllocator.writable: out of pages: needs 3, 0 free"
+    ):
         a.writable(3, 0, 6)
     assert a.pages(3) == [0, 1, 2] and a.refcount(0) == 2
     with pytest.raises(ValueError, match=r"PageAllocator.writable: token range \[0, 7\) outside"):
         a.writable(3, 0, 7)
-    with pytest.raises(ValueError, match=r"PageAllocator.fork: destination sequence id 1 already exists"):
+    with pytest.raises(
+        ValueError, match=r"PageAllocator.fork: destination sequence id 1 already exists"
+    ):
         a.fork(3, 1)
     a.free(4)
     with pytest.raises(KeyError, match=r"PageAllocator.free: unknown sequence id 4"):
-        a.free(4)                         # double free
+        a.free(4)  # double free
     with pytest.raises(KeyError):
         a.fork(9, 10)
     with pytest.raises(ValueError, match=r"num_tokens must be >= 0"):

@@ -30,8 +30,12 @@ def toy_kv(tokens, pad, layer):
 def cached(cache, seq_id, n, layer):
     """The first n cached tokens of one sequence, [n, H, D] (k, v)."""
     table = torch.tensor([cache.pages(seq_id)], dtype=torch.int32, device=cache.device)
-    k, v = dk.cache_gather(cache.k(layer), cache.v(layer), table,
-                           torch.tensor([n], dtype=torch.int32, device=cache.device))
+    k, v = dk.cache_gather(
+        cache.k(layer),
+        cache.v(layer),
+        table,
+        torch.tensor([n], dtype=torch.int32, device=cache.device),
+    )
     return k[0].cpu(), v[0].cpu()
 
 
@@ -39,8 +43,8 @@ def make_batch(prompt_lens, gen_length, gen):
     P = max(prompt_lens)
     tokens = torch.full((len(prompt_lens), P + gen_length), MASK, dtype=torch.long)
     for b, p in enumerate(prompt_lens):
-        tokens[b, :P - p] = PAD
-        tokens[b, P - p:P] = torch.randint(0, 90, (p,), generator=gen)
+        tokens[b, : P - p] = PAD
+        tokens[b, P - p : P] = torch.randint(0, 90, (p,), generator=gen)
     return tokens, [P - p for p in prompt_lens]
 
 
@@ -49,8 +53,12 @@ def feed(policy_plan, tokens, pad, cache):
     c0, c1 = policy_plan.columns
     for layer in range(L_LAYERS):
         k, v = toy_kv(tokens, pad, layer)
-        policy_plan.write(cache, layer, k[:, c0:c1].to(cache.device).contiguous(),
-                          v[:, c0:c1].to(cache.device).contiguous())
+        policy_plan.write(
+            cache,
+            layer,
+            k[:, c0:c1].to(cache.device).contiguous(),
+            v[:, c0:c1].to(cache.device).contiguous(),
+        )
 
 
 def unmask_some(tokens, cols, gen):
@@ -70,16 +78,17 @@ def expect_rows(cache, policy, tokens, upto, kv_cols=None):
             n = upto[b]
             ck, cv = cached(cache, sid, n, layer)
             pad = policy.pad[b]
-            assert torch.equal(ck, k_all[b, pad:pad + n]), f"layer {layer} row {b} k"
-            assert torch.equal(cv, v_all[b, pad:pad + n]), f"layer {layer} row {b} v"
+            assert torch.equal(ck, k_all[b, pad : pad + n]), f"layer {layer} row {b} k"
+            assert torch.equal(cv, v_all[b, pad : pad + n]), f"layer {layer} row {b} v"
 
 
 PROMPTS = [5, 17, 9]
 
 
 def new_cache(device, num_pages=64, page_size=4):
-    return PagedKVCache(L_LAYERS, H, D, num_pages=num_pages, page_size=page_size,
-                        dtype=torch.float32, device=device)
+    return PagedKVCache(
+        L_LAYERS, H, D, num_pages=num_pages, page_size=page_size, dtype=torch.float32, device=device
+    )
 
 
 def test_memory_accounting(device):
@@ -88,15 +97,22 @@ def test_memory_accounting(device):
     assert cache.bytes_per_page == per_page and cache.memory_bytes == 10 * per_page
     assert cache.used_bytes == 0 and cache.free_bytes == 10 * per_page
     a, b = cache.new_seq_ids(2)
-    cache.reserve([a, b], [5, 9])                 # 2 + 3 pages
+    cache.reserve([a, b], [5, 9])  # 2 + 3 pages
     assert cache.used_bytes == 5 * per_page and cache.free_bytes == 5 * per_page
     with pytest.raises(RuntimeError, match=r"out of pages: needs 6, 5 free"):
-        cache.reserve([a, b], [13, 25])           # all or nothing: a must not grow
+        cache.reserve([a, b], [13, 25])  # all or nothing: a must not grow
     assert len(cache.pages(a)) == 2 and cache.used_bytes == 5 * per_page
     cache.free([a])
     assert cache.used_bytes == 3 * per_page
-    big = PagedKVCache.from_memory(L_LAYERS, H, D, memory_bytes=7 * per_page + 5, page_size=4,
-                                   dtype=torch.float32, device=device)
+    big = PagedKVCache.from_memory(
+        L_LAYERS,
+        H,
+        D,
+        memory_bytes=7 * per_page + 5,
+        page_size=4,
+        dtype=torch.float32,
+        device=device,
+    )
     assert big.num_pages == 7
 
 
@@ -109,12 +125,15 @@ def test_dual_cache_matches_full_recompute(device, gen, refresh_interval):
     totals = [p + gen_length for p in PROMPTS]
     for k in range(pol.num_blocks):
         feed(pol.refresh(k), tokens, pol.pad, cache)
-        expect_rows(cache, pol, tokens, totals)            # after a refresh == full recompute
+        expect_rows(cache, pol, tokens, totals)  # after a refresh == full recompute
         for step in range(steps):
             if pol.refresh_due(step):
                 feed(pol.refresh(k), tokens, pol.pad, cache)
                 expect_rows(cache, pol, tokens, totals)
-            snapshot = [[t.clone() for t in toy_kv_cached(cache, pol, totals, layer)] for layer in range(L_LAYERS)]
+            snapshot = [
+                [t.clone() for t in toy_kv_cached(cache, pol, totals, layer)]
+                for layer in range(L_LAYERS)
+            ]
             unmask_some(tokens, pol.block_columns(k), gen)
             plan = pol.step(k)
             assert plan.attend_from is None and plan.max_cache_len == max(totals)
@@ -126,8 +145,8 @@ def test_dual_cache_matches_full_recompute(device, gen, refresh_interval):
                     s = PROMPTS[b] + k * bl
                     for which in range(2):
                         got = cached(cache, sid, totals[b], layer)[which]
-                        want = snapshot[layer][which][b, :totals[b]].clone()
-                        want[s:s + bl] = fresh[which][b, pol.pad[b] + s:pol.pad[b] + s + bl]
+                        want = snapshot[layer][which][b, : totals[b]].clone()
+                        want[s : s + bl] = fresh[which][b, pol.pad[b] + s : pol.pad[b] + s + bl]
                         assert torch.equal(got, want)
     pol.close()
     assert cache.used_bytes == 0
@@ -140,7 +159,7 @@ def toy_kv_cached(cache, pol, totals, layer):
         rows = [cached(cache, sid, totals[b], layer)[which] for b, sid in enumerate(pol.seq_ids)]
         t = torch.zeros(len(rows), max(totals), H, D)
         for b, r in enumerate(rows):
-            t[b, :r.shape[0]] = r
+            t[b, : r.shape[0]] = r
         out.append(t)
     return out
 
@@ -153,20 +172,23 @@ def test_prefix_cache(device, gen):
     for k in range(pol.num_blocks):
         refresh = pol.refresh(k)
         assert refresh.columns == (0, max(PROMPTS) + gen_length)
-        assert refresh.attend_from == max(PROMPTS) + k * bl       # fresh block + suffix attended
+        assert refresh.attend_from == max(PROMPTS) + k * bl  # fresh block + suffix attended
         assert refresh.q_start.cpu().tolist() == [p - max(PROMPTS) for p in PROMPTS]
         feed(refresh, tokens, pol.pad, cache)
         starts = [p + k * bl for p in PROMPTS]
-        expect_rows(cache, pol, tokens, starts)             # prompt + finished blocks cached
+        expect_rows(cache, pol, tokens, starts)  # prompt + finished blocks cached
         step = pol.step(k)
-        assert step.slot_mapping is None and step.columns == (max(PROMPTS) + k * bl, max(PROMPTS) + gen_length)
+        assert step.slot_mapping is None and step.columns == (
+            max(PROMPTS) + k * bl,
+            max(PROMPTS) + gen_length,
+        )
         assert step.cache_lens.cpu().tolist() == starts and step.attend_from == 0
         assert step.q_start.cpu().tolist() == starts
         # positions of the fed columns are the rows' real positions
         assert step.positions.cpu()[:, 0].tolist() == starts
         before = [cached(cache, sid, s, 0) for sid, s in zip(pol.seq_ids, starts)]
         unmask_some(tokens, pol.block_columns(k), gen)
-        feed(step, tokens, pol.pad, cache)                  # writes nothing
+        feed(step, tokens, pol.pad, cache)  # writes nothing
         after = [cached(cache, sid, s, 0) for sid, s in zip(pol.seq_ids, starts)]
         assert all(torch.equal(a[0], b[0]) for a, b in zip(after, before))
 
@@ -180,7 +202,9 @@ def test_block_commit_and_release(device, gen):
     assert pre.mask == "block_causal" and pre.block_size == bl
     feed(pre, tokens, pol.pad, cache)
     expect_rows(cache, pol, tokens, PROMPTS)
-    written = [toy_kv(tokens, pol.pad, layer) for layer in range(L_LAYERS)]  # what each commit wrote
+    written = [
+        toy_kv(tokens, pol.pad, layer) for layer in range(L_LAYERS)
+    ]  # what each commit wrote
     per_page = cache.bytes_per_page
     for k in range(pol.num_blocks):
         step = pol.step(k)
@@ -190,7 +214,7 @@ def test_block_commit_and_release(device, gen):
         tokens[:, slice(*pol.block_columns(k))][tokens[:, slice(*pol.block_columns(k))] == MASK] = 7
         if k == 1:
             used = cache.used_bytes
-            pol.release([1])                                 # row 1 finished (EOS): pages freed
+            pol.release([1])  # row 1 finished (EOS): pages freed
             assert cache.used_bytes == used - (-(-(PROMPTS[1] + bl) // 4)) * per_page
         commit = pol.commit(k)
         feed(commit, tokens, pol.pad, cache)
@@ -205,8 +229,10 @@ def test_block_commit_and_release(device, gen):
                 n = PROMPTS[b] + (k + 1) * bl
                 got = cached(cache, pol.seq_ids[b], n, layer)
                 for which in range(2):
-                    assert torch.equal(got[which], written[layer][which][b, pol.pad[b]:pol.pad[b] + n])
-        if k >= 1:                                           # the released row writes nothing
+                    assert torch.equal(
+                        got[which], written[layer][which][b, pol.pad[b] : pol.pad[b] + n]
+                    )
+        if k >= 1:  # the released row writes nothing
             assert commit.slot_mapping.cpu()[1].tolist() == [-1] * bl
     pol.close()
     assert cache.used_bytes == 0
@@ -215,7 +241,7 @@ def test_block_commit_and_release(device, gen):
 def test_forked_prompt_shares_pages(device, gen):
     """n samples of one prompt: the prompt's pages are shared (memory counted once); the first
     commit copies only the partly filled last prompt page; the source stays intact."""
-    gen_length, bl, n, p = 8, 4, 3, 10              # page_size 4: prompt pages 0..2, last one half full
+    gen_length, bl, n, p = 8, 4, 3, 10  # page_size 4: prompt pages 0..2, last one half full
     cache = new_cache(device)
     tokens, _ = make_batch([p], gen_length, gen)
     src = CachePolicy(cache, [p], gen_length, bl, "block")
@@ -224,11 +250,11 @@ def test_forked_prompt_shares_pages(device, gen):
     src_kv = cached(cache, src.seq_ids[0], p, 0)
     forks = cache.new_seq_ids(n)
     cache.fork(src.seq_ids[0], forks)
-    assert cache.used_bytes == 3 * cache.bytes_per_page   # shared, not copied
+    assert cache.used_bytes == 3 * cache.bytes_per_page  # shared, not copied
     pol = CachePolicy(cache, [p] * n, gen_length, bl, "block", seq_ids=forks, prompt_cached=True)
     assert pol.prefill().slot_mapping is None
     batch = tokens.repeat(n, 1)
-    written = torch.zeros(n, p + gen_length, H, D)         # layer 0 K of each commit
+    written = torch.zeros(n, p + gen_length, H, D)  # layer 0 K of each commit
     for k in range(pol.num_blocks):
         cols = slice(*pol.block_columns(k))
         unmask_some(batch, pol.block_columns(k), gen)
@@ -237,10 +263,10 @@ def test_forked_prompt_shares_pages(device, gen):
         written[:, cols] = toy_kv(batch, pol.pad, 0)[0][:, cols]
     for i, sid in enumerate(forks):
         pages = cache.pages(sid)
-        assert pages[:2] == prompt_pages[:2] and pages[2] != prompt_pages[2]   # copy-on-write
+        assert pages[:2] == prompt_pages[:2] and pages[2] != prompt_pages[2]  # copy-on-write
         got_k, _ = cached(cache, sid, p + gen_length, 0)
-        assert torch.equal(got_k[:p], src_kv[0])           # the prompt K/V, shared or copied
-        assert torch.equal(got_k[p:], written[i, p:])      # its own blocks
+        assert torch.equal(got_k[:p], src_kv[0])  # the prompt K/V, shared or copied
+        assert torch.equal(got_k[p:], written[i, p:])  # its own blocks
     assert torch.equal(cached(cache, src.seq_ids[0], p, 0)[0], src_kv[0])  # source intact
     # pages: 3 prompt (shared) + per fork: 1 copied page + 2 new (positions 12..17)
     assert cache.used_bytes == (3 + n * 3) * cache.bytes_per_page
@@ -250,7 +276,9 @@ def test_bad_arguments(device):
     cache = new_cache(device, num_pages=4)
     with pytest.raises(ValueError, match=r"mode must be one of"):
         CachePolicy(cache, [3], 8, 4, "suffix")
-    with pytest.raises(ValueError, match=r"gen_length \(10\) must be a multiple of block_length \(4\)"):
+    with pytest.raises(
+        ValueError, match=r"gen_length \(10\) must be a multiple of block_length \(4\)"
+    ):
         CachePolicy(cache, [3], 10, 4, "dual")
     with pytest.raises(RuntimeError, match=r"out of pages: needs 6, 4 free"):
         CachePolicy(cache, [3, 3], 8, 4, "dual")
@@ -272,7 +300,7 @@ def test_step_path_has_no_device_sync(gen):
     try:
         for layer in range(L_LAYERS):
             plan.write(cache, layer, k, k)
-        assert pol.step(0) is plan                       # memoised per block
+        assert pol.step(0) is plan  # memoised per block
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()

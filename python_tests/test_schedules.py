@@ -9,10 +9,10 @@ from dllm_kernels import schedules
 def test_dream_by_hand():
     mask = torch.zeros(2, 100, dtype=torch.bool)
     mask[0, :64] = True
-    mask[1, :36] = True                       # mean masked = 50
+    mask[1, :36] = True  # mean masked = 50
     t = torch.linspace(1, 1e-3, 5)
     assert schedules.dream_num_transfer(mask, 0, 4) == int(50 * (1 - float(t[1] / t[0])))
-    assert schedules.dream_num_transfer(mask, 3, 4) == 50    # last step: all remaining
+    assert schedules.dream_num_transfer(mask, 3, 4) == 50  # last step: all remaining
 
 
 def test_dream_block_commits_everything():

@@ -28,7 +28,13 @@ status=0
 "$ruff" check . || status=1
 "$ruff" format --check . || status=1
 "$clang_format" --dry-run --Werror "${cfiles[@]}" || status=1
-long=$(awk 'length > 100 { print FILENAME ":" FNR }' "${cfiles[@]}")
+long=$("$bin/python" -c '
+import sys
+for p in sys.argv[1:]:
+    for n, line in enumerate(open(p, encoding="utf-8"), 1):
+        if len(line.rstrip("\n")) > 100:
+            print(f"{p}:{n}")
+' "${cfiles[@]}")
 [ -z "$long" ] || { echo "lines over 100 characters:"; echo "$long"; status=1; }
 [ $status = 0 ] && echo "lint: ruff and clang-format clean (${#cfiles[@]} C++/CUDA files)"
 exit $status

@@ -1,12 +1,14 @@
 """Train the shipped `tiny-tasks` model: a small LLaDA-architecture masked-diffusion LM (TinyLLaDA)
 on the synthetic tasks of dllm_kernels.tasks (addition, sort, 4x4 Sudoku). Torch only.
 
-    python tools/train_tiny.py                          # the shipped run (writes the package's weights)
+    python tools/train_tiny.py                          # the shipped run (writes the package's
+    weights)
     python tools/train_tiny.py --steps 300 --out /tmp/t  # a quick try elsewhere
 
 Each step takes one batch of every task (MIX: 48 addition, 16 sort, 12 Sudoku problems) and makes
 one AdamW update from their summed losses (alternating single-task steps learned several times
-slower). Loss (LLaDA's SFT loss): per sequence t ~ U(eps, 1) (stratified over the batch), each answer token
+slower). Loss (LLaDA's SFT loss): per sequence t ~ U(eps, 1) (stratified over the batch), each
+answer token
 (the answer's characters and the end tokens after it) is replaced by the mask token with
 probability t; the loss is the cross-entropy on the masked tokens weighted 1/t, summed per
 sequence and divided by its answer length, averaged over the batch. Prompts are never masked.
@@ -64,9 +66,9 @@ def make_batch(task: T.Task, tok: T.CharTokenizer, rng: random.Random, n: int):
     ids = torch.full((n, P + G), tok.pad_id, dtype=torch.int64)
     real = torch.zeros((n, P + G), dtype=torch.bool)
     for b, (pr, p) in enumerate(zip(prompts, probs)):
-        ids[b, P - len(pr):P] = torch.tensor(pr)
+        ids[b, P - len(pr) : P] = torch.tensor(pr)
         ids[b, P:] = torch.tensor(task.target_ids(p, tok))
-        real[b, P - len(pr):] = True
+        real[b, P - len(pr) :] = True
     return ids, real, P
 
 
@@ -75,10 +77,10 @@ def attention_mask(real: torch.Tensor, P: int, G: int, bs: int | None) -> torch.
     cache="block" pattern (module doc), answer blocks of bs tokens."""
     B, n = real.shape
     keys = real[:, None, None, :].expand(B, 1, n, n)
-    eye = torch.eye(n, dtype=torch.bool)[None, None]   # a padded query sees itself (no NaN rows)
+    eye = torch.eye(n, dtype=torch.bool)[None, None]  # a padded query sees itself (no NaN rows)
     if bs is None:
         return keys | eye
-    pos = real.long().cumsum(1) - 1                       # position from the row's first token
+    pos = real.long().cumsum(1) - 1  # position from the row's first token
     is_prompt = torch.arange(n) < P
     # The staircase over one position axis: the prompt at its own positions, the answer moved
     # 10^6 blocks past them, so a prompt query sees no answer key, an answer query sees every
@@ -92,9 +94,13 @@ def masked_attention(mask):
     def attend(layer, q, k, v):
         group = q.shape[2] // k.shape[2]
         out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.repeat_interleave(group, 2).transpose(1, 2),
-            v.repeat_interleave(group, 2).transpose(1, 2), attn_mask=mask)
+            q.transpose(1, 2),
+            k.repeat_interleave(group, 2).transpose(1, 2),
+            v.repeat_interleave(group, 2).transpose(1, 2),
+            attn_mask=mask,
+        )
         return out.transpose(1, 2)
+
     return attend
 
 
@@ -129,7 +135,7 @@ def task_loss(model, task, tok, data_rng, noise, n, eps, block_frac):
     ids, real, P = make_batch(task, tok, data_rng, n)
     G = task.gen_length
     B = ids.shape[0]
-    u = (torch.rand((), generator=noise) + torch.arange(B) / B) % 1.0     # stratified U(0, 1)
+    u = (torch.rand((), generator=noise) + torch.arange(B) / B) % 1.0  # stratified U(0, 1)
     t = eps + (1 - eps) * u
     bs = None
     loss_cols = torch.ones(B, G, dtype=torch.bool)
@@ -137,7 +143,7 @@ def task_loss(model, task, tok, data_rng, noise, n, eps, block_frac):
     if data_rng.random() < block_frac:
         bs = data_rng.choice([G, G, G // 2, G // 4])
         nb = G // bs
-        cur = torch.randint(0, nb, (B,), generator=noise)                     # the block being denoised
+        cur = torch.randint(0, nb, (B,), generator=noise)  # the block being denoised
         blk = (torch.arange(G) // bs)[None, :]
         loss_cols = blk == cur[:, None]
         # blocks after the current one: masked (and unseen by the pattern); before: clean
@@ -147,8 +153,9 @@ def task_loss(model, task, tok, data_rng, noise, n, eps, block_frac):
     mask = attention_mask(real, P, G, bs)
     positions = (real.long().cumsum(1) - 1).clamp(min=0)
     logits = model.forward(x, positions, masked_attention(mask), logits_range=(P, P + G))
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, P:].reshape(-1),
-                         reduction="none").view(B, G)
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), ids[:, P:].reshape(-1), reduction="none"
+    ).view(B, G)
     return ((ce * masked / t[:, None]).sum(1) / loss_cols.sum(1)).mean()
 
 
@@ -156,38 +163,69 @@ def task_loss(model, task, tok, data_rng, noise, n, eps, block_frac):
 def evaluate(model, tok, n: int, seed: int = 1) -> dict:
     """Held-out exact match per task, one token per step, cache none (kernels)."""
     import dllm_kernels as dk
+
     model.eval()
     acc = {}
     for name, task in T.TASKS.items():
         probs = task.heldout(n, seed=seed)
-        out = dk.generate(model, [tok.encode(p.prompt) for p in probs], gen_length=task.gen_length,
-                          block_length=task.block_length, steps=task.gen_length, cache="none",
-                          pad_id=tok.pad_id)
-        gen = out.tokens[:, -task.gen_length:]
+        out = dk.generate(
+            model,
+            [tok.encode(p.prompt) for p in probs],
+            gen_length=task.gen_length,
+            block_length=task.block_length,
+            steps=task.gen_length,
+            cache="none",
+            pad_id=tok.pad_id,
+        )
+        gen = out.tokens[:, -task.gen_length :]
         acc[name] = sum(task.correct(p, g, tok) for p, g in zip(probs, gen)) / n
     model.train()
     return acc
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--eps", type=float, default=0.1, help="t ~ U(eps, 1); 0.1 bounds the 1/t weight at 10 (8-token answers: a t below 1/8 masks one token or none)")
-    ap.add_argument("--block-frac", type=float, default=0.15, help="share of batches with the block-mode attention pattern")
+    ap.add_argument(
+        "--eps",
+        type=float,
+        default=0.1,
+        help="t ~ U(eps, 1); 0.1 bounds the 1/t weight at 10 (8-token answers: a t below 1/8 "
+        "masks one token or none)",
+    )
+    ap.add_argument(
+        "--block-frac",
+        type=float,
+        default=0.15,
+        help="share of batches with the block-mode attention pattern",
+    )
     ap.add_argument("--batch-scale", type=float, default=1.0, help="scale the per-task batch sizes")
-    ap.add_argument("--tasks", default=",".join(MIX), help="comma-separated task families to train on")
+    ap.add_argument(
+        "--tasks", default=",".join(MIX), help="comma-separated task families to train on"
+    )
     ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: on a busy 2-core machine 2 threads ran 6x slower)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a busy 2-core machine 2 threads ran 6x slower)",
+    )
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-n", type=int, default=100)
-    ap.add_argument("--out", default=WEIGHTS_DIR, help="folder for tiny-tasks.safetensors / .json / train_log.json")
+    ap.add_argument(
+        "--out",
+        default=WEIGHTS_DIR,
+        help="folder for tiny-tasks.safetensors / .json / train_log.json",
+    )
     ap.add_argument("--name", default="tiny-tasks")
     args = ap.parse_args(argv)
 
@@ -195,15 +233,27 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True)
     tok = T.tokenizer()
-    cfg = TinyLLaDAConfig(vocab_size=tok.vocab_size, hidden_size=args.hidden, num_layers=args.layers,
-                          num_heads=args.heads, mask_id=tok.mask_id, rope_theta=10_000.0)
+    cfg = TinyLLaDAConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        mask_id=tok.mask_id,
+        rope_theta=10_000.0,
+    )
     model = TinyLLaDA(cfg, seed=args.seed)
     init_weights(model, args.seed)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and n != "embed"]
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and n != "embed")]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
 
     def lr_at(s):
         if s < args.warmup:
@@ -214,9 +264,14 @@ def main(argv=None) -> int:
     data_rng = random.Random(args.seed)
     noise = torch.Generator().manual_seed(args.seed + 1)
     names = [n for n in args.tasks.split(",") if n]
-    print(f"train_tiny: TinyLLaDA hidden {cfg.hidden_size}, {cfg.num_layers} layers, {cfg.num_heads} heads "
-          f"(head_dim {cfg.head_dim}), ff {cfg.intermediate_size}, vocab {cfg.vocab_size}; {n_params:,} "
-          f"parameters; {args.steps} steps, {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"train_tiny: TinyLLaDA hidden {cfg.hidden_size}, {cfg.num_layers} layers, "
+        f"{cfg.num_heads} heads "
+        f"(head_dim {cfg.head_dim}), ff {cfg.intermediate_size}, vocab {cfg.vocab_size}; "
+        f"{n_params:,} "
+        f"parameters; {args.steps} steps, {torch.get_num_threads()} threads",
+        flush=True,
+    )
     log = {"loss": [], "eval": []}
     window = {n: [] for n in names}
     gnorms = []
@@ -224,9 +279,11 @@ def main(argv=None) -> int:
     model.train()
     for step in range(args.steps):
         opt.zero_grad(set_to_none=True)
-        for name in names:              # every task in every step (one Adam update for all)
+        for name in names:  # every task in every step (one Adam update for all)
             n = max(4, int(MIX[name] * args.batch_scale))
-            loss = task_loss(model, T.TASKS[name], tok, data_rng, noise, n, args.eps, args.block_frac)
+            loss = task_loss(
+                model, T.TASKS[name], tok, data_rng, noise, n, args.eps, args.block_frac
+            )
             loss.backward()
             window[name].append(float(loss.detach()))
         for gparam in opt.param_groups:
@@ -235,30 +292,50 @@ def main(argv=None) -> int:
         opt.step()
         gnorms.append(gnorm)
         if (step + 1) % 100 == 0:
-            row = {"step": step + 1, "time_s": round(time.perf_counter() - t0, 1), "lr": lr_at(step),
-                   "grad_norm": round(sum(gnorms) / len(gnorms), 3)}
+            row = {
+                "step": step + 1,
+                "time_s": round(time.perf_counter() - t0, 1),
+                "lr": lr_at(step),
+                "grad_norm": round(sum(gnorms) / len(gnorms), 3),
+            }
             gnorms = []
             for k in names:
                 row[k] = round(sum(window[k]) / len(window[k]), 4) if window[k] else None
                 window[k] = []
             log["loss"].append(row)
-            print(f"step {step + 1:5d}  {row['time_s']:7.1f}s  lr {row['lr']:.2e}  |g| {row['grad_norm']:.2f}  " +
-                  "  ".join(f"{k} {row[k]}" for k in names), flush=True)
+            print(
+                f"step {step + 1:5d}  {row['time_s']:7.1f}s  lr {row['lr']:.2e}  |g| "
+                f"{row['grad_norm']:.2f}  " + "  ".join(f"{k} {row[k]}" for k in names),
+                flush=True,
+            )
         if args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == args.steps):
             te = time.perf_counter()
             acc = evaluate(model, tok, args.eval_n)
-            t0 += time.perf_counter() - te       # evaluation time is not training time
+            t0 += time.perf_counter() - te  # evaluation time is not training time
             log["eval"].append({"step": step + 1, **acc})
-            print(f"  held-out exact match (n={args.eval_n}, one token per step): " +
-                  "  ".join(f"{k} {v:.1%}" for k, v in acc.items()), flush=True)
+            print(
+                f"  held-out exact match (n={args.eval_n}, one token per step): "
+                + "  ".join(f"{k} {v:.1%}" for k, v in acc.items()),
+                flush=True,
+            )
     train_s = time.perf_counter() - t0
     print(f"train_tiny: {args.steps} steps in {train_s:.0f} s (training only)", flush=True)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    summary = {"name": args.name, "seed": args.seed, "steps": args.steps, "train_seconds": round(train_s, 1),
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "parameters": n_params,
-               "args": vars(args) | {"out": None}, "mix": MIX, "loss": log["loss"], "eval": log["eval"]}
+    summary = {
+        "name": args.name,
+        "seed": args.seed,
+        "steps": args.steps,
+        "train_seconds": round(train_s, 1),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "parameters": n_params,
+        "args": vars(args) | {"out": None},
+        "mix": MIX,
+        "loss": log["loss"],
+        "eval": log["eval"],
+    }
     os.makedirs(args.out, exist_ok=True)
     save_pretrained(model, tok, args.out, args.name, training=summary)
     print(f"train_tiny: wrote {os.path.join(args.out, args.name)}.safetensors / .json", flush=True)

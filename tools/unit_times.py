@@ -39,10 +39,17 @@ def commands(log: str) -> list[tuple[str, list[str]]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--log", default="build/dllm-build.log")
     ap.add_argument("--only", action="append", help="units whose path contains this (repeatable)")
-    ap.add_argument("--src", action="append", default=[], help="compile this file in place of the unit of the same name")
+    ap.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        help="compile this file in place of the unit of the same name",
+    )
     a = ap.parse_args(argv)
     if not os.path.exists(a.log):
         sys.exit(f"no build log at {a.log}: build first (bash tools/dev.sh setup)")
@@ -71,14 +78,20 @@ def main(argv=None) -> int:
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             shown = subst.get(os.path.basename(src), src)
-            print(f"{cpu:7.1f} s cpu {wall:7.1f} s wall  {os.path.relpath(shown)}"
-                  + ("" if r.returncode == 0 else "  FAILED"), flush=True)
+            print(
+                f"{cpu:7.1f} s cpu {wall:7.1f} s wall  {os.path.relpath(shown)}"
+                + ("" if r.returncode == 0 else "  FAILED"),
+                flush=True,
+            )
             if r.returncode != 0:
                 print(r.stderr[-2000:], file=sys.stderr)
             rows.append((cpu, wall, shown, r.returncode))
     print(f"slowest first (load average now {os.getloadavg()[0]:.2f}):")
     for cpu, wall, src, rc in sorted(rows, reverse=True):
-        print(f"{cpu:7.1f} s cpu {wall:7.1f} s wall  {os.path.relpath(src)}" + ("" if rc == 0 else "  FAILED"))
+        print(
+            f"{cpu:7.1f} s cpu {wall:7.1f} s wall  {os.path.relpath(src)}"
+            + ("" if rc == 0 else "  FAILED")
+        )
     return 0 if all(rc == 0 for *_, rc in rows) else 1
 
 

@@ -23,16 +23,23 @@ namespace {
 template <typename T>
 struct Native;  // the torch scalar type behind each kernel element type
 template <>
-struct Native<float> { using type = float; };
+struct Native<float> {
+  using type = float;
+};
 template <>
-struct Native<dllm::bf16_t> { using type = c10::BFloat16; };
+struct Native<dllm::bf16_t> {
+  using type = c10::BFloat16;
+};
 template <>
-struct Native<dllm::f16_t> { using type = c10::Half; };
+struct Native<dllm::f16_t> {
+  using type = c10::Half;
+};
 
 template <typename T>
-void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::optional<at::Tensor>& v,
-         const std::optional<at::Tensor>& k_cache, const std::optional<at::Tensor>& v_cache,
-         const AttentionInputs& in, at::Tensor& out, at::Tensor& lse) {
+void run(const at::Tensor& q, const std::optional<at::Tensor>& k,
+         const std::optional<at::Tensor>& v, const std::optional<at::Tensor>& k_cache,
+         const std::optional<at::Tensor>& v_cache, const AttentionInputs& in, at::Tensor& out,
+         at::Tensor& lse) {
   const dllm::BlockAttentionArgs<T> a =
       block_attention_args<T>(q, k, v, k_cache, v_cache, in, out, lse);
 
@@ -95,26 +102,32 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
 }
 
 std::tuple<at::Tensor, at::Tensor> block_attention_cpu(
-    const at::Tensor& q,                          // [B, Lq, Hq, D]
-    const std::optional<at::Tensor>& k,           // [B, Lk, Hkv, D]
-    const std::optional<at::Tensor>& v,           // [B, Lk, Hkv, D]
-    const std::optional<at::Tensor>& k_cache,     // [num_pages, page_size, Hkv, D]
-    const std::optional<at::Tensor>& v_cache,     // [num_pages, page_size, Hkv, D]
-    const std::optional<at::Tensor>& block_table, // [B, max_pages] int32
-    const std::optional<at::Tensor>& cache_lens,  // [B] int32
-    const std::optional<at::Tensor>& kv_lens,     // [B] int32
-    const std::optional<at::Tensor>& q_start,     // [B] int32
+    const at::Tensor& q,                           // [B, Lq, Hq, D]
+    const std::optional<at::Tensor>& k,            // [B, Lk, Hkv, D]
+    const std::optional<at::Tensor>& v,            // [B, Lk, Hkv, D]
+    const std::optional<at::Tensor>& k_cache,      // [num_pages, page_size, Hkv, D]
+    const std::optional<at::Tensor>& v_cache,      // [num_pages, page_size, Hkv, D]
+    const std::optional<at::Tensor>& block_table,  // [B, max_pages] int32
+    const std::optional<at::Tensor>& cache_lens,   // [B] int32
+    const std::optional<at::Tensor>& kv_lens,      // [B] int32
+    const std::optional<at::Tensor>& q_start,      // [B] int32
     c10::string_view mask, int64_t block_size, double softmax_scale, bool check) {
-  const AttentionInputs in = block_attention_check(q, k, v, k_cache, v_cache, block_table,
-                                                   cache_lens, kv_lens, q_start, mask, block_size,
-                                                   softmax_scale, check);
+  const AttentionInputs in =
+      block_attention_check(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start,
+                            mask, block_size, softmax_scale, check);
   at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
   at::Tensor lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
   if (q.numel() == 0) return {out, lse};
   switch (q.scalar_type()) {
-    case at::kFloat: run<float>(q, k, v, k_cache, v_cache, in, out, lse); break;
-    case at::kBFloat16: run<dllm::bf16_t>(q, k, v, k_cache, v_cache, in, out, lse); break;
-    default: run<dllm::f16_t>(q, k, v, k_cache, v_cache, in, out, lse); break;
+    case at::kFloat:
+      run<float>(q, k, v, k_cache, v_cache, in, out, lse);
+      break;
+    case at::kBFloat16:
+      run<dllm::bf16_t>(q, k, v, k_cache, v_cache, in, out, lse);
+      break;
+    default:
+      run<dllm::f16_t>(q, k, v, k_cache, v_cache, in, out, lse);
+      break;
   }
   return {out, lse};
 }

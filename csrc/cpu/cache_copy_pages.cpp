@@ -12,9 +12,9 @@ namespace dllm_torch {
 
 namespace {
 
-void cache_copy_pages_cpu(at::Tensor& k_cache,     // [num_pages, page_size, H, D], in place
-                          at::Tensor& v_cache,     // [num_pages, page_size, H, D], in place
-                          const at::Tensor& pairs) // [n, 2] int64 (src, dst)
+void cache_copy_pages_cpu(at::Tensor& k_cache,      // [num_pages, page_size, H, D], in place
+                          at::Tensor& v_cache,      // [num_pages, page_size, H, D], in place
+                          const at::Tensor& pairs)  // [n, 2] int64 (src, dst)
 {
   const CacheDims d = cache_copy_pages_check(k_cache, v_cache, pairs);
   const int64_t n = pairs.size(0);
@@ -25,9 +25,9 @@ void cache_copy_pages_cpu(at::Tensor& k_cache,     // [num_pages, page_size, H, 
     const auto pv = dllm::view2d(pairs.const_data_ptr<int64_t>(), pairs.stride(0), pairs.stride(1));
     at::parallel_for(0, n * d.page_size, grain_for(2 * d.heads * d.head_dim * sizeof(E)),
                      [&](int64_t b, int64_t e) {
-      dllm::cpu::cache_copy_page_slots<E>(kc, vc, pv, d.num_pages, d.page_size, d.heads, d.head_dim,
-                                          b, e);
-    });
+                       dllm::cpu::cache_copy_page_slots<E>(kc, vc, pv, d.num_pages, d.page_size,
+                                                           d.heads, d.head_dim, b, e);
+                     });
   });
 }
 

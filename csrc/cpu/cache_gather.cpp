@@ -35,12 +35,12 @@ std::tuple<at::Tensor, at::Tensor> cache_gather_cpu(
                                  block_table.stride(1));
     E* ko = static_cast<E*>(k_out.data_ptr());
     E* vo = static_cast<E*>(v_out.data_ptr());
-    at::parallel_for(0, B * max_len, grain_for(2 * d.heads * d.head_dim * sizeof(E)),
-                     [&](int64_t b, int64_t e) {
-      dllm::cpu::cache_gather_tokens<E>(kc, vc, bt, kv_lens.const_data_ptr<int32_t>(),
-                                        kv_lens.stride(0), ko, vo, max_len, d.num_pages,
-                                        block_table.size(1), d.page_size, d.heads, d.head_dim, b, e);
-    });
+    at::parallel_for(
+        0, B * max_len, grain_for(2 * d.heads * d.head_dim * sizeof(E)), [&](int64_t b, int64_t e) {
+          dllm::cpu::cache_gather_tokens<E>(
+              kc, vc, bt, kv_lens.const_data_ptr<int32_t>(), kv_lens.stride(0), ko, vo, max_len,
+              d.num_pages, block_table.size(1), d.page_size, d.heads, d.head_dim, b, e);
+        });
   });
   return {k_out, v_out};
 }

@@ -23,8 +23,8 @@ void commit_cpu(at::Tensor& x,               // [B, L] int64/int32, written in p
   AT_DISPATCH_INDEX_TYPES(x.scalar_type(), "commit_", [&] {
     const auto xv = dllm::view2d(x.data_ptr<index_t>(), x.stride(0), x.stride(1));
     const auto x0v = dllm::view2d(x0.const_data_ptr<index_t>(), x0.stride(0), x0.stride(1));
-    const auto tv =
-        dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()), transfer.stride(0), transfer.stride(1));
+    const auto tv = dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()),
+                                 transfer.stride(0), transfer.stride(1));
     at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
       dllm::cpu::commit_rows<index_t>(xv, x0v, tv, L, begin, end);
     });

@@ -18,8 +18,8 @@ at::Tensor num_transfer_tokens_cpu(const at::Tensor& mask_index,  // [B, L] bool
   num_transfer_tokens_check(mask_index, steps);
   const int64_t B = mask_index.size(0), L = mask_index.size(1);
   at::Tensor out = at::empty({B, steps}, mask_index.options().dtype(at::kLong));  // [B, steps]
-  const auto mv = dllm::view2d(reinterpret_cast<const uint8_t*>(mask_index.const_data_ptr<bool>()), mask_index.stride(0),
-                               mask_index.stride(1));
+  const auto mv = dllm::view2d(reinterpret_cast<const uint8_t*>(mask_index.const_data_ptr<bool>()),
+                               mask_index.stride(0), mask_index.stride(1));
   const auto ov = dllm::view2d(out.data_ptr<int64_t>(), out.stride(0), out.stride(1));
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(L + steps, 1));
   at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {

@@ -22,9 +22,10 @@ namespace dllm_torch {
 namespace {
 
 template <typename T>
-void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::optional<at::Tensor>& v,
-         const std::optional<at::Tensor>& k_cache, const std::optional<at::Tensor>& v_cache,
-         const AttentionInputs& in, at::Tensor& out, at::Tensor& lse) {
+void run(const at::Tensor& q, const std::optional<at::Tensor>& k,
+         const std::optional<at::Tensor>& v, const std::optional<at::Tensor>& k_cache,
+         const std::optional<at::Tensor>& v_cache, const AttentionInputs& in, at::Tensor& out,
+         at::Tensor& lse) {
   const dllm::BlockAttentionArgs<T> a =
       block_attention_args<T>(q, k, v, k_cache, v_cache, in, out, lse);
   const int num_sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
@@ -40,19 +41,19 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
 }
 
 std::tuple<at::Tensor, at::Tensor> block_attention_cuda(
-    const at::Tensor& q,                          // [B, Lq, Hq, D]
-    const std::optional<at::Tensor>& k,           // [B, Lk, Hkv, D]
-    const std::optional<at::Tensor>& v,           // [B, Lk, Hkv, D]
-    const std::optional<at::Tensor>& k_cache,     // [num_pages, page_size, Hkv, D]
-    const std::optional<at::Tensor>& v_cache,     // [num_pages, page_size, Hkv, D]
-    const std::optional<at::Tensor>& block_table, // [B, max_pages] int32
-    const std::optional<at::Tensor>& cache_lens,  // [B] int32
-    const std::optional<at::Tensor>& kv_lens,     // [B] int32
-    const std::optional<at::Tensor>& q_start,     // [B] int32
+    const at::Tensor& q,                           // [B, Lq, Hq, D]
+    const std::optional<at::Tensor>& k,            // [B, Lk, Hkv, D]
+    const std::optional<at::Tensor>& v,            // [B, Lk, Hkv, D]
+    const std::optional<at::Tensor>& k_cache,      // [num_pages, page_size, Hkv, D]
+    const std::optional<at::Tensor>& v_cache,      // [num_pages, page_size, Hkv, D]
+    const std::optional<at::Tensor>& block_table,  // [B, max_pages] int32
+    const std::optional<at::Tensor>& cache_lens,   // [B] int32
+    const std::optional<at::Tensor>& kv_lens,      // [B] int32
+    const std::optional<at::Tensor>& q_start,      // [B] int32
     c10::string_view mask, int64_t block_size, double softmax_scale, bool check) {
-  const AttentionInputs in = block_attention_check(q, k, v, k_cache, v_cache, block_table,
-                                                   cache_lens, kv_lens, q_start, mask, block_size,
-                                                   softmax_scale, check);
+  const AttentionInputs in =
+      block_attention_check(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start,
+                            mask, block_size, softmax_scale, check);
   const c10::cuda::CUDAGuard guard(q.device());
   at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
   at::Tensor lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));

@@ -25,11 +25,12 @@ void cache_copy_pages_cuda(at::Tensor& k_cache,      // [num_pages, page_size, H
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
-    DLLM_CUDA_CHECK("cache_copy_pages_",
-                    dllm::cuda::cache_copy_pages<E>(
-                        cache_view<E>(k_cache), cache_view<E>(v_cache),
-                        dllm::view2d(pairs.const_data_ptr<int64_t>(), pairs.stride(0), pairs.stride(1)),
-                        n, d.num_pages, d.page_size, d.heads, d.head_dim, stream));
+    DLLM_CUDA_CHECK(
+        "cache_copy_pages_",
+        dllm::cuda::cache_copy_pages<E>(
+            cache_view<E>(k_cache), cache_view<E>(v_cache),
+            dllm::view2d(pairs.const_data_ptr<int64_t>(), pairs.stride(0), pairs.stride(1)), n,
+            d.num_pages, d.page_size, d.heads, d.head_dim, stream));
   });
 }
 

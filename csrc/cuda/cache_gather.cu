@@ -33,13 +33,13 @@ std::tuple<at::Tensor, at::Tensor> cache_gather_cuda(
     using E = decltype(e);
     DLLM_CUDA_CHECK(
         "cache_gather",
-        dllm::cuda::cache_gather<E>(
-            const_cache_view<E>(k_cache), const_cache_view<E>(v_cache),
-            dllm::view2d(block_table.const_data_ptr<int32_t>(), block_table.stride(0),
-                         block_table.stride(1)),
-            kv_lens.const_data_ptr<int32_t>(), kv_lens.stride(0),
-            static_cast<E*>(k_out.data_ptr()), static_cast<E*>(v_out.data_ptr()), B, max_len,
-            d.num_pages, block_table.size(1), d.page_size, d.heads, d.head_dim, stream));
+        dllm::cuda::cache_gather<E>(const_cache_view<E>(k_cache), const_cache_view<E>(v_cache),
+                                    dllm::view2d(block_table.const_data_ptr<int32_t>(),
+                                                 block_table.stride(0), block_table.stride(1)),
+                                    kv_lens.const_data_ptr<int32_t>(), kv_lens.stride(0),
+                                    static_cast<E*>(k_out.data_ptr()),
+                                    static_cast<E*>(v_out.data_ptr()), B, max_len, d.num_pages,
+                                    block_table.size(1), d.page_size, d.heads, d.head_dim, stream));
   });
   return {k_out, v_out};
 }

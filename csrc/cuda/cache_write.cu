@@ -29,11 +29,10 @@ void cache_write_cuda(at::Tensor& k_cache,             // [num_pages, page_size,
   const auto sm = slots_view(slot_mapping);
   dispatch_elem_size(k_cache, [&](auto e) {
     using E = decltype(e);
-    DLLM_CUDA_CHECK("cache_write_",
-                    dllm::cuda::cache_write<E>(cache_view<E>(k_cache), cache_view<E>(v_cache),
-                                               token_view<E>(k), token_view<E>(v), sm, N,
-                                               d.page_size, d.num_pages * d.page_size, d.heads,
-                                               d.head_dim, stream));
+    DLLM_CUDA_CHECK("cache_write_", dllm::cuda::cache_write<E>(
+                                        cache_view<E>(k_cache), cache_view<E>(v_cache),
+                                        token_view<E>(k), token_view<E>(v), sm, N, d.page_size,
+                                        d.num_pages * d.page_size, d.heads, d.head_dim, stream));
   });
 }
 

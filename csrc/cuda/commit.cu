@@ -1,4 +1,5 @@
-// csrc/cuda/commit.cu — CUDA implementation of dllm_kernels::commit_ (checks in csrc/torch/checks.cpp).
+// csrc/cuda/commit.cu — CUDA implementation of dllm_kernels::commit_ (checks in
+// csrc/torch/checks.cpp).
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -21,8 +22,8 @@ void commit_cuda(at::Tensor& x,               // [B, L] int64/int32, written in 
   AT_DISPATCH_INDEX_TYPES(x.scalar_type(), "commit_", [&] {
     const auto xv = dllm::view2d(x.data_ptr<index_t>(), x.stride(0), x.stride(1));
     const auto x0v = dllm::view2d(x0.const_data_ptr<index_t>(), x0.stride(0), x0.stride(1));
-    const auto tv =
-        dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()), transfer.stride(0), transfer.stride(1));
+    const auto tv = dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()),
+                                 transfer.stride(0), transfer.stride(1));
     DLLM_CUDA_CHECK("commit_",
                     dllm::cuda::commit<index_t>(xv, x0v, tv, x.size(0), x.size(1), stream));
   });

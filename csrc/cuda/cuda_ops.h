@@ -26,14 +26,17 @@ inline at::Tensor sorted_suppress(const std::optional<at::Tensor>& suppress_toke
 template <typename Fn>
 void with_logits(const at::Tensor& logits, const char* op, Fn&& fn) {
   switch (logits.scalar_type()) {
-    case at::kFloat: fn(logits.const_data_ptr<float>()); break;
+    case at::kFloat:
+      fn(logits.const_data_ptr<float>());
+      break;
     case at::kBFloat16:
       fn(reinterpret_cast<const dllm::bf16_t*>(logits.const_data_ptr<at::BFloat16>()));
       break;
     case at::kHalf:
       fn(reinterpret_cast<const dllm::f16_t*>(logits.const_data_ptr<at::Half>()));
       break;
-    default: TORCH_CHECK(false, "dllm_kernels.", op, ": unsupported logits dtype");
+    default:
+      TORCH_CHECK(false, "dllm_kernels.", op, ": unsupported logits dtype");
   }
 }
 

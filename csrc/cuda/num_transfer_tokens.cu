@@ -18,12 +18,12 @@ at::Tensor num_transfer_tokens_cuda(const at::Tensor& mask_index,  // [B, L] boo
   const c10::cuda::CUDAGuard guard(mask_index.device());
   const int64_t B = mask_index.size(0), L = mask_index.size(1);
   at::Tensor out = at::empty({B, steps}, mask_index.options().dtype(at::kLong));  // [B, steps]
-  const auto mv = dllm::view2d(reinterpret_cast<const uint8_t*>(mask_index.const_data_ptr<bool>()), mask_index.stride(0),
-                               mask_index.stride(1));
+  const auto mv = dllm::view2d(reinterpret_cast<const uint8_t*>(mask_index.const_data_ptr<bool>()),
+                               mask_index.stride(0), mask_index.stride(1));
   const auto ov = dllm::view2d(out.data_ptr<int64_t>(), out.stride(0), out.stride(1));
-  DLLM_CUDA_CHECK("num_transfer_tokens",
-                  dllm::cuda::num_transfer_tokens(mv, ov, B, L, steps,
-                                                  at::cuda::getCurrentCUDAStream()));
+  DLLM_CUDA_CHECK(
+      "num_transfer_tokens",
+      dllm::cuda::num_transfer_tokens(mv, ov, B, L, steps, at::cuda::getCurrentCUDAStream()));
   return out;
 }
 

@@ -9,19 +9,25 @@
 
 namespace dllm_test {
 
-inline int& passed() { static int n = 0; return n; }
-inline int& failed() { static int n = 0; return n; }
+inline int& passed() {
+  static int n = 0;
+  return n;
+}
+inline int& failed() {
+  static int n = 0;
+  return n;
+}
 
-#define CHECK(cond, ...)                                                    \
-  do {                                                                      \
-    if (cond) {                                                             \
-      ++dllm_test::passed();                                                \
-    } else {                                                                \
-      ++dllm_test::failed();                                                \
-      std::printf("FAIL %s:%d: %s -- ", __FILE__, __LINE__, #cond);         \
-      std::printf(__VA_ARGS__);                                             \
-      std::printf("\n");                                                    \
-    }                                                                       \
+#define CHECK(cond, ...)                                            \
+  do {                                                              \
+    if (cond) {                                                     \
+      ++dllm_test::passed();                                        \
+    } else {                                                        \
+      ++dllm_test::failed();                                        \
+      std::printf("FAIL %s:%d: %s -- ", __FILE__, __LINE__, #cond); \
+      std::printf(__VA_ARGS__);                                     \
+      std::printf("\n");                                            \
+    }                                                               \
   } while (0)
 
 inline int report(const char* name) {
@@ -45,7 +51,9 @@ inline std::vector<char> random_mask(std::mt19937_64& rng, size_t n, double p) {
 }
 
 // Shapes every op is tested on: odd sizes, a single element, block sizes around 32.
-struct Shape { int64_t B, L; };
+struct Shape {
+  int64_t B, L;
+};
 inline const std::vector<Shape>& test_shapes() {
   static const std::vector<Shape> shapes = {{1, 1}, {1, 7}, {2, 32}, {3, 33}, {4, 320}, {2, 4099}};
   return shapes;

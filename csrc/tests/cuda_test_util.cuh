@@ -20,13 +20,13 @@ inline void require_gpu(const char* name) {
   }
 }
 
-#define CUDA_OK(expr)                                                                  \
-  do {                                                                                 \
-    const cudaError_t e_ = (expr);                                                     \
-    if (e_ != cudaSuccess) {                                                           \
+#define CUDA_OK(expr)                                                                      \
+  do {                                                                                     \
+    const cudaError_t e_ = (expr);                                                         \
+    if (e_ != cudaSuccess) {                                                               \
       std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(2);                                                                    \
-    }                                                                                  \
+      std::exit(2);                                                                        \
+    }                                                                                      \
   } while (0)
 
 template <typename T>

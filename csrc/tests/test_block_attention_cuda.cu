@@ -48,14 +48,14 @@ constexpr const char* kTypeName = std::is_same_v<T, dllm::bf16_t> ? "bf16" : "f1
 struct Case {
   std::string name;
   int64_t B, Lq, Hq, Hkv, D;
-  int64_t page_size;                 // 0: no cache (k_cache = nullptr)
-  int64_t Lk;                        // -1: no contiguous part (k = nullptr)
-  std::vector<int32_t> cache_lens;   // [B] (ignored without a cache)
-  std::vector<int32_t> kv_lens;      // [B] (ignored without k)
-  std::vector<int32_t> q_start;      // [B]; empty: cache_lens
+  int64_t page_size;                // 0: no cache (k_cache = nullptr)
+  int64_t Lk;                       // -1: no contiguous part (k = nullptr)
+  std::vector<int32_t> cache_lens;  // [B] (ignored without a cache)
+  std::vector<int32_t> kv_lens;     // [B] (ignored without k)
+  std::vector<int32_t> q_start;     // [B]; empty: cache_lens
   AttnMask mask = AttnMask::kFull;
   int64_t block_size = 32;
-  int64_t q_pad = 0, o_pad = 0;      // extra elements after each head row of q / out
+  int64_t q_pad = 0, o_pad = 0;  // extra elements after each head row of q / out
   bool want_lse = true;
   float q_mag = 1.0f;
 };
@@ -200,8 +200,8 @@ static void run_case(std::mt19937_64& rng, const Case& c, int device_sms) {
       for (float g : lse) bad_lse += g != 777.0f;  // lse == nullptr: nothing written
     CHECK(bad == 0 && bad_pad == 0 && bad_lse == 0,
           "%s %s num_sms=%d splits=%d: %lld bad outputs, %lld touched pads, %lld bad lse; %s",
-          c.name.c_str(), kTypeName<T>, sms,
-          plan.splits, (long long)bad, (long long)bad_pad, (long long)bad_lse, first);
+          c.name.c_str(), kTypeName<T>, sms, plan.splits, (long long)bad, (long long)bad_pad,
+          (long long)bad_lse, first);
     std::printf("  %-34s %-4s num_sms=%-6d splits=%-2d max|err|=%.3g\n", c.name.c_str(),
                 kTypeName<T>, sms, plan.splits, worst);
   }
@@ -234,7 +234,16 @@ static std::vector<Case> cases() {
   // Cache only, page 64, Lq 1, lengths 0 / 1 / 33 / 1000.
   cs.push_back({"cache_only_lq1_d64_p64", 4, 1, 4, 4, 64, 64, -1, {0, 1, 33, 1000}, {}, {}});
   {
-    Case c{"cache_only_lq1_causal_gqa7_p16", 4, 1, 7, 1, 128, 16, -1, {0, 1, 33, 1000}, {},
+    Case c{"cache_only_lq1_causal_gqa7_p16",
+           4,
+           1,
+           7,
+           1,
+           128,
+           16,
+           -1,
+           {0, 1, 33, 1000},
+           {},
            {0, 0, 20, 999}};
     c.mask = AttnMask::kBlockCausal;
     c.block_size = 32;
@@ -249,8 +258,9 @@ static std::vector<Case> cases() {
   cs.push_back({"split_b1_hkv4_4097_full_gqa4", 1, 16, 16, 4, 128, 16, -1, {4097}, {}, {}});
   // B = 32, mixed lengths (some rows with no key at all), GQA 4, staircase.
   {
-    Case c{"b32_gqa4_d128_p16_causal", 32, 8, 8, 2, 128, 16, 33,
-           cycle(32, {0, 1, 33, 300, 0, 64}), cycle(32, {0, 33, 1, 8, 5, 0}), {}};
+    Case c{
+        "b32_gqa4_d128_p16_causal",     32, 8, 8, 2, 128, 16, 33, cycle(32, {0, 1, 33, 300, 0, 64}),
+        cycle(32, {0, 33, 1, 8, 5, 0}), {}};
     c.mask = AttnMask::kBlockCausal;
     c.block_size = 8;
     cs.push_back(c);

@@ -18,10 +18,9 @@ int main() {
       for (int64_t b = 0; b < s.B; ++b)
         for (int64_t l = 0; l < s.L; ++l)
           if (t[b * s.L + l]) want[b * row + pad + l] = x0[b * s.L + l];
-      dllm::cpu::commit_rows<int64_t>(dllm::view2d(x.data() + pad, row, 1),
-                                      dllm::view2d(x0.data(), s.L, 1),
-                                      dllm::view2d(reinterpret_cast<const uint8_t*>(t.data()), s.L, 1),
-                                      s.L, 0, s.B);
+      dllm::cpu::commit_rows<int64_t>(
+          dllm::view2d(x.data() + pad, row, 1), dllm::view2d(x0.data(), s.L, 1),
+          dllm::view2d(reinterpret_cast<const uint8_t*>(t.data()), s.L, 1), s.L, 0, s.B);
       CHECK(x == want, "B=%lld L=%lld pad=%lld", (long long)s.B, (long long)s.L, (long long)pad);
     }
   }
@@ -31,9 +30,12 @@ int main() {
   const auto x0 = random_tokens(rng, 6 * 9, 100);
   const auto t = random_mask(rng, 6 * 9, 0.5);
   const auto tv = dllm::view2d(reinterpret_cast<const uint8_t*>(t.data()), 9, 1);
-  dllm::cpu::commit_rows<int64_t>(dllm::view2d(x.data(), 9, 1), dllm::view2d(x0.data(), 9, 1), tv, 9, 0, 6);
-  dllm::cpu::commit_rows<int64_t>(dllm::view2d(y.data(), 9, 1), dllm::view2d(x0.data(), 9, 1), tv, 9, 0, 2);
-  dllm::cpu::commit_rows<int64_t>(dllm::view2d(y.data(), 9, 1), dllm::view2d(x0.data(), 9, 1), tv, 9, 2, 6);
+  dllm::cpu::commit_rows<int64_t>(dllm::view2d(x.data(), 9, 1), dllm::view2d(x0.data(), 9, 1), tv,
+                                  9, 0, 6);
+  dllm::cpu::commit_rows<int64_t>(dllm::view2d(y.data(), 9, 1), dllm::view2d(x0.data(), 9, 1), tv,
+                                  9, 0, 2);
+  dllm::cpu::commit_rows<int64_t>(dllm::view2d(y.data(), 9, 1), dllm::view2d(x0.data(), 9, 1), tv,
+                                  9, 2, 6);
   CHECK(x == y, "split rows");
   return report("commit_cpu");
 }

@@ -20,16 +20,15 @@ int main() {
       const auto t = random_mask(rng, s.B * s.L, 0.3);
       DeviceBuffer<int64_t> dx(x), dx0(x0);
       DeviceBuffer<char> dt(t);
-      CUDA_OK(dllm::cuda::commit<int64_t>(dllm::view2d(dx.ptr + pad, row, 1),
-                                          dllm::view2d<const int64_t>(dx0.ptr, s.L, 1),
-                                          dllm::view2d(reinterpret_cast<const uint8_t*>(dt.ptr), s.L, 1),
-                                          s.B, s.L, nullptr));
+      CUDA_OK(dllm::cuda::commit<int64_t>(
+          dllm::view2d(dx.ptr + pad, row, 1), dllm::view2d<const int64_t>(dx0.ptr, s.L, 1),
+          dllm::view2d(reinterpret_cast<const uint8_t*>(dt.ptr), s.L, 1), s.B, s.L, nullptr));
       CUDA_OK(cudaDeviceSynchronize());
-      dllm::cpu::commit_rows<int64_t>(dllm::view2d(x.data() + pad, row, 1),
-                                      dllm::view2d(x0.data(), s.L, 1),
-                                      dllm::view2d(reinterpret_cast<const uint8_t*>(t.data()), s.L, 1),
-                                      s.L, 0, s.B);
-      CHECK(dx.to_host() == x, "B=%lld L=%lld pad=%lld", (long long)s.B, (long long)s.L, (long long)pad);
+      dllm::cpu::commit_rows<int64_t>(
+          dllm::view2d(x.data() + pad, row, 1), dllm::view2d(x0.data(), s.L, 1),
+          dllm::view2d(reinterpret_cast<const uint8_t*>(t.data()), s.L, 1), s.L, 0, s.B);
+      CHECK(dx.to_host() == x, "B=%lld L=%lld pad=%lld", (long long)s.B, (long long)s.L,
+            (long long)pad);
     }
   }
   return report("commit_cuda");

@@ -87,7 +87,7 @@ uint16_t to_f16(float f) {  // round to nearest even, via float arithmetic on th
   const uint32_t a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);
   if (a >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // overflow -> inf
-  if (a < 0x38800000u) {  // subnormal half
+  if (a < 0x38800000u) {                                               // subnormal half
     float mag;
     std::memcpy(&mag, &a, 4);
     return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(mag * 16777216.0f)));
@@ -162,18 +162,46 @@ void check_positions(int level) {
           std::vector<int64_t> sup;
           float scale = 3.0f;
           switch (mode) {
-            case 0: break;
-            case 1: p.sample = true; break;
-            case 2: p.sample = true; p.inv_temperature = 1.0f / 0.7f; p.source_sampling = true; break;
-            case 3: p.sample = true; p.inv_temperature = 1.0f / 1.3f; p.top_k = 5; break;
-            case 4: p.sample = true; p.top_p = 0.9; break;
-            case 5: p.top_p = 0.5; p.source_sampling = true; break;
-            case 6: p.top_k = 3; break;
-            case 7: p.sample = true; p.inv_temperature = 2.0f; scale = 30.0f;
-                    for (const int64_t id : {int64_t{0}, int64_t{3}, V / 2, V - 1}) sup.push_back(id);
-                    break;
-            case 8: scale = 0.1f; sup.push_back(1); sup.push_back(V / 3); p.top_p = 0.95;
-                    p.top_p_first = true; p.top_k = 40; break;
+            case 0:
+              break;
+            case 1:
+              p.sample = true;
+              break;
+            case 2:
+              p.sample = true;
+              p.inv_temperature = 1.0f / 0.7f;
+              p.source_sampling = true;
+              break;
+            case 3:
+              p.sample = true;
+              p.inv_temperature = 1.0f / 1.3f;
+              p.top_k = 5;
+              break;
+            case 4:
+              p.sample = true;
+              p.top_p = 0.9;
+              break;
+            case 5:
+              p.top_p = 0.5;
+              p.source_sampling = true;
+              break;
+            case 6:
+              p.top_k = 3;
+              break;
+            case 7:
+              p.sample = true;
+              p.inv_temperature = 2.0f;
+              scale = 30.0f;
+              for (const int64_t id : {int64_t{0}, int64_t{3}, V / 2, V - 1}) sup.push_back(id);
+              break;
+            case 8:
+              scale = 0.1f;
+              sup.push_back(1);
+              sup.push_back(V / 3);
+              p.top_p = 0.95;
+              p.top_p_first = true;
+              p.top_k = 40;
+              break;
           }
           for (int64_t& s : sup) s = std::min<int64_t>(s, V - 1);
           std::sort(sup.begin(), sup.end());
@@ -184,16 +212,19 @@ void check_positions(int level) {
           if (special) {
             for (float& v : f) {
               const float u = unif(rng);
-              if (u < 0.03f) v = -INFINITY;
-              else if (u < 0.04f) v = NAN;
-              else if (u < 0.041f) v = INFINITY;
+              if (u < 0.03f)
+                v = -INFINITY;
+              else if (u < 0.04f)
+                v = NAN;
+              else if (u < 0.041f)
+                v = INFINITY;
             }
             for (int64_t j = 0; j < V; ++j) f[V + j] = -INFINITY;  // nothing to decode
           }
-          const std::string name = std::string(path_name(level)) + " V=" +
-                                   std::to_string(V) + " mode=" + std::to_string(mode) +
-                                   " conf=" + std::to_string(conf) + " dtype=" +
-                                   std::to_string(dtype) + (special ? " nan/inf" : "");
+          const std::string name = std::string(path_name(level)) + " V=" + std::to_string(V) +
+                                   " mode=" + std::to_string(mode) +
+                                   " conf=" + std::to_string(conf) +
+                                   " dtype=" + std::to_string(dtype) + (special ? " nan/inf" : "");
           if (dtype == 0) {
             compare(f, P, V, sup, p, level, name);
           } else if (dtype == 1) {
@@ -215,16 +246,16 @@ void check_positions(int level) {
 
 #ifdef DLLM_DENOISE_SIMD
 // One level's Philox block and bound, called through plain pointers (target-specific code).
-#define DLLM_TEST_LEVEL(ns, TGT, W, load_words)                                                \
-  __attribute__((target(TGT))) void ns##_philox(uint64_t seed, uint32_t offset, int64_t b,     \
-                                                   int64_t l, uint32_t g0, uint32_t* out) {       \
-    const simd::ns::PhiloxCtx c = simd::ns::philox_ctx(seed, offset, b, l);                      \
-    simd::ns::VI w[4];                                                                            \
-    simd::ns::philox_block(c, g0, w);                                                             \
-    for (int k = 0; k < 4; ++k) simd::ns::storei(out + W * k, w[k]);                              \
-  }                                                                                               \
-  __attribute__((target(TGT))) void ns##_bound(const uint32_t* w, float* out) {                \
-    simd::ns::store(out, simd::ns::gumbel_bound(load_words(w)));                                  \
+#define DLLM_TEST_LEVEL(ns, TGT, W, load_words)                                            \
+  __attribute__((target(TGT))) void ns##_philox(uint64_t seed, uint32_t offset, int64_t b, \
+                                                int64_t l, uint32_t g0, uint32_t* out) {   \
+    const simd::ns::PhiloxCtx c = simd::ns::philox_ctx(seed, offset, b, l);                \
+    simd::ns::VI w[4];                                                                     \
+    simd::ns::philox_block(c, g0, w);                                                      \
+    for (int k = 0; k < 4; ++k) simd::ns::storei(out + W * k, w[k]);                       \
+  }                                                                                        \
+  __attribute__((target(TGT))) void ns##_bound(const uint32_t* w, float* out) {            \
+    simd::ns::store(out, simd::ns::gumbel_bound(load_words(w)));                           \
   }
 #define DLLM_LOAD8(w) _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w))
 #define DLLM_LOAD16(w) _mm512_loadu_si512(w)

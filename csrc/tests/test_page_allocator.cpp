@@ -13,9 +13,11 @@ int main() {
   a.fork(1, 2);
   CHECK(a.refcount(0) == 2 && a.num_free_pages() == 5, "fork shares");
   const auto copies = a.writable(2, 5, 9);
-  CHECK(copies.size() == 2 && copies[0] == std::make_pair(1, 3) && copies[1] == std::make_pair(2, 4),
-        "copy-on-write pairs");
-  CHECK((a.pages(2) == std::vector<int32_t>{0, 3, 4}) && (a.pages(1) == std::vector<int32_t>{0, 1, 2}),
+  CHECK(
+      copies.size() == 2 && copies[0] == std::make_pair(1, 3) && copies[1] == std::make_pair(2, 4),
+      "copy-on-write pairs");
+  CHECK((a.pages(2) == std::vector<int32_t>{0, 3, 4}) &&
+            (a.pages(1) == std::vector<int32_t>{0, 1, 2}),
         "copy-on-write pages");
   bool threw = false;
   try {

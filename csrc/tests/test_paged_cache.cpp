@@ -27,8 +27,10 @@ int main() {
   using E = uint32_t;  // fp32 moved as 4-byte words
   const dllm::PagedCacheView<E> kv{reinterpret_cast<E*>(kc.data()), page, token, D};
   const dllm::PagedCacheView<E> vv{reinterpret_cast<E*>(vc.data()), page, token, D};
-  const dllm::TokenView<const E> kt{reinterpret_cast<const E*>(k.data()), L, L * token, token, D, 1};
-  const dllm::TokenView<const E> vt{reinterpret_cast<const E*>(v.data()), L, L * token, token, D, 1};
+  const dllm::TokenView<const E> kt{
+      reinterpret_cast<const E*>(k.data()), L, L * token, token, D, 1};
+  const dllm::TokenView<const E> vt{
+      reinterpret_cast<const E*>(v.data()), L, L * token, token, D, 1};
   dllm::cpu::cache_write_tokens<E>(kv, vv, kt, vt, dllm::view2d<const int64_t>(slots.data(), L, 1),
                                    S, P * S, H, D, 0, B * L);
   for (int64_t b = 0; b < B; ++b)
@@ -37,7 +39,8 @@ int main() {
         CHECK(kc[(pages[b][i / S] * S + i % S) * token + j] == k[(b * L + i) * token + j] &&
                   vc[(pages[b][i / S] * S + i % S) * token + j] == v[(b * L + i) * token + j],
               "write b=%lld i=%lld", (long long)b, (long long)i);
-  CHECK(kc[(7 * S + 1) * token] == -1.0f - static_cast<float>((7 * S + 1) * token), "padding written");
+  CHECK(kc[(7 * S + 1) * token] == -1.0f - static_cast<float>((7 * S + 1) * token),
+        "padding written");
 
   // Gather with max_len 8: row 0 reads back 7 tokens and one zero row, row 1 five and zeros.
   const int64_t max_len = 8;
@@ -54,7 +57,8 @@ int main() {
       for (int64_t j = 0; j < token; ++j) {
         const float want_k = i < lens[b] ? k[(b * L + i) * token + j] : 0.0f;
         const float want_v = i < lens[b] ? v[(b * L + i) * token + j] : 0.0f;
-        CHECK(ko[(b * max_len + i) * token + j] == want_k && vo[(b * max_len + i) * token + j] == want_v,
+        CHECK(ko[(b * max_len + i) * token + j] == want_k &&
+                  vo[(b * max_len + i) * token + j] == want_v,
               "gather b=%lld i=%lld", (long long)b, (long long)i);
       }
 

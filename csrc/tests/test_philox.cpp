@@ -9,12 +9,16 @@
 using namespace dllm_test;
 
 int main() {
-  struct Kat { uint32_t c[4], k[2], out[4]; };
+  struct Kat {
+    uint32_t c[4], k[2], out[4];
+  };
   const Kat kats[] = {
       {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
-      {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu},
+      {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+       {0xffffffffu, 0xffffffffu},
        {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
-      {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u},
+      {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u},
+       {0xa4093822u, 0x299f31d0u},
        {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
   };
   for (const Kat& t : kats) {
@@ -23,7 +27,8 @@ int main() {
           "KAT %08x %08x %08x %08x", r.w[0], r.w[1], r.w[2], r.w[3]);
   }
   CHECK(dllm::uniform_open01(0) > 0.0f && dllm::uniform_open01(0xffffffffu) < 1.0f, "open01 range");
-  CHECK(dllm::uniform_closed0(0) == 0.0f && dllm::uniform_closed0(0xffffffffu) < 1.0f, "closed0 range");
+  CHECK(dllm::uniform_closed0(0) == 0.0f && dllm::uniform_closed0(0xffffffffu) < 1.0f,
+        "closed0 range");
   // log_det: within 2 ulp-ish of the true log over the range Gumbel noise uses.
   double worst = 0;
   for (uint32_t w = 0; w < (1u << 24); w += 4099) {

@@ -15,7 +15,9 @@
 namespace py = pybind11;
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "dllm_kernels native module: host objects (PageAllocator); ops live in torch.ops.dllm_kernels";
+  m.doc() =
+      "dllm_kernels native module: host objects (PageAllocator); ops live in "
+      "torch.ops.dllm_kernels";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -42,20 +44,23 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "Instruction sets the CPU kernels can use here (chosen at run time).");
   using A = dllm::PageAllocator;
-  py::class_<A>(m, "PageAllocator",
-                "Pages of a paged KV cache: reserve / pages / fork / free / writable (copy-on-write).\n"
-                "slot = page * page_size + offset. Spec: dllm_kernels.reference.PageAllocator.")
+  py::class_<A>(
+      m, "PageAllocator",
+      "Pages of a paged KV cache: reserve / pages / fork / free / writable (copy-on-write).\n"
+      "slot = page * page_size + offset. Spec: dllm_kernels.reference.PageAllocator.")
       .def(py::init<int64_t, int64_t>(), py::arg("num_pages"), py::arg("page_size"))
       .def_property_readonly("num_pages", &A::num_pages)
       .def_property_readonly("page_size", &A::page_size)
       .def_property_readonly("num_free_pages", &A::num_free_pages)
       .def("reserve", &A::reserve, py::arg("seq_id"), py::arg("num_tokens"),
            "Make seq_id hold pages for num_tokens tokens in total (grows, never shrinks).")
-      .def("pages", [](const A& a, int64_t seq_id) { return a.pages(seq_id); }, py::arg("seq_id"),
-           "Physical page ids of seq_id in logical order.")
+      .def(
+          "pages", [](const A& a, int64_t seq_id) { return a.pages(seq_id); }, py::arg("seq_id"),
+          "Physical page ids of seq_id in logical order.")
       .def("fork", &A::fork, py::arg("src_seq_id"), py::arg("dst_seq_id"),
            "dst shares all of src's pages (reference counted).")
-      .def("free", &A::free, py::arg("seq_id"), "Release seq_id's pages; unknown ids raise KeyError.")
+      .def("free", &A::free, py::arg("seq_id"),
+           "Release seq_id's pages; unknown ids raise KeyError.")
       .def("writable", &A::writable, py::arg("seq_id"), py::arg("start"), py::arg("end"),
            "Make the pages covering tokens [start, end) private; returns (src, dst) page copies.")
       .def("refcount", &A::refcount, py::arg("page"))

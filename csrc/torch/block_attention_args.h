@@ -17,13 +17,10 @@ const T* attn_ptr_or_null(const std::optional<at::Tensor>& t) {
 }
 
 template <typename T>
-dllm::BlockAttentionArgs<T> block_attention_args(const at::Tensor& q,
-                                                 const std::optional<at::Tensor>& k,
-                                                 const std::optional<at::Tensor>& v,
-                                                 const std::optional<at::Tensor>& k_cache,
-                                                 const std::optional<at::Tensor>& v_cache,
-                                                 const AttentionInputs& in, at::Tensor& out,
-                                                 at::Tensor& lse) {
+dllm::BlockAttentionArgs<T> block_attention_args(
+    const at::Tensor& q, const std::optional<at::Tensor>& k, const std::optional<at::Tensor>& v,
+    const std::optional<at::Tensor>& k_cache, const std::optional<at::Tensor>& v_cache,
+    const AttentionInputs& in, at::Tensor& out, at::Tensor& lse) {
   dllm::BlockAttentionArgs<T> a{};
   a.q = static_cast<const T*>(q.const_data_ptr());
   a.q_stride_b = q.stride(0), a.q_stride_l = q.stride(1), a.q_stride_h = q.stride(2);

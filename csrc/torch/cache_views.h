@@ -35,8 +35,12 @@ dllm::PagedCacheView<const E> const_cache_view(const at::Tensor& c) {
 template <typename E>
 dllm::TokenView<const E> token_view(const at::Tensor& t) {
   const bool flat = t.dim() == 3;
-  return {static_cast<const E*>(t.const_data_ptr()), flat ? t.size(0) : t.size(1),
-          flat ? 0 : t.stride(0), flat ? t.stride(0) : t.stride(1), t.stride(-2), t.stride(-1)};
+  return {static_cast<const E*>(t.const_data_ptr()),
+          flat ? t.size(0) : t.size(1),
+          flat ? 0 : t.stride(0),
+          flat ? t.stride(0) : t.stride(1),
+          t.stride(-2),
+          t.stride(-1)};
 }
 
 // slot_mapping [N] or [B, L] as a [n0, n1] view.

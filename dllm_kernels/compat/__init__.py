@@ -4,8 +4,10 @@ Switching is one import; name, signature, defaults and return value are the orig
 
     from dllm_kernels.compat.llada import generate                       # ML-GSAI/LLaDA generate.py
     from dllm_kernels.compat.fast_dllm import generate, generate_with_prefix_cache, \\
-        generate_with_dual_cache                                         # NVlabs/Fast-dLLM llada/generate.py
-    from dllm_kernels.compat.dream import diffusion_generate             # Dream's generation_utils.py
+        generate_with_dual_cache                                         # NVlabs/Fast-dLLM
+        llada/generate.py
+    from dllm_kernels.compat.dream import diffusion_generate             # Dream's
+    generation_utils.py
 
 Each calls the user's model the way the original does (model(x, attention_mask=...).logits, the
 model's own past_key_values protocol, Dream's model(x, attention_mask, tok_idx)), so any model

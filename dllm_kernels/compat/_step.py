@@ -23,27 +23,46 @@ def llada_confidence(remasking: str) -> str:
     raise NotImplementedError(remasking)
 
 
-def commit_step(logits, x, mask_id: int, *, temperature: float, confidence: str,
-                suppress_tokens=None, **rule) -> torch.Tensor:
+def commit_step(
+    logits, x, mask_id: int, *, temperature: float, confidence: str, suppress_tokens=None, **rule
+) -> torch.Tensor:
     """x[transfer] = x0[transfer] in place over the columns of x (a [B, L] view) from logits
     [B, L, V]; returns transfer."""
     _, _, transfer = ops.denoise_and_select(
-        logits, x, mask_id, temperature=temperature, confidence=confidence,
-        suppress_tokens=suppress_tokens, commit=True, seed=_seed(temperature, confidence), **rule)
+        logits,
+        x,
+        mask_id,
+        temperature=temperature,
+        confidence=confidence,
+        suppress_tokens=suppress_tokens,
+        commit=True,
+        seed=_seed(temperature, confidence),
+        **rule,
+    )
     return transfer
 
 
-def commit_step_eos_eot(logits, x, mask_id: int, *, temperature: float, confidence: str,
-                        suppress_tokens, num_transfer) -> torch.Tensor:
+def commit_step_eos_eot(
+    logits, x, mask_id: int, *, temperature: float, confidence: str, suppress_tokens, num_transfer
+) -> torch.Tensor:
     """LLaDA's confidence_eos_eot_inf=True: candidates from the logits as given, confidence
     p(x0) from a softmax in which EoT (and, at T = 0 where LLaDA's noisy logits are the logits
     themselves, EOS) are -inf. Eager, like the original: the op computes x0, torch the rest."""
     if logits.shape[-1] <= LLADA_EOT:
-        raise ValueError(f"compat.llada.generate: confidence_eos_eot_inf needs LLaDA's vocabulary "
-                         f"(EoT id {LLADA_EOT}), got V = {logits.shape[-1]}")
+        raise ValueError(
+            f"compat.llada.generate: confidence_eos_eot_inf needs LLaDA's vocabulary "
+            f"(EoT id {LLADA_EOT}), got V = {logits.shape[-1]}"
+        )
     seed = _seed(temperature, confidence)
-    x0, conf = ops.denoise_step(logits, x, mask_id, temperature=temperature, confidence=confidence,
-                                suppress_tokens=suppress_tokens, seed=seed)
+    x0, conf = ops.denoise_step(
+        logits,
+        x,
+        mask_id,
+        temperature=temperature,
+        confidence=confidence,
+        suppress_tokens=suppress_tokens,
+        seed=seed,
+    )
     if confidence == "prob":
         z = logits.float().clone()
         z[..., LLADA_EOT] = -torch.inf

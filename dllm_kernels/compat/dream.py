@@ -25,14 +25,27 @@ from .. import ops
 from ..schedules import dream_timesteps
 
 ALGS = {"origin": "prob", "maskgit_plus": "prob", "topk_margin": "margin", "entropy": "neg_entropy"}
-DEFAULTS = dict(temperature=0.0, top_p=None, top_k=None, max_length=20, max_new_tokens=None,
-                eps=1e-3, steps=512, alg="origin", alg_temp=None, num_return_sequences=1,
-                return_dict_in_generate=False, output_history=False, mask_token_id=None)
+DEFAULTS = dict(
+    temperature=0.0,
+    top_p=None,
+    top_k=None,
+    max_length=20,
+    max_new_tokens=None,
+    eps=1e-3,
+    steps=512,
+    alg="origin",
+    alg_temp=None,
+    num_return_sequences=1,
+    return_dict_in_generate=False,
+    output_history=False,
+    mask_token_id=None,
+)
 
 
 @dataclass
 class DreamModelOutput:
     """Dream's output with return_dict_in_generate=True."""
+
     sequences: torch.Tensor
     history: tuple | None = None
 
@@ -67,25 +80,33 @@ def diffusion_generate(model, inputs=None, generation_config=None, **kwargs):
     opt = {n: _option(n, kwargs, generation_config, model) for n in DEFAULTS}
     alg, steps, eps = opt["alg"], int(opt["steps"]), float(opt["eps"])
     if alg not in ALGS:
-        raise ValueError(f"compat.dream.diffusion_generate: alg must be one of {list(ALGS)}, got {alg!r}")
+        raise ValueError(
+            f"compat.dream.diffusion_generate: alg must be one of {list(ALGS)}, got {alg!r}"
+        )
     mask_id = opt["mask_token_id"]
     if mask_id is None:
-        raise ValueError("compat.dream.diffusion_generate: no mask_token_id (give it, or a model "
-                         "config / generation_config that has one)")
+        raise ValueError(
+            "compat.dream.diffusion_generate: no mask_token_id (give it, or a model "
+            "config / generation_config that has one)"
+        )
     mask_id = int(mask_id)
     P = inputs.shape[-1]
     if opt["max_new_tokens"] is not None:
         max_length = int(opt["max_new_tokens"]) + P
-    elif "max_length" in kwargs or (generation_config is not None and getattr(generation_config, "max_length", None)):
+    elif "max_length" in kwargs or (
+        generation_config is not None and getattr(generation_config, "max_length", None)
+    ):
         max_length = int(opt["max_length"])
-    else:                               # Dream's default: 20 new tokens, within the model's positions
+    else:  # Dream's default: 20 new tokens, within the model's positions
         max_length = DEFAULTS["max_length"] + P
         mpe = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         if mpe is not None:
             max_length = min(max_length, int(mpe))
     if max_length <= P:
-        raise ValueError(f"compat.dream.diffusion_generate: max_length ({max_length}) leaves no "
-                         f"room after the {P}-token prompt")
+        raise ValueError(
+            f"compat.dream.diffusion_generate: max_length ({max_length}) leaves no "
+            f"room after the {P}-token prompt"
+        )
     n = int(opt["num_return_sequences"])
     input_ids = inputs.repeat_interleave(n, dim=0)
     if attention_mask is not None:
@@ -103,33 +124,63 @@ def diffusion_generate(model, inputs=None, generation_config=None, **kwargs):
     history = [] if (opt["return_dict_in_generate"] and opt["output_history"]) else None
     if tokens_hook is not None:
         x = tokens_hook(None, x, None)
-    sampling = dict(temperature=float(opt["temperature"]), top_p=float(opt["top_p"] or 1.0),
-                    top_k=int(opt["top_k"] or 0), filter_order="top_p_first",
-                    confidence=ALGS[alg], confidence_source="sampling")
+    sampling = dict(
+        temperature=float(opt["temperature"]),
+        top_p=float(opt["top_p"] or 1.0),
+        top_k=int(opt["top_k"] or 0),
+        filter_order="top_p_first",
+        confidence=ALGS[alg],
+        confidence_source="sampling",
+    )
     seed = None if sampling["temperature"] > 0 or alg == "origin" or opt["alg_temp"] else 0
     for i in range(steps):
         mask_index = x == mask_id
         logits = model(x, am, tok_idx).logits
         shifted = logits_hook is not None or tokens_hook is not None
-        if shifted:                      # the hooks see Dream's shifted logits
+        if shifted:  # the hooks see Dream's shifted logits
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
             if logits_hook is not None:
                 logits = logits_hook(i, x, logits)
         last = i == steps - 1
         if alg == "origin":
             p = 1.0 if last else float(1 - t[i + 1] / t[i])
-            ops.denoise_and_select(logits, x, mask_id, **sampling, shift_logits=not shifted,
-                                   probability=p, commit=True, seed=seed, offset=i)
+            ops.denoise_and_select(
+                logits,
+                x,
+                mask_id,
+                **sampling,
+                shift_logits=not shifted,
+                probability=p,
+                commit=True,
+                seed=seed,
+                offset=i,
+            )
         else:
             mean_masked = float(mask_index.sum()) / mask_index.shape[0]
             k = int(mean_masked) if last else int(mean_masked * (1 - float(t[i + 1] / t[i])))
             if k > 0:
                 if not opt["alg_temp"]:
-                    ops.denoise_and_select(logits, x, mask_id, **sampling, shift_logits=not shifted,
-                                           num_transfer=k, commit=True, seed=seed, offset=i)
+                    ops.denoise_and_select(
+                        logits,
+                        x,
+                        mask_id,
+                        **sampling,
+                        shift_logits=not shifted,
+                        num_transfer=k,
+                        commit=True,
+                        seed=seed,
+                        offset=i,
+                    )
                 else:
-                    x0, conf = ops.denoise_step(logits, x, mask_id, **sampling,
-                                                shift_logits=not shifted, seed=seed, offset=i)
+                    x0, conf = ops.denoise_step(
+                        logits,
+                        x,
+                        mask_id,
+                        **sampling,
+                        shift_logits=not shifted,
+                        seed=seed,
+                        offset=i,
+                    )
                     w = F.softmax(conf / float(opt["alg_temp"]), dim=-1)
                     idx = torch.multinomial(w, num_samples=k)
                     rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
@@ -139,7 +190,9 @@ def diffusion_generate(model, inputs=None, generation_config=None, **kwargs):
         if history is not None:
             history.append(x.clone())
     if opt["return_dict_in_generate"]:
-        return DreamModelOutput(sequences=x, history=tuple(history) if history is not None else None)
+        return DreamModelOutput(
+            sequences=x, history=tuple(history) if history is not None else None
+        )
     return x
 
 

@@ -19,9 +19,20 @@ def _device(model) -> torch.device:
 
 
 @torch.no_grad()
-def generate(model, prompt, attention_mask=None, steps=128, gen_length=128, block_length=128,
-             temperature=0., cfg_scale=0., remasking='low_confidence', mask_id=126336,
-             logits_eos_inf=False, confidence_eos_eot_inf=False):
+def generate(
+    model,
+    prompt,
+    attention_mask=None,
+    steps=128,
+    gen_length=128,
+    block_length=128,
+    temperature=0.0,
+    cfg_scale=0.0,
+    remasking="low_confidence",
+    mask_id=126336,
+    logits_eos_inf=False,
+    confidence_eos_eot_inf=False,
+):
     """LLaDA's semi-autoregressive masked-diffusion sampler; returns x [B, P + gen_length].
 
     Same arguments, defaults and result as LLaDA's generate: each step calls
@@ -47,24 +58,35 @@ def generate(model, prompt, attention_mask=None, steps=128, gen_length=128, bloc
     x = torch.full((B, P + gen_length), mask_id, dtype=torch.long, device=dev)
     x[:, :P] = prompt.clone()
     if attention_mask is not None:
-        attention_mask = torch.cat([attention_mask, torch.ones((B, gen_length), dtype=attention_mask.dtype,
-                                                               device=attention_mask.device)], dim=-1).to(dev)
+        attention_mask = torch.cat(
+            [
+                attention_mask,
+                torch.ones(
+                    (B, gen_length), dtype=attention_mask.dtype, device=attention_mask.device
+                ),
+            ],
+            dim=-1,
+        ).to(dev)
     prompt_index = x != mask_id
     if gen_length % block_length:
-        raise ValueError(f"compat.llada.generate: gen_length ({gen_length}) must be a multiple of "
-                         f"block_length ({block_length})")
+        raise ValueError(
+            f"compat.llada.generate: gen_length ({gen_length}) must be a multiple of "
+            f"block_length ({block_length})"
+        )
     num_blocks = gen_length // block_length
     if steps % num_blocks:
-        raise ValueError(f"compat.llada.generate: steps ({steps}) must be a multiple of the number "
-                         f"of blocks ({num_blocks})")
+        raise ValueError(
+            f"compat.llada.generate: steps ({steps}) must be a multiple of the number "
+            f"of blocks ({num_blocks})"
+        )
     steps = steps // num_blocks
     suppress = [LLADA_EOS] if logits_eos_inf else None
     mask2 = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
     for k in range(num_blocks):
         end = P + (k + 1) * block_length
-        schedule = ops.num_transfer_tokens(x[:, end - block_length:end] == mask_id, steps)
+        schedule = ops.num_transfer_tokens(x[:, end - block_length : end] == mask_id, steps)
         for i in range(steps):
-            if cfg_scale > 0.:
+            if cfg_scale > 0.0:
                 un_x = x.clone()
                 un_x[prompt_index] = mask_id
                 logits = model(torch.cat([x, un_x]), attention_mask=mask2).logits
@@ -74,8 +96,15 @@ def generate(model, prompt, attention_mask=None, steps=128, gen_length=128, bloc
                 logits = model(x, attention_mask=attention_mask).logits
             # every masked position before the block's end is a candidate (as in LLaDA)
             step = commit_step_eos_eot if confidence_eos_eot_inf else commit_step
-            step(logits[:, :end], x[:, :end], mask_id, temperature=temperature,
-                 confidence=confidence, suppress_tokens=suppress, num_transfer=schedule[:, i])
+            step(
+                logits[:, :end],
+                x[:, :end],
+                mask_id,
+                temperature=temperature,
+                confidence=confidence,
+                suppress_tokens=suppress,
+                num_transfer=schedule[:, i],
+            )
     return x
 
 

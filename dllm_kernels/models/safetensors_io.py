@@ -17,9 +17,16 @@ import sys
 import torch
 
 DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 _NAMES = {v: k for k, v in DTYPES.items()}
 
@@ -30,13 +37,17 @@ def _to_bytes(t: torch.Tensor) -> bytes:
         raise ValueError(f"safetensors: dtype {t.dtype} is not supported")
     if t.numel() == 0:
         return b""
-    raw = t.reshape(-1).view(torch.uint8) if t.dtype != torch.bool else t.reshape(-1).to(torch.uint8)
+    raw = (
+        t.reshape(-1).view(torch.uint8) if t.dtype != torch.bool else t.reshape(-1).to(torch.uint8)
+    )
     if sys.byteorder != "little" and t.element_size() > 1:
         raise RuntimeError("safetensors: big-endian hosts are not supported")
     return raw.numpy().tobytes()
 
 
-def save_file(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None) -> None:
+def save_file(
+    tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None
+) -> None:
     """Writes `tensors` (name -> tensor) to `path`; metadata values must be strings."""
     header: dict = {}
     if metadata:
@@ -44,10 +55,16 @@ def save_file(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] |
             raise ValueError("safetensors: metadata must map str -> str")
         header["__metadata__"] = dict(metadata)
     blobs, pos = [], 0
-    for name in sorted(tensors):       # the reference writer orders by dtype then name; any order is valid
+    for name in sorted(
+        tensors
+    ):  # the reference writer orders by dtype then name; any order is valid
         t = tensors[name]
         b = _to_bytes(t)
-        header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [pos, pos + len(b)]}
+        header[name] = {
+            "dtype": _NAMES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [pos, pos + len(b)],
+        }
         blobs.append(b)
         pos += len(b)
     h = json.dumps(header, separators=(",", ":")).encode()
@@ -72,8 +89,8 @@ def loads(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     (n,) = struct.unpack("<Q", data[:8])
     if 8 + n > len(data):
         raise ValueError(f"safetensors: header length {n} past the end of the file")
-    header = json.loads(data[8:8 + n].decode())
-    body = memoryview(data)[8 + n:]
+    header = json.loads(data[8 : 8 + n].decode())
+    body = memoryview(data)[8 + n :]
     meta = header.pop("__metadata__", {}) or {}
     out = {}
     for name, info in header.items():
@@ -87,10 +104,15 @@ def loads(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             numel *= s
         itemsize = torch.empty((), dtype=dtype).element_size()
         if not 0 <= begin <= end <= len(body) or end - begin != numel * itemsize:
-            raise ValueError(f"safetensors: tensor {name!r}: offsets {begin}..{end} do not hold "
-                             f"{shape} {info['dtype']}")
-        raw = torch.frombuffer(bytearray(body[begin:end]), dtype=torch.uint8) if end > begin \
+            raise ValueError(
+                f"safetensors: tensor {name!r}: offsets {begin}..{end} do not hold "
+                f"{shape} {info['dtype']}"
+            )
+        raw = (
+            torch.frombuffer(bytearray(body[begin:end]), dtype=torch.uint8)
+            if end > begin
             else torch.empty(0, dtype=torch.uint8)
+        )
         if dtype == torch.bool:
             t = raw.to(torch.bool)
         else:

@@ -46,8 +46,10 @@ class TinyLLaDAConfig:
         if self.intermediate_size is None:
             self.intermediate_size = max(64, (self.hidden_size * 8 // 3 + 63) // 64 * 64)
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ValueError("TinyLLaDAConfig: hidden_size must be a multiple of num_heads, and "
-                             "num_heads a multiple of num_kv_heads")
+            raise ValueError(
+                "TinyLLaDAConfig: hidden_size must be a multiple of num_heads, and "
+                "num_heads a multiple of num_kv_heads"
+            )
         if not 0 <= self.mask_id < self.vocab_size:
             raise ValueError(f"TinyLLaDAConfig: mask_id {self.mask_id} outside the vocabulary")
 
@@ -59,61 +61,84 @@ class TinyLLaDAConfig:
 def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
     """Rotary embedding (LLaDA / Llama "rotate half"), x [B, n, H, D], positions int [B, n]."""
     D = x.shape[-1]
-    inv = theta ** (-torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D)   # [D/2]
-    ang = positions.to(torch.float32).unsqueeze(-1) * inv                                 # [B, n, D/2]
+    inv = theta ** (-torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D)  # [D/2]
+    ang = positions.to(torch.float32).unsqueeze(-1) * inv  # [B, n, D/2]
     cos, sin = ang.cos().unsqueeze(2), ang.sin().unsqueeze(2)
-    x1, x2 = x.float()[..., : D // 2], x.float()[..., D // 2:]
+    x1, x2 = x.float()[..., : D // 2], x.float()[..., D // 2 :]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
 
 
 def full_attention(attention_mask: torch.Tensor | None = None):
     """The uncached attention: every query sees every (non-padding) key of the sequence."""
+
     def attend(layer, q, k, v):
         group = q.shape[2] // k.shape[2]
         mask = None
         if attention_mask is not None:
-            mask = attention_mask.bool()[:, None, None, :]                  # keys
+            mask = attention_mask.bool()[:, None, None, :]  # keys
         out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.repeat_interleave(group, 2).transpose(1, 2),
-            v.repeat_interleave(group, 2).transpose(1, 2), attn_mask=mask)
+            q.transpose(1, 2),
+            k.repeat_interleave(group, 2).transpose(1, 2),
+            v.repeat_interleave(group, 2).transpose(1, 2),
+            attn_mask=mask,
+        )
         return out.transpose(1, 2)
+
     return attend
 
 
 class TinyLLaDA(torch.nn.Module):
     """model = TinyLLaDA(TinyLLaDAConfig(...), seed=0, dtype=torch.float32, device="cpu")."""
 
-    def __init__(self, config: TinyLLaDAConfig, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        config: TinyLLaDAConfig,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         super().__init__()
         self.config = c = config
         g = torch.Generator().manual_seed(seed)
-        H, Hkv, D, E, F_ = c.num_heads, c.num_kv_heads, c.head_dim, c.hidden_size, c.intermediate_size
+        H, Hkv, D, E, F_ = (
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
+            c.hidden_size,
+            c.intermediate_size,
+        )
 
         def w(*shape, std):  # random weights, generated on the CPU for reproducibility
-            return torch.nn.Parameter((torch.randn(shape, generator=g) * std).to(dtype).to(device),
-                                      requires_grad=False)
+            return torch.nn.Parameter(
+                (torch.randn(shape, generator=g) * std).to(dtype).to(device), requires_grad=False
+            )
 
         self.embed = w(c.vocab_size, E, std=1.0)
         self.layers = torch.nn.ModuleList()
         for _ in range(c.num_layers):
             layer = torch.nn.Module()
-            layer.attn_norm = torch.nn.Parameter(torch.ones(E, dtype=dtype, device=device), requires_grad=False)
+            layer.attn_norm = torch.nn.Parameter(
+                torch.ones(E, dtype=dtype, device=device), requires_grad=False
+            )
             # q / k 4x a unit init: attention sharp enough that masked positions (same token,
             # different RoPE position) attend differently, so the outputs are varied
-            layer.wq = w(H * D, E, std=4.0 * E ** -0.5)
-            layer.wk = w(Hkv * D, E, std=4.0 * E ** -0.5)
-            layer.wv = w(Hkv * D, E, std=E ** -0.5)
+            layer.wq = w(H * D, E, std=4.0 * E**-0.5)
+            layer.wk = w(Hkv * D, E, std=4.0 * E**-0.5)
+            layer.wv = w(Hkv * D, E, std=E**-0.5)
             layer.wo = w(E, H * D, std=(H * D) ** -0.5)
-            layer.mlp_norm = torch.nn.Parameter(torch.ones(E, dtype=dtype, device=device), requires_grad=False)
-            layer.w_gate = w(F_, E, std=E ** -0.5)
-            layer.w_up = w(F_, E, std=E ** -0.5)
-            layer.w_down = w(E, F_, std=F_ ** -0.5)
+            layer.mlp_norm = torch.nn.Parameter(
+                torch.ones(E, dtype=dtype, device=device), requires_grad=False
+            )
+            layer.w_gate = w(F_, E, std=E**-0.5)
+            layer.w_up = w(F_, E, std=E**-0.5)
+            layer.w_down = w(E, F_, std=F_**-0.5)
             self.layers.append(layer)
-        self.norm = torch.nn.Parameter(torch.ones(E, dtype=dtype, device=device), requires_grad=False)
+        self.norm = torch.nn.Parameter(
+            torch.ones(E, dtype=dtype, device=device), requires_grad=False
+        )
         # Logits spread over several units, so that confidences spread over (0, 1) and threshold
         # decoding commits several tokens per step, even with a 126,464-token vocabulary
-        self.lm_head = w(c.vocab_size, E, std=7.5 * E ** -0.5)
+        self.lm_head = w(c.vocab_size, E, std=7.5 * E**-0.5)
         # A trained dLLM never predicts the mask token; random weights would, so its logit gets -30
         bias = torch.zeros(c.vocab_size)
         bias[c.mask_id] = -30.0
@@ -125,10 +150,18 @@ class TinyLLaDA(torch.nn.Module):
 
     def _rms(self, x, weight):
         x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.config.rms_eps)).to(x.dtype) * weight
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.config.rms_eps)).to(
+            x.dtype
+        ) * weight
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None, attn=None,
-                attention_mask: torch.Tensor | None = None, logits_range: tuple[int, int] | None = None):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        attn=None,
+        attention_mask: torch.Tensor | None = None,
+        logits_range: tuple[int, int] | None = None,
+    ):
         """input_ids [B, n] -> logits [B, n, V] (with attn, the runtime interface) or an object
         with .logits (model(input_ids[, attention_mask=...]) style, full bidirectional attention;
         positions default to 0..n-1, or to the running count of unmasked keys with a mask).
@@ -155,6 +188,6 @@ class TinyLLaDA(torch.nn.Module):
             h = self._rms(x, layer.mlp_norm)
             x = x + (F.silu(h @ layer.w_gate.T) * (h @ layer.w_up.T)) @ layer.w_down.T
         if logits_range is not None:
-            x = x[:, logits_range[0]:logits_range[1]]
+            x = x[:, logits_range[0] : logits_range[1]]
         logits = self._rms(x, self.norm) @ self.lm_head.T + self.lm_bias
         return SimpleNamespace(logits=logits) if hf_style else logits

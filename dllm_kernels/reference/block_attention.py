@@ -11,13 +11,23 @@ from .. import _checks
 from .cache_gather import cache_gather
 
 
-def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Tensor | None = None, *,
-                    k_cache: torch.Tensor | None = None, v_cache: torch.Tensor | None = None,
-                    block_table: torch.Tensor | None = None, cache_lens: torch.Tensor | None = None,
-                    kv_lens: torch.Tensor | None = None, q_start: torch.Tensor | None = None,
-                    mask: str = "full", block_size: int | None = None,
-                    softmax_scale: float | None = None, return_lse: bool = False,
-                    check: bool = True):
+def block_attention(
+    q: torch.Tensor,
+    k: torch.Tensor | None = None,
+    v: torch.Tensor | None = None,
+    *,
+    k_cache: torch.Tensor | None = None,
+    v_cache: torch.Tensor | None = None,
+    block_table: torch.Tensor | None = None,
+    cache_lens: torch.Tensor | None = None,
+    kv_lens: torch.Tensor | None = None,
+    q_start: torch.Tensor | None = None,
+    mask: str = "full",
+    block_size: int | None = None,
+    softmax_scale: float | None = None,
+    return_lse: bool = False,
+    check: bool = True,
+):
     """out[b, i, h] = softmax_j(scale · q[b, i, h] · key_j) · value_j over the keys row b's query i
     may see; keys are the first cache_lens[b] cached tokens (positions 0 ..), then the first
     kv_lens[b] tokens of k / v (positions cache_lens[b] ..).
@@ -41,8 +51,21 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
     Returns:
         out [B, Lq, Hq, D] in q's dtype (zeros for a query that sees no key), and lse if asked.
     """
-    a = _checks.block_attention(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
-                                q_start, mask, block_size, softmax_scale, values=check)
+    a = _checks.block_attention(
+        q,
+        k,
+        v,
+        k_cache,
+        v_cache,
+        block_table,
+        cache_lens,
+        kv_lens,
+        q_start,
+        mask,
+        block_size,
+        softmax_scale,
+        values=check,
+    )
     cache_lens, kv_lens = a["cache_lens"], a["kv_lens"]
     if not check:
         if k_cache is not None:
@@ -50,8 +73,21 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
             block_table = block_table.clamp(0, k_cache.shape[0] - 1)
         if k is not None:
             kv_lens = kv_lens.clamp(0, k.shape[1])
-    out, lse = attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
-                              a["q_start"], mask, a["block_size"], a["scale"], torch.float32)
+    out, lse = attention_math(
+        q,
+        k,
+        v,
+        k_cache,
+        v_cache,
+        block_table,
+        cache_lens,
+        kv_lens,
+        a["q_start"],
+        mask,
+        a["block_size"],
+        a["scale"],
+        torch.float32,
+    )
     out = out.to(q.dtype)
     return (out, lse) if return_lse else out
 
@@ -78,8 +114,21 @@ def host_max(lens: torch.Tensor) -> int:
     return int(lens.max())
 
 
-def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start, mask,
-                   block_size, scale, acc_dtype):
+def attention_math(
+    q,
+    k,
+    v,
+    k_cache,
+    v_cache,
+    block_table,
+    cache_lens,
+    kv_lens,
+    q_start,
+    mask,
+    block_size,
+    scale,
+    acc_dtype,
+):
     """The computation itself, with every product and sum in acc_dtype (float32 for the reference,
     float64 or the input dtype in the tests' error model). Lengths are int tensors on q's device."""
     B, Lq, Hq, D = q.shape
@@ -99,16 +148,16 @@ def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, 
     V = torch.cat(values, 1).to(acc_dtype) if values else K
     kpos = torch.cat(pos, 1) if pos else torch.zeros((B, 0), dtype=torch.long, device=dev)
     see = torch.cat(valid, 1) if valid else torch.zeros((B, 0), dtype=torch.bool, device=dev)
-    see = see.unsqueeze(1).expand(B, Lq, -1)                                   # [B, Lq, Nk]
+    see = see.unsqueeze(1).expand(B, Lq, -1)  # [B, Lq, Nk]
     if mask == "block_causal":
-        qpos = q_start.long().unsqueeze(1) + torch.arange(Lq, device=dev).unsqueeze(0)   # [B, Lq]
+        qpos = q_start.long().unsqueeze(1) + torch.arange(Lq, device=dev).unsqueeze(0)  # [B, Lq]
         see = see & block_causal_mask(qpos.unsqueeze(2), kpos.unsqueeze(1), block_size)
     group = Hq // Hkv
-    K = K.repeat_interleave(group, dim=2)                                       # [B, Nk, Hq, D]
+    K = K.repeat_interleave(group, dim=2)  # [B, Nk, Hq, D]
     V = V.repeat_interleave(group, dim=2)
-    s = torch.einsum("bihd,bjhd->bhij", q.to(acc_dtype), K) * scale            # [B, Hq, Lq, Nk]
+    s = torch.einsum("bihd,bjhd->bhij", q.to(acc_dtype), K) * scale  # [B, Hq, Lq, Nk]
     s = s.masked_fill(~see.unsqueeze(1), -math.inf)
-    lse = torch.logsumexp(s, dim=-1)                                            # -inf: no key
+    lse = torch.logsumexp(s, dim=-1)  # -inf: no key
     p = torch.exp(s - lse.unsqueeze(-1).masked_fill(torch.isinf(lse).unsqueeze(-1), 0.0))
     out = torch.einsum("bhij,bjhd->bihd", p, V)
     return out, lse.float()

@@ -11,8 +11,13 @@ import torch
 from .. import _checks
 
 
-def cache_gather(k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torch.Tensor,
-                 kv_lens: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cache_gather(
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    kv_lens: torch.Tensor,
+    max_len: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """k[b, t] = k_cache[block_table[b, t // S], t % S] for t < kv_lens[b], zeros after.
 
     Args:
@@ -31,13 +36,21 @@ def cache_gather(k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torc
     P, S, H, D = k_cache.shape
     B = block_table.shape[0]
     t = torch.arange(max_len, device=k_cache.device)
-    valid = t.unsqueeze(0) < kv_lens.unsqueeze(1).long()                # [B, max_len]
+    valid = t.unsqueeze(0) < kv_lens.unsqueeze(1).long()  # [B, max_len]
     col = (t // S).clamp(max=max(block_table.shape[1] - 1, 0))
-    pages = block_table.long()[:, col] if block_table.shape[1] else torch.zeros(B, max_len, dtype=torch.long, device=k_cache.device)
+    pages = (
+        block_table.long()[:, col]
+        if block_table.shape[1]
+        else torch.zeros(B, max_len, dtype=torch.long, device=k_cache.device)
+    )
     pages = torch.where(valid, pages, torch.zeros_like(pages))
     offset = (t % S).unsqueeze(0).expand(B, -1)
     out = []
     for cache in (k_cache, v_cache):
-        g = cache[pages, offset]                                         # [B, max_len, H, D]
-        out.append(torch.where(valid[..., None, None], g, torch.zeros((), dtype=cache.dtype, device=cache.device)).contiguous())
+        g = cache[pages, offset]  # [B, max_len, H, D]
+        out.append(
+            torch.where(
+                valid[..., None, None], g, torch.zeros((), dtype=cache.dtype, device=cache.device)
+            ).contiguous()
+        )
     return out[0], out[1]

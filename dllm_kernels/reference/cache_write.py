@@ -11,8 +11,15 @@ import torch
 from .. import _checks
 
 
-def cache_write_(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                 slot_mapping: torch.Tensor, *, check: bool = True) -> None:
+def cache_write_(
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    *,
+    check: bool = True,
+) -> None:
     """k_cache[s // S, s % S] = k[i] and v_cache[...] = v[i] for s = slot_mapping[i] >= 0.
 
     Args:

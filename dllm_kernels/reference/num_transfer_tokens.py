@@ -21,8 +21,8 @@ def num_transfer_tokens(mask_index: torch.Tensor, steps: int) -> torch.Tensor:
         [B, steps] int64 on the device of `mask_index`.
     """
     steps = _checks.num_transfer_tokens(mask_index, steps)
-    masked = mask_index.sum(dim=1, keepdim=True)                      # [B, 1] M_b
-    base = masked // steps                                            # [B, 1]
-    remainder = masked % steps                                        # [B, 1]
-    step = torch.arange(steps, device=mask_index.device)             # [steps]
-    return base + (step < remainder).to(torch.int64)                  # [B, steps]
+    masked = mask_index.sum(dim=1, keepdim=True)  # [B, 1] M_b
+    base = masked // steps  # [B, 1]
+    remainder = masked % steps  # [B, 1]
+    step = torch.arange(steps, device=mask_index.device)  # [steps]
+    return base + (step < remainder).to(torch.int64)  # [B, steps]

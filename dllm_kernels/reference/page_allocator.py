@@ -22,9 +22,14 @@ class PageAllocator:
 
     def __init__(self, num_pages: int, page_size: int):
         if num_pages < 1 or page_size < 1:
-            raise ValueError(_err("__init__", f"num_pages and page_size must be >= 1, got {num_pages}, {page_size}"))
+            raise ValueError(
+                _err(
+                    "__init__",
+                    f"num_pages and page_size must be >= 1, got {num_pages}, {page_size}",
+                )
+            )
         self.num_pages, self.page_size = int(num_pages), int(page_size)
-        self._free = list(range(self.num_pages - 1, -1, -1))   # pop() gives the lowest id first
+        self._free = list(range(self.num_pages - 1, -1, -1))  # pop() gives the lowest id first
         self._ref = [0] * self.num_pages
         self._seqs: dict[int, list[int]] = {}
 
@@ -34,7 +39,9 @@ class PageAllocator:
 
     def _take(self, n: int, method: str) -> list[int]:
         if n > len(self._free):
-            raise RuntimeError(_err(method, f"out of pages: needs {n}, {len(self._free)} free of {self.num_pages}"))
+            raise RuntimeError(
+                _err(method, f"out of pages: needs {n}, {len(self._free)} free of {self.num_pages}")
+            )
         pages = [self._free.pop() for _ in range(n)]
         for p in pages:
             self._ref[p] = 1
@@ -80,7 +87,13 @@ class PageAllocator:
         """Makes the pages covering tokens [start, end) private; returns (src, dst) page copies."""
         pages = self._get(seq_id, "writable")
         if not 0 <= start <= end <= len(pages) * self.page_size:
-            raise ValueError(_err("writable", f"token range [{start}, {end}) outside the {len(pages) * self.page_size} reserved tokens"))
+            raise ValueError(
+                _err(
+                    "writable",
+                    f"token range [{start}, {end}) outside the {len(pages) * self.page_size} "
+                    "reserved tokens",
+                )
+            )
         if start == end:
             return []
         first, last = start // self.page_size, (end - 1) // self.page_size
@@ -89,7 +102,7 @@ class PageAllocator:
         copies = []
         for i, dst in zip(shared, new):
             copies.append((pages[i], dst))
-            self._ref[pages[i]] -= 1          # still > 0: another sequence holds it
+            self._ref[pages[i]] -= 1  # still > 0: another sequence holds it
             pages[i] = dst
         return copies
 

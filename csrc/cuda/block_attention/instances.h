@@ -18,9 +18,9 @@
 
 // The explicit instantiation of dllm::cuda::block_attention<T> (prefix it with `extern` to
 // declare).
-#define DLLM_BLOCK_ATTENTION_INSTANCE(T)                                                   \
-  template cudaError_t dllm::cuda::block_attention<T>(const dllm::BlockAttentionArgs<T>&, \
-                                                      void*, size_t, int, cudaStream_t)
+#define DLLM_BLOCK_ATTENTION_INSTANCE(T)                                                         \
+  template cudaError_t dllm::cuda::block_attention<T>(const dllm::BlockAttentionArgs<T>&, void*, \
+                                                      size_t, int, cudaStream_t)
 
 extern DLLM_BLOCK_ATTENTION_INSTANCE(dllm::bf16_t);
 extern DLLM_BLOCK_ATTENTION_INSTANCE(dllm::f16_t);

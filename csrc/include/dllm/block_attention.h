@@ -32,28 +32,28 @@ enum class AttnMask : int { kFull = 0, kBlockCausal = 1 };
 // everywhere). T: float, bf16_t or f16_t.
 template <typename T>
 struct BlockAttentionArgs {
-  const T* q;                          // [B, Lq, Hq, D]
+  const T* q;  // [B, Lq, Hq, D]
   int64_t q_stride_b, q_stride_l, q_stride_h;
-  const T* k;                          // [B, Lk, Hkv, D] or nullptr (no contiguous part)
-  const T* v;                          // [B, Lk, Hkv, D]
+  const T* k;  // [B, Lk, Hkv, D] or nullptr (no contiguous part)
+  const T* v;  // [B, Lk, Hkv, D]
   int64_t k_stride_b, k_stride_l, k_stride_h;
   int64_t v_stride_b, v_stride_l, v_stride_h;
-  const int32_t* kv_lens;              // [B] contiguous: valid tokens of k / v
-  const T* k_cache;                    // [num_pages, page_size, Hkv, D] or nullptr (no cache)
-  const T* v_cache;                    // [num_pages, page_size, Hkv, D]
+  const int32_t* kv_lens;  // [B] contiguous: valid tokens of k / v
+  const T* k_cache;        // [num_pages, page_size, Hkv, D] or nullptr (no cache)
+  const T* v_cache;        // [num_pages, page_size, Hkv, D]
   int64_t kc_stride_page, kc_stride_slot, kc_stride_head;
   int64_t vc_stride_page, vc_stride_slot, vc_stride_head;
-  const int32_t* block_table;          // [B, max_pages] contiguous
+  const int32_t* block_table;  // [B, max_pages] contiguous
   int64_t num_pages, max_pages, page_size;
-  const int32_t* cache_lens;           // [B] contiguous: cached tokens per row
-  const int32_t* q_start;              // [B] contiguous: position of each row's first query
-  T* out;                              // [B, Lq, Hq, D]
+  const int32_t* cache_lens;  // [B] contiguous: cached tokens per row
+  const int32_t* q_start;     // [B] contiguous: position of each row's first query
+  T* out;                     // [B, Lq, Hq, D]
   int64_t o_stride_b, o_stride_l, o_stride_h;
-  float* lse;                          // [B, Hq, Lq] contiguous, natural log; nullptr: not wanted
+  float* lse;  // [B, Hq, Lq] contiguous, natural log; nullptr: not wanted
   int64_t B, Lq, Lk, Hq, Hkv, D;
   AttnMask mask;
-  int64_t block_size;                  // kBlockCausal only (>= 1)
-  float scale;                         // softmax scale (D^-0.5 by default)
+  int64_t block_size;  // kBlockCausal only (>= 1)
+  float scale;         // softmax scale (D^-0.5 by default)
 
   // Row b's cached tokens and contiguous tokens. The torch glue checks lengths and page ids
   // (unless the caller opts out for plans it built itself); the kernels still clamp them, so a
@@ -61,7 +61,8 @@ struct BlockAttentionArgs {
   DLLM_HOST_DEVICE int32_t cache_len(int64_t b) const {
     if (k_cache == nullptr) return 0;
     const int64_t n = cache_lens[b];
-    return static_cast<int32_t>(n < 0 ? 0 : (n > max_pages * page_size ? max_pages * page_size : n));
+    return static_cast<int32_t>(n < 0 ? 0
+                                      : (n > max_pages * page_size ? max_pages * page_size : n));
   }
   DLLM_HOST_DEVICE int32_t kv_len(int64_t b) const {
     if (k == nullptr) return 0;
@@ -76,21 +77,23 @@ struct BlockAttentionArgs {
   DLLM_HOST_DEVICE const T* key(int64_t b, int64_t j, int64_t h, int32_t cache_len) const {
     if (j < cache_len) {
       const int64_t page = page_of(b, j);
-      return k_cache + page * kc_stride_page + (j % page_size) * kc_stride_slot + h * kc_stride_head;
+      return k_cache + page * kc_stride_page + (j % page_size) * kc_stride_slot +
+             h * kc_stride_head;
     }
     return k + b * k_stride_b + (j - cache_len) * k_stride_l + h * k_stride_h;
   }
   DLLM_HOST_DEVICE const T* value(int64_t b, int64_t j, int64_t h, int32_t cache_len) const {
     if (j < cache_len) {
       const int64_t page = page_of(b, j);
-      return v_cache + page * vc_stride_page + (j % page_size) * vc_stride_slot + h * vc_stride_head;
+      return v_cache + page * vc_stride_page + (j % page_size) * vc_stride_slot +
+             h * vc_stride_head;
     }
     return v + b * v_stride_b + (j - cache_len) * v_stride_l + h * v_stride_h;
   }
   // Keys and values j0 ... j0 + n - 1 of row b, KV head h (CPU kernels): the same pointers as
   // key() / value(), with one division for the run instead of two per key.
-  void key_value_rows(int64_t b, int64_t j0, int64_t n, int64_t h, int32_t cache_len,
-                      const T** kp, const T** vp) const {
+  void key_value_rows(int64_t b, int64_t j0, int64_t n, int64_t h, int32_t cache_len, const T** kp,
+                      const T** vp) const {
     int64_t i = 0, j = j0;
     if (j < cache_len) {
       int64_t idx = j / page_size, slot = j - idx * page_size;

@@ -1,5 +1,6 @@
 // dllm/common.h — small shared pieces of the torch-free core: host/device qualifiers and a strided
-// 2-D view. Everything under csrc/include/dllm/ includes no torch header, so any engine can reuse it.
+// 2-D view. Everything under csrc/include/dllm/ includes no torch header, so any engine can reuse
+// it.
 #pragma once
 
 #include <cstdint>
@@ -10,8 +11,8 @@
 #define DLLM_HOST_DEVICE inline
 #endif
 
-// Hot CPU loops get an x86-64-v3 (AVX2 + FMA) clone picked at load time (GCC ifunc), so the build needs
-// no -march flag and still runs on any x86-64.
+// Hot CPU loops get an x86-64-v3 (AVX2 + FMA) clone picked at load time (GCC ifunc), so the build
+// needs no -march flag and still runs on any x86-64.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__) && !defined(__clang__)
 #define DLLM_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), unused))
 #elif defined(__GNUC__)

@@ -9,8 +9,12 @@
 
 namespace dllm {
 
-struct bf16_t { uint16_t bits; };
-struct f16_t { uint16_t bits; };
+struct bf16_t {
+  uint16_t bits;
+};
+struct f16_t {
+  uint16_t bits;
+};
 
 DLLM_HOST_DEVICE float bits_to_float(uint32_t u) {
   float f;
@@ -23,15 +27,20 @@ DLLM_HOST_DEVICE float bits_to_float(uint32_t u) {
 }
 
 DLLM_HOST_DEVICE float to_float(float v) { return v; }
-DLLM_HOST_DEVICE float to_float(bf16_t v) { return bits_to_float(static_cast<uint32_t>(v.bits) << 16); }
+DLLM_HOST_DEVICE float to_float(bf16_t v) {
+  return bits_to_float(static_cast<uint32_t>(v.bits) << 16);
+}
 DLLM_HOST_DEVICE float to_float(f16_t v) {
   const uint32_t sign = static_cast<uint32_t>(v.bits & 0x8000u) << 16;
   uint32_t exp = (v.bits >> 10) & 0x1Fu, mant = v.bits & 0x3FFu;
   if (exp == 0x1F) return bits_to_float(sign | 0x7F800000u | (mant << 13));  // inf / NaN
   if (exp == 0) {
-    if (mant == 0) return bits_to_float(sign);                                // +-0
-    exp = 1;                                                                   // subnormal
-    while ((mant & 0x400u) == 0) { mant <<= 1; --exp; }
+    if (mant == 0) return bits_to_float(sign);  // +-0
+    exp = 1;                                    // subnormal
+    while ((mant & 0x400u) == 0) {
+      mant <<= 1;
+      --exp;
+    }
     mant &= 0x3FFu;
   }
   return bits_to_float(sign | ((exp + 112u) << 23) | (mant << 13));

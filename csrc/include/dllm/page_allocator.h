@@ -20,14 +20,16 @@ namespace dllm {
 struct UnknownSequence : std::out_of_range {
   using std::out_of_range::out_of_range;
 };
-// Thrown when the pool has too few free pages; the allocator is left unchanged (Python: RuntimeError).
+// Thrown when the pool has too few free pages; the allocator is left unchanged (Python:
+// RuntimeError).
 struct OutOfPages : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
 class PageAllocator {
  public:
-  PageAllocator(int64_t num_pages, int64_t page_size) : num_pages_(num_pages), page_size_(page_size) {
+  PageAllocator(int64_t num_pages, int64_t page_size)
+      : num_pages_(num_pages), page_size_(page_size) {
     if (num_pages < 1 || page_size < 1 || num_pages > INT32_MAX)
       throw std::invalid_argument(msg("__init__", "num_pages and page_size must be >= 1, got " +
                                                       std::to_string(num_pages) + ", " +
@@ -44,7 +46,8 @@ class PageAllocator {
   // seq_id holds pages for num_tokens tokens in total (created if new; never shrinks).
   void reserve(int64_t seq_id, int64_t num_tokens) {
     if (num_tokens < 0)
-      throw std::invalid_argument(msg("reserve", "num_tokens must be >= 0, got " + std::to_string(num_tokens)));
+      throw std::invalid_argument(
+          msg("reserve", "num_tokens must be >= 0, got " + std::to_string(num_tokens)));
     auto it = seqs_.find(seq_id);
     const int64_t have = it == seqs_.end() ? 0 : static_cast<int64_t>(it->second.size());
     const int64_t need = (num_tokens + page_size_ - 1) / page_size_ - have;
@@ -59,8 +62,8 @@ class PageAllocator {
   void fork(int64_t src_seq_id, int64_t dst_seq_id) {
     const std::vector<int32_t>& src = get(src_seq_id, "fork");
     if (seqs_.count(dst_seq_id))
-      throw std::invalid_argument(msg("fork", "destination sequence id " + std::to_string(dst_seq_id) +
-                                                  " already exists"));
+      throw std::invalid_argument(
+          msg("fork", "destination sequence id " + std::to_string(dst_seq_id) + " already exists"));
     for (const int32_t p : src) ++ref_[p];
     std::vector<int32_t> copy = src;  // src may move when the map rehashes
     seqs_.emplace(dst_seq_id, std::move(copy));
@@ -78,9 +81,9 @@ class PageAllocator {
     std::vector<int32_t>& pages = get_mut(seq_id, "writable");
     const int64_t reserved = static_cast<int64_t>(pages.size()) * page_size_;
     if (start < 0 || start > end || end > reserved)
-      throw std::invalid_argument(msg("writable", "token range [" + std::to_string(start) + ", " +
-                                                      std::to_string(end) + ") outside the " +
-                                                      std::to_string(reserved) + " reserved tokens"));
+      throw std::invalid_argument(
+          msg("writable", "token range [" + std::to_string(start) + ", " + std::to_string(end) +
+                              ") outside the " + std::to_string(reserved) + " reserved tokens"));
     std::vector<std::pair<int32_t, int32_t>> copies;
     if (start == end) return copies;
     std::vector<int64_t> shared;

@@ -69,9 +69,9 @@ inline void attn_pv_portable(const float* pt, const float* v, float* o, int64_t 
 // AVX-512: scores as 8 keys x 32 rows (16 zmm accumulators; 2 loads + 8 broadcasts per 16 FMAs),
 // P.V as 8 rows x 32 columns (the same ratio).
 __attribute__((target("avx512f"))) inline void attn_scores_avx512(const float* k, const float* qt,
-                                                                   int64_t ldq, float* st,
-                                                                   int64_t nk, int64_t tr,
-                                                                   int64_t D) {
+                                                                  int64_t ldq, float* st,
+                                                                  int64_t nk, int64_t tr,
+                                                                  int64_t D) {
   for (int64_t r0 = 0; r0 < tr; r0 += 32) {
     const bool two = r0 + 16 < tr;
     for (int64_t j0 = 0; j0 < nk; j0 += 8) {
@@ -98,8 +98,8 @@ __attribute__((target("avx512f"))) inline void attn_scores_avx512(const float* k
 }
 
 __attribute__((target("avx512f"))) inline void attn_pv_avx512(const float* pt, const float* v,
-                                                               float* o, int64_t nk, int64_t tr,
-                                                               int64_t D, const float* corr) {
+                                                              float* o, int64_t nk, int64_t tr,
+                                                              int64_t D, const float* corr) {
   for (int64_t r0 = 0; r0 < tr; r0 += 8) {
     for (int64_t d0 = 0; d0 < D; d0 += 32) {
       __m512 c[8][2];
@@ -109,7 +109,8 @@ __attribute__((target("avx512f"))) inline void attn_pv_avx512(const float* pt, c
         c[rr][1] = _mm512_mul_ps(_mm512_loadu_ps(o + (r0 + rr) * D + d0 + 16), f);
       }
       for (int64_t j = 0; j < nk; ++j) {
-        const __m512 v0 = _mm512_loadu_ps(v + j * D + d0), v1 = _mm512_loadu_ps(v + j * D + d0 + 16);
+        const __m512 v0 = _mm512_loadu_ps(v + j * D + d0),
+                     v1 = _mm512_loadu_ps(v + j * D + d0 + 16);
         const float* p = pt + j * kAttnRows + r0;
 #pragma GCC unroll 8
         for (int rr = 0; rr < 8; ++rr) {
@@ -128,9 +129,8 @@ __attribute__((target("avx512f"))) inline void attn_pv_avx512(const float* pt, c
 
 // AVX2: scores as 4 keys x 16 rows, P.V as 4 rows x 16 columns (8 ymm accumulators each).
 __attribute__((target("avx2,fma"))) inline void attn_scores_avx2(const float* k, const float* qt,
-                                                                  int64_t ldq, float* st,
-                                                                  int64_t nk, int64_t tr,
-                                                                  int64_t D) {
+                                                                 int64_t ldq, float* st, int64_t nk,
+                                                                 int64_t tr, int64_t D) {
   for (int64_t r0 = 0; r0 < tr; r0 += 16) {
     for (int64_t j0 = 0; j0 < nk; j0 += 4) {
       const int64_t nj = std::min<int64_t>(4, nk - j0);
@@ -138,7 +138,8 @@ __attribute__((target("avx2,fma"))) inline void attn_scores_avx2(const float* k,
       for (int jj = 0; jj < 4; ++jj) c[jj][0] = c[jj][1] = _mm256_setzero_ps();
       const float* kr = k + j0 * D;
       for (int64_t d = 0; d < D; ++d) {
-        const __m256 q0 = _mm256_loadu_ps(qt + d * ldq + r0), q1 = _mm256_loadu_ps(qt + d * ldq + r0 + 8);
+        const __m256 q0 = _mm256_loadu_ps(qt + d * ldq + r0),
+                     q1 = _mm256_loadu_ps(qt + d * ldq + r0 + 8);
 #pragma GCC unroll 4
         for (int jj = 0; jj < 4; ++jj) {
           const __m256 b = _mm256_broadcast_ss(kr + (jj < nj ? jj : 0) * D + d);
@@ -155,8 +156,8 @@ __attribute__((target("avx2,fma"))) inline void attn_scores_avx2(const float* k,
 }
 
 __attribute__((target("avx2,fma"))) inline void attn_pv_avx2(const float* pt, const float* v,
-                                                              float* o, int64_t nk, int64_t tr,
-                                                              int64_t D, const float* corr) {
+                                                             float* o, int64_t nk, int64_t tr,
+                                                             int64_t D, const float* corr) {
   for (int64_t r0 = 0; r0 < tr; r0 += 4) {
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
       __m256 c[4][2];
@@ -186,7 +187,8 @@ __attribute__((target("avx2,fma"))) inline void attn_pv_avx2(const float* pt, co
 // 16 x 16 transpose of 32-bit words (fp32 Q rows here; bf16 pairs of Q and of P in the AMX
 // kernel): word j of r[i] (or of rows[i]) -> dst[j * dst_ld + i].
 __attribute__((target("avx512f"))) inline void transpose16x16_avx512(const __m512i* r,
-                                                                     uint32_t* dst, int64_t dst_ld) {
+                                                                     uint32_t* dst,
+                                                                     int64_t dst_ld) {
   __m512i a[16], b[16];
   for (int i = 0; i < 16; i += 2) {  // pairs of words, within 128-bit lanes
     a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
@@ -199,8 +201,8 @@ __attribute__((target("avx512f"))) inline void transpose16x16_avx512(const __m51
     b[i + 3] = _mm512_unpackhi_epi64(a[i + 1], a[i + 3]);
   }
   for (int c = 0; c < 4; ++c) {  // gather lane k of the four row groups: column 4k + c
-    const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);   // lanes 0, 2
-    const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xDD);   // lanes 1, 3
+    const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);  // lanes 0, 2
+    const __m512i e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xDD);  // lanes 1, 3
     const __m512i f0 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88);
     const __m512i f1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xDD);
     _mm512_storeu_si512(dst + (0 + c) * dst_ld, _mm512_shuffle_i32x4(e0, f0, 0x88));
@@ -211,23 +213,25 @@ __attribute__((target("avx512f"))) inline void transpose16x16_avx512(const __m51
 }
 
 __attribute__((target("avx512f"))) inline void transpose16x16_avx512(const uint32_t* const* rows,
-                                                                     uint32_t* dst, int64_t dst_ld) {
+                                                                     uint32_t* dst,
+                                                                     int64_t dst_ld) {
   __m512i r[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows[i]);
   transpose16x16_avx512(r, dst, dst_ld);
 }
 
 __attribute__((target("avx2,fma,f16c"))) inline void load_row_avx2(float* dst, const bf16_t* src,
-                                                                    int64_t D) {
+                                                                   int64_t D) {
   for (int64_t d = 0; d < D; d += 8) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + d));
     _mm256_storeu_ps(dst + d, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
   }
 }
 __attribute__((target("avx2,fma,f16c"))) inline void load_row_avx2(float* dst, const f16_t* src,
-                                                                    int64_t D) {
+                                                                   int64_t D) {
   for (int64_t d = 0; d < D; d += 8)
-    _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + d))));
+    _mm256_storeu_ps(dst + d,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + d))));
 }
 
 inline bool attn_has_avx512() {
@@ -286,8 +290,7 @@ inline void transpose16x16(const float* const* rows, float* dst, int64_t dst_ld)
 // [nk, kAttnRows] scores in, probabilities out; n[r]: keys row r sees in this tile (<= nk);
 // m / l: running max and sum per row; corr: the factor each row's accumulator must be scaled by.
 DLLM_CPU_CLONES inline void attn_softmax_tile_generic(float* st, const float* n, int64_t nk,
-                                                      int64_t tr, float* m, float* l,
-                                                      float* corr) {
+                                                      int64_t tr, float* m, float* l, float* corr) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   float mx[kAttnRows];
   for (int64_t r = 0; r < tr; ++r) mx[r] = kNegInf;
@@ -343,9 +346,11 @@ __attribute__((target("avx512f"))) inline __m512 exp_nonpos16(__m512 x) {
 // attn_softmax_tile_generic with AVX-512, 16 rows at a time (tr a multiple of 16); a tile every
 // row sees whole skips the masking pass. The scores are first multiplied by scale (the AMX kernel's
 // are unscaled products of bf16 Q and K; the fp32 kernel's Q is prescaled: scale 1).
-__attribute__((target("avx512f"))) inline void attn_softmax_tile_avx512(
-    float* st, const float* n, int64_t nk, int64_t tr, float* m, float* l, float* corr,
-    float scale = 1.0f) {
+__attribute__((target("avx512f"))) inline void attn_softmax_tile_avx512(float* st, const float* n,
+                                                                        int64_t nk, int64_t tr,
+                                                                        float* m, float* l,
+                                                                        float* corr,
+                                                                        float scale = 1.0f) {
   const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const __m512 sc = _mm512_set1_ps(scale);
   const bool scaled = scale != 1.0f;
@@ -358,17 +363,15 @@ __attribute__((target("avx512f"))) inline void attn_softmax_tile_avx512(
       __m512 x = _mm512_loadu_ps(row);
       if (scaled) x = _mm512_mul_ps(x, sc);
       if (!whole)  // masked keys
-        x = _mm512_mask_mov_ps(neg_inf,
-                               _mm512_cmp_ps_mask(_mm512_set1_ps(static_cast<float>(j)), nv,
-                                                  _CMP_LT_OQ),
-                               x);
+        x = _mm512_mask_mov_ps(
+            neg_inf, _mm512_cmp_ps_mask(_mm512_set1_ps(static_cast<float>(j)), nv, _CMP_LT_OQ), x);
       if (scaled || !whole) _mm512_storeu_ps(row, x);
       mx = _mm512_max_ps(x, mx);
     }
     const __m512 m_old = _mm512_loadu_ps(m + r0), m_new = _mm512_max_ps(mx, m_old);
     // no key seen yet: every p is exp(-inf) = 0 with base 0; corr = 0 (the accumulator is zero)
-    const __m512 base =
-        _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ), _mm512_setzero_ps());
+    const __m512 base = _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ),
+                                           _mm512_setzero_ps());
     const __m512 c = exp_nonpos16(_mm512_sub_ps(m_old, base));
     _mm512_storeu_ps(corr + r0, c);
     _mm512_storeu_ps(m + r0, m_new);
@@ -385,8 +388,8 @@ __attribute__((target("avx512f"))) inline void attn_softmax_tile_avx512(
 #endif
 
 // Online-softmax update of a sub-tile's rows over one key tile (see attn_softmax_tile_generic).
-inline void attn_softmax_tile(float* st, const float* n, int64_t nk, int64_t tr, float* m,
-                              float* l, float* corr) {
+inline void attn_softmax_tile(float* st, const float* n, int64_t nk, int64_t tr, float* m, float* l,
+                              float* corr) {
 #ifdef DLLM_ATTN_X86
   if (tr % 16 == 0 && attn_has_avx512()) return attn_softmax_tile_avx512(st, n, nk, tr, m, l, corr);
 #endif
@@ -412,13 +415,14 @@ inline void attn_store_row_portable(uint16_t* dst, const float* src, float scale
     const float x = src[d] * scale;
     uint32_t u;
     std::memcpy(&u, &x, sizeof(u));
-    dst[d] = x != x ? uint16_t{0x7FC0} : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    dst[d] =
+        x != x ? uint16_t{0x7FC0} : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
   }
 }
 #ifdef DLLM_ATTN_X86
 __attribute__((target("avx512f"))) inline void attn_store_row_avx512(uint16_t* dst,
-                                                                     const float* src,
-                                                                     float scale, int64_t D) {
+                                                                     const float* src, float scale,
+                                                                     int64_t D) {
   const __m512 sc = _mm512_set1_ps(scale);
   const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7FFF);
   const __m512i qnan = _mm512_set1_epi32(0x7FC0);
@@ -427,7 +431,8 @@ __attribute__((target("avx512f"))) inline void attn_store_row_avx512(uint16_t* d
     const __m512i u = _mm512_castps_si512(x);
     __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, bias),
                                  _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
-    r = _mm512_mask_mov_epi32(_mm512_srli_epi32(r, 16), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), qnan);
+    r = _mm512_mask_mov_epi32(_mm512_srli_epi32(r, 16), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q),
+                              qnan);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + d), _mm512_cvtepi32_epi16(r));
   }
 }
@@ -460,23 +465,23 @@ void attn_finish_rows(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head
 // scratch: attn_scratch_floats(D, row1 - row0) floats. store(const float* row, float scale, b, i,
 // h) writes row * scale as output row (b, i, h).
 template <typename T, typename StoreOut>
-void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head,
-                          int64_t row0, int64_t row1, float* scratch, StoreOut&& store) {
+void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_head, int64_t row0,
+                          int64_t row1, float* scratch, StoreOut&& store) {
   const int64_t D = a.D, group = a.Hq / a.Hkv, R = row1 - row0;
-  const int64_t R16 = (R + 15) / 16 * 16;   // rows padded for the register blocks
+  const int64_t R16 = (R + 15) / 16 * 16;  // rows padded for the register blocks
   const int64_t R32 = (R + 31) / 32 * 32;
   // Q^T per sub-tile ([R32 / 32][D][kAttnRows]): each sub-tile's block is contiguous with a short
   // row stride. (One [D, R] matrix would put the d-rows R floats apart: 4 KB for R = 1024, every
   // row in the same L1 set.)
-  float* qt = scratch;                       // [R32 / 32][D][kAttnRows] scaled queries (pad 0)
-  float* o = qt + D * R32;                   // [R16, D] unnormalised output
-  float* kf = o + R16 * D;                   // [kAttnKeys, D] K rows (fp32)
-  float* vf = kf + kAttnKeys * D;            // [kAttnKeys, D] V rows (fp32)
-  float* st = vf + kAttnKeys * D;            // [kAttnKeys, kAttnRows] scores -> probabilities
-  float* m = st + kAttnKeys * kAttnRows;     // [R16] running max
-  float* l = m + R16;                        // [R16] running sum
-  float* corr = l + R16;                     // [kAttnRows]
-  float* nvis = corr + kAttnRows;            // [kAttnRows]
+  float* qt = scratch;                    // [R32 / 32][D][kAttnRows] scaled queries (pad 0)
+  float* o = qt + D * R32;                // [R16, D] unnormalised output
+  float* kf = o + R16 * D;                // [kAttnKeys, D] K rows (fp32)
+  float* vf = kf + kAttnKeys * D;         // [kAttnKeys, D] V rows (fp32)
+  float* st = vf + kAttnKeys * D;         // [kAttnKeys, kAttnRows] scores -> probabilities
+  float* m = st + kAttnKeys * kAttnRows;  // [R16] running max
+  float* l = m + R16;                     // [R16] running sum
+  float* corr = l + R16;                  // [kAttnRows]
+  float* nvis = corr + kAttnRows;         // [kAttnRows]
   const int32_t cache_len = a.cache_len(b);
   const int64_t total = int64_t{cache_len} + a.kv_len(b);
   int64_t max_vis = 0;
@@ -519,20 +524,21 @@ void block_attention_unit(const BlockAttentionArgs<T>& a, int64_t b, int64_t kv_
   for (int64_t j0 = 0; j0 < max_vis; j0 += kAttnKeys, cur ^= 1) {  // later tiles: masked for all
     const int64_t nk = std::min(kAttnKeys, max_vis - j0);
     const int64_t nn = std::clamp<int64_t>(max_vis - j0 - kAttnKeys, 0, kAttnKeys);  // next tile
-    if (nn > 0) a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
+    if (nn > 0)
+      a.key_value_rows(b, j0 + kAttnKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
     for (int64_t j = 0; j < nk; ++j) {
       if (j < nn) attn_prefetch_rows(kp[cur ^ 1] + j, vp[cur ^ 1] + j, 1, D);
       load_row(kf + j * D, kp[cur][j], D);
       load_row(vf + j * D, vp[cur][j], D);
     }
-    for (int64_t t0 = 0; t0 < R16; t0 += kAttnRows) {    // sub-tiles share the K/V tile
+    for (int64_t t0 = 0; t0 < R16; t0 += kAttnRows) {  // sub-tiles share the K/V tile
       const int64_t tr = std::min(kAttnRows, R16 - t0);
       bool any = false;
       for (int64_t r = 0; r < tr; ++r) {
         nvis[r] = static_cast<float>(std::clamp<int64_t>(visible(t0 + r) - j0, 0, nk));  // exact
         any = any || nvis[r] > 0.0f;
       }
-      if (!any) continue;                                  // no row of the sub-tile sees this tile
+      if (!any) continue;  // no row of the sub-tile sees this tile
       attn_scores(kf, qt + t0 * D, kAttnRows, st, nk, tr, D);
       attn_softmax_tile(st, nvis, nk, tr, m + t0, l + t0, corr);
       attn_pv(st, vf, o + t0 * D, nk, tr, D, corr);

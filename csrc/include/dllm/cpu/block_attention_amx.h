@@ -92,8 +92,8 @@ DLLM_AMX_TARGET inline void configure() {
 // Rows 2i and 2i + 1 of V (D bf16 each) -> vv[i][d][2] (D a multiple of 32).
 DLLM_AMX_TARGET inline void interleave_pair(const uint16_t* v0, const uint16_t* v1, uint16_t* dst,
                                             int64_t D) {
-  alignas(64) static constexpr uint16_t kLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5,
-                                                   37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42,
+  alignas(64) static constexpr uint16_t kLo[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                                   37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
                                                    11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
   const __m512i lo = _mm512_load_si512(kLo);
   const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
@@ -105,8 +105,8 @@ DLLM_AMX_TARGET inline void interleave_pair(const uint16_t* v0, const uint16_t* 
 }
 
 // S^T[nkp, 32] = K Q^T for one key tile and one 32-row sub-tile, unscaled: k: [nkp][D] bf16 rows
-// (the tile's keys as stored), qp: [D/2][32] words (pairs of Q^T: word (d/2, r) = q[r][d], q[r][d+1]),
-// st: [nkp][kAttnRows] fp32 (the fp32 kernel's layout: the softmax runs across rows).
+// (the tile's keys as stored), qp: [D/2][32] words (pairs of Q^T: word (d/2, r) = q[r][d],
+// q[r][d+1]), st: [nkp][kAttnRows] fp32 (the fp32 kernel's layout: the softmax runs across rows).
 // Tiles: C0 C1 / C2 C3 = keys kb..+15 / kb+16..+31 x rows 0-15 / 16-31.
 DLLM_AMX_TARGET inline void scores_t(const uint16_t* k, const uint32_t* qp, float* st, int64_t nkp,
                                      int64_t D) {
@@ -136,8 +136,8 @@ DLLM_AMX_TARGET inline void scores_t(const uint16_t* k, const uint32_t* qp, floa
 // bf16 (round to nearest even): keys j, j + 1 of a row become one word, words of 16 rows for 16
 // key pairs are built in registers and transposed.
 DLLM_AMX_TARGET inline void probs_to_rows(const float* st, uint16_t* pb, int64_t nkp) {
-  alignas(64) static constexpr uint16_t kPair[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
-                                                     21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26,
+  alignas(64) static constexpr uint16_t kPair[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                     21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
                                                      11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i pair = _mm512_load_si512(kPair);
   auto* words = reinterpret_cast<uint32_t*>(pb);
@@ -186,13 +186,13 @@ DLLM_AMX_TARGET inline void pv(const uint16_t* pb, const uint16_t* vv, float* o,
 // Scratch of one AMX unit, in floats (bf16 buffers count half): rows padded to 32.
 inline int64_t attn_amx_scratch_floats(int64_t D, int64_t rows) {
   const int64_t R32 = (rows + 31) / 32 * 32;
-  return R32 * D / 2           // qp  [R32 / 32][D / 2][32] words: Q^T pairs per sub-tile
-         + R32 * D             // o   [R32, D] fp32
-         + kAmxKeys * D       // kb, vv: [128 keys, D] bf16 each
+  return R32 * D / 2             // qp  [R32 / 32][D / 2][32] words: Q^T pairs per sub-tile
+         + R32 * D               // o   [R32, D] fp32
+         + kAmxKeys * D          // kb, vv: [128 keys, D] bf16 each
          + kAmxKeys * kAttnRows  // st [128, 32] fp32 scores -> probabilities
-         + 16 * kAmxKeys      // pb  [32, 128] bf16
-         + D / 2               // a zero row of D bf16 (padding keys and rows)
-         + 2 * R32 + 2 * 32;   // m, l [R32]; corr, nvis [32]
+         + 16 * kAmxKeys         // pb  [32, 128] bf16
+         + D / 2                 // a zero row of D bf16 (padding keys and rows)
+         + 2 * R32 + 2 * 32;     // m, l [R32]; corr, nvis [32]
 }
 
 // block_attention_unit (block_attention.h) for bf16 on AMX: same arguments, same results up to
@@ -204,18 +204,22 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
   const int64_t D = a.D, group = a.Hq / a.Hkv, R = row1 - row0;
   const int64_t R32 = (R + 31) / 32 * 32;  // rows padded to whole 32-row sub-tiles
   float* next = scratch;
-  const auto take = [&next](int64_t floats) { float* p = next; next += floats; return p; };
-  auto* qp = reinterpret_cast<uint32_t*>(take(R32 * D / 2));  // [R32/32][D/2][32] Q^T pairs
-  float* o = take(R32 * D);                                   // [R32, D] unnormalised output
+  const auto take = [&next](int64_t floats) {
+    float* p = next;
+    next += floats;
+    return p;
+  };
+  auto* qp = reinterpret_cast<uint32_t*>(take(R32 * D / 2));       // [R32/32][D/2][32] Q^T pairs
+  float* o = take(R32 * D);                                        // [R32, D] unnormalised output
   auto* kb = reinterpret_cast<uint16_t*>(take(kAmxKeys * D / 2));  // [128][D] K rows
   auto* vv = reinterpret_cast<uint16_t*>(take(kAmxKeys * D / 2));  // [64][D][2] V pairs
-  float* st = take(kAmxKeys * kAttnRows);                    // [128, 32] S^T -> P^T
+  float* st = take(kAmxKeys * kAttnRows);                          // [128, 32] S^T -> P^T
   auto* pb = reinterpret_cast<uint16_t*>(take(16 * kAmxKeys));     // [32, 128] P, bf16
-  auto* zero = reinterpret_cast<uint16_t*>(take(D / 2));      // [D] zeros: padding keys / rows
-  float* m = take(R32);                                       // [R32] running max
-  float* l = take(R32);                                       // [R32] running sum
-  float* corr = take(32);                                     // [32]
-  float* nvis = take(32);                                     // [32] keys each row sees here
+  auto* zero = reinterpret_cast<uint16_t*>(take(D / 2));           // [D] zeros: padding keys / rows
+  float* m = take(R32);                                            // [R32] running max
+  float* l = take(R32);                                            // [R32] running sum
+  float* corr = take(32);                                          // [32]
+  float* nvis = take(32);                                          // [32] keys each row sees here
   const int32_t cache_len = a.cache_len(b);
   const int64_t total = int64_t{cache_len} + a.kv_len(b);
   auto visible = [&](int64_t r) {  // keys row r of the unit sees (a prefix); padding rows: none
@@ -230,8 +234,8 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
     const uint32_t* rows[16];
     for (int rr = 0; rr < 16; ++rr) {
       const int64_t r = r0 + rr, row = row0 + r, i = row / group, h = kv_head * group + row % group;
-      rows[rr] = r < R ? reinterpret_cast<const uint32_t*>(a.q + b * a.q_stride_b + i * a.q_stride_l +
-                                                           h * a.q_stride_h)
+      rows[rr] = r < R ? reinterpret_cast<const uint32_t*>(a.q + b * a.q_stride_b +
+                                                           i * a.q_stride_l + h * a.q_stride_h)
                        : zeros;
       m[r] = -std::numeric_limits<float>::infinity();
       l[r] = 0.0f;
@@ -255,11 +259,14 @@ DLLM_AMX_TARGET void block_attention_unit_amx(const BlockAttentionArgs<bf16_t>& 
     a.key_value_rows(b, 0, std::min(kAmxKeys, max_vis), kv_head, cache_len, kp[0], vp[0]);
   for (int64_t j0 = 0; j0 < max_vis; j0 += kAmxKeys, cur ^= 1) {  // later tiles: masked for all
     const int64_t nk = std::min(kAmxKeys, max_vis - j0);
-    const int64_t nkp = (nk + 31) / 32 * 32;             // keys padded to AMX steps (pad: 0)
+    const int64_t nkp = (nk + 31) / 32 * 32;  // keys padded to AMX steps (pad: 0)
     const int64_t nn = std::clamp<int64_t>(max_vis - j0 - kAmxKeys, 0, kAmxKeys);  // next tile
-    if (nn > 0) a.key_value_rows(b, j0 + kAmxKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
-    for (int64_t jp = 0; jp < nkp; jp += 2) {  // K rows and V pairs; the next tile's rows prefetched
-      if (jp < nn) attn_prefetch_rows(kp[cur ^ 1] + jp, vp[cur ^ 1] + jp, std::min<int64_t>(2, nn - jp), D);
+    if (nn > 0)
+      a.key_value_rows(b, j0 + kAmxKeys, nn, kv_head, cache_len, kp[cur ^ 1], vp[cur ^ 1]);
+    for (int64_t jp = 0; jp < nkp;
+         jp += 2) {  // K rows and V pairs; the next tile's rows prefetched
+      if (jp < nn)
+        attn_prefetch_rows(kp[cur ^ 1] + jp, vp[cur ^ 1] + jp, std::min<int64_t>(2, nn - jp), D);
       for (int64_t j = jp; j < jp + 2; ++j)
         std::memcpy(kb + j * D, j < nk ? reinterpret_cast<const uint16_t*>(kp[cur][j]) : zero,
                     sizeof(uint16_t) * D);

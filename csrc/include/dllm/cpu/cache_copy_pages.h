@@ -19,8 +19,8 @@ namespace dllm::cpu {
 // The caller has checked the ids (in range, dsts distinct and never a src); ids outside
 // [0, num_pages) are skipped (like the CUDA kernel).
 template <typename E>
-void cache_copy_page_slots(PagedCacheView<E> k_cache,   // [num_pages, page_size, H, D]
-                           PagedCacheView<E> v_cache,   // [num_pages, page_size, H, D]
+void cache_copy_page_slots(PagedCacheView<E> k_cache,    // [num_pages, page_size, H, D]
+                           PagedCacheView<E> v_cache,    // [num_pages, page_size, H, D]
                            View2D<const int64_t> pairs,  // [n, 2] (src, dst)
                            int64_t num_pages, int64_t page_size, int64_t H, int64_t D,
                            int64_t begin, int64_t end) {
@@ -29,8 +29,10 @@ void cache_copy_page_slots(PagedCacheView<E> k_cache,   // [num_pages, page_size
     const int64_t src = pairs(p, 0), dst = pairs(p, 1);
     if (src < 0 || src >= num_pages || dst < 0 || dst >= num_pages) continue;
     for (int64_t h = 0; h < H; ++h) {
-      std::memcpy(k_cache.row(dst, s, h), k_cache.row(src, s, h), static_cast<size_t>(D) * sizeof(E));
-      std::memcpy(v_cache.row(dst, s, h), v_cache.row(src, s, h), static_cast<size_t>(D) * sizeof(E));
+      std::memcpy(k_cache.row(dst, s, h), k_cache.row(src, s, h),
+                  static_cast<size_t>(D) * sizeof(E));
+      std::memcpy(v_cache.row(dst, s, h), v_cache.row(src, s, h),
+                  static_cast<size_t>(D) * sizeof(E));
     }
   }
 }

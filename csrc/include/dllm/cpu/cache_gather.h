@@ -24,7 +24,7 @@ void cache_gather_tokens(PagedCacheView<const E> k_cache,    // [num_pages, page
                          PagedCacheView<const E> v_cache,    // [num_pages, page_size, H, D]
                          View2D<const int32_t> block_table,  // [B, max_pages]
                          const int32_t* kv_lens, int64_t kv_lens_stride,  // [B]
-                         E* k_out, E* v_out,                 // [B, max_len, H, D] contiguous
+                         E* k_out, E* v_out,  // [B, max_len, H, D] contiguous
                          int64_t max_len, int64_t num_pages, int64_t max_pages, int64_t page_size,
                          int64_t H, int64_t D, int64_t begin, int64_t end) {
   const int64_t row = H * D;

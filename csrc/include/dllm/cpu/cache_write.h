@@ -29,13 +29,13 @@ inline void copy_row(E* dst, const E* src, int64_t D, int64_t src_stride) {
 
 // Tokens [begin, end) of k / v into their slots. slot < 0 or >= capacity: skipped.
 template <typename E>
-void cache_write_tokens(PagedCacheView<E> k_cache,         // [num_pages, page_size, H, D]
-                        PagedCacheView<E> v_cache,         // [num_pages, page_size, H, D]
-                        TokenView<const E> k,              // [n0, n1, H, D]
-                        TokenView<const E> v,              // [n0, n1, H, D]
+void cache_write_tokens(PagedCacheView<E> k_cache,           // [num_pages, page_size, H, D]
+                        PagedCacheView<E> v_cache,           // [num_pages, page_size, H, D]
+                        TokenView<const E> k,                // [n0, n1, H, D]
+                        TokenView<const E> v,                // [n0, n1, H, D]
                         View2D<const int64_t> slot_mapping,  // [n0, n1]
-                        int64_t page_size, int64_t capacity, int64_t H, int64_t D,
-                        int64_t begin, int64_t end) {
+                        int64_t page_size, int64_t capacity, int64_t H, int64_t D, int64_t begin,
+                        int64_t end) {
   for (int64_t t = begin; t < end; ++t) {
     const int64_t slot = slot_mapping(t / k.n1, t % k.n1);
     if (slot < 0 || slot >= capacity) continue;

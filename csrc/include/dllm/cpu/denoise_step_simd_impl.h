@@ -26,7 +26,9 @@ inline VF load(const f16_t* p) {
 }
 inline void store(float* p, VF v) { _mm256_storeu_ps(p, v); }
 inline void storei(uint32_t* p, VI v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
-inline VI loadi(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline VI loadi(const uint32_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
 inline VF add(VF a, VF b) { return _mm256_add_ps(a, b); }
 inline VF sub(VF a, VF b) { return _mm256_sub_ps(a, b); }
 inline VF mul(VF a, VF b) { return _mm256_mul_ps(a, b); }
@@ -54,8 +56,14 @@ inline VI addi(VI a, VI b) { return _mm256_add_epi32(a, b); }
 inline VI subi(VI a, VI b) { return _mm256_sub_epi32(a, b); }
 inline VI xori(VI a, VI b) { return _mm256_xor_si256(a, b); }
 inline VI ori(VI a, VI b) { return _mm256_or_si256(a, b); }
-template <int k> inline VI srli(VI a) { return _mm256_srli_epi32(a, k); }
-template <int k> inline VI slli(VI a) { return _mm256_slli_epi32(a, k); }
+template <int k>
+inline VI srli(VI a) {
+  return _mm256_srli_epi32(a, k);
+}
+template <int k>
+inline VI slli(VI a) {
+  return _mm256_slli_epi32(a, k);
+}
 inline VI mul_epu32(VI a, VI b) { return _mm256_mul_epu32(a, b); }
 inline VI srli64_32(VI a) { return _mm256_srli_epi64(a, 32); }
 inline VI slli64_32(VI a) { return _mm256_slli_epi64(a, 32); }
@@ -85,8 +93,12 @@ inline double hsum(VF a) {
 #elif defined(DLLM_SIMD_EMU16)
 // 16 lanes as two AVX2 halves with AVX-512's semantics (lane j of a mask = bit j; unpacks act
 // within 128-bit lanes): lets the native test run the 16-lane kernel logic on an AVX2-only CPU.
-struct VF { __m256 lo, hi; };
-struct VI { __m256i lo, hi; };
+struct VF {
+  __m256 lo, hi;
+};
+struct VI {
+  __m256i lo, hi;
+};
 using Mask = uint32_t;
 inline Mask mk(__m256 lo, __m256 hi) {
   return static_cast<Mask>(_mm256_movemask_ps(lo) | (_mm256_movemask_ps(hi) << 8));
@@ -176,15 +188,22 @@ DLLM_EMU_I2(unpacklo32, _mm256_unpacklo_epi32)
 DLLM_EMU_I2(unpackhi32, _mm256_unpackhi_epi32)
 DLLM_EMU_I2(unpacklo64, _mm256_unpacklo_epi64)
 DLLM_EMU_I2(unpackhi64, _mm256_unpackhi_epi64)
-template <int k> inline VI srli(VI a) { return {_mm256_srli_epi32(a.lo, k), _mm256_srli_epi32(a.hi, k)}; }
-template <int k> inline VI slli(VI a) { return {_mm256_slli_epi32(a.lo, k), _mm256_slli_epi32(a.hi, k)}; }
+template <int k>
+inline VI srli(VI a) {
+  return {_mm256_srli_epi32(a.lo, k), _mm256_srli_epi32(a.hi, k)};
+}
+template <int k>
+inline VI slli(VI a) {
+  return {_mm256_slli_epi32(a.lo, k), _mm256_slli_epi32(a.hi, k)};
+}
 inline VI srli64_32(VI a) { return {_mm256_srli_epi64(a.lo, 32), _mm256_srli_epi64(a.hi, 32)}; }
 inline VI slli64_32(VI a) { return {_mm256_slli_epi64(a.lo, 32), _mm256_slli_epi64(a.hi, 32)}; }
 inline VI blend_odd(VI a, VI b) {
   return {_mm256_blend_epi32(a.lo, b.lo, 0xAA), _mm256_blend_epi32(a.hi, b.hi, 0xAA)};
 }
 inline VI group_lanes() {
-  return {_mm256_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13), _mm256_setr_epi32(2, 6, 10, 14, 3, 7, 11, 15)};
+  return {_mm256_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13),
+          _mm256_setr_epi32(2, 6, 10, 14, 3, 7, 11, 15)};
 }
 inline float hmax(VF a) {
   const __m256 v = _mm256_max_ps(a.lo, a.hi);
@@ -248,8 +267,14 @@ inline VI addi(VI a, VI b) { return _mm512_add_epi32(a, b); }
 inline VI subi(VI a, VI b) { return _mm512_sub_epi32(a, b); }
 inline VI xori(VI a, VI b) { return _mm512_xor_si512(a, b); }
 inline VI ori(VI a, VI b) { return _mm512_or_si512(a, b); }
-template <int k> inline VI srli(VI a) { return _mm512_srli_epi32(a, k); }
-template <int k> inline VI slli(VI a) { return _mm512_slli_epi32(a, k); }
+template <int k>
+inline VI srli(VI a) {
+  return _mm512_srli_epi32(a, k);
+}
+template <int k>
+inline VI slli(VI a) {
+  return _mm512_slli_epi32(a, k);
+}
 inline VI mul_epu32(VI a, VI b) { return _mm512_mul_epu32(a, b); }
 inline VI srli64_32(VI a) { return _mm512_srli_epi64(a, 32); }
 inline VI slli64_32(VI a) { return _mm512_slli_epi64(a, 32); }
@@ -298,9 +323,9 @@ inline VF exp_v(VF x) {
 // c1, c2, c3 are the same for every group, so round 1 needs one vector product and round 2 one.
 struct PhiloxCtx {
   uint32_t k0[10], k1[10];
-  uint32_t r1_c0, r1_c1;          // round 1 outputs that do not depend on g: c0, c1
-  uint32_t r2_hi0, r2_lo0;        // round 2: mulhilo(M0, r1_c0)
-  uint32_t r1_c3_xor;             // offset ^ k1[0]
+  uint32_t r1_c0, r1_c1;    // round 1 outputs that do not depend on g: c0, c1
+  uint32_t r2_hi0, r2_lo0;  // round 2: mulhilo(M0, r1_c0)
+  uint32_t r1_c3_xor;       // offset ^ k1[0]
 };
 
 inline PhiloxCtx philox_ctx(uint64_t seed, uint32_t offset, int64_t b, int64_t l) {
@@ -322,8 +347,8 @@ inline PhiloxCtx philox_ctx(uint64_t seed, uint32_t offset, int64_t b, int64_t l
 }
 
 inline void mulhilo_v(VI a, VI m, VI& hi, VI& lo) {
-  const VI pe = mul_epu32(a, m);              // even lanes, 64-bit
-  const VI po = mul_epu32(srli64_32(a), m);   // odd lanes
+  const VI pe = mul_epu32(a, m);             // even lanes, 64-bit
+  const VI po = mul_epu32(srli64_32(a), m);  // odd lanes
   hi = blend_odd(srli64_32(pe), po);
   lo = blend_odd(pe, slli64_32(po));
 }
@@ -388,16 +413,16 @@ inline float gumbel_bound_scalar(uint32_t w) {  // gumbel_bound for one word
 }
 
 // ---- the row kernel ---------------------------------------------------------------------------
-// How the choice is made (x0): kD = argmax of d itself (T = 0 and score == d), kScore = argmax of the
-// (filtered) scaled logits, which differ from d (T = 0, filtered, raw confidence), kGumbel =
+// How the choice is made (x0): kD = argmax of d itself (T = 0 and score == d), kScore = argmax of
+// the (filtered) scaled logits, which differ from d (T = 0, filtered, raw confidence), kGumbel =
 // argmax of scaled + Gumbel noise (T > 0).
 // kNone: no choice here (filtered rows at T > 0 choose over their kept tokens, gumbel_kept).
 enum class Choice { kD, kScore, kGumbel, kNone };
 
 struct Ctx {
   float inv_t;
-  bool scale;      // scaled = sanitize(z * inv_t) (else scaled = z)
-  bool d_scaled;   // d = scaled (sampling confidence), else d = z
+  bool scale;     // scaled = sanitize(z * inv_t) (else scaled = z)
+  bool d_scaled;  // d = scaled (sampling confidence), else d = z
   PhiloxCtx philox;
 };
 
@@ -443,8 +468,10 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
     if (need_z)
       for (int k = 0; k < 4; ++k) z[k] = sanitize_v(load(z_src + i + k * W));
     for (int k = 0; k < 4; ++k) {
-      if (!kRaw && f_src != nullptr) s[k] = load(f_src + i + k * W);
-      else s[k] = scale ? sanitize_v(mul(z[k], inv_t)) : z[k];
+      if (!kRaw && f_src != nullptr)
+        s[k] = load(f_src + i + k * W);
+      else
+        s[k] = scale ? sanitize_v(mul(z[k], inv_t)) : z[k];
       d[k] = d_scaled ? s[k] : z[k];
     }
     // Running max of d: a block that raises it (rare after the first few) folds the sums, rescales
@@ -534,8 +561,7 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
       const VF x2 = vmax(sub(d[2], m_v), lo80), x3 = vmax(sub(d[3], m_v), lo80);
       const VF e0 = exp_v(x0), e1 = exp_v(x1), e2 = exp_v(x2), e3 = exp_v(x3);
       acc = add(acc, add(add(e0, e1), add(e2, e3)));
-      if (kEntropy)
-        ent = add(ent, add(fmadd(e0, x0, mul(e1, x1)), fmadd(e2, x2, mul(e3, x3))));
+      if (kEntropy) ent = add(ent, add(fmadd(e0, x0, mul(e1, x1)), fmadd(e2, x2, mul(e3, x3))));
     }
     if (kMargin) {
       for (int k = 0; k < 4; ++k) {
@@ -579,8 +605,8 @@ void row_chunk_conf(Confidence conf, const In* z, const float* f, int64_t v0, in
 
 // out[0, V) = sanitize(sanitize(z) * inv_t), suppressed ids -inf: load_chunk's values.
 template <typename In>
-void materialize(const In* row, int64_t V, float inv_t, const int64_t* suppress,
-                 int64_t n_suppress, float* out) {
+void materialize(const In* row, int64_t V, float inv_t, const int64_t* suppress, int64_t n_suppress,
+                 float* out) {
   const bool scale = inv_t != 1.0f;
   const VF it = set1(inv_t);
   int64_t i = 0;
@@ -593,7 +619,8 @@ void materialize(const In* row, int64_t V, float inv_t, const int64_t* suppress,
     const float z = sanitize(to_float(row[i]));
     out[i] = scale ? sanitize(z * inv_t) : z;
   }
-  for (int64_t k = 0; k < n_suppress; ++k) out[suppress[k]] = -std::numeric_limits<float>::infinity();
+  for (int64_t k = 0; k < n_suppress; ++k)
+    out[suppress[k]] = -std::numeric_limits<float>::infinity();
 }
 
 // s[i] < t -> -inf.
@@ -617,7 +644,8 @@ inline void top_p_histogram(const float* vals, int64_t V, float m, double* hist)
   constexpr int64_t kB = 256;
   alignas(64) float w[kB];
   alignas(64) int32_t bucket[kB];
-  const VF mv = set1(m), lo80 = set1(-80.0f), neg_inf = set1(-std::numeric_limits<float>::infinity());
+  const VF mv = set1(m), lo80 = set1(-80.0f),
+           neg_inf = set1(-std::numeric_limits<float>::infinity());
   for (int64_t v0 = 0; v0 < V; v0 += kB) {
     const int64_t n = std::min(kB, V - v0);
     int64_t i = 0;
@@ -661,16 +689,14 @@ void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t
   float* s = ws.full.data();
   materialize(row, V, p.inv_temperature, suppress, n_suppress, s);
   const auto apply = [&](bool top_k_step) {
-    const float t =
-        top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
-                   : top_p_threshold_with(
-                         s, V, p.top_p, ws.tmp, ws.wts, ws.hist,
-                         [](const float* v, int64_t n, float m, double* h) {
-                           top_p_histogram(v, n, m, h);
-                         },
-                         [](const float* v, int64_t n, float m, int32_t b, std::vector<float>& o) {
-                           top_p_members(v, n, m, b, o);
-                         });
+    const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
+                               : top_p_threshold_with(
+                                     s, V, p.top_p, ws.tmp, ws.wts, ws.hist,
+                                     [](const float* v, int64_t n, float m, double* h) {
+                                       top_p_histogram(v, n, m, h);
+                                     },
+                                     [](const float* v, int64_t n, float m, int32_t b,
+                                        std::vector<float>& o) { top_p_members(v, n, m, b, o); });
     if (t > -std::numeric_limits<float>::infinity()) apply_threshold(s, V, t);
   };
   apply(!p.top_p_first);
@@ -687,7 +713,8 @@ void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t
       }
     }
     for (; i < V; ++i)
-      if (s[i] > -std::numeric_limits<float>::infinity()) ws.kept.push_back(static_cast<int32_t>(i));
+      if (s[i] > -std::numeric_limits<float>::infinity())
+        ws.kept.push_back(static_cast<int32_t>(i));
   }
 }
 
@@ -751,14 +778,15 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
   if (p.sample) c.philox = philox_ctx(p.seed, p.offset, b, l);
   // Filtered rows at T > 0: the softmax here, the choice over the kept tokens (gumbel_kept).
   const bool kept_choice = filtered && p.sample;
-  const Choice choice = kept_choice ? Choice::kNone
-                        : p.sample ? Choice::kGumbel
-                        : (!filtered || p.source_sampling) ? Choice::kD : Choice::kScore;
+  const Choice choice = kept_choice                        ? Choice::kNone
+                        : p.sample                         ? Choice::kGumbel
+                        : (!filtered || p.source_sampling) ? Choice::kD
+                                                           : Choice::kScore;
   // The generic code for a range: with kept_choice only its softmax part is kept.
   const auto generic = [&](int64_t from, int64_t to) {
     if (!kept_choice)
-      return dllm::cpu::accumulate_range(row, from, to, suppress, n_suppress, p, b, l, filtered,
-                                         ws, st);
+      return dllm::cpu::accumulate_range(row, from, to, suppress, n_suppress, p, b, l, filtered, ws,
+                                         st);
     RowState part;
     dllm::cpu::accumulate_range(row, from, to, suppress, n_suppress, p, b, l, filtered, ws, part);
     part.best = -std::numeric_limits<float>::infinity();
@@ -779,15 +807,19 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
     const float* f = filtered ? ws.full.data() + v0 : nullptr;
     switch (choice) {
       case Choice::kD:
-        if (raw) row_chunk_conf<In, Choice::kD, true>(p.confidence, row + v0, f, v0, n, c, st);
-        else row_chunk_conf<In, Choice::kD>(p.confidence, row + v0, f, v0, n, c, st);
+        if (raw)
+          row_chunk_conf<In, Choice::kD, true>(p.confidence, row + v0, f, v0, n, c, st);
+        else
+          row_chunk_conf<In, Choice::kD>(p.confidence, row + v0, f, v0, n, c, st);
         break;
       case Choice::kScore:
         row_chunk_conf<In, Choice::kScore>(p.confidence, row + v0, f, v0, n, c, st);
         break;
       case Choice::kGumbel:
-        if (raw) row_chunk_conf<In, Choice::kGumbel, true>(p.confidence, row + v0, f, v0, n, c, st);
-        else row_chunk_conf<In, Choice::kGumbel>(p.confidence, row + v0, f, v0, n, c, st);
+        if (raw)
+          row_chunk_conf<In, Choice::kGumbel, true>(p.confidence, row + v0, f, v0, n, c, st);
+        else
+          row_chunk_conf<In, Choice::kGumbel>(p.confidence, row + v0, f, v0, n, c, st);
         break;
       case Choice::kNone:
         row_chunk_conf<In, Choice::kNone>(p.confidence, row + v0, f, v0, n, c, st);

@@ -14,10 +14,10 @@
 namespace dllm::cpu {
 
 // Processes rows [row_begin, row_end) so that callers can split rows across threads.
-inline void num_transfer_tokens_rows(View2D<const uint8_t> mask,  // [B, L] bool bytes, nonzero: masked
-                                     View2D<int64_t> out,         // [B, steps] tokens per step
-                                     int64_t L, int64_t steps, int64_t row_begin,
-                                     int64_t row_end) {
+inline void num_transfer_tokens_rows(
+    View2D<const uint8_t> mask,  // [B, L] bool bytes, nonzero: masked
+    View2D<int64_t> out,         // [B, steps] tokens per step
+    int64_t L, int64_t steps, int64_t row_begin, int64_t row_end) {
   for (int64_t b = row_begin; b < row_end; ++b) {
     int64_t masked = 0;
     for (int64_t l = 0; l < L; ++l) masked += mask(b, l) != 0 ? 1 : 0;

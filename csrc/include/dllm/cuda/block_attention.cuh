@@ -3,9 +3,9 @@
 // dllm/block_attention.h (dllm_kernels/reference/block_attention.py is the spec; the native test
 // compares with the CPU kernel, dllm/cpu/block_attention.h).
 //
-// Napkin math (from dllm/block_attention.h): the LLaDA-8B step B = 1, Lq = 32, Hq = Hkv = 32, D = 128,
-// N = 4096 keys, bf16 is 2.1 GFLOP and 67 MB of K/V: ~22 us at ~3 TB/s (H100 HBM3) against ~3 us
-// of tensor-core time, so the floor is one read of K/V per KV head. Per 32-key tile a CTA moves
+// Napkin math (from dllm/block_attention.h): the LLaDA-8B step B = 1, Lq = 32, Hq = Hkv = 32, D =
+// 128, N = 4096 keys, bf16 is 2.1 GFLOP and 67 MB of K/V: ~22 us at ~3 TB/s (H100 HBM3) against ~3
+// us of tensor-core time, so the floor is one read of K/V per KV head. Per 32-key tile a CTA moves
 // 16 KB of K/V and (64 rows) does 1 MFLOP: 64 FLOP/B, far below the ~300 FLOP/B where an H100
 // turns compute bound, so WMMA tensor cores (not the most efficient MMA path) are plenty; what
 // matters is keeping enough K/V bytes in flight (double-buffered cp.async tiles, 2 CTAs per SM:
@@ -75,11 +75,11 @@ namespace attn_detail {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kRows = kWarps * 16;     // query rows (group heads x queries) per CTA
-constexpr int kCtasPerSm = 2;          // split-KV aims at kCtasPerSm * num_sms CTAs
-constexpr int kMinTilesPerSplit = 4;   // ... each with at least this many key tiles
+constexpr int kRows = kWarps * 16;    // query rows (group heads x queries) per CTA
+constexpr int kCtasPerSm = 2;         // split-KV aims at kCtasPerSm * num_sms CTAs
+constexpr int kMinTilesPerSplit = 4;  // ... each with at least this many key tiles
 constexpr int kMaxSplits = 64;
-constexpr int kMergeThreads = 256;     // one warp per row
+constexpr int kMergeThreads = 256;  // one warp per row
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kNegInf = -__builtin_inff();
@@ -99,16 +99,16 @@ constexpr int max_int(int x, int y) { return x > y ? x : y; }
 template <int D>
 struct Smem {
   static constexpr int kKeys = keys_per_tile(D);
-  static constexpr int kLd = D + 8;          // Q / K / V rows (16-bit elements)
-  static constexpr int kLdS = kKeys + 4;     // S rows (fp32)
-  static constexpr int kLdP = kKeys + 8;     // P rows (16-bit)
-  static constexpr int kLdO = D + 4;         // output staging rows (fp32)
+  static constexpr int kLd = D + 8;       // Q / K / V rows (16-bit elements)
+  static constexpr int kLdS = kKeys + 4;  // S rows (fp32)
+  static constexpr int kLdP = kKeys + 8;  // P rows (16-bit)
+  static constexpr int kLdO = D + 4;      // output staging rows (fp32)
   static constexpr int kTileElems = kKeys * kLd;
-  static constexpr int kQ = 0;                                  // Q  [kRows][kLd]
-  static constexpr int kKV = kQ + kRows * kLd * 2;              // KV [2 stages][K, V][kKeys][kLd]
+  static constexpr int kQ = 0;                      // Q  [kRows][kLd]
+  static constexpr int kKV = kQ + kRows * kLd * 2;  // KV [2 stages][K, V][kKeys][kLd]
   static constexpr int kMain = kKV + 4 * kTileElems * 2;
-  static constexpr int kOBytes = kWarps * 16 * kLdO * 4;        // O staging [kRows][kLdO] (end)
-  static constexpr int kS = align128(max_int(kMain, kOBytes));  // S  [kWarps][16][kLdS] fp32
+  static constexpr int kOBytes = kWarps * 16 * kLdO * 4;            // O staging [kRows][kLdO] (end)
+  static constexpr int kS = align128(max_int(kMain, kOBytes));      // S  [kWarps][16][kLdS] fp32
   static constexpr int kP = align128(kS + kWarps * 16 * kLdS * 4);  // P [kWarps][16][kLdP]
   static constexpr int kRow = align128(kP + kWarps * 16 * kLdP * 2);  // [kWarps][16] fp32
   static constexpr int kBytes = kRow + kWarps * 16 * 4;
@@ -152,11 +152,12 @@ __device__ __forceinline__ uint32_t* frag_regs(Frag& f) {
   return reinterpret_cast<uint32_t*>(&f.x[0]);
 }
 
-#define DLLM_WMMA_LOAD_BF16(OP, LAYOUT)                                                  \
-  asm volatile("wmma.load." OP ".sync.aligned." LAYOUT ".m16n16k16.shared.bf16 "        \
-               "{%0, %1, %2, %3}, [%4], %5;\n"                                           \
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])                          \
-               : "r"(static_cast<unsigned>(__cvta_generic_to_shared(p))), "r"(ldm)       \
+#define DLLM_WMMA_LOAD_BF16(OP, LAYOUT)                                            \
+  asm volatile("wmma.load." OP ".sync.aligned." LAYOUT                             \
+               ".m16n16k16.shared.bf16 "                                           \
+               "{%0, %1, %2, %3}, [%4], %5;\n"                                     \
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])                    \
+               : "r"(static_cast<unsigned>(__cvta_generic_to_shared(p))), "r"(ldm) \
                : "memory")
 
 // A [16 x 16] row-major at p (leading dimension ldm elements).
@@ -342,16 +343,16 @@ __device__ __forceinline__ void store_out_rows(const BlockAttentionArgs<T>& a, i
 // ---- main kernel --------------------------------------------------------------------------------
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
-block_attention_kernel(const BlockAttentionArgs<T> a,  // q [B, Lq, Hq, D], k / v [B, Lk, Hkv, D],
-                                                       // caches [num_pages, page_size, Hkv, D],
-                                                       // out [B, Lq, Hq, D], lse [B, Hq, Lq]
-                       int R,                          // rows per (b, kv head): (Hq / Hkv) * Lq
-                       int row_tiles,                  // ceil(R / kRows); gridDim.x: B*Hkv*that
-                       bool vec_in,                    // q, k, v, caches: 16-byte aligned rows
-                       bool vec_out,                   // out: 16-byte aligned rows
-                       float* part_o,                  // [splits, B*Hkv*R, D] (gridDim.y > 1)
-                       float* part_lse) {              // [splits, B * Hkv * R]
+__global__ void __launch_bounds__(kThreads, kMinCtasPerSm) block_attention_kernel(
+    const BlockAttentionArgs<T> a,  // q [B, Lq, Hq, D], k / v [B, Lk, Hkv, D],
+                                    // caches [num_pages, page_size, Hkv, D],
+                                    // out [B, Lq, Hq, D], lse [B, Hq, Lq]
+    int R,                          // rows per (b, kv head): (Hq / Hkv) * Lq
+    int row_tiles,                  // ceil(R / kRows); gridDim.x: B*Hkv*that
+    bool vec_in,                    // q, k, v, caches: 16-byte aligned rows
+    bool vec_out,                   // out: 16-byte aligned rows
+    float* part_o,                  // [splits, B*Hkv*R, D] (gridDim.y > 1)
+    float* part_lse) {              // [splits, B * Hkv * R]
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using S = Smem<D>;
   using W = typename Elem<T>::type;
@@ -366,10 +367,10 @@ block_attention_kernel(const BlockAttentionArgs<T> a,  // q [B, Lq, Hq, D], k / 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem + S::kQ);
   uint16_t* KV = reinterpret_cast<uint16_t*>(smem + S::kKV);
-  float* Sw = reinterpret_cast<float*>(smem + S::kS) + warp * 16 * kLdS;     // warp's S [16][kLdS]
+  float* Sw = reinterpret_cast<float*>(smem + S::kS) + warp * 16 * kLdS;  // warp's S [16][kLdS]
   uint16_t* Pw = reinterpret_cast<uint16_t*>(smem + S::kP) + warp * 16 * kLdP;  // P [16][kLdP]
-  float* roww = reinterpret_cast<float*>(smem + S::kRow) + warp * 16;        // warp's per-row scale
-  float* Ow = reinterpret_cast<float*>(smem) + warp * 16 * S::kLdO;          // epilogue staging
+  float* roww = reinterpret_cast<float*>(smem + S::kRow) + warp * 16;  // warp's per-row scale
+  float* Ow = reinterpret_cast<float*>(smem) + warp * 16 * S::kLdO;    // epilogue staging
 
   // This CTA: (b, kv head, row tile) from blockIdx.x (b slowest: tiles of one unit are adjacent
   // and share their K / V in L2), split from blockIdx.y.
@@ -380,8 +381,8 @@ block_attention_kernel(const BlockAttentionArgs<T> a,  // q [B, Lq, Hq, D], k / 
   const int64_t b = bk / Hkv;
   const int split = blockIdx.y, splits = gridDim.y;
   const int row0 = tile * kRows, nrows = min(kRows, R - row0);
-  const int64_t N = a.B * a.Hkv * R;     // partial rows
-  const int64_t n0 = bk * R + row0;      // partial row of CTA row 0
+  const int64_t N = a.B * a.Hkv * R;  // partial rows
+  const int64_t n0 = bk * R + row0;   // partial row of CTA row 0
   const int cache_len = a.cache_len(b), kv_len = a.kv_len(b);
   const int64_t total = int64_t{cache_len} + kv_len;
 
@@ -563,13 +564,13 @@ block_attention_kernel(const BlockAttentionArgs<T> a,  // q [B, Lq, Hq, D], k / 
 // ---- split-KV merge -----------------------------------------------------------------------------
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kMergeThreads)
-block_attention_merge_kernel(const BlockAttentionArgs<T> a,  // out [B, Lq, Hq, D], lse [B, Hq, Lq]
-                             int R,                          // rows per (b, kv head)
-                             bool vec_out,                   // out: 16-byte aligned rows
-                             const float* part_o,            // [splits, N, D]
-                             const float* part_lse,          // [splits, N], -inf: empty
-                             int splits, int64_t N) {        // N = B * Hkv * R
+__global__ void __launch_bounds__(kMergeThreads) block_attention_merge_kernel(
+    const BlockAttentionArgs<T> a,  // out [B, Lq, Hq, D], lse [B, Hq, Lq]
+    int R,                          // rows per (b, kv head)
+    bool vec_out,                   // out: 16-byte aligned rows
+    const float* part_o,            // [splits, N, D]
+    const float* part_lse,          // [splits, N], -inf: empty
+    int splits, int64_t N) {        // N = B * Hkv * R
   const int lane = threadIdx.x % 32;
   const int64_t n = (int64_t{blockIdx.x} * kMergeThreads + threadIdx.x) / 32;  // one warp per row
   if (n >= N) return;
@@ -649,8 +650,8 @@ inline bool strides16(std::initializer_list<int64_t> size_stride) {
 
 template <typename T>
 inline bool inputs_vec16(const BlockAttentionArgs<T>& a) {
-  bool ok = aligned16(a.q) &&
-            strides16<T>({a.B, a.q_stride_b, a.Lq, a.q_stride_l, a.Hq, a.q_stride_h});
+  bool ok =
+      aligned16(a.q) && strides16<T>({a.B, a.q_stride_b, a.Lq, a.q_stride_l, a.Hq, a.q_stride_h});
   if (a.k != nullptr)
     ok = ok && aligned16(a.k) && aligned16(a.v) &&
          strides16<T>({a.B, a.k_stride_b, a.Lk, a.k_stride_l, a.Hkv, a.k_stride_h, a.B,
@@ -779,14 +780,18 @@ cudaError_t block_attention(const BlockAttentionArgs<T>& args, void* workspace,
     if (major < 8) return cudaErrorNotSupported;
     const int R = static_cast<int>(p.rows);
     const auto go = [&](auto d) {
-      return launch<T, decltype(d)::value>(a, R, p.row_tiles, p.units, p.splits, part_o,
-                                           part_lse, stream);
+      return launch<T, decltype(d)::value>(a, R, p.row_tiles, p.units, p.splits, part_o, part_lse,
+                                           stream);
     };
     switch (a.D) {
-      case 64: return go(std::integral_constant<int, 64>{});
-      case 96: return go(std::integral_constant<int, 96>{});
-      case 128: return go(std::integral_constant<int, 128>{});
-      default: return go(std::integral_constant<int, 256>{});
+      case 64:
+        return go(std::integral_constant<int, 64>{});
+      case 96:
+        return go(std::integral_constant<int, 96>{});
+      case 128:
+        return go(std::integral_constant<int, 128>{});
+      default:
+        return go(std::integral_constant<int, 256>{});
     }
   }
 }

@@ -14,8 +14,8 @@
 namespace dllm::cuda {
 
 template <typename V, typename E>
-__global__ void cache_copy_pages_kernel(PagedCacheView<E> k_cache,    // [num_pages, page_size, H, D]
-                                        PagedCacheView<E> v_cache,    // [num_pages, page_size, H, D]
+__global__ void cache_copy_pages_kernel(PagedCacheView<E> k_cache,  // [num_pages, page_size, H, D]
+                                        PagedCacheView<E> v_cache,  // [num_pages, page_size, H, D]
                                         View2D<const int64_t> pairs,  // [n, 2] (src, dst)
                                         int64_t n, int64_t num_pages, int64_t page_size, int H,
                                         int nvec) {
@@ -27,8 +27,8 @@ __global__ void cache_copy_pages_kernel(PagedCacheView<E> k_cache,    // [num_pa
     cache_detail::copy_rows<V, E>(Rows<E>{k_cache.row(dst, s, 0), k_cache.stride_head, 1},
                                   Rows<E>{v_cache.row(dst, s, 0), v_cache.stride_head, 1},
                                   Rows<const E>{k_cache.row(src, s, 0), k_cache.stride_head, 1},
-                                  Rows<const E>{v_cache.row(src, s, 0), v_cache.stride_head, 1},
-                                  H, nvec);
+                                  Rows<const E>{v_cache.row(src, s, 0), v_cache.stride_head, 1}, H,
+                                  nvec);
   }
 }
 

@@ -14,18 +14,20 @@
 namespace dllm::cuda {
 
 template <typename V, typename E>
-__global__ void cache_gather_kernel(PagedCacheView<const E> k_cache,    // [num_pages, page_size, H, D]
-                                    PagedCacheView<const E> v_cache,    // [num_pages, page_size, H, D]
-                                    View2D<const int32_t> block_table,  // [B, max_pages]
-                                    const int32_t* kv_lens, int64_t kv_lens_stride,  // [B]
-                                    E* k_out, E* v_out,                 // [B, max_len, H, D]
-                                    int64_t B, int64_t max_len, int64_t num_pages,
-                                    int64_t max_pages, int64_t page_size, int H, int nvec, int D) {
+__global__ void cache_gather_kernel(
+    PagedCacheView<const E> k_cache,                 // [num_pages, page_size, H, D]
+    PagedCacheView<const E> v_cache,                 // [num_pages, page_size, H, D]
+    View2D<const int32_t> block_table,               // [B, max_pages]
+    const int32_t* kv_lens, int64_t kv_lens_stride,  // [B]
+    E* k_out, E* v_out,                              // [B, max_len, H, D]
+    int64_t B, int64_t max_len, int64_t num_pages, int64_t max_pages, int64_t page_size, int H,
+    int nvec, int D) {
   using cache_detail::Rows;
   const int64_t row = static_cast<int64_t>(H) * D;
   for (int64_t t = blockIdx.x; t < B * max_len; t += gridDim.x) {
     const int64_t b = t / max_len, i = t % max_len;
-    const int64_t len = min(static_cast<int64_t>(kv_lens[b * kv_lens_stride]), max_pages * page_size);
+    const int64_t len =
+        min(static_cast<int64_t>(kv_lens[b * kv_lens_stride]), max_pages * page_size);
     const E* sk = nullptr;
     const E* sv = nullptr;
     if (i < len) {
@@ -48,7 +50,7 @@ cudaError_t cache_gather(PagedCacheView<const E> k_cache,    // [num_pages, page
                          PagedCacheView<const E> v_cache,    // [num_pages, page_size, H, D]
                          View2D<const int32_t> block_table,  // [B, max_pages]
                          const int32_t* kv_lens, int64_t kv_lens_stride,  // [B]
-                         E* k_out, E* v_out,                 // [B, max_len, H, D] contiguous
+                         E* k_out, E* v_out,  // [B, max_len, H, D] contiguous
                          int64_t B, int64_t max_len, int64_t num_pages, int64_t max_pages,
                          int64_t page_size, int64_t H, int64_t D, cudaStream_t stream) {
   if (B == 0 || max_len == 0 || H == 0 || D == 0) return cudaSuccess;
@@ -62,12 +64,12 @@ cudaError_t cache_gather(PagedCacheView<const E> k_cache,    // [num_pages, page
   const int h = static_cast<int>(H), d = static_cast<int>(D);
   if (vec) {
     cache_gather_kernel<uint4, E><<<blocks, threads, 0, stream>>>(
-        k_cache, v_cache, block_table, kv_lens, kv_lens_stride, k_out, v_out, B, max_len,
-        num_pages, max_pages, page_size, h, nvec, d);
+        k_cache, v_cache, block_table, kv_lens, kv_lens_stride, k_out, v_out, B, max_len, num_pages,
+        max_pages, page_size, h, nvec, d);
   } else {
     cache_gather_kernel<E, E><<<blocks, threads, 0, stream>>>(
-        k_cache, v_cache, block_table, kv_lens, kv_lens_stride, k_out, v_out, B, max_len,
-        num_pages, max_pages, page_size, h, nvec, d);
+        k_cache, v_cache, block_table, kv_lens, kv_lens_stride, k_out, v_out, B, max_len, num_pages,
+        max_pages, page_size, h, nvec, d);
   }
   return cudaGetLastError();
 }

@@ -13,12 +13,13 @@
 namespace dllm::cuda {
 
 template <typename V, typename E>
-__global__ void cache_write_kernel(PagedCacheView<E> k_cache,           // [num_pages, page_size, H, D]
-                                   PagedCacheView<E> v_cache,           // [num_pages, page_size, H, D]
-                                   TokenView<const E> k,                // [n0, n1, H, D]
-                                   TokenView<const E> v,                // [n0, n1, H, D]
+__global__ void cache_write_kernel(PagedCacheView<E> k_cache,  // [num_pages, page_size, H, D]
+                                   PagedCacheView<E> v_cache,  // [num_pages, page_size, H, D]
+                                   TokenView<const E> k,       // [n0, n1, H, D]
+                                   TokenView<const E> v,       // [n0, n1, H, D]
                                    View2D<const int64_t> slot_mapping,  // [n0, n1]
-                                   int64_t N, int64_t page_size, int64_t capacity, int H, int nvec) {
+                                   int64_t N, int64_t page_size, int64_t capacity, int H,
+                                   int nvec) {
   using cache_detail::Rows;
   for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
     const int64_t slot = slot_mapping(t / k.n1, t % k.n1);
@@ -44,13 +45,13 @@ cudaError_t cache_write(PagedCacheView<E> k_cache,           // [num_pages, page
                         cudaStream_t stream) {
   if (N == 0 || H == 0 || D == 0) return cudaSuccess;
   using namespace cache_detail;
-  const bool vec = (D * static_cast<int64_t>(sizeof(E))) % 16 == 0 && k.stride_dim == 1 &&
-                   v.stride_dim == 1 && aligned16(k_cache.data) && aligned16(v_cache.data) &&
-                   aligned16(k.data) && aligned16(v.data) &&
-                   strides16<E>({k_cache.stride_page, k_cache.stride_slot, k_cache.stride_head,
-                                 v_cache.stride_page, v_cache.stride_slot, v_cache.stride_head,
-                                 k.stride0, k.stride1, k.stride_head, v.stride0, v.stride1,
-                                 v.stride_head});
+  const bool vec =
+      (D * static_cast<int64_t>(sizeof(E))) % 16 == 0 && k.stride_dim == 1 && v.stride_dim == 1 &&
+      aligned16(k_cache.data) && aligned16(v_cache.data) && aligned16(k.data) &&
+      aligned16(v.data) &&
+      strides16<E>({k_cache.stride_page, k_cache.stride_slot, k_cache.stride_head,
+                    v_cache.stride_page, v_cache.stride_slot, v_cache.stride_head, k.stride0,
+                    k.stride1, k.stride_head, v.stride0, v.stride1, v.stride_head});
   const int nvec = static_cast<int>(vec ? D * static_cast<int64_t>(sizeof(E)) / 16 : D);
   const unsigned threads = threads_for(2 * H * nvec), blocks = blocks_for(N);
   if (vec) {

@@ -20,10 +20,11 @@
 namespace dllm::cuda {
 
 template <typename T>
-__global__ void commit_kernel(View2D<T> x,                     // [B, L] token ids, in place
-                              View2D<const T> x0,              // [B, L] candidate token ids
-                              View2D<const uint8_t> transfer,  // [B, L] bool bytes, nonzero: take x0
-                              int64_t B, int64_t L) {
+__global__ void commit_kernel(
+    View2D<T> x,                     // [B, L] token ids, in place
+    View2D<const T> x0,              // [B, L] candidate token ids
+    View2D<const uint8_t> transfer,  // [B, L] bool bytes, nonzero: take x0
+    int64_t B, int64_t L) {
   for (int64_t b = blockIdx.y; b < B; b += gridDim.y) {
     for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < L;
          l += int64_t(gridDim.x) * blockDim.x) {

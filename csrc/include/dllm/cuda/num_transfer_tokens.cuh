@@ -35,7 +35,8 @@ __global__ void num_transfer_tokens_kernel(View2D<const uint8_t> mask,  // [B, L
     const int64_t masked = row_total;
     const int64_t base = masked / steps;
     const int64_t remainder = masked % steps;
-    for (int64_t i = threadIdx.x; i < steps; i += kThreads) out(b, i) = base + (i < remainder ? 1 : 0);
+    for (int64_t i = threadIdx.x; i < steps; i += kThreads)
+      out(b, i) = base + (i < remainder ? 1 : 0);
     __syncthreads();  // temp and row_total are reused by the next row
   }
 }
