@@ -80,9 +80,12 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
                  top_k: int = 0, top_p: float = 1.0, filter_order: str = "top_k_first",
                  confidence: str = "prob", confidence_source: str = "raw",
                  shift_logits: bool = False, suppress_tokens=None, seed: int | None = None,
-                 offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 offset: int = 0, eligible: torch.Tensor | None = None,
+                 uncond_logits: torch.Tensor | None = None,
+                 cfg_scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
-    position, and its confidence; one pass over each masked position's logits.
+    (or eligible) position, and its confidence; one pass over each such position's logits.
+    With CFG z = u + (s + 1)(c - u) is formed on the fly in that pass (no [B, L, V] temporary).
 
     The full semantics (filters, confidences, NaN/inf handling, RNG streams) are those of
     dllm_kernels.reference.denoise_step, the specification.
@@ -91,7 +94,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         logits: [B, L, V] float32/bfloat16/float16; V contiguous, any strides on B and L (a slice
             such as full_logits[:, start:end] is read in place).
         x: [B, L] int64 current tokens; masked where x == mask_id.
-        mask_id: the mask token id.
+        mask_id: the mask token id; unused (may be None) when `eligible` is given.
         temperature: 0 = argmax; > 0 samples from softmax(filter(z / T)) with Philox noise.
         top_k, top_p, filter_order: the filters (0 / 1 = off); "top_k_first" or "top_p_first".
         confidence: "prob" | "margin" | "neg_entropy" | "random".
@@ -101,12 +104,28 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
             copied to the device per call), or a 1-D int64 tensor on the logits' device of
             in-range ids, used with no device sync (its values are not checked; make it once).
         seed, offset: the Philox stream; seed None draws one from torch's default generator.
+        eligible: None (the mask path) or bool [B, L] on x's device, any strides: the positions
+            denoised, replacing x == mask_id (uniform-noise canvases, token editing).
+        uncond_logits: None or the unconditional logits u: like `logits` (same shape, dtype and
+            device, V contiguous, own strides).
+        cfg_scale: s >= 0 (LLaDA's cfg_scale); z = u + (s + 1)(c - u) in float32; 0 reads the
+            conditional logits unchanged. Must be 0 without uncond_logits.
 
     Returns:
-        x0: [B, L] int64 (x at unmasked positions); conf: [B, L] float32 (-inf at unmasked).
+        x0: [B, L] int64 (x where not denoised); conf: [B, L] float32 (-inf where not denoised).
     """
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                confidence, confidence_source, suppress_tokens, seed, offset)
+                                confidence, confidence_source, suppress_tokens, seed, offset,
+                                eligible=eligible, uncond_logits=uncond_logits,
+                                cfg_scale=cfg_scale)
+    if eligible is not None or uncond_logits is not None:  # no kernel yet: the reference
+        return reference.denoise_step(
+            logits, x, opts["mask_id"] if eligible is None else None,
+            temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+            filter_order=filter_order, confidence=confidence,
+            confidence_source=confidence_source, shift_logits=shift_logits,
+            suppress_tokens=opts["suppress"], seed=opts["seed"], offset=opts["offset"],
+            eligible=eligible, uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"])
     if _use_native(logits, x):
         return torch.ops.dllm_kernels.denoise_step(
             logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
@@ -126,14 +145,16 @@ def _native_select_args(rule: dict):
 
 
 def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
-                    probability=None, strict: bool = False, seed: int | None = None,
-                    offset: int = 0) -> torch.Tensor:
+                    probability=None, entropy_bound=None, strict: bool = False,
+                    seed: int | None = None, offset: int = 0) -> torch.Tensor:
     """transfer[b, l]: which eligible positions (conf > -inf) commit, by exactly one rule.
 
     num_transfer=k (int or int64 [B]): the k most confident per row; threshold=tau: conf >= tau
     (> with strict) plus the row's best; factor=f: Fast-dLLM's factor rule; probability=p (float
-    or float [B]): each eligible position with probability p. Ties go to the lower position.
-    See dllm_kernels.reference.select_transfer for the exact rules.
+    or float [B]): each eligible position with probability p; entropy_bound=gamma > 0 (conf from
+    confidence="neg_entropy", H = -conf): in ascending H, every k with
+    sum_{j<=k} H_j - max_{j<=k} H_j <= gamma (transformers' EntropyBoundSampler.accept_canvas).
+    Ties go to the lower position. See dllm_kernels.reference.select_transfer for the exact rules.
 
     Args:
         conf: [B, L] float32, -inf where not eligible (as denoise_step returns).
@@ -142,7 +163,9 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
         [B, L] bool. No device -> host synchronisation (CUDA-graph capturable for fixed shapes).
     """
     rule = _checks.select_transfer(conf, num_transfer, threshold, factor, probability, strict,
-                                   seed, offset)
+                                   seed, offset, entropy_bound=entropy_bound)
+    if rule["kind"] == "entropy_bound":  # no kernel yet: the reference
+        return reference.select_transfer(conf, entropy_bound=rule["value"])
     if _use_native(conf, *(v for v in (num_transfer, probability) if isinstance(v, torch.Tensor))):
         kind, per_row, value, s, o = _native_select_args(rule)
         return torch.ops.dllm_kernels.select_transfer(conf, kind, per_row, value, strict, s, o)
@@ -156,20 +179,41 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
                        confidence_source: str = "raw", shift_logits: bool = False,
                        suppress_tokens=None, num_transfer=None, threshold=None, factor=None,
                        probability=None, strict: bool = False, commit: bool = False,
-                       seed: int | None = None, offset: int = 0):
+                       seed: int | None = None, offset: int = 0,
+                       eligible: torch.Tensor | None = None,
+                       uncond_logits: torch.Tensor | None = None, cfg_scale: float = 0.0,
+                       entropy_bound=None, renoise: bool = False):
     """denoise_step then select_transfer in one call (same seed and offset for both); with
-    commit=True also x[transfer] = x0[transfer] in place.
+    commit=True also x[transfer] = x0[transfer] in place; with renoise=True (needs commit and
+    eligible) also x[eligible & ~transfer] = a token uniform on [0, V) from Philox (slot
+    SLOT_RENOISE of the same seed / offset): DiffusionGemma's accept + renoise in one call.
+
+    eligible, uncond_logits, cfg_scale: as in denoise_step. entropy_bound: select_transfer's EB
+    rule (needs confidence="neg_entropy"). See dllm_kernels.reference.denoise_and_select.
 
     Returns:
-        (x0 [B, L] int64, conf [B, L] float32, transfer [B, L] bool).
+        (x0 [B, L] int64 (candidates, before renoise), conf [B, L] float32, transfer [B, L] bool).
     """
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                                 confidence, confidence_source, suppress_tokens, seed, offset,
-                                op="denoise_and_select")
+                                op="denoise_and_select", eligible=eligible,
+                                uncond_logits=uncond_logits, cfg_scale=cfg_scale)
     rule = _checks.select_rule(x.shape[0], x.device, num_transfer, threshold, factor, probability,
-                               strict, opts["seed"], opts["offset"], op="denoise_and_select")
+                               strict, opts["seed"], opts["offset"], op="denoise_and_select",
+                               entropy_bound=entropy_bound)
+    _checks.denoise_and_select_extras(x, eligible, confidence, rule["kind"], commit, renoise)
     if commit:
         _checks.check_writable(x, "denoise_and_select", "x")
+    if (eligible is not None or uncond_logits is not None or renoise
+            or rule["kind"] == "entropy_bound"):  # no kernel yet: the reference
+        return reference.denoise_and_select(
+            logits, x, opts["mask_id"] if eligible is None else None,
+            temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+            filter_order=filter_order, confidence=confidence,
+            confidence_source=confidence_source, shift_logits=shift_logits,
+            suppress_tokens=opts["suppress"], **{rule["kind"]: rule["value"]}, strict=strict,
+            commit=commit, seed=opts["seed"], offset=opts["offset"], eligible=eligible,
+            uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"], renoise=renoise)
     per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
     if _use_native(logits, x, *per_row_tensors):
         kind, per_row, value, _, _ = _native_select_args(rule)
