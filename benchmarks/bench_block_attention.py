@@ -151,7 +151,7 @@ def bench_case(case, device, peaks, reps, use_flex, log):
     compute_bound = nflops / flops_peak > nbytes / peaks["bandwidth"]
     err_tol = 1e-3 if dtype == torch.float32 else 3e-2  # peers: fp32 vs fp32, or one bf16 rounding + P in bf16
     slow = device.type == "cpu"
-    ref_out = registry._reference_block_attention(**first).float()
+    ref_out = SPEC.reference(**first).float()
 
     rows = []
 
@@ -244,7 +244,7 @@ def bench_case(case, device, peaks, reps, use_flex, log):
 
 
 def format_case(res) -> str:
-    f = bm._fmt_t
+    f = bm.format_time
     lines = [(f"{res['case']}: {res['flops'] / 1e9:.2f} GFLOP, K/V {res['kv_bytes'] / 1e6:.1f} MB "
               f"({res['bytes'] / 1e6:.1f} MB in all), {res['bound']}-bound, {res['input_sets']} input set(s)"),
              f"  {'impl':<30} {'time':>10} {'TFLOP/s':>8} {'KV GB/s':>8} {'%peak':>7} {'ours x':>7} {'err':>8}  note"]

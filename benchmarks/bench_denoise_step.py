@@ -84,7 +84,7 @@ def run_eager_pairs(device: torch.device, reps: int, rounds: int = 5):
     print(f"{'case':<24} {'ours':>10} {'eager':>10} {'eager/ours (median, per round)':>40}")
     rows = []
     for dtype in ("fp32", "bf16"):
-        dt = registry._DTYPES[dtype]
+        dt = registry.DTYPES[dtype]
         size = B * L * V * torch.tensor([], dtype=dt).element_size()
         budget = (4 << 30) if device.type == "cuda" else (1 << 30)
         n_sets = max(1, min(8, budget // size, -(-2 * bm.cache_bytes(device) // size)))
@@ -104,7 +104,7 @@ def run_eager_pairs(device: torch.device, reps: int, rounds: int = 5):
         rows.append({"case": label, "dtype": dtype, "ours_s": t_ours, "eager_s": t_peer,
                      "ratio_median": ratio, "rounds": [{"ours_s": o, "eager_s": p} for o, p in pairs]})
         per = " ".join(f"{p / o:.2f}" for o, p in pairs)
-        print(f"{label:<24} {bm._fmt_t(t_ours):>10} {bm._fmt_t(t_peer):>10} {ratio:>9.2f}x  ({per})")
+        print(f"{label:<24} {bm.format_time(t_ours):>10} {bm.format_time(t_peer):>10} {ratio:>9.2f}x  ({per})")
     return rows
 
 
@@ -231,14 +231,14 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int, shapes=N
     for params in ([] if only_eager else cases(device, full, shapes, dtypes)):
         # Rotate input sets past the last-level cache (as dllm_kernels.benchmark does), within
         # a memory budget: the logits are read from memory, as in a real step.
-        inputs = registry._denoise_inputs(params, device, gen)
+        inputs = registry.DENOISE_STEP.make_inputs(params, device, gen)
         size = inputs["logits"].numel() * inputs["logits"].element_size()
         budget = (4 << 30) if device.type == "cuda" else (1 << 30)
         n_sets = max(1, min(8, budget // size, -(-2 * bm.cache_bytes(device) // size)))
-        sets = [inputs] + [registry._denoise_inputs(params, device, gen) for _ in range(n_sets - 1)]
+        sets = [inputs] + [registry.DENOISE_STEP.make_inputs(params, device, gen) for _ in range(n_sets - 1)]
         label = f"{params['B']}x{params['L']}x{params['V']} {params['dtype']} " + " ".join(
             f"{k}={v}" for k, v in params.items() if k not in ("B", "L", "V", "dtype"))
-        nbytes = registry._denoise_bytes(inputs)
+        nbytes = registry.DENOISE_STEP.bytes_moved(inputs)
         t_kernel = bm.time_fn(lambda i: dk.denoise_step(**sets[i % n_sets]), device, reps=reps)
         slow = params["B"] * params["L"] >= 1024 and device.type == "cpu"
         t_ref = bm.time_fn(lambda i: reference.denoise_step(**sets[i % n_sets]), device, warmup=1,
@@ -272,7 +272,7 @@ def run(device: torch.device, full: bool, compile_ref: bool, reps: int, shapes=N
                "speedup_vs_compiled": t_comp / t_kernel if t_comp else None,
                "speedup_step_vs_llada": t_llada / t_step}
         rows.append(row)
-        f = bm._fmt_t
+        f = bm.format_time
         comp_x = f"{row['speedup_vs_compiled']:.1f}x" if t_comp else "-"
         print(f"{label:<44} {f(t_kernel):>10} {gbps:>8.1f} {row['pct_peak']:>6.1f} {f(t_ref):>10} {f(t_comp):>10} "
               f"{row['speedup_vs_ref']:>6.1f}x {comp_x:>8} {f(t_step):>10} {f(t_llada):>11} {row['speedup_step_vs_llada']:>8.1f}x")
@@ -311,8 +311,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dg-shape", type=parse_shapes, default=[(8, 256, 262_144)],
                     help="BxLxV of the DiffusionGemma step (default 8x256x262144)")
     args = ap.parse_args(argv)
-    if args.dtypes and not set(args.dtypes) <= set(registry._DTYPES):
-        ap.error(f"--dtypes: each of {sorted(registry._DTYPES)}")
+    if args.dtypes and not set(args.dtypes) <= set(registry.DTYPES):
+        ap.error(f"--dtypes: each of {sorted(registry.DTYPES)}")
     if args.shapes and any(len(s) != 3 for s in args.shapes):
         ap.error("--shapes: BxLxV")
     if args.threads:

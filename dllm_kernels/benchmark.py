@@ -259,7 +259,8 @@ def write_json(path: str, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _fmt_t(s: float | None) -> str:
+def format_time(s: float | None) -> str:
+    """A duration in seconds for a table: "12.3 us" below 1 ms, else "4.56 ms"; None -> "-"."""
     if s is None:
         return "-"
     return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms"
@@ -276,8 +277,8 @@ TABLE_HEAD = (f"{'op':<20} {'device':<7} {'case':<30} {'native':>10} {'GB/s':>8}
 def format_row(r: BenchRow) -> str:
     gbps = "-" if r.gbps is None else f"{r.gbps:.2f}"
     pct = "-" if r.pct_peak is None else f"{r.pct_peak:.1f}"
-    return (f"{r.op:<20} {r.device:<7} {r.case:<30} {_fmt_t(r.native_s):>10} {gbps:>8} {pct:>6} "
-            f"{_fmt_t(r.reference_s):>10} {_fmt_t(r.compiled_s):>10} {_fmt_x(r.speedup_vs_ref):>7} "
+    return (f"{r.op:<20} {r.device:<7} {r.case:<30} {format_time(r.native_s):>10} {gbps:>8} {pct:>6} "
+            f"{format_time(r.reference_s):>10} {format_time(r.compiled_s):>10} {_fmt_x(r.speedup_vs_ref):>7} "
             f"{_fmt_x(r.speedup_vs_compiled):>7}  {r.note}")
 
 

@@ -1,5 +1,5 @@
 // csrc/cpu/block_attention.cpp — CPU implementation of dllm_kernels::block_attention (checks in
-// csrc/torch/checks.cpp, kernel in dllm/block_attention.h): parallel over (row, KV head, query
+// csrc/torch/checks.cpp, kernel in dllm/cpu/block_attention.h): parallel over (row, KV head, query
 // tile), pages read in place (no gather copy), fp32 accumulation.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -14,7 +14,7 @@
 
 #include "block_attention_args.h"
 #include "checks.h"
-#include "dllm/block_attention.h"
+#include "dllm/cpu/block_attention.h"
 
 namespace dllm_torch {
 
@@ -64,7 +64,7 @@ void run(const at::Tensor& q, const std::optional<at::Tensor>& k, const std::opt
       for (int64_t d = 0; d < a.D; ++d) dst[d] = static_cast<N>(row[d] * scale);
     }
   };
-  // bf16 on a CPU with AMX: both products on the tile unit (dllm/block_attention_amx.h).
+  // bf16 on a CPU with AMX: both products on the tile unit (dllm/cpu/block_attention_amx.h).
   bool amx = false;
   int64_t scratch_floats = dllm::cpu::attn_scratch_floats(a.D, rows_per_unit);
 #ifdef DLLM_ATTN_X86

@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "checks.h"
-#include "dllm/commit.h"
+#include "dllm/cpu/commit.h"
 
 namespace dllm_torch {
 

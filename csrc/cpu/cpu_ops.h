@@ -1,14 +1,21 @@
-// csrc/cpu/cpu_ops.h — CPU op implementations that other CPU ops call (denoise_and_select is
-// denoise_step + select_transfer + commit_).
+// csrc/cpu/cpu_ops.h — what the CPU glue files share: op implementations that other CPU ops call
+// (denoise_and_select is denoise_step + select_transfer + commit_) and the cache ops' grain.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <string_view>
 #include <tuple>
 
 namespace dllm_torch {
+
+// Units of work per parallel chunk of the paged-cache copies: ~64 KB of copies.
+inline int64_t grain_for(int64_t bytes_per_unit) {
+  return std::max<int64_t>(1, 65536 / std::max<int64_t>(bytes_per_unit, 1));
+}
 
 std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
     const at::Tensor& logits, const at::Tensor& x, int64_t mask_id, double temperature,

@@ -1,18 +1,16 @@
-// csrc/cpu/denoise_step.cpp — CPU implementations of dllm_kernels::denoise_step and
-// dllm_kernels::denoise_and_select (checks in csrc/torch/checks.cpp).
+// csrc/cpu/denoise_step.cpp — CPU implementation of dllm_kernels::denoise_step (checks in
+// csrc/torch/checks.cpp, the kernel in dllm/cpu/denoise_step.h).
 #include <ATen/Parallel.h>
 #include <ATen/ops/_unique2.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <limits>
 #include <vector>
 
 #include "checks.h"
 #include "cpu_ops.h"
-#include "dllm/commit.h"
-#include "dllm/denoise_step.h"
+#include "dllm/cpu/denoise_step.h"
 
 namespace dllm_torch {
 namespace {
@@ -116,51 +114,8 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
   return {x0, conf};
 }
 
-namespace {
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
-    const at::Tensor& logits, at::Tensor& x, int64_t mask_id, double temperature, int64_t top_k,
-    double top_p, c10::string_view filter_order, c10::string_view confidence,
-    c10::string_view confidence_source, bool shift_logits,
-    const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
-    const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
-    int64_t seed, int64_t offset,
-    const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
-    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
-    double cfg_scale, bool renoise) {
-  constexpr const char* op = "denoise_and_select";
-  // x is only written by the commit at the end, after every argument has been checked.
-  denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                     confidence_source, shift_logits, suppress_tokens, seed, offset, op,
-                     eligible, uncond_logits, cfg_scale);
-  denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
-  if (commit) check_writable(x, op, "x");
-  auto [x0, conf] = denoise_step_cpu(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                     confidence, confidence_source, shift_logits, suppress_tokens,
-                                     seed, offset, eligible, uncond_logits, cfg_scale);
-  select_transfer_check(conf, rule, per_row, value, strict, seed, offset, "denoise_and_select");
-  at::Tensor transfer = select_transfer_cpu(conf, rule, per_row, value, strict, seed, offset);
-  if (commit) {
-    const auto xv = dllm::view2d(x.data_ptr<int64_t>(), x.stride(0), x.stride(1));
-    const auto x0v = dllm::view2d(x0.const_data_ptr<int64_t>(), x0.stride(0), x0.stride(1));
-    const auto tv = dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()),
-                                 transfer.stride(0), transfer.stride(1));
-    dllm::cpu::commit_rows<int64_t>(xv, x0v, tv, x.size(1), 0, x.size(0));
-    if (renoise) {
-      const auto* ep = reinterpret_cast<const uint8_t*>(eligible->const_data_ptr<bool>());
-      const auto ev = dllm::view2d(ep, eligible->stride(0), eligible->stride(1));
-      dllm::cpu::renoise_rows(xv, ev, tv, logits.size(2), static_cast<uint64_t>(seed),
-                              static_cast<uint32_t>(offset), x.size(1), 0, x.size(0));
-    }
-  }
-  return {x0, conf, transfer};
-}
-
-}  // namespace
-
 TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) {
   m.impl("denoise_step", &denoise_step_cpu);
-  m.impl("denoise_and_select", &denoise_and_select_cpu);
 }
 
 }  // namespace dllm_torch

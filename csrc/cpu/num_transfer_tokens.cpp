@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "checks.h"
-#include "dllm/num_transfer_tokens.h"
+#include "dllm/cpu/num_transfer_tokens.h"
 
 namespace dllm_torch {
 

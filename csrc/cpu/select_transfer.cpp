@@ -8,7 +8,7 @@
 
 #include "checks.h"
 #include "cpu_ops.h"
-#include "dllm/select_transfer.h"
+#include "dllm/cpu/select_transfer.h"
 
 namespace dllm_torch {
 
@@ -23,7 +23,7 @@ at::Tensor select_transfer_cpu(const at::Tensor& conf,                   // [B, 
   const at::Tensor rows = per_row.has_value() ? per_row->contiguous() : at::Tensor();
   const int64_t* k = a.rule == dllm::SelectRule::kNumTransfer ? rows.const_data_ptr<int64_t>() : nullptr;
   const float* prob = a.rule == dllm::SelectRule::kProbability ? rows.const_data_ptr<float>() : nullptr;
-  const dllm::cpu::SelectParams p{a.rule, a.value, a.strict, a.seed, a.offset};
+  const dllm::SelectParams p{a.rule, a.value, a.strict, a.seed, a.offset};
   const auto cv = dllm::view2d(conf.const_data_ptr<float>(), conf.stride(0), conf.stride(1));
   const auto ov = dllm::view2d(reinterpret_cast<uint8_t*>(out.data_ptr<bool>()), out.stride(0),
                                out.stride(1));

@@ -1,6 +1,7 @@
 // csrc/cuda/block_attention.cu — CUDA implementation of dllm_kernels::block_attention (checks in
-// csrc/torch/checks.cpp, kernels in dllm/block_attention.cuh). bf16 / fp16 only (fp32 attention
-// is CPU only); with check=false one call is the kernel launch(es) only: no host synchronisation.
+// csrc/torch/checks.cpp, kernels in dllm/cuda/block_attention.cuh). bf16 / fp16 only (fp32
+// attention is CPU only); with check=false one call is the kernel launch(es) only: no host
+// synchronisation.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,7 +12,7 @@
 #include "block_attention_args.h"
 #include "checks.h"
 #include "cuda_check.h"
-#include "dllm/block_attention.cuh"
+#include "dllm/cuda/block_attention.cuh"
 
 namespace dllm_torch {
 

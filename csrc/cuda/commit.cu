@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include "cuda_check.h"
-#include "dllm/commit.cuh"
+#include "dllm/cuda/commit.cuh"
 #include "checks.h"
 
 namespace dllm_torch {

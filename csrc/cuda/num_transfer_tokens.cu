@@ -6,7 +6,7 @@
 #include <torch/library.h>
 
 #include "cuda_check.h"
-#include "dllm/num_transfer_tokens.cuh"
+#include "dllm/cuda/num_transfer_tokens.cuh"
 #include "checks.h"
 
 namespace dllm_torch {

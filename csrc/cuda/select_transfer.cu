@@ -6,7 +6,7 @@
 #include <torch/library.h>
 
 #include "cuda_check.h"
-#include "dllm/select_transfer.cuh"
+#include "dllm/cuda/select_transfer.cuh"
 #include "checks.h"
 
 namespace dllm_torch {

@@ -1,6 +1,6 @@
-// Native test of the CUDA block_attention launcher (dllm/block_attention.cuh) against the CPU
-// kernel dllm::cpu::block_attention_unit (dllm/block_attention.h) on the same inputs: both masks,
-// GQA 1 / 4 / 7, head_dim 64 / 96 / 128 / 256, page sizes 1 / 16 / 64, cache-only /
+// Native test of the CUDA block_attention launcher (dllm/cuda/block_attention.cuh) against the CPU
+// kernel dllm::cpu::block_attention_unit (dllm/cpu/block_attention.h) on the same inputs: both
+// masks, GQA 1 / 4 / 7, head_dim 64 / 96 / 128 / 256, page sizes 1 / 16 / 64, cache-only /
 // contiguous-only / both / neither, rows with no key, lengths 0 / 1 / 33 / 1000 / 4097, B up to
 // 32, strided q / out (16-byte and element paths), bf16 and f16. Every case runs with num_sms = 1
 // (no KV split), the device's SM count and 65536 (the most splits), so the direct and the split +
@@ -15,8 +15,8 @@
 
 #include "check.h"
 #include "cuda_test_util.cuh"
-#include "dllm/block_attention.cuh"
-#include "dllm/block_attention.h"
+#include "dllm/cuda/block_attention.cuh"
+#include "dllm/cpu/block_attention.h"
 
 using namespace dllm_test;
 using dllm::AttnMask;

@@ -2,7 +2,7 @@
 #include <cstring>
 
 #include "check.h"
-#include "dllm/commit.h"
+#include "dllm/cpu/commit.h"
 
 using namespace dllm_test;
 

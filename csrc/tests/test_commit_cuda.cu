@@ -1,8 +1,8 @@
 // Native test of dllm::cuda::commit against the CPU kernel, contiguous and strided; needs a GPU.
 #include "check.h"
 #include "cuda_test_util.cuh"
-#include "dllm/commit.cuh"
-#include "dllm/commit.h"
+#include "dllm/cuda/commit.cuh"
+#include "dllm/cpu/commit.h"
 
 using namespace dllm_test;
 

@@ -1,6 +1,6 @@
 // Native test of dllm::cpu::num_transfer_tokens_rows against the closed form, strided masks too.
 #include "check.h"
-#include "dllm/num_transfer_tokens.h"
+#include "dllm/cpu/num_transfer_tokens.h"
 
 using namespace dllm_test;
 

@@ -1,8 +1,8 @@
 // Native test of dllm::cuda::num_transfer_tokens against the CPU kernel; needs a GPU.
 #include "check.h"
 #include "cuda_test_util.cuh"
-#include "dllm/num_transfer_tokens.cuh"
-#include "dllm/num_transfer_tokens.h"
+#include "dllm/cuda/num_transfer_tokens.cuh"
+#include "dllm/cpu/num_transfer_tokens.h"
 
 using namespace dllm_test;
 

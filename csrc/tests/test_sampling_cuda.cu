@@ -1,20 +1,21 @@
-// Native test of the CUDA sampling launchers (dllm/denoise_step.cuh, dllm/select_transfer.cuh,
-// dllm/denoise_and_select.cuh) against the CPU kernels of the same core (dllm/denoise_step.h,
-// dllm/select_transfer.h): tokens and selections exactly equal, confidences within 1e-5 relative
-// + 1e-6 absolute. The fused launcher's selection is compared with the CPU selection of the
-// confidences it returned (a selection is an exact function of conf). Needs a GPU; exits 77
-// (ctest SKIP) without one.
+// Native test of the CUDA sampling launchers (dllm/cuda/denoise_step.cuh,
+// dllm/cuda/select_transfer.cuh, dllm/cuda/denoise_and_select.cuh) against the CPU kernels of the
+// same core (dllm/cpu/denoise_step.h, dllm/cpu/select_transfer.h): tokens and selections exactly
+// equal, confidences within 1e-5 relative + 1e-6 absolute. The fused launcher's selection is
+// compared with the CPU selection of the confidences it returned (a selection is an exact function
+// of conf). Needs a GPU; exits 77 (ctest SKIP) without one.
 #include <cmath>
 #include <vector>
 
 #include "check.h"
 #include "cuda_test_util.cuh"
-#include "dllm/denoise_and_select.cuh"
-#include "dllm/denoise_step.cuh"
-#include "dllm/denoise_step.h"
-#include "dllm/select_transfer.cuh"
-#include "dllm/select_transfer.h"
-#include "denoise_step/instances.h"  // the launchers are compiled in csrc/cuda/denoise_step/*_f32.cu
+#include "dllm/cpu/denoise_step.h"
+#include "dllm/cpu/select_transfer.h"
+#include "dllm/cuda/denoise_and_select.cuh"
+#include "dllm/cuda/denoise_step.cuh"
+#include "dllm/cuda/select_transfer.cuh"
+#include "denoise_and_select/instances.h"  // compiled in csrc/cuda/denoise_and_select/*_f32.cu
+#include "denoise_step/instances.h"  // compiled in csrc/cuda/denoise_step/*_f32.cu
 
 using namespace dllm_test;
 
@@ -105,7 +106,7 @@ void run_select(int64_t B, int64_t L, dllm::SelectRule rule, double value, bool 
   std::vector<float> prob(B);
   for (int64_t b = 0; b < B; ++b) { k[b] = static_cast<int64_t>(uni(rng) * L); prob[b] = uni(rng); }
   std::vector<uint8_t> want(B * L);
-  const dllm::cpu::SelectParams sp{rule, value, strict, 99, 3};
+  const dllm::SelectParams sp{rule, value, strict, 99, 3};
   dllm::cpu::select_transfer_rows(dllm::view2d<const float>(conf.data(), L, 1), k.data(),
                                   prob.data(), sp, L, dllm::view2d(want.data(), L, 1), 0, B);
   DeviceBuffer<float> dc(conf), dp(prob);
@@ -184,7 +185,7 @@ void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, 
     prob[b] = pbuf[2 * b];
   }
   std::vector<uint8_t> want_t(P);
-  const dllm::cpu::SelectParams sp{rule, value, strict, sel_seed, sel_offset};
+  const dllm::SelectParams sp{rule, value, strict, sel_seed, sel_offset};
   dllm::cpu::select_transfer_rows(dllm::view2d<const float>(got_conf.data(), L, 1), k.data(),
                                   prob.data(), sp, L, dllm::view2d(want_t.data(), L, 1), 0, B);
   int bad_x0 = 0, bad_conf = 0, bad_t = 0, bad_x = 0;

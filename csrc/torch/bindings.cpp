@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include "dllm/block_attention.h"
-#include "dllm/denoise_step.h"
+#include "dllm/cpu/block_attention.h"
+#include "dllm/cpu/denoise_step.h"
 #include "dllm/page_allocator.h"
 
 namespace py = pybind11;

@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "checks.h"
-#include "dllm/block_attention.h"
+#include "dllm/cpu/block_attention.h"
 
 namespace dllm_torch {
 

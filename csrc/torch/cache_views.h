@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "dllm/cache.h"
+#include "dllm/paged_cache.h"
 
 namespace dllm_torch {
 

@@ -11,7 +11,9 @@
 #include <optional>
 #include <utility>
 
+#include "dllm/denoise_step.h"
 #include "dllm/sampling.h"
+#include "dllm/select_transfer.h"
 
 #define DLLM_CHECK_ARG(cond, op, arg, ...) \
   TORCH_CHECK((cond), "dllm_kernels.", op, ": ", arg, " ", __VA_ARGS__)

@@ -5,7 +5,9 @@ reference is also the fallback when the native extension is not available.
 """
 
 from .block_attention import block_attention
-from .cache import cache_copy_pages_, cache_gather, cache_write_
+from .cache_copy_pages import cache_copy_pages_
+from .cache_gather import cache_gather
+from .cache_write import cache_write_
 from .commit import commit_
 from .denoise_and_select import denoise_and_select
 from .denoise_step import denoise_step

@@ -8,7 +8,7 @@ import math
 import torch
 
 from .. import _checks
-from .cache import cache_gather
+from .cache_gather import cache_gather
 
 
 def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Tensor | None = None, *,

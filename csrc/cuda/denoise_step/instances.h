@@ -1,12 +1,13 @@
-// csrc/cuda/denoise_step/instances.h — the launchers of denoise_step and denoise_and_select
-// (dllm/denoise_step.cuh, dllm/denoise_and_select.cuh) are instantiated in units of their own,
-// one per (launcher, logits dtype): csrc/cuda/denoise_step/<launcher>_<f32|bf16|f16>.cu. Each
-// instance holds 12 kernels (3 confidence statistics x sampled or not x fast or filtered path),
-// so one unit for all 72 took 84 s to compile for sm_90a alone; split, a build on many cores takes
-// as long as its slowest unit. A unit that includes this header calls those instances instead of
-// instantiating the kernels itself (the torch glue csrc/cuda/denoise_step.cu, the native test
-// csrc/tests/test_sampling_cuda.cu); the instance units include it too, so the compiler checks
-// each definition against its declaration here. Torch-free, like dllm/*.cuh.
+// csrc/cuda/denoise_step/instances.h — the launcher of denoise_step (dllm/cuda/denoise_step.cuh)
+// is instantiated in units of its own, one per logits dtype: csrc/cuda/denoise_step/
+// denoise_step_<f32|bf16|f16>.cu (denoise_and_select likewise: csrc/cuda/denoise_and_select/).
+// Each instance holds 12 kernels (3 confidence statistics x sampled or not x fast or filtered
+// path), so one unit for both launchers' 72 kernels took 84 s to compile for sm_90a alone; split, a
+// build on many cores takes as long as its slowest unit. A unit that includes this header calls
+// those instances instead of instantiating the kernels itself (the torch glue
+// csrc/cuda/denoise_step.cu, the native test csrc/tests/test_sampling_cuda.cu); the instance units
+// include it too, so the compiler checks each definition against its declaration here.
+// Torch-free, like dllm/cuda/*.cuh.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,8 +15,8 @@
 #include <cstdint>
 
 #include "dllm/common.h"
-#include "dllm/denoise_and_select.cuh"
-#include "dllm/denoise_step.cuh"
+#include "dllm/cuda/denoise_step.cuh"
+#include "dllm/denoise_step.h"
 #include "dllm/sampling.h"
 
 // The explicit instantiation of dllm::cuda::denoise_step<In> (prefix it with `extern` to declare).
@@ -25,18 +26,6 @@
       int64_t, int64_t, const dllm::DenoiseParams&, const dllm::cuda::DenoisePlan&, int64_t*,    \
       float*, void*, cudaStream_t)
 
-// The explicit instantiation of dllm::cuda::denoise_and_select<In>.
-#define DLLM_DENOISE_AND_SELECT_INSTANCE(In)                                                      \
-  template cudaError_t dllm::cuda::denoise_and_select<In>(                                        \
-      const In*, int64_t, int64_t, dllm::View2D<int64_t>, const int64_t*, int64_t, int64_t,       \
-      int64_t, int64_t, const dllm::DenoiseParams&, dllm::SelectRule, double, bool,               \
-      const int64_t*, const float*, int64_t, uint64_t, uint32_t, bool, bool,                      \
-      const dllm::cuda::DenoiseSelectPlan&, int64_t*, float*, dllm::View2D<uint8_t>, void*,       \
-      cudaStream_t)
-
 extern DLLM_DENOISE_STEP_INSTANCE(float);
 extern DLLM_DENOISE_STEP_INSTANCE(dllm::bf16_t);
 extern DLLM_DENOISE_STEP_INSTANCE(dllm::f16_t);
-extern DLLM_DENOISE_AND_SELECT_INSTANCE(float);
-extern DLLM_DENOISE_AND_SELECT_INSTANCE(dllm::bf16_t);
-extern DLLM_DENOISE_AND_SELECT_INSTANCE(dllm::f16_t);

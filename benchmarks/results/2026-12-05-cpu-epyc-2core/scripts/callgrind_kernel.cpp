@@ -2,7 +2,7 @@
 // Build (before): the same with -DOLD and -I <ff31bee's csrc/include> (git archive ff31bee csrc/include | tar -x -C DIR)
 // Count:          valgrind --tool=callgrind --toggle-collect='*run_case*' ./cgk_new fp32_T0   (cases: fp32_T0 bf16_T0 fp32_T1 bf16_T1 fp32_T1_topp0.9 bf16_T1_topp0.9_margin)
 // Kernel-level instruction counts: the 6 report cases on [32, 126464], 1 thread, positions in order.
-#include "dllm/denoise_step.h"
+#include "dllm/cpu/denoise_step.h"
 #include <cstdio>
 #include <random>
 #include <string>

@@ -1,5 +1,0 @@
-// csrc/cuda/denoise_step/denoise_and_select_bf16.cu — dllm::cuda::denoise_and_select<dllm::bf16_t>
-// (the unit layout: instances.h).
-#include "instances.h"
-
-DLLM_DENOISE_AND_SELECT_INSTANCE(dllm::bf16_t);

@@ -1,0 +1,566 @@
+// dllm/cpu/denoise_step.h — CPU kernel of denoise_step: per masked position, logits [V] ->
+// candidate token x0 and a confidence (dllm_kernels/reference/denoise_step.py is the
+// specification).
+//
+// Napkin math: one read of the position's V logits (4 B fp32, 2 B bf16/fp16) is the floor; for
+// [1, 32, 126464] fp32 that is 16 MB, ~0.7 ms at this machine's ~24 GB/s copy bandwidth, and one
+// exp per element (~4M) is the compute. Fast path (no top-k/top-p): one pass over V in chunks of
+// kChunk logits decoded into an L1-resident buffer, keeping max / sum-exp / sum-exp*(d-m) / top-2 /
+// argmax state; exp is a branch-free polynomial the compiler vectorises (8 lanes). T > 0 adds
+// Philox (scalar) + two deterministic logs (vectorised) per element for Gumbel-max, skipped for
+// groups that cannot win even with the largest possible draw.
+// Filtered path (top_k > 0 or top_p < 1): the position's scaled logits are copied to a per-thread
+// [V] buffer; top-k uses nth_element, top-p a mass histogram + the crossing bucket (both O(V)).
+// This is the generic code; on x86-64 with AVX2 / AVX-512 the vector kernel of
+// dllm/cpu/denoise_step_simd.h runs instead (same x0, same Gumbel bits; it falls back to these
+// functions for chunks holding suppressed ids and for the last partial block).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "dllm/cpu/math.h"
+#include "dllm/philox.h"
+#include "dllm/denoise_step.h"
+#include "dllm/sampling.h"
+
+namespace dllm::cpu {
+
+constexpr int64_t kChunk = 2048;
+constexpr int kLanes = 8;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Running state of one position over its vocabulary.
+struct RowState {
+  float m = kNegInf;          // max of d (the confidence distribution's logits)
+  double s = 0;               // sum exp(d - m)
+  double t1 = 0;              // sum exp(d - m) * (d - m)   (for sum p log p)
+  float top1 = kNegInf, top2 = kNegInf;  // two largest d (margin)
+  float best = kNegInf;       // best choice score (scaled, or scaled + gumbel)
+  int64_t best_idx = -1;
+  float best_d = kNegInf;     // d at best_idx (prob)
+};
+
+DLLM_CPU_CLONES static float chunk_max(const float* d, int64_t n) {
+  float lane_max[kLanes];
+  for (int j = 0; j < kLanes; ++j) lane_max[j] = kNegInf;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lane_max[j] = lane_max[j] > d[i + j] ? lane_max[j] : d[i + j];
+  float cm = kNegInf;
+  for (int j = 0; j < kLanes; ++j) cm = std::max(cm, lane_max[j]);
+  for (; i < n; ++i) cm = std::max(cm, d[i]);
+  return cm;
+}
+
+// Adds one chunk's d values (whose maximum is cm) to (m, s, t1), rescaling the running sums when
+// the max grows.
+DLLM_CPU_CLONES static void accumulate_softmax(RowState& st, const float* d, int64_t n,
+                                               bool need_t1, float cm) {
+  if (cm == kNegInf) return;  // nothing finite in this chunk
+  if (cm > st.m) {
+    if (st.m != kNegInf) {
+      const double scale = std::exp(static_cast<double>(st.m) - cm);
+      st.t1 = scale * (st.t1 + (static_cast<double>(st.m) - cm) * st.s);
+      st.s *= scale;
+    }
+    st.m = cm;
+  }
+  const float m = st.m;
+  float ls[kLanes] = {}, lt[kLanes] = {};
+  int64_t i = 0;
+  // Branch-free lanes: dm is clamped where exp flushes to 0, so e * dm is 0 there, never NaN.
+  if (need_t1) {
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) {
+        const float dm = std::max(d[i + j] - m, -80.0f);
+        const float e = exp_nonpos(dm);
+        ls[j] += e;
+        lt[j] += e * dm;
+      }
+    }
+  } else {
+    for (; i + kLanes <= n; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) ls[j] += exp_nonpos(d[i + j] - m);
+  }
+  double cs = 0, ct = 0;
+  for (int j = 0; j < kLanes; ++j) { cs += ls[j]; ct += lt[j]; }
+  for (; i < n; ++i) {
+    const float dm = std::max(d[i] - m, -80.0f);
+    const float e = exp_nonpos(dm);
+    cs += e;
+    ct += static_cast<double>(e) * dm;
+  }
+  if (!need_t1) ct = 0;
+  st.s += cs;
+  st.t1 += ct;
+}
+
+// First index of the chunk's maximum score cm (ties to the smallest index); merges into st.best.
+inline void accumulate_argmax(RowState& st, const float* score, const float* d, int64_t n,
+                              int64_t base, float cm) {
+  if (!(cm > st.best)) return;  // earlier chunks win ties; -inf chunks never win
+  for (int64_t i = 0; i < n; ++i) {
+    if (score[i] == cm) {
+      st.best = cm;
+      st.best_idx = base + i;
+      st.best_d = d[i];
+      return;
+    }
+  }
+}
+
+// Two largest d (duplicates count twice), branch-free per lane: insert(v) keeps (t1 >= t2).
+DLLM_CPU_CLONES static void accumulate_top2(RowState& st, const float* d, int64_t n) {
+  float t1[kLanes], t2[kLanes];
+  for (int j = 0; j < kLanes; ++j) t1[j] = t2[j] = kNegInf;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = d[i + j];
+      t2[j] = std::max(t2[j], std::min(t1[j], v));
+      t1[j] = std::max(t1[j], v);
+    }
+  }
+  const auto insert = [&](float v) {
+    st.top2 = std::max(st.top2, std::min(st.top1, v));
+    st.top1 = std::max(st.top1, v);
+  };
+  for (int j = 0; j < kLanes; ++j) { insert(t1[j]); insert(t2[j]); }
+  for (; i < n; ++i) insert(d[i]);
+}
+
+// The largest Gumbel draw the stream can produce, -log(-log(max U)) = 16.64 (bounded by 17).
+constexpr float kGumbelBound = 17.0f;
+
+// Gumbel scores of one chunk, vectorised: score = scaled + gumbel_of_word(word), or -inf where the
+// group was skipped. Compiled without FMA contraction so the noise is bit-identical to the CUDA
+// kernel and the reference (dllm::log_det).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+DLLM_CPU_CLONES static void gumbel_add(float* score, const float* scaled, const uint32_t* words,
+                                       const uint8_t* skip, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = scaled[i] + gumbel_of_word(words[i]);
+    score[i] = skip[i] ? kNegInf : s;
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC pop_options
+#endif
+
+// score = scaled + Gumbel noise for tokens [base, base + n) at (b, l); base is a multiple of 4.
+// A group of 4 whose best possible score (scaled + kGumbelBound) is below `beat` (the best score
+// so far) cannot win: its Philox draw is skipped and its score is -inf. Exact.
+inline void gumbel_scores(float* score, const float* scaled, int64_t n, int64_t base,
+                          const DenoiseParams& p, int64_t b, int64_t l, float beat,
+                          uint32_t* words, uint8_t* skip) {
+  for (int64_t i = 0; i < n; i += 4) {
+    const int64_t w = std::min<int64_t>(4, n - i);
+    float top = kNegInf;
+    for (int64_t j = 0; j < w; ++j) top = std::max(top, scaled[i + j]);
+    const bool cut = top + kGumbelBound < beat;
+    Philox4 r{{0x3F800000u, 0x3F800000u, 0x3F800000u, 0x3F800000u}};
+    if (!cut) r = philox_group(p.seed, p.offset, b, l, static_cast<uint32_t>((base + i) >> 2));
+    for (int64_t j = 0; j < w; ++j) {
+      words[i + j] = r.w[j];
+      skip[i + j] = cut ? 1 : 0;
+    }
+  }
+  gumbel_add(score, scaled, words, skip, n);
+}
+
+// src[0, n) -> sanitised float32 (one clone set per input type).
+template <typename In>
+inline void decode_impl(const In* src, int64_t n, float* z) {
+  for (int64_t i = 0; i < n; ++i) z[i] = sanitize(to_float(src[i]));
+}
+DLLM_CPU_CLONES static void decode(const float* s, int64_t n, float* z) { decode_impl(s, n, z); }
+DLLM_CPU_CLONES static void decode(const bf16_t* s, int64_t n, float* z) { decode_impl(s, n, z); }
+DLLM_CPU_CLONES static void decode(const f16_t* s, int64_t n, float* z) { decode_impl(s, n, z); }
+
+// Decodes logits [v0, v0 + n) into z (sanitised, suppressed -> -inf) and, if scaled != z, the
+// temperature-scaled copy. suppress: sorted ids, *next: first id >= v0 (advanced past the chunk).
+template <typename In>
+inline void load_chunk(const In* row, int64_t v0, int64_t n, const int64_t* suppress,
+                       int64_t n_suppress, int64_t* next, float inv_t, float* z, float* scaled) {
+  decode(row + v0, n, z);
+  while (*next < n_suppress && suppress[*next] < v0 + n) {
+    if (suppress[*next] >= v0) z[suppress[*next] - v0] = kNegInf;
+    ++*next;
+  }
+  if (scaled != z)
+    for (int64_t i = 0; i < n; ++i) scaled[i] = sanitize(z[i] * inv_t);
+}
+
+// Keeps values >= the k-th largest (ties kept): returns that threshold (-inf keeps everything).
+inline float top_k_threshold(const float* vals, int64_t V, int64_t k, std::vector<float>& tmp) {
+  if (k <= 0 || k >= V) return kNegInf;
+  tmp.assign(vals, vals + V);
+  std::nth_element(tmp.begin(), tmp.begin() + (k - 1), tmp.end(), std::greater<float>());
+  return tmp[k - 1];
+}
+
+// The mass walk of top_p_threshold on tmp[0, n) with weights wts (reordered in place): the largest
+// value t with above + mass(v >= t) >= need, found by a 3-way quickselect by mass (expected O(n));
+// returns false (above += the whole mass) when rounding leaves need unreached.
+inline bool top_p_quickselect(float* tmp, float* wts, int64_t n, double need, double& above,
+                              float& tau) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const float a = tmp[lo], b = tmp[lo + (hi - lo) / 2], c = tmp[hi - 1];
+    const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));  // median of 3
+    // Dutch flag: [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot.
+    int64_t gt = lo, i = lo, lt = hi;
+    while (i < lt) {
+      if (tmp[i] > pivot) { std::swap(tmp[i], tmp[gt]); std::swap(wts[i], wts[gt]); ++gt; ++i; }
+      else if (tmp[i] < pivot) { --lt; std::swap(tmp[i], tmp[lt]); std::swap(wts[i], wts[lt]); }
+      else ++i;
+    }
+    double mass_gt = 0, mass_eq = 0;
+    for (int64_t j = lo; j < gt; ++j) mass_gt += wts[j];
+    for (int64_t j = gt; j < lt; ++j) mass_eq += wts[j];
+    if (above + mass_gt >= need && gt > lo) { hi = gt; continue; }   // crosses among larger ones
+    if (above + mass_gt + mass_eq >= need) { tau = pivot; return true; }
+    above += mass_gt + mass_eq;
+    lo = lt;
+  }
+  return false;
+}
+
+// Buckets of the top-p histogram: a finite v goes to min(floor((m - v) * 64), 4095), i.e. 1/64-wide
+// slices of the 64 below the max and one for everything lower (weights < e^-64 of the max).
+// Monotone in v (every step rounds monotonically), the same in every clone (no FMA to contract).
+constexpr int kTopPBuckets = 4096;
+constexpr float kTopPPerUnit = 64.0f;
+
+inline int32_t top_p_bucket(float v, float m) {
+  return static_cast<int32_t>(std::min((m - v) * kTopPPerUnit, float(kTopPBuckets - 1)));
+}
+
+// hist[b] += exp(v - m) over the finite values of bucket b (double sums, vectorised weights).
+DLLM_CPU_CLONES static void top_p_histogram(const float* vals, int64_t V, float m, double* hist) {
+  constexpr int64_t kB = 256;
+  float w[kB];
+  int32_t bucket[kB];
+  for (int64_t v0 = 0; v0 < V; v0 += kB) {
+    const int64_t n = std::min(kB, V - v0);
+    for (int64_t i = 0; i < n; ++i) {  // -inf: weight 0, bucket 4095
+      w[i] = exp_nonpos(vals[v0 + i] - m);
+      bucket[i] = top_p_bucket(vals[v0 + i], m);
+    }
+    for (int64_t i = 0; i < n; ++i) hist[bucket[i]] += w[i];
+  }
+}
+
+// The finite values of bucket b, appended to out.
+DLLM_CPU_CLONES static void top_p_members(const float* vals, int64_t V, float m, int32_t b,
+                                          std::vector<float>& out) {
+  for (int64_t i = 0; i < V; ++i)
+    if (vals[i] > kNegInf && top_p_bucket(vals[i], m) == b) out.push_back(vals[i]);
+}
+
+// tau = the value at which the descending cumulative softmax mass first reaches top_p (ties kept).
+// Selection by mass instead of a sort: one pass sums the weights w = exp(v - max) into a histogram
+// of 4096 value buckets (double sums, as the reference's cumulative sum is); walking it from the
+// top finds the bucket where the mass crosses top_p * sum, whose members (typically tens to a few
+// hundred) are collected and walked in descending order. A bucket of more than kTopPSort members
+// (flat rows, ties) uses a quickselect by mass instead of a sort. O(V), two passes, no branches
+// on data in the first.
+constexpr int64_t kTopPSort = 4096;
+
+// histogram(vals, V, m, hist) and members(vals, V, m, b, out) are top_p_histogram /
+// top_p_members or their vector versions (dllm/cpu/denoise_step_simd_impl.h).
+template <typename Histogram, typename Members>
+float top_p_threshold_with(const float* vals, int64_t V, double top_p, std::vector<float>& tmp,
+                           std::vector<float>& wts, std::vector<double>& hist,
+                           Histogram&& histogram, Members&& members) {
+  if (top_p >= 1.0) return kNegInf;
+  const float m = chunk_max(vals, V);
+  if (m == kNegInf) return kNegInf;
+  hist.assign(kTopPBuckets, 0.0);
+  histogram(vals, V, m, hist.data());
+  double total = 0;
+  for (int b = 0; b < kTopPBuckets; ++b) total += hist[b];
+  const double need = top_p * total;
+  double above = 0;  // mass of the values above the current bucket
+  for (int32_t b = 0; b < kTopPBuckets; ++b) {
+    if (above + hist[b] < need) {
+      above += hist[b];
+      continue;
+    }
+    tmp.clear();
+    members(vals, V, m, b, tmp);
+    const int64_t n = static_cast<int64_t>(tmp.size());
+    if (n > kTopPSort) {
+      wts.resize(n);
+      for (int64_t i = 0; i < n; ++i) wts[i] = exp_nonpos(tmp[i] - m);
+      float tau;
+      if (top_p_quickselect(tmp.data(), wts.data(), n, need, above, tau)) return tau;
+      continue;
+    }
+    std::sort(tmp.begin(), tmp.end(), std::greater<float>());
+    for (int64_t i = 0; i < n;) {
+      const float v = tmp[i];
+      const float w = exp_nonpos(v - m);
+      double mass = 0;
+      for (; i < n && tmp[i] == v; ++i) mass += w;
+      above += mass;
+      if (above >= need) return v;
+    }
+    // Rounding left need unreached inside this bucket: go on with the next ones.
+  }
+  // Rounding left the target unreached: the smallest value closes the set.
+  float smallest = kNegInf;
+  for (int64_t i = 0; i < V; ++i)
+    if (vals[i] > kNegInf && (smallest == kNegInf || vals[i] < smallest)) smallest = vals[i];
+  return smallest;
+}
+
+inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::vector<float>& tmp,
+                             std::vector<float>& wts, std::vector<double>& hist) {
+  return top_p_threshold_with(
+      vals, V, top_p, tmp, wts, hist,
+      [](const float* v, int64_t n, float m, double* h) { top_p_histogram(v, n, m, h); },
+      [](const float* v, int64_t n, float m, int32_t b, std::vector<float>& out) {
+        top_p_members(v, n, m, b, out);
+      });
+}
+
+// Classifier-free guidance: out[i] = u + s1 * (c - u) in float32 for i in [0, n), op by op (the
+// reference's sequence; no FMA contraction, so every clone and the CUDA kernel round alike).
+// Unsanitised: the row is then read as float logits (NaN / inf handled there).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+template <typename In>
+inline void cfg_combine_impl(const In* c, const In* u, int64_t n, float s1, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float uf = to_float(u[i]);
+    const float e = s1 * (to_float(c[i]) - uf);
+    out[i] = uf + e;
+  }
+}
+DLLM_CPU_CLONES static void cfg_combine(const float* c, const float* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+DLLM_CPU_CLONES static void cfg_combine(const bf16_t* c, const bf16_t* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+DLLM_CPU_CLONES static void cfg_combine(const f16_t* c, const f16_t* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC pop_options
+#endif
+
+// Per-thread buffers, reused across positions.
+struct Workspace {
+  std::vector<float> z, scaled, score, full, tmp, wts;
+  std::vector<float> cfg;     // CFG: the position's guided logits [V] (one row, never [B, L, V])
+  std::vector<double> hist;
+  std::vector<int32_t> kept;  // filtered rows: ids of the kept tokens (vector kernel, T > 0)
+  std::vector<uint32_t> words;
+  std::vector<uint8_t> skip;
+  Workspace() : z(kChunk), scaled(kChunk), score(kChunk), words(kChunk), skip(kChunk) {}
+};
+
+// Merges the state of a later vocabulary range into st (ties keep the earlier, smaller id).
+inline void merge_state(RowState& st, const RowState& o) {
+  if (o.best > st.best) {
+    st.best = o.best;
+    st.best_idx = o.best_idx;
+    st.best_d = o.best_d;
+  }
+  if (o.m != kNegInf) {
+    if (st.m == kNegInf) {
+      st.m = o.m; st.s = o.s; st.t1 = o.t1;
+    } else {
+      const double m = std::max(st.m, o.m);
+      const double ea = std::exp(st.m - m), eo = std::exp(o.m - m);
+      st.t1 = ea * (st.t1 + (st.m - m) * st.s) + eo * (o.t1 + (o.m - m) * o.s);
+      st.s = ea * st.s + eo * o.s;
+      st.m = static_cast<float>(m);
+    }
+  }
+  for (const float v : {o.top1, o.top2}) {
+    st.top2 = std::max(st.top2, std::min(st.top1, v));
+    st.top1 = std::max(st.top1, v);
+  }
+}
+
+// Accumulates tokens [v_begin, v_end) of one position into st. v_begin is a multiple of 4 (Philox
+// groups). filtered: ws.full holds the position's filtered scaled logits (whole row).
+template <typename In>
+void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64_t* suppress,
+                      int64_t n_suppress, const DenoiseParams& p, int64_t b, int64_t l,
+                      bool filtered, Workspace& ws, RowState& st) {
+  const bool need_t1 = p.confidence == Confidence::kNegEntropy;
+  const bool separate = p.inv_temperature != 1.0f;  // scaled differs from z
+  int64_t next = std::lower_bound(suppress, suppress + n_suppress, v_begin) - suppress;
+  for (int64_t v0 = v_begin; v0 < v_end; v0 += kChunk) {
+    const int64_t n = std::min(kChunk, v_end - v0);
+    float* z = ws.z.data();
+    float* scaled;
+    if (filtered) {
+      scaled = ws.full.data() + v0;
+      if (!p.source_sampling)  // raw confidence needs the unfiltered z of this chunk
+        load_chunk(row, v0, n, suppress, n_suppress, &next, 1.0f, z, z);
+    } else {
+      scaled = separate ? ws.scaled.data() : z;
+      load_chunk(row, v0, n, suppress, n_suppress, &next, p.inv_temperature, z, scaled);
+    }
+    const float* d = p.source_sampling ? scaled : z;
+    const float* score = scaled;
+    if (p.sample) {
+      gumbel_scores(ws.score.data(), scaled, n, v0, p, b, l, st.best, ws.words.data(),
+                    ws.skip.data());
+      score = ws.score.data();
+    }
+    const float score_max = chunk_max(score, n);
+    accumulate_argmax(st, score, d, n, v0, score_max);
+    if (p.confidence != Confidence::kRandom)
+      accumulate_softmax(st, d, n, need_t1, d == score ? score_max : chunk_max(d, n));
+    if (p.confidence == Confidence::kMargin) accumulate_top2(st, d, n);
+  }
+}
+
+inline bool is_filtered(const DenoiseParams& p, int64_t V) {
+  return (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0;
+}
+
+// Filtered path: ws.full = the position's scaled logits (suppressed ids -inf) with the top-k /
+// top-p filters applied in their order (filtered-out logits -inf).
+template <typename In>
+void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
+                      const DenoiseParams& p, Workspace& ws) {
+  // Materialise the position's scaled logits once, then find the filter threshold(s).
+  ws.full.resize(V);
+  int64_t next = 0;
+  for (int64_t v0 = 0; v0 < V; v0 += kChunk) {
+    const int64_t n = std::min(kChunk, V - v0);
+    load_chunk(row, v0, n, suppress, n_suppress, &next, p.inv_temperature, ws.z.data(),
+               ws.full.data() + v0);
+  }
+  float* s = ws.full.data();
+  const auto apply = [&](bool top_k_step) {
+    const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
+                               : top_p_threshold(s, V, p.top_p, ws.tmp, ws.wts, ws.hist);
+    if (t > kNegInf)
+      for (int64_t i = 0; i < V; ++i) if (s[i] < t) s[i] = kNegInf;
+  };
+  apply(!p.top_p_first);
+  apply(p.top_p_first);
+}
+
+}  // namespace dllm::cpu
+
+#include "dllm/cpu/denoise_step_simd.h"
+
+namespace dllm::cpu {
+
+// x0 and conf of a position from its whole-row state (x0 = x_val, conf = -inf if every
+// (filtered) logit is -inf: nothing to decode).
+inline void finalize(const RowState& st, const DenoiseParams& p, int64_t b, int64_t l,
+                     int64_t x_val, int64_t* x0_out, float* conf_out) {
+  if (st.best_idx < 0) {
+    *x0_out = x_val;
+    *conf_out = kNegInf;
+    return;
+  }
+  *x0_out = st.best_idx;
+  double c = 0;
+  switch (p.confidence) {
+    case Confidence::kProb:
+      c = std::exp(static_cast<double>(st.best_d) - st.m) / st.s;
+      break;
+    case Confidence::kMargin: {
+      const double p1 = std::exp(static_cast<double>(st.top1) - st.m) / st.s;
+      const double p2 = st.top2 == kNegInf ? 0.0 : std::exp(static_cast<double>(st.top2) - st.m) / st.s;
+      c = p1 - p2;
+      break;
+    }
+    case Confidence::kNegEntropy:
+      c = st.t1 / st.s - std::log(st.s);
+      break;
+    case Confidence::kRandom: {
+      const Philox4 w = philox_group(p.seed, p.offset, b, l, kSlotGroupConfidence);
+      c = uniform_closed0(w.w[0]);
+      break;
+    }
+  }
+  *conf_out = static_cast<float>(c);
+}
+
+// One position: row = its V logits.
+template <typename In>
+void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
+                      const DenoiseParams& p, int64_t b, int64_t l, int64_t x_val, Workspace& ws,
+                      int64_t* x0_out, float* conf_out, int level = simd::kGeneric) {
+  const bool filtered = is_filtered(p, V);
+  if (filtered) simd::prepare_filtered_at(level, row, V, suppress, n_suppress, p, ws);
+  RowState st;
+  simd::accumulate_range_at(level, row, 0, V, suppress, n_suppress, p, b, l, filtered, ws, st);
+  finalize(st, p, b, l, x_val, x0_out, conf_out);
+}
+
+// Positions [begin, end) of the flattened [B, L] grid. uncond (p.cfg): CFG's unconditional
+// logits, combined with the position's logits into ws.cfg (one [V] float row per thread), which
+// the float kernel then reads: the mask path is untouched.
+template <typename In>
+void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L, V], V contiguous
+                            View2D<const int64_t> x,                    // [B, L]
+                            const int64_t* suppress, int64_t n_suppress,  // [n] sorted ids
+                            int64_t L, int64_t V, const DenoiseParams& p,
+                            View2D<int64_t> x0,                         // [B, L]
+                            View2D<float> conf,                         // [B, L]
+                            int64_t begin, int64_t end,
+                            const In* uncond = nullptr,                 // [B, L, V] or null
+                            int64_t usb = 0, int64_t usl = 0) {
+  Workspace ws;
+  const int level = simd::level();
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t b = i / L, l = i - b * L;
+    const int64_t xv = x(b, l);
+    if (!denoised(p, xv, b, l)) {
+      x0(b, l) = xv;
+      conf(b, l) = kNegInf;
+      continue;
+    }
+    const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
+    if (p.cfg) {
+      ws.cfg.resize(V);
+      cfg_combine(logits + b * sb + src * sl, uncond + b * usb + src * usl, V, p.cfg_scale1,
+                  ws.cfg.data());
+      denoise_position(static_cast<const float*>(ws.cfg.data()), V, suppress, n_suppress, p, b,
+                       l, xv, ws, &x0(b, l), &conf(b, l), level);
+      continue;
+    }
+    denoise_position(logits + b * sb + src * sl, V, suppress, n_suppress, p, b, l, xv, ws,
+                     &x0(b, l), &conf(b, l), level);
+  }
+}
+
+// Vocabulary slices for one position when there are fewer positions than threads: slice j covers
+// [j * kSlice, (j + 1) * kSlice); states merge in slice order, so the result does not depend on
+// the thread count (unfiltered path only; the filtered path needs the whole row).
+constexpr int64_t kSlice = 16384;
+
+// row_given: `logits` is the position's row itself (CFG's guided row), not [B, L, V].
+template <typename In>
+void denoise_slice(const In* logits, int64_t sb, int64_t sl, int64_t b, int64_t l, int64_t V,
+                   const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
+                   int64_t slice, RowState& out, bool row_given = false) {
+  Workspace ws;
+  const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
+  const int64_t v0 = slice * kSlice;
+  simd::accumulate_range_at(simd::level(), row_given ? logits : logits + b * sb + src * sl, v0,
+                            std::min(V, v0 + kSlice), suppress, n_suppress, p, b, l,
+                            /*filtered=*/false, ws, out);
+}
+
+}  // namespace dllm::cpu
