@@ -1,21 +1,22 @@
-"""Argument checks shared by the reference ops and the fake (meta) kernels.
+"""Argument checks of the reference ops: the Python mirror of csrc/torch/checks.cpp.
 
-They mirror csrc/torch/*.cpp so that every path (native CPU/CUDA, reference fallback, meta/fake
-tensors under torch.compile) rejects the same inputs with a message naming the op and argument:
-"dllm_kernels.<op>: <argument> <problem>, got <value>". Like TORCH_CHECK they raise RuntimeError.
+They run only where the reference runs (no extension, or a device without kernels); native and
+fake (meta) calls are checked by the C++ checks alone. Same order and messages as the C++, so
+that every path rejects the same inputs with the same text, naming the op and the argument:
+"dllm_kernels.<op>: <argument> <problem>, got <value>" (the BAD tables in python_tests run every
+path and prove it). Like TORCH_CHECK they raise RuntimeError. Python values are first converted
+as the native path converts them (_args.py).
 """
 
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
-
-def fail(op: str, arg: str, problem: str) -> None:
-    raise RuntimeError(f"dllm_kernels.{op}: {arg} {problem}")
+from . import _args
+from ._args import as_float, as_int, fail
 
 
 def check_tensor(t, op: str, arg: str) -> None:
@@ -97,16 +98,6 @@ def check_disjoint(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_
         fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
 
 
-def as_int(value, op: str, arg: str) -> int:
-    """An integer argument: int, numpy integer or 0-d integer tensor; never bool or float."""
-    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
-        fail(op, arg, f"must be an int, got {type(value).__name__}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        fail(op, arg, f"must be an int, got {type(value).__name__}")
-
-
 # ---- per-op checks -------------------------------------------------------------------------------
 
 def commit_(x, x0, transfer) -> None:
@@ -140,26 +131,12 @@ def _choice(value, allowed, op, arg) -> None:
         fail(op, arg, f"must be one of {list(allowed)}, got {value!r}")
 
 
-def as_float(value, op: str, arg: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # numpy floats, 0-d tensors
-        except (TypeError, ValueError):
-            fail(op, arg, f"must be a number, got {type(value).__name__}")
-    if value != value:
-        fail(op, arg, "must not be NaN")
-    return float(value)
-
-
 def seed_and_offset(seed, offset, op: str) -> tuple[int, int]:
     """seed None draws one from torch's default generator (host-side: no device sync)."""
-    if seed is None:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
-    seed = as_int(seed, op, "seed")
-    offset = as_int(offset, op, "offset")
+    seed, offset = _args.seed_offset(seed, offset, op)
     if not 0 <= offset < 2**32:
         fail(op, "offset", f"must be in [0, 2^32), got {offset}")
-    return seed & ((1 << 64) - 1), offset
+    return seed, offset
 
 
 def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
@@ -167,6 +144,7 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
                  eligible=None, uncond_logits=None, cfg_scale=0.0) -> dict:
     """Checks every argument; returns the normalised ones (seed drawn if None, suppress tensor,
     mask_id -1 when eligible replaces it, cfg_scale a float)."""
+    suppress = _args.suppress_ids(suppress_tokens, logits, op)
     check_dim(logits, 3, op, "logits")
     check_dtype(logits, (torch.float32, torch.bfloat16, torch.float16), op, "logits")
     if logits.shape[-1] < 1:
@@ -177,18 +155,17 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     check_dtype(x, torch.int64, op, "x")
     check_same_device(x, logits, op, "x", "logits")
     if tuple(x.shape) != tuple(logits.shape[:2]):
-        fail(op, "x", f"must have shape [B, L] = {list(logits.shape[:2])} like logits, got {list(x.shape)}")
+        fail(op, "x",
+             f"must have shape [B, L] like logits {list(logits.shape)}, got {list(x.shape)}")
     if eligible is not None:
         check_tensor(eligible, op, "eligible")
         check_dtype(eligible, torch.bool, op, "eligible")
         check_same_device(eligible, logits, op, "eligible", "logits")
         if tuple(eligible.shape) != tuple(x.shape):
             fail(op, "eligible", f"must have shape [B, L] = {list(x.shape)} like x, got {list(eligible.shape)}")
-        mask_id = -1 if mask_id is None else as_int(mask_id, op, "mask_id")  # unused
-    else:
-        mask_id = as_int(mask_id, op, "mask_id")
-        if mask_id < 0:
-            fail(op, "mask_id", f"must be >= 0, got {mask_id}")
+    mask_id = _args.mask_id(mask_id, eligible, op)
+    if eligible is None and mask_id < 0:
+        fail(op, "mask_id", f"must be >= 0, got {mask_id}")
     cfg_scale = as_float(cfg_scale, op, "cfg_scale")
     if uncond_logits is not None:
         check_tensor(uncond_logits, op, "uncond_logits")
@@ -210,29 +187,25 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     top_p = as_float(top_p, op, "top_p")
     if not 0 < top_p <= 1:
         fail(op, "top_p", f"must be in (0, 1], got {top_p}")
-    _choice(filter_order, ("top_k_first", "top_p_first"), op, "filter_order")
-    _choice(confidence, ("prob", "margin", "neg_entropy", "random"), op, "confidence")
-    _choice(confidence_source, ("raw", "sampling"), op, "confidence_source")
-    suppress = None
-    if isinstance(suppress_tokens, torch.Tensor) and suppress_tokens.device.type not in ("cpu", "meta") \
-            and suppress_tokens.dtype == torch.int64 and suppress_tokens.dim() == 1:
-        # A device tensor is used as given (in-range ids; the kernel sorts them on the device):
-        # reading it back to check would synchronise with the device on every step.
-        check_same_device(suppress_tokens, logits, op, "suppress_tokens", "logits")
-        suppress = suppress_tokens.contiguous() if suppress_tokens.numel() else None
-    elif suppress_tokens is not None:
-        if isinstance(suppress_tokens, torch.Tensor):
-            if suppress_tokens.dtype not in (torch.int64, torch.int32) or suppress_tokens.dim() > 1:
-                fail(op, "suppress_tokens", f"must be a 1-D int tensor or a sequence of ints, got {suppress_tokens.dtype} {list(suppress_tokens.shape)}")
-            ids = [int(t) for t in suppress_tokens.reshape(-1).tolist()]
-        else:
-            ids = [as_int(t, op, "suppress_tokens") for t in (suppress_tokens if hasattr(suppress_tokens, "__iter__") else [suppress_tokens])]
-        V = logits.shape[-1]
-        bad = [t for t in ids if not 0 <= t < V]
-        if bad:
-            fail(op, "suppress_tokens", f"must be token ids in [0, {V}), got {bad[:5]}")
-        if ids:
-            suppress = torch.tensor(sorted(set(ids)), dtype=torch.int64, device=logits.device)
+    if filter_order not in ("top_k_first", "top_p_first"):
+        fail(op, "filter_order", f"must be 'top_k_first' or 'top_p_first', got '{filter_order}'")
+    if confidence not in ("prob", "margin", "neg_entropy", "random"):
+        fail(op, "confidence", "must be one of 'prob', 'margin', 'neg_entropy', 'random', got "
+             f"'{confidence}'")
+    if confidence_source not in ("raw", "sampling"):
+        fail(op, "confidence_source", f"must be 'raw' or 'sampling', got '{confidence_source}'")
+    if suppress is not None:
+        s = suppress
+        check_dim(s, 1, op, "suppress_tokens")
+        check_dtype(s, torch.int64, op, "suppress_tokens")
+        check_same_device(s, logits, op, "suppress_tokens", "logits")
+        if s.numel() and s.stride(0) != 1:
+            fail(op, "suppress_tokens", "must be contiguous")
+        if s.device.type == "cpu" and s.numel():  # on other devices: see _args.suppress_ids
+            lo, hi = int(s.min()), int(s.max())
+            if not (lo >= 0 and hi < logits.shape[-1]):
+                fail(op, "suppress_tokens",
+                     f"must be token ids in [0, {logits.shape[-1]}), got {lo}..{hi}")
     seed, offset = seed_and_offset(seed, offset, op)
     return {"mask_id": mask_id, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "suppress": suppress, "seed": seed, "offset": offset, "cfg_scale": cfg_scale}
@@ -253,40 +226,25 @@ def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, p
                 strict, seed, offset, op: str, entropy_bound=None) -> dict:
     """The selection-rule part of select_transfer's checks, for B rows on `device` (also used by
     denoise_and_select, before any confidence tensor exists)."""
-    given = [name for name, v in (("num_transfer", num_transfer), ("threshold", threshold),
-                                  ("factor", factor), ("probability", probability),
-                                  ("entropy_bound", entropy_bound)) if v is not None]
-    if len(given) != 1:
-        fail(op, "num_transfer/threshold/factor/probability/entropy_bound",
-             f"exactly one selection rule must be given, got {given or 'none'}")
-    kind = given[0]
-    if not isinstance(strict, bool):
-        fail(op, "strict", f"must be a bool, got {type(strict).__name__}")
+    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op,
+                                entropy_bound=entropy_bound)
     if kind in ("num_transfer", "probability"):
-        v = num_transfer if kind == "num_transfer" else probability
-        if isinstance(v, torch.Tensor) and v.dim() == 1:
-            want = (torch.int64, torch.int32) if kind == "num_transfer" else (torch.float32, torch.float64)
-            check_dtype(v, want, op, kind)
-            if v.device != device:
-                fail(op, kind, f"must be on the same device as conf ({device}), got {v.device}")
-            if v.shape[0] != B:
-                fail(op, kind, f"must have shape [B] = [{B}], got {list(v.shape)}")
-            value = v.to(torch.int64 if kind == "num_transfer" else torch.float32)
-            # Values are checked only where that costs no device sync: on CUDA a negative k
-            # selects nothing, like k = 0 (and p outside [0, 1] acts as clipped).
-            if kind == "num_transfer" and v.device.type == "cpu" and bool((v < 0).any()):
-                fail(op, "num_transfer", f"must be >= 0, got {v.min().item()}")
-        else:
-            scalar = as_int(v, op, kind) if kind == "num_transfer" else as_float(v, op, kind)
-            if kind == "num_transfer" and scalar < 0:
-                fail(op, "num_transfer", f"must be >= 0, got {scalar}")
-            if kind == "probability" and not 0 <= scalar <= 1:
-                fail(op, "probability", f"must be in [0, 1], got {scalar}")
-            value = torch.full((B,), scalar, device=device,
-                               dtype=torch.int64 if kind == "num_transfer" else torch.float32)
+        value = _args.per_row(v, kind, B, device, op)
+        check_dim(value, 1, op, kind)
+        check_dtype(value, torch.int64 if kind == "num_transfer" else torch.float32, op, kind)
+        if value.device != device:
+            fail(op, kind, f"must be on the same device as conf ({device}), got {value.device}")
+        if value.shape[0] != B:
+            fail(op, kind, f"must have shape [B] = [{B}], got {list(value.shape)}")
+        # k >= 0 is read on CPU only (no device sync): on CUDA a negative k selects nothing, like
+        # k = 0 (and p outside [0, 1] acts as clipped).
+        if kind == "num_transfer" and value.device.type == "cpu" and value.numel() \
+                and bool((value < 0).any()):
+            fail(op, "num_transfer", f"must be >= 0, got {value.min().item()}")
     else:
-        value = as_float({"threshold": threshold, "factor": factor,
-                          "entropy_bound": entropy_bound}[kind], op, kind)
+        value = as_float(v, op, kind)
+        if value != value:
+            fail(op, kind, "must not be NaN")
         if kind in ("factor", "entropy_bound") and not value > 0:
             fail(op, kind, f"must be > 0, got {value}")
     seed, offset = seed_and_offset(seed, offset, op) if kind == "probability" else (0, 0)
@@ -437,33 +395,21 @@ def cache_gather(k_cache, v_cache, block_table_, kv_lens, max_len, values: bool 
     return max_len
 
 
-def page_pairs(pairs, device, op: str = "cache_copy_pages_") -> torch.Tensor:
-    """(src, dst) page pairs as an int64 [n, 2] tensor on `device` (lists are converted)."""
-    if isinstance(pairs, torch.Tensor):
-        check_dtype(pairs, torch.int64, op, "pairs")
-        if pairs.dim() != 2 or pairs.shape[1] != 2:
-            fail(op, "pairs", f"must be [n, 2] (src, dst), got shape {list(pairs.shape)}")
-        if pairs.device != device:
-            fail(op, "pairs", f"must be on the same device as k_cache ({device}), got {pairs.device}")
-        return pairs
-    try:
-        rows = [(as_int(s, op, "pairs"), as_int(d, op, "pairs")) for s, d in pairs]
-    except (TypeError, ValueError):
-        fail(op, "pairs", "must be an int64 [n, 2] tensor or a sequence of (src, dst) page ids")
-    return torch.tensor(rows, dtype=torch.int64).reshape(-1, 2).to(device)
-
-
-def cache_copy_pages_(k_cache, v_cache, pairs) -> None:
-    """pairs int64 [n, 2]: page ids in range, every dst distinct and not also a src (so the
-    result does not depend on the order of the copies)."""
+def cache_copy_pages_(k_cache, v_cache, pairs) -> torch.Tensor:
+    """pairs int64 [n, 2] (a sequence of (src, dst) is converted first): page ids in range, every
+    dst distinct and not also a src (so the result does not depend on the order of the copies).
+    Returns pairs as a tensor."""
     op = "cache_copy_pages_"
     P, _, _, _ = cache_pair(k_cache, v_cache, op, written=True)
+    pairs = _args.page_pairs(pairs, k_cache.device, op)
+    check_dtype(pairs, torch.int64, op, "pairs")
     if pairs.dim() != 2 or pairs.shape[1] != 2:
         fail(op, "pairs", f"must be [n, 2] (src, dst), got shape {list(pairs.shape)}")
+    check_same_device(pairs, k_cache, op, "pairs", "k_cache")
     check_disjoint(k_cache, pairs, op, "pairs", "k_cache")
     check_disjoint(v_cache, pairs, op, "pairs", "v_cache")
     if not pairs.numel() or not _has_data(pairs):
-        return
+        return pairs
     p = pairs.cpu()
     bad = ((p < 0) | (p >= P)).nonzero()
     if bad.numel():
@@ -475,6 +421,7 @@ def cache_copy_pages_(k_cache, v_cache, pairs) -> None:
     both = set(src) & set(dst)
     if both:
         fail(op, "pairs", f"page {min(both)} is both a src and a dst (copies would depend on their order)")
+    return pairs
 
 
 # ---- block_attention -----------------------------------------------------------------------------
@@ -567,23 +514,10 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
     else:
         _lens(q_start, B, dev, op, "q_start")
     _choice(mask, ("full", "block_causal"), op, "mask")
-    if mask == "block_causal":
-        if block_size is None:
-            fail(op, "block_size", "is required with mask='block_causal'")
-        block_size = as_int(block_size, op, "block_size")
-        if not 1 <= block_size <= 1 << 62:
-            fail(op, "block_size", f"must be in [1, 2^62], got {block_size}")
-    else:
-        block_size = 1   # unused by the full mask
-    if softmax_scale is None:
-        scale = D ** -0.5
-    else:
-        if isinstance(softmax_scale, (bool, str)):
-            fail(op, "softmax_scale", f"must be a number, got {type(softmax_scale).__name__}")
-        try:
-            scale = float(softmax_scale)
-        except (TypeError, ValueError):
-            fail(op, "softmax_scale", f"must be a number, got {type(softmax_scale).__name__}")
+    block_size = _args.block_size(mask, block_size, op)  # 1 (unused) with the full mask
+    if not 1 <= block_size <= 1 << 62:
+        fail(op, "block_size", f"must be in [1, 2^62], got {block_size}")
+    scale = _args.softmax_scale(softmax_scale, q, op)
     if not (math.isfinite(scale) and abs(scale) <= 3.4028234663852886e38):
         fail(op, "softmax_scale", f"must be finite (as float32), got {scale}")
     if values and B and _has_data(cache_lens, kv_lens, *([block_table_] if has_cache else [])):

@@ -1,9 +1,24 @@
 """Public ops. Each runs the compiled kernel (torch.ops.dllm_kernels.<op>) for CPU and CUDA
 tensors when the extension is loaded, else the reference in dllm_kernels.reference.
 
-Each op also has a fake (meta) implementation registered here, so it traces under torch.compile
-and torch.export; the fake checks arguments like the kernels do.
+Argument checks have one source per path. A native call (CPU, CUDA, or meta / fake tensors under
+torch.compile and torch.export, which run the Meta kernels of csrc/torch/meta.cpp) is checked by
+the C++ checks alone (csrc/torch/checks.cpp); a reference call by dllm_kernels/_checks.py, their
+mirror with the same messages. This module only normalises arguments into what the op schemas
+take (dllm_kernels/_args.py).
 """
+
+# The rule this module follows: on the native path it never checks what the C++ checks check. It
+# converts Python values into schema values (ints from numpy ints / 0-d tensors, a drawn seed,
+# a suppress list or a scalar num_transfer / probability into a tensor, page-pair lists into a
+# tensor, the default softmax scale, the one selection rule given as a keyword) and reports what
+# cannot be converted (a float given for an int, two selection rules, no block_size for
+# mask='block_causal'). One kind of value check happens while converting, because the C++ checks
+# cannot make it: the values of a Python list or scalar that becomes a tensor the op does not read
+# (ids or counts on a non-CPU device: reading them would be a device sync; a probability scalar,
+# whose [0, 1] rule the per-row tensor does not have). python_tests/test_backend.py proves that
+# no _checks function runs on the native path. (_checks is called here only by the reference
+# branch of denoise_and_select, so that a bad selection fails before anything runs.)
 
 from __future__ import annotations
 
@@ -11,7 +26,7 @@ import warnings
 
 import torch
 
-from . import _checks, reference
+from . import _args, _checks, reference
 from ._native import NATIVE, NATIVE_CUDA
 
 _warned_devices: set[str] = set()
@@ -66,14 +81,9 @@ def num_transfer_tokens(mask_index: torch.Tensor, steps: int) -> torch.Tensor:
         [B, steps] int64 on the device of `mask_index`.
     """
     if _use_native(mask_index):
-        steps = _checks.as_int(steps, "num_transfer_tokens", "steps")  # numpy / 0-d tensor ok
+        steps = _args.as_int(steps, "num_transfer_tokens", "steps")  # numpy / 0-d tensor ok
         return torch.ops.dllm_kernels.num_transfer_tokens(mask_index, steps)
     return reference.num_transfer_tokens(mask_index, steps)
-
-
-def _signed64(seed: int) -> int:
-    """The uint64 seed as the two's-complement int64 the schema carries."""
-    return seed - (1 << 64) if seed >= (1 << 63) else seed
 
 
 def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, temperature: float = 0.0,
@@ -114,42 +124,49 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
     Returns:
         x0: [B, L] int64 (x where not denoised); conf: [B, L] float32 (-inf where not denoised).
     """
-    opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                confidence, confidence_source, suppress_tokens, seed, offset,
-                                eligible=eligible, uncond_logits=uncond_logits,
-                                cfg_scale=cfg_scale)
+    op = "denoise_step"
     if _use_native(logits, x, eligible, uncond_logits):
-        logits, uncond_logits = _cuda_cfg(logits, uncond_logits, opts["cfg_scale"])
         return torch.ops.dllm_kernels.denoise_step(
-            logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
-            filter_order, confidence, confidence_source, bool(shift_logits), opts["suppress"],
-            _signed64(opts["seed"]), opts["offset"], eligible, uncond_logits, opts["cfg_scale"])
+            logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
+                                      confidence, confidence_source, shift_logits,
+                                      suppress_tokens, op, eligible),
+            *_seed_args(seed, offset, op), eligible, uncond_logits,
+            _args.as_float(cfg_scale, op, "cfg_scale"))
     return reference.denoise_step(
-        logits, x, None if eligible is not None else opts["mask_id"],
-        temperature=opts["temperature"], top_k=opts["top_k"],
-        top_p=opts["top_p"], filter_order=filter_order, confidence=confidence,
-        confidence_source=confidence_source, shift_logits=shift_logits,
-        suppress_tokens=opts["suppress"], seed=opts["seed"], offset=opts["offset"],
-        eligible=eligible, uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"])
+        logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
+        filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
+        shift_logits=shift_logits, suppress_tokens=suppress_tokens, seed=seed, offset=offset,
+        eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale)
 
 
-def _cuda_cfg(logits, uncond_logits, cfg_scale):
-    """CUDA has no in-pass CFG kernel yet: there the guided logits u + fl32(s + 1)(c - u) are
-    formed eagerly in float32 (a [B, L, V] temporary; the same values the CPU kernel forms per
-    row) and the kernel reads them. Elsewhere (CPU) the arguments pass through unchanged."""
-    if uncond_logits is None or logits.device.type != "cuda":
-        return logits, uncond_logits
-    if cfg_scale == 0.0:
-        return logits, None
-    u = uncond_logits.float()
-    s1 = torch.tensor(cfg_scale + 1.0, dtype=torch.float32, device=logits.device)
-    return u + s1 * (logits.float() - u), None
+def _denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order, confidence,
+                  confidence_source, shift_logits, suppress_tokens, op: str,
+                  eligible=None) -> tuple:
+    """denoise_step's schema arguments after x (up to suppress_tokens), normalised (mask_id None
+    with eligible: -1, unused)."""
+    return (_args.mask_id(mask_id, eligible, op), _args.as_float(temperature, op, "temperature"),
+            _args.as_int(top_k, op, "top_k"), _args.as_float(top_p, op, "top_p"), filter_order,
+            confidence, confidence_source, bool(shift_logits),
+            _args.suppress_ids(suppress_tokens, logits, op))
 
 
-def _native_select_args(rule: dict):
-    per_row = rule["value"] if rule["kind"] in ("num_transfer", "probability") else None
-    value = 0.0 if per_row is not None else rule["value"]
-    return rule["kind"], per_row, value, _signed64(rule["seed"]), rule["offset"]
+def _seed_args(seed, offset, op: str) -> tuple[int, int]:
+    """(seed, offset) for a schema: seed None drawn, as the int64 the schema carries."""
+    seed, offset = _args.seed_offset(seed, offset, op)
+    return _args.signed64(seed), offset
+
+
+def _select_args(conf_rows: torch.Tensor, num_transfer, threshold, factor, probability, strict,
+                 op: str, entropy_bound=None) -> tuple:
+    """(rule, per_row, value) of the select_transfer schema; B and device from conf_rows (conf,
+    or x for denoise_and_select)."""
+    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op,
+                                entropy_bound=entropy_bound)
+    if kind in ("threshold", "factor", "entropy_bound"):
+        return kind, None, _args.as_float(v, op, kind)
+    B = conf_rows.shape[0] if isinstance(conf_rows, torch.Tensor) and conf_rows.dim() else 0
+    device = conf_rows.device if isinstance(conf_rows, torch.Tensor) else torch.device("cpu")
+    return kind, _args.per_row(v, kind, B, device, op), 0.0
 
 
 def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
@@ -170,13 +187,18 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
     Returns:
         [B, L] bool. No device -> host synchronisation (CUDA-graph capturable for fixed shapes).
     """
-    rule = _checks.select_transfer(conf, num_transfer, threshold, factor, probability, strict,
-                                   seed, offset, entropy_bound=entropy_bound)
     if _use_native(conf, *(v for v in (num_transfer, probability) if isinstance(v, torch.Tensor))):
-        kind, per_row, value, s, o = _native_select_args(rule)
-        return torch.ops.dllm_kernels.select_transfer(conf, kind, per_row, value, strict, s, o)
-    return reference.select_transfer(conf, **{rule["kind"]: rule["value"]}, strict=strict,
-                                     seed=rule["seed"], offset=rule["offset"])
+        op = "select_transfer"
+        rule, per_row, value = _select_args(conf, num_transfer, threshold, factor, probability,
+                                            strict, op, entropy_bound)
+        # seed and offset only feed the probability rule (its stream), as in the reference
+        seed, offset = _seed_args(seed, offset, op) if rule == "probability" else (0, 0)
+        return torch.ops.dllm_kernels.select_transfer(conf, rule, per_row, value, strict, seed,
+                                                      offset)
+    return reference.select_transfer(conf, num_transfer=num_transfer, threshold=threshold,
+                                     factor=factor, probability=probability,
+                                     entropy_bound=entropy_bound, strict=strict, seed=seed,
+                                     offset=offset)
 
 
 def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
@@ -200,33 +222,35 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
     Returns:
         (x0 [B, L] int64 (candidates, before renoise), conf [B, L] float32, transfer [B, L] bool).
     """
+    per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
+    op = "denoise_and_select"
+    if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
+        return torch.ops.dllm_kernels.denoise_and_select(
+            logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
+                                      confidence, confidence_source, shift_logits,
+                                      suppress_tokens, op, eligible),
+            *_select_args(x, num_transfer, threshold, factor, probability, strict, op,
+                          entropy_bound),
+            strict, bool(commit), *_seed_args(seed, offset, op), eligible, uncond_logits,
+            _args.as_float(cfg_scale, op, "cfg_scale"), bool(renoise))
+    # The reference: every argument checked before anything runs (x is written last).
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                confidence, confidence_source, suppress_tokens, seed, offset,
-                                op="denoise_and_select", eligible=eligible,
-                                uncond_logits=uncond_logits, cfg_scale=cfg_scale)
+                                confidence, confidence_source, suppress_tokens, seed, offset, op=op,
+                                eligible=eligible, uncond_logits=uncond_logits,
+                                cfg_scale=cfg_scale)
     rule = _checks.select_rule(x.shape[0], x.device, num_transfer, threshold, factor, probability,
-                               strict, opts["seed"], opts["offset"], op="denoise_and_select",
+                               strict, opts["seed"], opts["offset"], op=op,
                                entropy_bound=entropy_bound)
     _checks.denoise_and_select_extras(x, eligible, confidence, rule["kind"], commit, renoise)
     if commit:
-        _checks.check_writable(x, "denoise_and_select", "x")
-    per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
-    if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
-        kind, per_row, value, _, _ = _native_select_args(rule)
-        logits, uncond_logits = _cuda_cfg(logits, uncond_logits, opts["cfg_scale"])
-        return torch.ops.dllm_kernels.denoise_and_select(
-            logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
-            filter_order, confidence, confidence_source, bool(shift_logits), opts["suppress"],
-            kind, per_row, value, strict, bool(commit), _signed64(opts["seed"]), opts["offset"],
-            eligible, uncond_logits, opts["cfg_scale"], bool(renoise))
+        _checks.check_writable(x, op, "x")
     return reference.denoise_and_select(
-        logits, x, None if eligible is not None else opts["mask_id"],
-        temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+        logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
         filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
-        shift_logits=shift_logits, suppress_tokens=opts["suppress"],
+        shift_logits=shift_logits, suppress_tokens=suppress_tokens,
         **{rule["kind"]: rule["value"]}, strict=strict, commit=commit, seed=opts["seed"],
-        offset=opts["offset"], eligible=eligible, uncond_logits=uncond_logits,
-        cfg_scale=opts["cfg_scale"], renoise=renoise)
+        offset=offset, eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale,
+        renoise=renoise)
 
 
 # ---- paged KV cache ------------------------------------------------------------------------------
@@ -270,9 +294,12 @@ def cache_gather(k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torc
         (k, v): contiguous [B, max_len, H_kv, D] in the cache's dtype, zero padded.
     """
     if _use_native(k_cache, v_cache, block_table, kv_lens):
-        max_len = _checks.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len, values=False)
-        if max_len is None:  # (bad lengths are reported by the op itself)
-            max_len = max(0, int(kv_lens.max())) if kv_lens.numel() else 0
+        if max_len is not None:
+            max_len = _args.as_int(max_len, "cache_gather", "max_len")
+        elif isinstance(kv_lens, torch.Tensor) and kv_lens.numel():  # (the op reports bad lengths)
+            max_len = max(0, int(kv_lens.max()))
+        else:
+            max_len = 0
         return torch.ops.dllm_kernels.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
     return reference.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
 
@@ -288,10 +315,8 @@ def cache_copy_pages_(k_cache: torch.Tensor, v_cache: torch.Tensor, pairs) -> No
             range, every dst distinct and never also a src (checked; a device sync for a CUDA
             tensor).
     """
-    if isinstance(k_cache, torch.Tensor) and isinstance(v_cache, torch.Tensor) and \
-            not isinstance(pairs, torch.Tensor):
-        _checks.cache_pair(k_cache, v_cache, "cache_copy_pages_", written=True)
-        pairs = _checks.page_pairs(pairs, k_cache.device)
+    if isinstance(k_cache, torch.Tensor) and not isinstance(pairs, torch.Tensor):
+        pairs = _args.page_pairs(pairs, k_cache.device)  # (checked by the op)
     if _use_native(k_cache, v_cache, pairs):
         torch.ops.dllm_kernels.cache_copy_pages_(k_cache, v_cache, pairs)
         return
@@ -334,84 +359,14 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
     tensors = [t for t in (q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start)
                if isinstance(t, torch.Tensor)]
     if _use_native(*tensors):
-        a = _checks.block_attention(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
-                                    q_start, mask, block_size, softmax_scale, values=False)
+        op = "block_attention"
         out, lse = torch.ops.dllm_kernels.block_attention(
             q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start, mask,
-            a["block_size"], a["scale"], bool(check))
+            _args.block_size(mask, block_size, op), _args.softmax_scale(softmax_scale, q, op),
+            bool(check))
         return (out, lse) if return_lse else out
     return reference.block_attention(q, k, v, k_cache=k_cache, v_cache=v_cache,
                                      block_table=block_table, cache_lens=cache_lens,
                                      kv_lens=kv_lens, q_start=q_start, mask=mask,
                                      block_size=block_size, softmax_scale=softmax_scale,
                                      return_lse=return_lse, check=check)
-
-
-# ---- fake (meta) implementations: shapes, dtypes and argument checks, no data -------------------
-if NATIVE:
-
-    @torch.library.register_fake("dllm_kernels::commit_")
-    def _commit_fake(x, x0, transfer):
-        _checks.commit_(x, x0, transfer)
-        return None
-
-    @torch.library.register_fake("dllm_kernels::num_transfer_tokens")
-    def _num_transfer_tokens_fake(mask_index, steps):
-        _checks.num_transfer_tokens(mask_index, steps)
-        return mask_index.new_empty((mask_index.shape[0], steps), dtype=torch.int64)
-
-    @torch.library.register_fake("dllm_kernels::denoise_step")
-    def _denoise_step_fake(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                           confidence, confidence_source, shift_logits, suppress_tokens, seed,
-                           offset, eligible=None, uncond_logits=None, cfg_scale=0.0):
-        _checks.denoise_step(logits, x, None if eligible is not None else mask_id, temperature,
-                             top_k, top_p, filter_order, confidence, confidence_source, None,
-                             seed, offset, eligible=eligible, uncond_logits=uncond_logits,
-                             cfg_scale=cfg_scale)
-        return torch.empty_like(x), torch.empty(x.shape, dtype=torch.float32, device=x.device)
-
-    @torch.library.register_fake("dllm_kernels::select_transfer")
-    def _select_transfer_fake(conf, rule, per_row, value, strict, seed, offset):
-        _checks.check_dim(conf, 2, "select_transfer", "conf")
-        _checks.check_dtype(conf, torch.float32, "select_transfer", "conf")
-        return torch.empty(conf.shape, dtype=torch.bool, device=conf.device)
-
-    @torch.library.register_fake("dllm_kernels::denoise_and_select")
-    def _denoise_and_select_fake(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                 confidence, confidence_source, shift_logits, suppress_tokens,
-                                 rule, per_row, value, strict, commit, seed, offset,
-                                 eligible=None, uncond_logits=None, cfg_scale=0.0,
-                                 renoise=False):
-        _checks.denoise_step(logits, x, None if eligible is not None else mask_id, temperature,
-                             top_k, top_p, filter_order, confidence, confidence_source, None,
-                             seed, offset, op="denoise_and_select", eligible=eligible,
-                             uncond_logits=uncond_logits, cfg_scale=cfg_scale)
-        _checks.denoise_and_select_extras(x, eligible, confidence, rule, commit, renoise)
-        return (torch.empty_like(x), torch.empty(x.shape, dtype=torch.float32, device=x.device),
-                torch.empty(x.shape, dtype=torch.bool, device=x.device))
-
-    @torch.library.register_fake("dllm_kernels::cache_write_")
-    def _cache_write_fake(k_cache, v_cache, k, v, slot_mapping, check):
-        _checks.cache_write_(k_cache, v_cache, k, v, slot_mapping, check)
-        return None
-
-    @torch.library.register_fake("dllm_kernels::cache_gather")
-    def _cache_gather_fake(k_cache, v_cache, block_table, kv_lens, max_len):
-        _checks.cache_gather(k_cache, v_cache, block_table, kv_lens, max_len)
-        shape = (block_table.shape[0], max_len, *k_cache.shape[2:])
-        return k_cache.new_empty(shape), v_cache.new_empty(shape)
-
-    @torch.library.register_fake("dllm_kernels::cache_copy_pages_")
-    def _cache_copy_pages_fake(k_cache, v_cache, pairs):
-        _checks.cache_pair(k_cache, v_cache, "cache_copy_pages_", written=True)
-        _checks.cache_copy_pages_(k_cache, v_cache, pairs)
-        return None
-
-    @torch.library.register_fake("dllm_kernels::block_attention")
-    def _block_attention_fake(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start,
-                              mask, block_size, softmax_scale, check):
-        _checks.block_attention(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens,
-                                q_start, mask, block_size, softmax_scale)
-        B, Lq, Hq, D = q.shape
-        return (q.new_empty((B, Lq, Hq, D)),
-                q.new_empty((B, Hq, Lq), dtype=torch.float32))

@@ -1,5 +1,6 @@
-// csrc/cpu/cpu_ops.h — what the CPU glue files share: op implementations that other CPU ops call
-// (denoise_and_select is denoise_step + select_transfer + commit_) and the cache ops' grain.
+// csrc/cpu/cpu_ops.h — what the CPU glue files share: the work of ops that other CPU ops call
+// after their own checks (denoise_and_select is denoise_step + select_transfer + commit_, checked
+// once) and the cache ops' grain.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -10,6 +11,8 @@
 #include <string_view>
 #include <tuple>
 
+#include "checks.h"
+
 namespace dllm_torch {
 
 // Units of work per parallel chunk of the paged-cache copies: ~64 KB of copies.
@@ -17,16 +20,16 @@ inline int64_t grain_for(int64_t bytes_per_unit) {
   return std::max<int64_t>(1, 65536 / std::max<int64_t>(bytes_per_unit, 1));
 }
 
-std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
-    const at::Tensor& logits, const at::Tensor& x, int64_t mask_id, double temperature,
-    int64_t top_k, double top_p, c10::string_view filter_order, c10::string_view confidence,
-    c10::string_view confidence_source, bool shift_logits,
-    const std::optional<at::Tensor>& suppress_tokens, int64_t seed, int64_t offset,
-    const std::optional<at::Tensor>& eligible, const std::optional<at::Tensor>& uncond_logits,
-    double cfg_scale);
+// denoise_step's work on checked arguments (p from denoise_step_check) -> (x0, conf) [B, L].
+std::tuple<at::Tensor, at::Tensor> denoise_step_run(
+    const at::Tensor& logits,                           // [B, L, V] f32|bf16|f16, V contiguous
+    const at::Tensor& x,                                // [B, L] int64
+    const dllm::DenoiseParams& p,
+    const std::optional<at::Tensor>& suppress_tokens);  // [n] int64
 
-at::Tensor select_transfer_cpu(const at::Tensor& conf, c10::string_view rule,
-                               const std::optional<at::Tensor>& per_row, double value,
-                               bool strict, int64_t seed, int64_t offset);
+// select_transfer's work on checked arguments (a from select_transfer_check) -> [B, L] bool.
+at::Tensor select_transfer_run(const at::Tensor& conf,                    // [B, L] float32
+                               const SelectArgs& a,
+                               const std::optional<at::Tensor>& per_row);  // [B] int64 | float32
 
 }  // namespace dllm_torch

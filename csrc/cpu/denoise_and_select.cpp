@@ -22,18 +22,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
     const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
     double cfg_scale, bool renoise) {
+  // Each argument is checked once; x is only written by the commit at the end, after every
+  // argument has been checked.
   constexpr const char* op = "denoise_and_select";
-  // x is only written by the commit at the end, after every argument has been checked.
-  denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                     confidence_source, shift_logits, suppress_tokens, seed, offset, op,
-                     eligible, uncond_logits, cfg_scale);
+  const dllm::DenoiseParams p = denoise_step_check(
+      logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
+      shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale);
   denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
   if (commit) check_writable(x, op, "x");
-  auto [x0, conf] = denoise_step_cpu(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                     confidence, confidence_source, shift_logits, suppress_tokens,
-                                     seed, offset, eligible, uncond_logits, cfg_scale);
-  select_transfer_check(conf, rule, per_row, value, strict, seed, offset, "denoise_and_select");
-  at::Tensor transfer = select_transfer_cpu(conf, rule, per_row, value, strict, seed, offset);
+  auto [x0, conf] = denoise_step_run(logits, x, p, suppress_tokens);
+  const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset, op);
+  at::Tensor transfer = select_transfer_run(conf, a, per_row);
   if (commit) {
     const auto xv = dllm::view2d(x.data_ptr<int64_t>(), x.stride(0), x.stride(1));
     const auto x0v = dllm::view2d(x0.const_data_ptr<int64_t>(), x0.stride(0), x0.stride(1));

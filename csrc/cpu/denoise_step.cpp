@@ -17,12 +17,11 @@ namespace {
 
 template <typename In, typename Torch>
 void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor& suppress,
-                 const dllm::DenoiseParams& p, at::Tensor& x0, at::Tensor& conf,
-                 const at::Tensor& uncond) {  // [B, L, V] like logits, defined iff p.cfg
+                 const dllm::DenoiseParams& p, at::Tensor& x0, at::Tensor& conf) {
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
   const In* lp = reinterpret_cast<const In*>(logits.const_data_ptr<Torch>());
-  const In* up = p.cfg ? reinterpret_cast<const In*>(uncond.const_data_ptr<Torch>()) : nullptr;
-  const int64_t usb = p.cfg ? uncond.stride(0) : 0, usl = p.cfg ? uncond.stride(1) : 0;
+  const In* up = p.cfg ? static_cast<const In*>(p.uncond) : nullptr;  // [B, L, V] like logits
+  const int64_t usb = p.cfg ? p.uncond_sb : 0, usl = p.cfg ? p.uncond_sl : 0;
   const int64_t* sp = suppress.defined() ? suppress.const_data_ptr<int64_t>() : nullptr;
   const int64_t ns = suppress.defined() ? suppress.numel() : 0;
   const auto xv = dllm::view2d(x.const_data_ptr<int64_t>(), x.stride(0), x.stride(1));
@@ -82,13 +81,34 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
 
 }  // namespace
 
+std::tuple<at::Tensor, at::Tensor> denoise_step_run(
+    const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
+    const at::Tensor& x,       // [B, L] int64
+    const dllm::DenoiseParams& p,
+    const std::optional<at::Tensor>& suppress_tokens) {  // [n] int64 ids
+  at::Tensor x0 = at::empty(x.sizes(), x.options());                              // [B, L]
+  at::Tensor conf = at::empty(x.sizes(), x.options().dtype(at::kFloat));          // [B, L]
+  // Sorted, unique ids (the kernel walks them in order; ops.py sorts a list, a tensor is as given).
+  at::Tensor suppress;
+  if (suppress_tokens.has_value() && suppress_tokens->numel() > 0)
+    suppress = std::get<0>(at::_unique2(*suppress_tokens, /*sorted=*/true));
+  switch (logits.scalar_type()) {
+    case at::kFloat: run_denoise<float, float>(logits, x, suppress, p, x0, conf); break;
+    case at::kBFloat16: run_denoise<dllm::bf16_t, at::BFloat16>(logits, x, suppress, p, x0, conf); break;
+    default: run_denoise<dllm::f16_t, at::Half>(logits, x, suppress, p, x0, conf); break;
+  }
+  return {x0, conf};
+}
+
+namespace {
+
 std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
     const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
     const at::Tensor& x,       // [B, L] int64
     int64_t mask_id, double temperature, int64_t top_k, double top_p,
     c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
-    const std::optional<at::Tensor>& suppress_tokens,  // [n] int64 sorted ids
+    const std::optional<at::Tensor>& suppress_tokens,  // [n] int64 ids
     int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
@@ -97,22 +117,10 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
       shift_logits, suppress_tokens, seed, offset, "denoise_step", eligible, uncond_logits,
       cfg_scale);
-  const at::Tensor uncond = p.cfg ? *uncond_logits : at::Tensor();
-  at::Tensor x0 = at::empty(x.sizes(), x.options());                              // [B, L]
-  at::Tensor conf = at::empty(x.sizes(), x.options().dtype(at::kFloat));          // [B, L]
-  // Sorted, unique ids (the kernel walks them in order); the Python wrapper already sorts.
-  at::Tensor suppress;
-  if (suppress_tokens.has_value() && suppress_tokens->numel() > 0)
-    suppress = std::get<0>(at::_unique2(*suppress_tokens, /*sorted=*/true));
-  switch (logits.scalar_type()) {
-    case at::kFloat: run_denoise<float, float>(logits, x, suppress, p, x0, conf, uncond); break;
-    case at::kBFloat16:
-      run_denoise<dllm::bf16_t, at::BFloat16>(logits, x, suppress, p, x0, conf, uncond);
-      break;
-    default: run_denoise<dllm::f16_t, at::Half>(logits, x, suppress, p, x0, conf, uncond); break;
-  }
-  return {x0, conf};
+  return denoise_step_run(logits, x, p, suppress_tokens);
 }
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) {
   m.impl("denoise_step", &denoise_step_cpu);

@@ -12,12 +12,9 @@
 
 namespace dllm_torch {
 
-at::Tensor select_transfer_cpu(const at::Tensor& conf,                   // [B, L] float32
-                               c10::string_view rule,
-                               const std::optional<at::Tensor>& per_row,  // [B] int64 | float32
-                               double value, bool strict, int64_t seed, int64_t offset) {
-  const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset,
-                                             "select_transfer");
+at::Tensor select_transfer_run(const at::Tensor& conf,                     // [B, L] float32
+                               const SelectArgs& a,
+                               const std::optional<at::Tensor>& per_row) {  // [B] int64 | float32
   const int64_t B = conf.size(0), L = conf.size(1);
   at::Tensor out = at::empty({B, L}, conf.options().dtype(at::kBool));  // [B, L]
   const at::Tensor rows = per_row.has_value() ? per_row->contiguous() : at::Tensor();
@@ -33,6 +30,19 @@ at::Tensor select_transfer_cpu(const at::Tensor& conf,                   // [B, 
                    });
   return out;
 }
+
+namespace {
+
+at::Tensor select_transfer_cpu(const at::Tensor& conf,                   // [B, L] float32
+                               c10::string_view rule,
+                               const std::optional<at::Tensor>& per_row,  // [B] int64 | float32
+                               double value, bool strict, int64_t seed, int64_t offset) {
+  const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset,
+                                             "select_transfer");
+  return select_transfer_run(conf, a, per_row);
+}
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) { m.impl("select_transfer", &select_transfer_cpu); }
 

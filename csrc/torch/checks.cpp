@@ -1,6 +1,8 @@
-// csrc/torch/checks.cpp — the argument checks of every op, called by both its CPU and CUDA
-// implementations so that the two backends accept and reject exactly the same inputs. The Python
-// mirror (for the reference ops and the fake kernels) is dllm_kernels/_checks.py.
+// csrc/torch/checks.cpp — the argument checks of every op, called by its CPU and CUDA
+// implementations and its Meta (fake) kernel (meta.cpp), so that every backend and torch.compile
+// accept and reject exactly the same inputs. Sizes and strides are read as SymInts and value reads
+// are skipped on meta tensors (see checks.h). The Python mirror, run only where the reference ops
+// run, is dllm_kernels/_checks.py (same messages).
 #include "checks.h"
 
 #include <ATen/ATen.h>
@@ -50,21 +52,23 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   const auto dt = logits.scalar_type();
   DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "logits",
                  "must have dtype Float, BFloat16 or Half, got ", dt);
-  DLLM_CHECK_ARG(logits.size(2) >= 1, op, "logits", "must have a vocabulary of at least 1, got shape ",
-                 logits.sizes());
-  DLLM_CHECK_ARG(logits.size(2) == 1 || logits.stride(2) == 1, op, "logits",
-                 "must be contiguous in the last (vocabulary) dim, got strides ", logits.strides());
+  DLLM_CHECK_ARG(logits.sym_size(2) >= 1, op, "logits",
+                 "must have a vocabulary of at least 1, got shape ", logits.sym_sizes());
+  DLLM_CHECK_ARG(logits.sym_size(2) == 1 || logits.sym_stride(2) == 1, op, "logits",
+                 "must be contiguous in the last (vocabulary) dim, got strides ",
+                 logits.sym_strides());
   check_dim(x, 2, op, "x");
   check_dtype(x, at::kLong, op, "x");
   check_same_device(x, logits, op, "x", "logits");
-  DLLM_CHECK_ARG(x.size(0) == logits.size(0) && x.size(1) == logits.size(1), op, "x",
-                 "must have shape [B, L] like logits ", logits.sizes(), ", got ", x.sizes());
+  DLLM_CHECK_ARG(x.sym_size(0) == logits.sym_size(0) && x.sym_size(1) == logits.sym_size(1), op,
+                 "x", "must have shape [B, L] like logits ", logits.sym_sizes(), ", got ",
+                 x.sym_sizes());
   if (eligible.has_value()) {  // replaces x == mask_id (mask_id unused)
     const at::Tensor& e = *eligible;
     check_dtype(e, at::kBool, op, "eligible");
     check_same_device(e, logits, op, "eligible", "logits");
-    DLLM_CHECK_ARG(e.sizes() == x.sizes(), op, "eligible", "must have shape [B, L] = ", x.sizes(),
-                   " like x, got ", e.sizes());
+    DLLM_CHECK_ARG(e.sym_sizes() == x.sym_sizes(), op, "eligible", "must have shape [B, L] = ",
+                   x.sym_sizes(), " like x, got ", e.sym_sizes());
   } else {
     DLLM_CHECK_ARG(mask_id >= 0, op, "mask_id", "must be >= 0, got ", mask_id);
   }
@@ -73,8 +77,9 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
     check_same_device(u, logits, op, "uncond_logits", "logits");
     check_dtype(u, dt, op, "uncond_logits");
     check_same_shape(u, logits, op, "uncond_logits", "logits");
-    DLLM_CHECK_ARG(u.size(2) == 1 || u.stride(2) == 1, op, "uncond_logits",
-                   "must be contiguous in the last (vocabulary) dim, got strides ", u.strides());
+    DLLM_CHECK_ARG(u.sym_size(2) == 1 || u.sym_stride(2) == 1, op, "uncond_logits",
+                   "must be contiguous in the last (vocabulary) dim, got strides ",
+                   u.sym_strides());
     DLLM_CHECK_ARG(cfg_scale >= 0 && cfg_scale < std::numeric_limits<double>::infinity(), op,
                    "cfg_scale", "must be finite and >= 0, got ", cfg_scale);
   } else {
@@ -101,8 +106,11 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
     check_dim(s, 1, op, "suppress_tokens");
     check_dtype(s, at::kLong, op, "suppress_tokens");
     check_same_device(s, logits, op, "suppress_tokens", "logits");
-    DLLM_CHECK_ARG(s.numel() == 0 || s.stride(0) == 1, op, "suppress_tokens", "must be contiguous");
-    if (s.device().is_cpu() && s.numel() > 0) {  // on CUDA the Python wrapper checked the values
+    DLLM_CHECK_ARG(s.sym_numel() == 0 || s.sym_stride(0) == 1, op, "suppress_tokens",
+                   "must be contiguous");
+    // The ids are read on CPU only: on CUDA that would be a device sync per step (ops.py checks a
+    // list while converting it; a CUDA tensor is used as given), on meta there is no data.
+    if (s.device().is_cpu() && s.numel() > 0) {
       const auto mn = s.min().item<int64_t>(), mx = s.max().item<int64_t>();
       DLLM_CHECK_ARG(mn >= 0 && mx < logits.size(2), op, "suppress_tokens",
                      "must be token ids in [0, ", logits.size(2), "), got ", mn, "..", mx);
@@ -122,13 +130,19 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   p.shift_logits = shift_logits;
   p.seed = static_cast<uint64_t>(seed);
   p.offset = static_cast<uint32_t>(offset);
+  p.cfg = uncond_logits.has_value() && cfg_scale != 0.0;  // s = 0: the conditional logits
+  p.cfg_scale1 = static_cast<float>(cfg_scale + 1.0);
+  if (x.is_meta()) return p;  // the Meta kernel: no data, (possibly symbolic) strides unread
   if (eligible.has_value()) {
     p.eligible = reinterpret_cast<const uint8_t*>(eligible->const_data_ptr<bool>());
     p.eligible_sb = eligible->stride(0);
     p.eligible_sl = eligible->stride(1);
   }
-  p.cfg = uncond_logits.has_value() && cfg_scale != 0.0;  // s = 0: the conditional logits
-  p.cfg_scale1 = static_cast<float>(cfg_scale + 1.0);
+  if (p.cfg) {
+    p.uncond = uncond_logits->const_data_ptr();
+    p.uncond_sb = uncond_logits->stride(0);
+    p.uncond_sl = uncond_logits->stride(1);
+  }
   return p;
 }
 
@@ -165,8 +179,13 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
     check_dim(r, 1, op, row_arg);
     check_dtype(r, a.rule == dllm::SelectRule::kNumTransfer ? at::kLong : at::kFloat, op, row_arg);
     check_same_device(r, conf, op, row_arg, "conf");
-    DLLM_CHECK_ARG(r.size(0) == conf.size(0), op, row_arg, "must have shape [B] = [",
-                   conf.size(0), "], got ", r.sizes());
+    DLLM_CHECK_ARG(r.sym_size(0) == conf.sym_size(0), op, row_arg, "must have shape [B] = [",
+                   conf.sym_size(0), "], got ", r.sym_sizes());
+    // k >= 0 is read on CPU only (on CUDA a negative k selects nothing, like k = 0).
+    if (a.rule == dllm::SelectRule::kNumTransfer && r.device().is_cpu() && r.numel() > 0) {
+      const auto mn = r.min().item<int64_t>();
+      DLLM_CHECK_ARG(mn >= 0, op, "num_transfer", "must be >= 0, got ", mn);
+    }
   } else {
     const char* arg = rule == "threshold" ? "threshold" : rule == "factor" ? "factor"
                                                                             : "entropy_bound";
@@ -189,6 +208,9 @@ namespace dllm_torch {
 
 namespace {
 
+// A size as an int, -1 when it is symbolic (meta tensors under torch.compile: only checks run).
+int64_t as_int_or(const c10::SymInt& s) { return s.maybe_as_int().value_or(-1); }
+
 // The index tensor's values on the host (a device sync for CUDA tensors), as a flat int64 vector.
 std::vector<int64_t> host_values(const at::Tensor& t) {
   const at::Tensor h = t.to(at::kCPU, at::kLong).contiguous();
@@ -199,6 +221,7 @@ std::vector<int64_t> host_values(const at::Tensor& t) {
 // two halves of one [P, 2, S, H, D] allocation (interleaved page by page) and layers of a bigger
 // one; other interleavings (e.g. halves of [P, S, 2, H, D]) are rejected conservatively.
 bool cache_pair_overlaps(const at::Tensor& a, const at::Tensor& b) {
+  if (a.is_meta() || b.is_meta()) return false;  // no memory: checked when the op runs
   if (a.numel() == 0 || b.numel() == 0 || !a.has_storage() || !b.has_storage()) return false;
   if (!a.storage().is_alias_of(b.storage())) return false;
   auto extent = [](const at::Tensor& t, int64_t first_dim) {  // elements spanned by dims >= first
@@ -250,19 +273,18 @@ CacheDims cache_pair_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
   check_same_shape(v_cache, k_cache, op, "v_cache", "k_cache");
   for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"k_cache", k_cache},
                                 std::pair<const char*, const at::Tensor&>{"v_cache", v_cache}}) {
-    DLLM_CHECK_ARG(t.size(3) <= 1 || t.stride(3) == 1, op, name,
-                   "must be contiguous in the last (head_dim) dim, got strides ", t.strides());
+    DLLM_CHECK_ARG(t.sym_size(3) <= 1 || t.sym_stride(3) == 1, op, name,
+                   "must be contiguous in the last (head_dim) dim, got strides ", t.sym_strides());
     if (written) check_writable(t, op, name);
   }
   DLLM_CHECK_ARG(!written || !cache_pair_overlaps(k_cache, v_cache), op, "v_cache",
                  "must not share memory with k_cache, which is written in place (pass a copy)");
-  const CacheDims d{k_cache.size(0), k_cache.size(1), k_cache.size(2), k_cache.size(3)};
-  DLLM_CHECK_ARG(d.num_pages >= 1 && d.page_size >= 1 && d.heads >= 1 && d.head_dim >= 1, op,
-                 "k_cache", "must have num_pages, page_size, H_kv and D >= 1, got shape ",
-                 k_cache.sizes());
-  DLLM_CHECK_ARG(d.heads * d.head_dim <= (int64_t{1} << 24), op, "k_cache",
-                 "must have H_kv * D <= 2^24 elements per token, got shape ", k_cache.sizes());
-  return d;
+  const c10::SymIntArrayRef s = k_cache.sym_sizes();
+  DLLM_CHECK_ARG(s[0] >= 1 && s[1] >= 1 && s[2] >= 1 && s[3] >= 1, op, "k_cache",
+                 "must have num_pages, page_size, H_kv and D >= 1, got shape ", s);
+  DLLM_CHECK_ARG(s[2] * s[3] <= (int64_t{1} << 24), op, "k_cache",
+                 "must have H_kv * D <= 2^24 elements per token, got shape ", s);
+  return {as_int_or(s[0]), as_int_or(s[1]), as_int_or(s[2]), as_int_or(s[3])};
 }
 
 CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache,
@@ -271,10 +293,10 @@ CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache
   constexpr const char* op = "cache_write_";
   const CacheDims d = cache_pair_check(k_cache, v_cache, op, true);
   DLLM_CHECK_ARG(k.dim() == 3 || k.dim() == 4, op, "k",
-                 "must be [N, H_kv, D] or [B, L, H_kv, D], got shape ", k.sizes());
-  DLLM_CHECK_ARG(k.size(-2) == d.heads && k.size(-1) == d.head_dim, op, "k",
-                 "must end in [H_kv, D] = [", d.heads, ", ", d.head_dim,
-                 "] like k_cache, got shape ", k.sizes());
+                 "must be [N, H_kv, D] or [B, L, H_kv, D], got shape ", k.sym_sizes());
+  DLLM_CHECK_ARG(k.sym_size(-2) == k_cache.sym_size(2) && k.sym_size(-1) == k_cache.sym_size(3),
+                 op, "k", "must end in [H_kv, D] = [", k_cache.sym_size(2), ", ",
+                 k_cache.sym_size(3), "] like k_cache, got shape ", k.sym_sizes());
   check_same_device(k, k_cache, op, "k", "k_cache");
   check_dtype(k, k_cache.scalar_type(), op, "k");
   check_same_device(v, k_cache, op, "v", "k_cache");
@@ -282,9 +304,10 @@ CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache
   check_same_shape(v, k, op, "v", "k");
   check_dtype(slot_mapping, at::kLong, op, "slot_mapping");
   check_same_device(slot_mapping, k_cache, op, "slot_mapping", "k_cache");
-  DLLM_CHECK_ARG(slot_mapping.sizes() == k.sizes().slice(0, k.dim() - 2), op, "slot_mapping",
-                 "must have the shape of k without [H_kv, D], ", k.sizes().slice(0, k.dim() - 2),
-                 ", got ", slot_mapping.sizes());
+  const c10::SymIntArrayRef tokens = k.sym_sizes().slice(0, k.dim() - 2);
+  DLLM_CHECK_ARG(slot_mapping.sym_sizes() == tokens, op, "slot_mapping",
+                 "must have the shape of k without [H_kv, D], ", tokens, ", got ",
+                 slot_mapping.sym_sizes());
   for (const auto& [cache_name, cache] :
        {std::pair<const char*, const at::Tensor&>{"k_cache", k_cache},
         std::pair<const char*, const at::Tensor&>{"v_cache", v_cache}}) {
@@ -292,7 +315,7 @@ CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache
     check_disjoint(cache, v, op, "v", cache_name);
     check_disjoint(cache, slot_mapping, op, "slot_mapping", cache_name);
   }
-  if (check && slot_mapping.numel() > 0) {
+  if (check && !slot_mapping.is_meta() && slot_mapping.numel() > 0) {
     const int64_t capacity = d.num_pages * d.page_size;
     std::vector<int64_t> slots = host_values(slot_mapping);
     for (size_t i = 0; i < slots.size(); ++i) {
@@ -322,10 +345,11 @@ CacheDims cache_gather_check(const at::Tensor& k_cache, const at::Tensor& v_cach
   check_dim(kv_lens, 1, op, "kv_lens");
   check_dtype(kv_lens, at::kInt, op, "kv_lens");
   check_same_device(kv_lens, block_table, op, "kv_lens", "block_table");
-  DLLM_CHECK_ARG(kv_lens.size(0) == block_table.size(0), op, "kv_lens", "must have shape [B] = [",
-                 block_table.size(0), "] like block_table, got ", kv_lens.sizes());
+  DLLM_CHECK_ARG(kv_lens.sym_size(0) == block_table.sym_size(0), op, "kv_lens",
+                 "must have shape [B] = [", block_table.sym_size(0), "] like block_table, got ",
+                 kv_lens.sym_sizes());
   DLLM_CHECK_ARG(max_len >= 0, op, "max_len", "must be >= 0, got ", max_len);
-  if (kv_lens.numel() == 0) return d;
+  if (kv_lens.is_meta() || block_table.is_meta() || kv_lens.numel() == 0) return d;
   check_table_values(kv_lens, block_table, d, op, "kv_lens");
   return d;
 }
@@ -335,12 +359,12 @@ CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_
   constexpr const char* op = "cache_copy_pages_";
   const CacheDims d = cache_pair_check(k_cache, v_cache, op, true);
   check_dtype(pairs, at::kLong, op, "pairs");
-  DLLM_CHECK_ARG(pairs.dim() == 2 && pairs.size(1) == 2, op, "pairs",
-                 "must be [n, 2] (src, dst), got shape ", pairs.sizes());
+  DLLM_CHECK_ARG(pairs.dim() == 2 && pairs.sym_size(1) == 2, op, "pairs",
+                 "must be [n, 2] (src, dst), got shape ", pairs.sym_sizes());
   check_same_device(pairs, k_cache, op, "pairs", "k_cache");
   check_disjoint(k_cache, pairs, op, "pairs", "k_cache");
   check_disjoint(v_cache, pairs, op, "pairs", "v_cache");
-  if (pairs.numel() == 0) return d;
+  if (pairs.is_meta() || pairs.numel() == 0) return d;
   const std::vector<int64_t> p = host_values(pairs);
   for (size_t i = 0; i < p.size(); ++i) {
     TORCH_CHECK(p[i] >= 0 && p[i] < d.num_pages, "dllm_kernels.", op, ": pairs[", i / 2, ", ", i % 2, "] = ",
@@ -368,12 +392,14 @@ namespace dllm_torch {
 
 namespace {
 
-void check_lens(const at::Tensor& t, int64_t B, const at::Tensor& q, const char* op, const char* arg) {
+void check_lens(const at::Tensor& t, const c10::SymInt& B, const at::Tensor& q, const char* op,
+                const char* arg) {
   check_dim(t, 1, op, arg);
   check_dtype(t, at::kInt, op, arg);
   DLLM_CHECK_ARG(t.device() == q.device(), op, arg, "must be on the same device as q (", q.device(),
                  "), got ", t.device());
-  DLLM_CHECK_ARG(t.size(0) == B, op, arg, "must have shape [B] = [", B, "], got ", t.sizes());
+  DLLM_CHECK_ARG(t.sym_size(0) == B, op, arg, "must have shape [B] = [", B, "], got ",
+                 t.sym_sizes());
 }
 
 }  // namespace
@@ -395,27 +421,29 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
                  "must have dtype Float, BFloat16 or Half, got ", dt);
   DLLM_CHECK_ARG(!(q.is_cuda() && dt == at::kFloat), op, "q",
                  "must be BFloat16 or Half on CUDA (Float attention is CPU only), got Float");
-  const int64_t B = q.size(0), Hq = q.size(2), D = q.size(3);
+  const c10::SymInt B = q.sym_size(0), Hq = q.sym_size(2), D = q.sym_size(3);
   DLLM_CHECK_ARG(D == 64 || D == 96 || D == 128 || D == 256, op, "q",
                  "head_dim must be one of [64, 96, 128, 256], got ", D);
-  DLLM_CHECK_ARG(q.stride(3) == 1, op, "q", "must be contiguous in the last (head_dim) dim, got strides ",
-                 q.strides());
-  DLLM_CHECK_ARG(Hq >= 1, op, "q", "must have at least one head, got shape ", q.sizes());
+  DLLM_CHECK_ARG(q.sym_stride(3) == 1, op, "q",
+                 "must be contiguous in the last (head_dim) dim, got strides ", q.sym_strides());
+  DLLM_CHECK_ARG(Hq >= 1, op, "q", "must have at least one head, got shape ", q.sym_sizes());
   DLLM_CHECK_ARG(k.has_value() == v.has_value(), op, "k/v", "must be given together");
-  int64_t Hkv = -1;
+  std::optional<c10::SymInt> Hkv;  // unset: no keys yet
   if (k.has_value()) {
     for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"k", *k},
                                   std::pair<const char*, const at::Tensor&>{"v", *v}}) {
       check_dim(t, 4, op, name);
       check_same_device(t, q, op, name, "q");
       check_dtype(t, dt, op, name);
-      DLLM_CHECK_ARG(t.size(3) <= 1 || t.stride(3) == 1, op, name,
-                     "must be contiguous in the last (head_dim) dim, got strides ", t.strides());
+      DLLM_CHECK_ARG(t.sym_size(3) <= 1 || t.sym_stride(3) == 1, op, name,
+                     "must be contiguous in the last (head_dim) dim, got strides ",
+                     t.sym_strides());
     }
-    DLLM_CHECK_ARG(k->size(0) == B && k->size(3) == D, op, "k", "must be [B, Lk, Hkv, D] with B = ",
-                   B, ", D = ", D, ", got shape ", k->sizes());
+    DLLM_CHECK_ARG(k->sym_size(0) == B && k->sym_size(3) == D, op, "k",
+                   "must be [B, Lk, Hkv, D] with B = ", B, ", D = ", D, ", got shape ",
+                   k->sym_sizes());
     check_same_shape(*v, *k, op, "v", "k");
-    Hkv = k->size(2);
+    Hkv = k->sym_size(2);
   }
   const bool has_cache = k_cache.has_value() || v_cache.has_value() || block_table.has_value();
   AttentionInputs r;
@@ -423,28 +451,29 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
     DLLM_CHECK_ARG(k_cache.has_value() && v_cache.has_value() && block_table.has_value(), op,
                    "k_cache/v_cache/block_table", "must be given together");
     check_same_device(*k_cache, q, op, "k_cache", "q");
-    const CacheDims d = cache_pair_check(*k_cache, *v_cache, op, false);
+    cache_pair_check(*k_cache, *v_cache, op, false);
     check_dtype(*k_cache, dt, op, "k_cache");
-    DLLM_CHECK_ARG(d.head_dim == D, op, "k_cache", "must have head_dim D = ", D,
-                   " like q, got shape ", k_cache->sizes());
-    DLLM_CHECK_ARG(Hkv < 0 || d.heads == Hkv, op, "k_cache", "must have Hkv = ", Hkv,
-                   " heads like k, got shape ", k_cache->sizes());
-    Hkv = d.heads;
+    DLLM_CHECK_ARG(k_cache->sym_size(3) == D, op, "k_cache", "must have head_dim D = ", D,
+                   " like q, got shape ", k_cache->sym_sizes());
+    DLLM_CHECK_ARG(!Hkv || k_cache->sym_size(2) == *Hkv, op, "k_cache", "must have Hkv = ",
+                   Hkv.value_or(-1), " heads like k, got shape ", k_cache->sym_sizes());
+    Hkv = k_cache->sym_size(2);
     check_same_device(*block_table, q, op, "block_table", "q");
     check_dim(*block_table, 2, op, "block_table");
     check_dtype(*block_table, at::kInt, op, "block_table");
-    DLLM_CHECK_ARG(block_table->size(0) == B, op, "block_table", "must have B = ", B,
-                   " rows, got shape ", block_table->sizes());
+    DLLM_CHECK_ARG(block_table->sym_size(0) == B, op, "block_table", "must have B = ", B,
+                   " rows, got shape ", block_table->sym_sizes());
     r.block_table = block_table->contiguous();
   } else {
     DLLM_CHECK_ARG(!cache_lens.has_value(), op, "cache_lens", "needs k_cache / v_cache / block_table");
   }
-  if (Hkv < 0) Hkv = Hq;  // no keys at all: every query sees nothing
-  DLLM_CHECK_ARG(Hkv >= 1 && Hq % Hkv == 0, op, "q", "heads Hq = ", Hq,
-                 " must be a multiple of the key/value heads Hkv = ", Hkv);
-  r.Hkv = Hkv;
-  const int64_t keys = (has_cache ? r.block_table.size(1) * k_cache->size(1) : 0) +
-                       (k.has_value() ? k->size(1) : 0);
+  if (!Hkv) Hkv = Hq;  // no keys at all: every query sees nothing
+  DLLM_CHECK_ARG(*Hkv >= 1 && Hq % *Hkv == 0, op, "q", "heads Hq = ", Hq,
+                 " must be a multiple of the key/value heads Hkv = ", *Hkv);
+  r.Hkv = as_int_or(*Hkv);
+  const c10::SymInt Lk = k.has_value() ? k->sym_size(1) : c10::SymInt(0);
+  const c10::SymInt keys =
+      (has_cache ? block_table->sym_size(1) * k_cache->sym_size(1) : c10::SymInt(0)) + Lk;
   DLLM_CHECK_ARG(keys < (int64_t{1} << 31), op, "k/k_cache",
                  "at most 2^31 - 1 keys per row (max_pages x page_size + Lk), got ", keys);
   const auto int_opts = q.options().dtype(at::kInt);
@@ -452,14 +481,15 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
     check_lens(*cache_lens, B, q, op, "cache_lens");
     r.cache_lens = cache_lens->contiguous();
   } else {
-    r.cache_lens = at::zeros({B}, int_opts);
+    r.cache_lens = at::zeros_symint({B}, int_opts);
   }
   if (kv_lens.has_value()) {
     DLLM_CHECK_ARG(k.has_value(), op, "kv_lens", "needs k / v");
     check_lens(*kv_lens, B, q, op, "kv_lens");
     r.kv_lens = kv_lens->contiguous();
   } else {
-    r.kv_lens = at::full({B}, k.has_value() ? k->size(1) : 0, int_opts);
+    r.kv_lens = at::zeros_symint({B}, int_opts);  // the default Lk (meta tensors: no data)
+    if (!r.kv_lens.is_meta()) r.kv_lens.fill_(Lk.expect_int());
   }
   if (q_start.has_value()) {
     check_lens(*q_start, B, q, op, "q_start");
@@ -478,7 +508,7 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
                  op, "softmax_scale", "must be finite (as float32), got ", softmax_scale);
   r.scale = softmax_scale;
 
-  if (check && B > 0) {
+  if (check && !q.is_meta() && B > 0) {  // value reads: tensors with data only
     if (has_cache) {
       check_table_values(r.cache_lens, r.block_table,
                          CacheDims{k_cache->size(0), k_cache->size(1), k_cache->size(2),

@@ -1,6 +1,12 @@
-// csrc/torch/checks.h — argument checks shared by the torch glue of every op. Every message reads
-// "dllm_kernels.<op>: <argument> <problem>, got <what was passed>", so the user sees which op and
-// which argument is at fault.
+// csrc/torch/checks.h — argument checks shared by the torch glue of every op: the CPU and CUDA
+// implementations and the Meta (fake) kernels in meta.cpp call the same *_check functions. Every
+// message reads "dllm_kernels.<op>: <argument> <problem>, got <what was passed>", so the user sees
+// which op and which argument is at fault.
+//
+// Meta tensors (torch.compile / export / opcheck trace with them, possibly with symbolic sizes)
+// carry no data: the checks read sizes and strides through sym_sizes() / sym_strides() (a
+// comparison is a guard under symbolic shapes), and skip what needs data or real storage: value
+// reads (lengths, page ids, slots, token ids) and the aliasing checks (done when the op runs).
 #pragma once
 
 #include <ATen/MemoryOverlap.h>
@@ -21,7 +27,7 @@
 namespace dllm_torch {
 
 inline void check_dim(const at::Tensor& t, int64_t dim, const char* op, const char* arg) {
-  DLLM_CHECK_ARG(t.dim() == dim, op, arg, "must be ", dim, "-D, got shape ", t.sizes());
+  DLLM_CHECK_ARG(t.dim() == dim, op, arg, "must be ", dim, "-D, got shape ", t.sym_sizes());
 }
 
 inline void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* op,
@@ -38,8 +44,8 @@ inline void check_same_device(const at::Tensor& t, const at::Tensor& ref, const 
 
 inline void check_same_shape(const at::Tensor& t, const at::Tensor& ref, const char* op,
                              const char* arg, const char* ref_arg) {
-  DLLM_CHECK_ARG(t.sizes() == ref.sizes(), op, arg, "must have the same shape as ", ref_arg, " ",
-                 ref.sizes(), ", got ", t.sizes());
+  DLLM_CHECK_ARG(t.sym_sizes() == ref.sym_sizes(), op, arg, "must have the same shape as ", ref_arg,
+                 " ", ref.sym_sizes(), ", got ", t.sym_sizes());
 }
 
 // An in-place output must not alias itself (an expanded tensor would race and lose writes).
@@ -47,10 +53,10 @@ inline void check_writable(const at::Tensor& t, const char* op, const char* arg)
   DLLM_CHECK_ARG(at::has_internal_overlap(t) != at::MemOverlap::Yes, op, arg,
                  "is written in place and must not have internal overlap (e.g. an expanded "
                  "tensor), got strides ",
-                 t.strides());
+                 t.sym_strides());
 }
 
-// [first, last) byte of t within its storage.
+// [first, last) byte of t within its storage (a tensor with data: not meta).
 inline std::pair<int64_t, int64_t> byte_span(const at::Tensor& t) {
   int64_t last = t.storage_offset();
   for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
@@ -60,8 +66,10 @@ inline std::pair<int64_t, int64_t> byte_span(const at::Tensor& t) {
 
 // `out` is written while `in` is read: they must be the very same view or not share memory
 // (a partial overlap would read values the op has already written: wrong on CPU, a race on GPU).
+// Not checked on meta tensors (no memory).
 inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const char* op,
                              const char* arg, const char* out_arg) {
+  if (out.is_meta() || in.is_meta()) return;
   if (out.numel() == 0 || in.numel() == 0 || !out.has_storage() || !in.has_storage()) return;
   if (!out.storage().is_alias_of(in.storage())) return;
   if (out.dtype() == in.dtype() && out.storage_offset() == in.storage_offset() &&
@@ -74,9 +82,10 @@ inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const 
 }
 
 // `in` is read at other positions than `out` is written (a scatter / gather): no shared memory at
-// all, not even the very same view.
+// all, not even the very same view. Not checked on meta tensors (no memory).
 inline void check_disjoint(const at::Tensor& out, const at::Tensor& in, const char* op,
                            const char* arg, const char* out_arg) {
+  if (out.is_meta() || in.is_meta()) return;
   if (out.numel() == 0 || in.numel() == 0 || !out.has_storage() || !in.has_storage()) return;
   if (!out.storage().is_alias_of(in.storage())) return;
   const auto a = byte_span(out), b = byte_span(in);
@@ -108,8 +117,9 @@ void denoise_and_select_extras_check(const at::Tensor& x, const std::optional<at
                                      c10::string_view confidence, c10::string_view rule,
                                      bool commit, bool renoise, const char* op);
 
-// select_transfer: rule "num_transfer" (per_row int64 [B]), "threshold" / "factor" /
-// "entropy_bound" (value), "probability" (per_row float32 [B]).
+// select_transfer: rule "num_transfer" (per_row int64 [B], >= 0: read on CPU only, on CUDA a
+// negative k selects nothing), "threshold" / "factor" / "entropy_bound" (value), "probability"
+// (per_row float32 [B]).
 struct SelectArgs {
   dllm::SelectRule rule;
   double value;  // threshold (compared as float32, like the reference) or factor (double)
@@ -124,6 +134,7 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
 // Paged KV cache ops. k_cache / v_cache [num_pages, page_size, H_kv, D]: the checks below verify
 // shapes, dtypes, devices and aliasing, and (reading the index tensors: a device sync on CUDA)
 // that every id and length is in range, so that a kernel never touches memory outside the cache.
+// On meta tensors a size that is symbolic reads -1 in CacheDims (only the checks run there).
 struct CacheDims {
   int64_t num_pages, page_size, heads, head_dim;
 };
@@ -143,7 +154,7 @@ CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_
 struct AttentionInputs {
   at::Tensor cache_lens, kv_lens, q_start;  // int32 [B], contiguous
   at::Tensor block_table;                   // int32 [B, max_pages] contiguous (undefined: no cache)
-  int64_t Hkv;
+  int64_t Hkv;                              // -1 on meta tensors with a symbolic head count
   int64_t block_size;
   double scale;
   int mask;                                 // 0 full, 1 block_causal

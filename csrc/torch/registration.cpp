@@ -1,7 +1,8 @@
 // csrc/torch/registration.cpp — every schema of the dllm_kernels op library, in one place (the
 // Python module init with the host objects is bindings.cpp).
 // Implementations register per backend (TORCH_LIBRARY_IMPL) in csrc/cpu/<op>.cpp and
-// csrc/cuda/<op>.cu; fake (meta) implementations are registered from Python in dllm_kernels/ops.py.
+// csrc/cuda/<op>.cu, the fake (Meta) kernels for torch.compile / export in csrc/torch/meta.cpp; all
+// of them check their arguments with the same functions (csrc/torch/checks.cpp).
 #include <torch/library.h>
 
 TORCH_LIBRARY(dllm_kernels, m) {

@@ -19,9 +19,7 @@ def cache_copy_pages_(k_cache: torch.Tensor, v_cache: torch.Tensor, pairs) -> No
         pairs: int64 [n, 2] tensor on the cache's device, or a sequence of (src, dst) page ids
             (what PageAllocator.writable returns). Every dst distinct and never also a src.
     """
-    _checks.cache_pair(k_cache, v_cache, "cache_copy_pages_", written=True)
-    pairs = _checks.page_pairs(pairs, k_cache.device)
-    _checks.cache_copy_pages_(k_cache, v_cache, pairs)
+    pairs = _checks.cache_copy_pages_(k_cache, v_cache, pairs)
     if pairs.numel():
         src, dst = pairs[:, 0], pairs[:, 1]
         k_cache[dst] = k_cache[src]

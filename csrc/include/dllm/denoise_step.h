@@ -28,6 +28,9 @@ struct DenoiseParams {
   uint32_t offset;
   bool cfg;                // classifier-free guidance: z = u + cfg_scale1 * (c - u)
   float cfg_scale1;        // fl32(cfg_scale + 1)
+  const void* uncond;      // [B, L, V] CFG's unconditional logits (read iff cfg): the logits'
+  int64_t uncond_sb;       //   element type, V contiguous, own element strides (uncond_sb,
+  int64_t uncond_sl;       //   uncond_sl)
 };
 
 // Is position (b, l), holding token xv, denoised this step?
