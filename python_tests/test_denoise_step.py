@@ -384,9 +384,8 @@ def test_opcheck_issue16(device, gen):
     op = torch.ops.dllm_kernels.denoise_step
     torch.library.opcheck(op, (logits, x, -1, 1.0, 0, 1.0, "top_k_first", "neg_entropy",
                                "sampling", False, None, 5, 0, eligible, None, 0.0))
-    if device.type == "cpu":  # (CUDA: CFG is formed by the Python op, the kernel rejects it)
-        torch.library.opcheck(op, (logits, x, mask_id, 0.0, 0, 1.0, "top_k_first", "prob", "raw",
-                                   False, None, 5, 0, None, u, 1.5))
+    torch.library.opcheck(op, (logits, x, mask_id, 0.0, 0, 1.0, "top_k_first", "prob", "raw",
+                               False, None, 5, 0, None, u, 1.5))
 
 
 BAD16 = {

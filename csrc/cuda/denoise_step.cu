@@ -33,8 +33,6 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cuda(
       denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
                          confidence_source, shift_logits, suppress_tokens, seed, offset, op,
                          eligible, uncond_logits, cfg_scale);
-  TORCH_CHECK(!p.cfg, "dllm_kernels.", op, ": uncond_logits (CFG) has no CUDA kernel yet; "
-              "the Python op combines the logits first on CUDA");
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
   at::Tensor x0 = at::empty({B, L}, x.options());                           // [B, L] int64
