@@ -92,7 +92,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
                  shift_logits: bool = False, suppress_tokens=None, seed: int | None = None,
                  offset: int = 0, eligible: torch.Tensor | None = None,
                  uncond_logits: torch.Tensor | None = None,
-                 cfg_scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 cfg_scale: float = 0.0, return_argmax: bool = False) -> tuple[torch.Tensor, ...]:
     """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
     (or eligible) position, and its confidence; one pass over each such position's logits.
     With CFG z = u + (s + 1)(c - u) is formed on the fly in that pass (no [B, L, V] temporary).
@@ -120,23 +120,38 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
             device, V contiguous, own strides).
         cfg_scale: s >= 0 (LLaDA's cfg_scale); z = u + (s + 1)(c - u) in float32; 0 reads the
             conditional logits unchanged. Must be 0 without uncond_logits.
+        return_argmax: also return argmax [B, L] int64, the first id maximising z (after CFG,
+            suppress_tokens and sanitising; before temperature and filters), x where not
+            denoised or where every z is -inf; formed in the same call (DiffusionGemma's argmax
+            canvas at T > 0, where x0 is a sample).
 
     Returns:
-        x0: [B, L] int64 (x where not denoised); conf: [B, L] float32 (-inf where not denoised).
+        x0: [B, L] int64 (x where not denoised); conf: [B, L] float32 (-inf where not denoised);
+        with return_argmax also argmax: [B, L] int64.
     """
     op = "denoise_step"
     if _use_native(logits, x, eligible, uncond_logits):
-        return torch.ops.dllm_kernels.denoise_step(
+        argmax = _argmax_out(x, return_argmax)
+        out = torch.ops.dllm_kernels.denoise_step(
             logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
                                       confidence, confidence_source, shift_logits,
                                       suppress_tokens, op, eligible),
             *_seed_args(seed, offset, op), eligible, uncond_logits,
-            _args.as_float(cfg_scale, op, "cfg_scale"))
+            _args.as_float(cfg_scale, op, "cfg_scale"), argmax)
+        return (*out, argmax) if return_argmax else out
     return reference.denoise_step(
         logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
         filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
         shift_logits=shift_logits, suppress_tokens=suppress_tokens, seed=seed, offset=offset,
-        eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale)
+        eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale,
+        return_argmax=bool(return_argmax))
+
+
+def _argmax_out(x, return_argmax) -> torch.Tensor | None:
+    """return_argmax's output buffer [B, L] int64 (the op writes it), or None."""
+    if not return_argmax or not isinstance(x, torch.Tensor):
+        return None
+    return torch.empty(x.shape, dtype=torch.int64, device=x.device)
 
 
 def _denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order, confidence,
@@ -210,29 +225,33 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
                        seed: int | None = None, offset: int = 0,
                        eligible: torch.Tensor | None = None,
                        uncond_logits: torch.Tensor | None = None, cfg_scale: float = 0.0,
-                       entropy_bound=None, renoise: bool = False):
+                       entropy_bound=None, renoise: bool = False, return_argmax: bool = False):
     """denoise_step then select_transfer in one call (same seed and offset for both); with
     commit=True also x[transfer] = x0[transfer] in place; with renoise=True (needs commit and
     eligible) also x[eligible & ~transfer] = a token uniform on [0, V) from Philox (slot
     SLOT_RENOISE of the same seed / offset): DiffusionGemma's accept + renoise in one call.
 
     eligible, uncond_logits, cfg_scale: as in denoise_step. entropy_bound: select_transfer's EB
-    rule (needs confidence="neg_entropy"). See dllm_kernels.reference.denoise_and_select.
+    rule (needs confidence="neg_entropy"). return_argmax: as in denoise_step (of x before the
+    commit / renoise). See dllm_kernels.reference.denoise_and_select.
 
     Returns:
-        (x0 [B, L] int64 (candidates, before renoise), conf [B, L] float32, transfer [B, L] bool).
+        (x0 [B, L] int64 (candidates, before renoise), conf [B, L] float32, transfer [B, L] bool),
+        and argmax [B, L] int64 last with return_argmax.
     """
     per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
     op = "denoise_and_select"
     if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
-        return torch.ops.dllm_kernels.denoise_and_select(
+        argmax = _argmax_out(x, return_argmax)
+        out = torch.ops.dllm_kernels.denoise_and_select(
             logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
                                       confidence, confidence_source, shift_logits,
                                       suppress_tokens, op, eligible),
             *_select_args(x, num_transfer, threshold, factor, probability, strict, op,
                           entropy_bound),
             strict, bool(commit), *_seed_args(seed, offset, op), eligible, uncond_logits,
-            _args.as_float(cfg_scale, op, "cfg_scale"), bool(renoise))
+            _args.as_float(cfg_scale, op, "cfg_scale"), bool(renoise), argmax)
+        return (*out, argmax) if return_argmax else out
     # The reference: every argument checked before anything runs (x is written last).
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                                 confidence, confidence_source, suppress_tokens, seed, offset, op=op,
@@ -250,7 +269,7 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
         shift_logits=shift_logits, suppress_tokens=suppress_tokens,
         **{rule["kind"]: rule["value"]}, strict=strict, commit=commit, seed=opts["seed"],
         offset=offset, eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale,
-        renoise=renoise)
+        renoise=renoise, return_argmax=bool(return_argmax))
 
 
 # ---- paged KV cache ------------------------------------------------------------------------------

@@ -374,3 +374,29 @@ def test_bad_input_issue16_writes_nothing(device, gen, case, impl):
             fn = dk.denoise_and_select if impl == "public" else reference.denoise_and_select
             fn(logits, x, mask_id, **kw)
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("kw", [{"num_transfer": 3}, {"entropy_bound": 1.5, "renoise": True}],
+                         ids=str)
+def test_return_argmax_before_commit(device, gen, kw):
+    """argmax is denoise_step's, of x before the commit / renoise rewrite it."""
+    B, L, V = 2, 33, 5000
+    logits = (torch.randn(B, L, V, generator=gen) * 3).to(device)
+    x = torch.randint(0, V, (B, L), generator=gen).to(device)
+    eligible = (torch.rand(B, L, generator=gen) < 0.7).to(device)
+    opts = dict(eligible=eligible, temperature=0.8, confidence="neg_entropy",
+                confidence_source="sampling", seed=11, commit=True, **kw)
+    want_x = x.clone().cpu()
+    want = reference.denoise_and_select(logits.cpu(), want_x, None, return_argmax=True,
+                                        **{k: (v.cpu() if isinstance(v, torch.Tensor) else v)
+                                           for k, v in opts.items()})
+    _, _, am_step = dk.denoise_step(logits, x, None, eligible=eligible, temperature=0.8,
+                                    confidence="neg_entropy", confidence_source="sampling",
+                                    seed=11, return_argmax=True)
+    got = dk.denoise_and_select(logits, x, None, return_argmax=True, **opts)
+    assert len(got) == 4
+    for g, w in zip(got, want):
+        assert torch.equal(g.cpu(), w) if w.dtype != torch.float32 else \
+            torch.allclose(g.cpu(), w, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got[3], am_step) and torch.equal(x.cpu(), want_x)
+    assert len(dk.denoise_and_select(logits, x.clone(), None, **opts)) == 3  # old calls: 3 outputs

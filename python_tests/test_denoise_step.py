@@ -433,3 +433,105 @@ def test_mask_id_none_needs_eligible(device, gen):
     logits, x, _ = make(2, 5, 64, device, gen)
     with pytest.raises(RuntimeError, match=r"denoise_step: mask_id must be an int"):
         dk.denoise_step(logits, x, None)
+
+
+# ---- return_argmax -------------------------------------------------------------------------------
+
+def literal_argmax(logits, x, where, suppress=()):
+    """What DiffusionGemma's step computes with an extra pass: argmax over the raw logits (NaN
+    never, suppressed ids never), x where not denoised (written out here)."""
+    z = logits.float().nan_to_num(nan=float("-inf"), posinf=torch.finfo(torch.float32).max)
+    z[..., list(suppress)] = float("-inf")
+    return torch.where(where, torch.argmax(z, dim=-1), x)
+
+
+ARGMAX_OPTIONS = [{}, {"temperature": 0.8, "seed": 3},
+                  {"temperature": 1.0, "top_k": 40, "top_p": 0.9, "confidence": "margin",
+                   "seed": 2},
+                  {"temperature": 0.5, "shift_logits": True, "suppress_tokens": [0, 5, 999],
+                   "seed": 1},
+                  {"temperature": 0.7, "confidence": "neg_entropy", "confidence_source": "sampling",
+                   "seed": 8}]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kw", ARGMAX_OPTIONS, ids=str)
+def test_return_argmax(device, gen, dtype, kw):
+    logits, x, mask_id = make(2, 33, 50_257, device, gen, dtype=dtype)
+    x0, conf, am = check(logits, x, mask_id, return_argmax=True, **kw)
+    kw_ref = {k: v for k, v in kw.items()}
+    want = reference.denoise_step(logits.cpu(), x.cpu(), mask_id, return_argmax=True, **kw_ref)
+    assert torch.equal(am.cpu(), want[2])
+    src = logits[:, [0] + list(range(32))] if kw.get("shift_logits") else logits
+    assert torch.equal(am.cpu(), literal_argmax(src.cpu(), x.cpu(), (x == mask_id).cpu(),
+                                                kw.get("suppress_tokens", ())))
+    a0, c0 = dk.denoise_step(logits, x, mask_id, **kw)      # x0 / conf bit-identical without it
+    assert torch.equal(x0, a0) and torch.equal(conf, c0)
+    if kw.get("temperature", 0) > 0:                         # x0 is a sample, argmax is not
+        assert bool((am != x0).any())
+    else:
+        assert torch.equal(am, x0)
+
+
+@pytest.mark.parametrize("V", [50, 126_464, 262_144])
+def test_return_argmax_vocab_sizes_and_eligible(device, gen, V):
+    logits, x, _ = make(2, 7, V, device, gen, p_mask=0.0)
+    eligible = make_eligible(2, 7, device, gen)
+    x0, conf, am = check(logits, x, None, eligible=eligible, temperature=1.0, seed=4,
+                         confidence="neg_entropy", confidence_source="sampling",
+                         return_argmax=True)
+    assert torch.equal(am.cpu(), literal_argmax(logits.cpu(), x.cpu(), eligible.cpu()))
+
+
+def test_return_argmax_cfg_strided(device, gen):
+    big = torch.randn(2, 2, 40, 700, generator=gen).mul(3).to(device)
+    c, u = big[:, 0, 5:38, :600], big[:, 1, 2:35, :600]
+    x = torch.randint(0, 600, (2, 33), generator=gen).to(device)
+    eligible = make_eligible(2, 33, device, gen)
+    _, _, am = check(c, x, None, eligible=eligible, uncond_logits=u, cfg_scale=3.0,
+                     temperature=0.9, seed=5, return_argmax=True)
+    s1 = torch.tensor(4.0)
+    guided = u.cpu() + s1 * (c.cpu() - u.cpu())
+    assert torch.equal(am.cpu(), literal_argmax(guided, x.cpu(), eligible.cpu()))
+
+
+def test_return_argmax_nan_inf(device):
+    nan, inf = float("nan"), float("inf")
+    logits = torch.tensor([[[nan, nan, nan, nan], [0.0, inf, 3.0, inf],
+                            [-inf, -inf, -inf, -inf], [1.0, nan, 2.0, 2.0]]], device=device)
+    x = torch.full((1, 4), 9, device=device)
+    _, _, am = check(logits, x, 9, temperature=1.0, seed=1, return_argmax=True)
+    assert am.cpu().tolist() == [[9, 1, 9, 2]]
+
+
+@pytest.mark.native
+def test_opcheck_return_argmax(device, gen):
+    logits, x, mask_id = make(2, 5, 64, device, gen)
+    am = torch.empty(2, 5, dtype=torch.int64, device=device)
+    torch.library.opcheck(torch.ops.dllm_kernels.denoise_step,
+                          (logits, x, mask_id, 1.0, 0, 1.0, "top_k_first", "prob", "raw", False,
+                           None, 5, 0, None, None, 0.0, am))
+
+
+BAD_ARGMAX = {
+    "dtype": (lambda x: torch.empty(x.shape, dtype=torch.int32, device=x.device),
+              r"denoise_step: argmax must have dtype Long"),
+    "shape": (lambda x: torch.empty(2, 4, dtype=torch.int64, device=x.device),
+              r"denoise_step: argmax must have shape \[B, L\]"),
+    "strided": (lambda x: torch.empty(2, 10, dtype=torch.int64, device=x.device)[:, ::2],
+                r"denoise_step: argmax must be contiguous"),
+    "aliases x": (lambda x: x, r"denoise_step: .*argmax"),
+}
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("case", BAD_ARGMAX)
+def test_bad_argmax(device, gen, case):
+    logits, x, mask_id = make(2, 5, 64, device, gen)
+    make_out, pattern = BAD_ARGMAX[case]
+    x_before = x.clone()
+    with pytest.raises(RuntimeError, match=pattern):
+        torch.ops.dllm_kernels.denoise_step(logits, x, mask_id, 0.0, 0, 1.0, "top_k_first",
+                                            "prob", "raw", False, None, 0, 0, None, None, 0.0,
+                                            make_out(x))
+    assert torch.equal(x, x_before)

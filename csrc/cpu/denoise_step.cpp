@@ -46,6 +46,7 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
     if (!dllm::denoised(p, xi, b, l)) {
       x0v(b, l) = xi;
       cv(b, l) = -std::numeric_limits<float>::infinity();
+      dllm::cpu::write_argmax(p, b, l, xi);
       continue;
     }
     states.assign(n_slices, dllm::cpu::RowState{});
@@ -112,11 +113,12 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
     int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
-    double cfg_scale) {
+    double cfg_scale,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 written (return_argmax)
   const dllm::DenoiseParams p = denoise_step_check(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
       shift_logits, suppress_tokens, seed, offset, "denoise_step", eligible, uncond_logits,
-      cfg_scale);
+      cfg_scale, argmax);
   return denoise_step_run(logits, x, p, suppress_tokens);
 }
 

@@ -32,12 +32,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cuda(
     double value, bool strict, bool commit, int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
-    double cfg_scale, bool renoise) {
+    double cfg_scale, bool renoise,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 written (return_argmax)
   constexpr const char* op = "denoise_and_select";
   const dllm::DenoiseParams p =
       denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
                          confidence_source, shift_logits, suppress_tokens, seed, offset, op,
-                         eligible, uncond_logits, cfg_scale);
+                         eligible, uncond_logits, cfg_scale, argmax);
   denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);

@@ -47,7 +47,8 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
                                        int64_t seed, int64_t offset, const char* op,
                                        const std::optional<at::Tensor>& eligible,
                                        const std::optional<at::Tensor>& uncond_logits,
-                                       double cfg_scale) {
+                                       double cfg_scale,
+                                       const std::optional<at::Tensor>& argmax) {
   check_dim(logits, 3, op, "logits");
   const auto dt = logits.scalar_type();
   DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "logits",
@@ -85,6 +86,18 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   } else {
     DLLM_CHECK_ARG(cfg_scale == 0.0, op, "cfg_scale", "must be 0 without uncond_logits, got ",
                    cfg_scale);
+  }
+  if (argmax.has_value()) {  // return_argmax's output, written by the op
+    const at::Tensor& a = *argmax;
+    check_dtype(a, at::kLong, op, "argmax");
+    check_same_device(a, logits, op, "argmax", "logits");
+    DLLM_CHECK_ARG(a.sym_sizes() == x.sym_sizes(), op, "argmax", "must have shape [B, L] = ",
+                   x.sym_sizes(), " like x, got ", a.sym_sizes());
+    DLLM_CHECK_ARG(a.sym_size(1) <= 1 || a.sym_stride(1) == 1, op, "argmax",
+                   "must be contiguous in its last dim, got strides ", a.sym_strides());
+    check_writable(a, op, "argmax");
+    check_disjoint(a, x, op, "x", "argmax");
+    if (eligible.has_value()) check_disjoint(a, *eligible, op, "eligible", "argmax");
   }
   DLLM_CHECK_ARG(temperature >= 0 && temperature < std::numeric_limits<double>::infinity(), op,
                  "temperature", "must be finite and >= 0, got ", temperature);
@@ -137,6 +150,10 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
     p.eligible = reinterpret_cast<const uint8_t*>(eligible->const_data_ptr<bool>());
     p.eligible_sb = eligible->stride(0);
     p.eligible_sl = eligible->stride(1);
+  }
+  if (argmax.has_value()) {
+    p.argmax = argmax->data_ptr<int64_t>();
+    p.argmax_sb = argmax->stride(0);
   }
   if (p.cfg) {
     p.uncond = uncond_logits->const_data_ptr();

@@ -109,7 +109,8 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
                                        const std::optional<at::Tensor>& eligible = std::nullopt,
                                        const std::optional<at::Tensor>& uncond_logits =
                                            std::nullopt,
-                                       double cfg_scale = 0.0);
+                                       double cfg_scale = 0.0,
+                                       const std::optional<at::Tensor>& argmax = std::nullopt);
 
 // denoise_and_select beyond denoise_step / select_transfer: entropy_bound needs neg_entropy
 // confidences; renoise needs commit and eligible; a committed x must not overlap eligible.

@@ -38,10 +38,11 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_meta(
     int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits
-    double cfg_scale) {
+    double cfg_scale,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 (written)
   denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
                      confidence_source, shift_logits, suppress_tokens, seed, offset,
-                     "denoise_step", eligible, uncond_logits, cfg_scale);
+                     "denoise_step", eligible, uncond_logits, cfg_scale, argmax);
   return {at::empty_symint(x.sym_sizes(), x.options()),                       // x0 [B, L]
           at::empty_symint(x.sym_sizes(), x.options().dtype(at::kFloat))};    // conf [B, L]
 }
@@ -65,11 +66,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_meta(
     int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits
-    double cfg_scale, bool renoise) {
+    double cfg_scale, bool renoise,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 (written)
   constexpr const char* op = "denoise_and_select";
   denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
                      confidence_source, shift_logits, suppress_tokens, seed, offset, op, eligible,
-                     uncond_logits, cfg_scale);
+                     uncond_logits, cfg_scale, argmax);
   denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
   if (commit) check_writable(x, op, "x");
   at::Tensor x0 = at::empty_symint(x.sym_sizes(), x.options());                       // [B, L]

@@ -20,7 +20,7 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int | Non
                        commit: bool = False, seed: int | None = None, offset: int = 0,
                        eligible: torch.Tensor | None = None,
                        uncond_logits: torch.Tensor | None = None, cfg_scale: float = 0.0,
-                       renoise: bool = False):
+                       renoise: bool = False, return_argmax: bool = False):
     """(x0, conf) = denoise_step(...); transfer = select_transfer(conf, <rule>); with commit
     x[transfer] = x0[transfer]; with renoise also x[eligible & ~transfer] = below(w, V), w the
     Philox word of slot SLOT_RENOISE of (seed, offset, b, l).
@@ -33,10 +33,11 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int | Non
         commit: write x in place (x: [B, L] int64, not an expanded view).
         renoise: needs commit=True and eligible (bool [B, L], not sharing memory with x).
         entropy_bound: the EB rule; needs confidence="neg_entropy".
+        return_argmax: also return denoise_step's argmax (of x before the commit / renoise).
 
     Returns:
         (x0 [B, L] int64 (the candidates, before renoise), conf [B, L] float32,
-        transfer [B, L] bool).
+        transfer [B, L] bool), and argmax [B, L] int64 with return_argmax.
     """
     op = "denoise_and_select"
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
@@ -49,13 +50,14 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int | Non
     _checks.denoise_and_select_extras(x, eligible, confidence, rule["kind"], commit, renoise)
     if commit:
         _checks.check_writable(x, op, "x")
-    x0, conf = denoise_step(logits, x, opts["mask_id"] if eligible is None else None,
+    x0, conf, *argmax = denoise_step(logits, x, opts["mask_id"] if eligible is None else None,
                             temperature=temperature, top_k=top_k, top_p=top_p,
                             filter_order=filter_order, confidence=confidence,
                             confidence_source=confidence_source, shift_logits=shift_logits,
                             suppress_tokens=opts["suppress"], seed=opts["seed"],
                             offset=opts["offset"], eligible=eligible,
-                            uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"])
+                            uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"],
+                            return_argmax=return_argmax)
     transfer = select_transfer(conf, **{rule["kind"]: rule["value"]}, strict=strict,
                                seed=opts["seed"], offset=opts["offset"])
     if commit:
@@ -69,4 +71,4 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int | Non
         noise = philox.below(words, logits.shape[-1])
         where = eligible & ~transfer
         x[where] = noise[where]
-    return x0, conf, transfer
+    return (x0, conf, transfer, *argmax)

@@ -50,7 +50,8 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
                  confidence: str = "prob", confidence_source: str = "raw", shift_logits: bool = False,
                  suppress_tokens=None, seed: int | None = None, offset: int = 0,
                  eligible: torch.Tensor | None = None, uncond_logits: torch.Tensor | None = None,
-                 cfg_scale: float = 0.0, chunk: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+                 cfg_scale: float = 0.0, return_argmax: bool = False,
+                 chunk: int = 1 << 22) -> tuple[torch.Tensor, ...]:
     """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
     (or eligible) position; z = u + (s + 1)(c - u) with classifier-free guidance.
 
@@ -77,11 +78,15 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
             (uniform-noise canvases such as DiffusionGemma's have no mask token).
         uncond_logits: None or the unconditional logits u, like `logits` (shape, dtype, device).
         cfg_scale: s >= 0, finite; 0 (LLaDA's "no CFG") reads the conditional logits unchanged.
+        return_argmax: also return argmax [B, L] int64: the first id maximising z (the logits
+            after CFG, suppress_tokens and sanitize; before temperature and filters), x where
+            not denoised or where every z is -inf (DiffusionGemma's argmax canvas).
         chunk: rows are processed this many logits at a time (memory bound for the reference).
 
     Returns:
         x0: [B, L] int64, x at positions not denoised (and at rows whose logits are all -inf).
         conf: [B, L] float32, -inf at positions not denoised (and at all -inf rows).
+        argmax (return_argmax only): [B, L] int64.
     """
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                                 confidence, confidence_source, suppress_tokens, seed, offset,
@@ -92,6 +97,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
     # Temperature as a float32 multiply by fl32(1/T), so every backend rounds the same way.
     inv_t = torch.tensor(1.0 / temperature if temperature > 0 else 1.0, dtype=torch.float32)
     x0 = x.clone()
+    argmax = x.clone()
     conf = torch.full(x.shape, float("-inf"), dtype=torch.float32, device=x.device)
     where = eligible if eligible is not None else x == mask_id
     b_all, l_all = torch.nonzero(where, as_tuple=True)
@@ -108,6 +114,8 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         z = sanitize(z)
         if opts["suppress"] is not None:
             z[:, opts["suppress"]] = float("-inf")
+        has_z = (z > float("-inf")).any(-1)                              # not all -inf
+        argmax[b[has_z], l[has_z]] = torch.argmax(z, dim=-1)[has_z]    # first max: smallest id
         scaled = sanitize(z * inv_t.to(z.device))
         if filter_order == "top_k_first":
             filtered = top_p_filter(top_k_filter(scaled, top_k), top_p)
@@ -132,4 +140,4 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         valid = torch.isfinite(filtered).any(-1)                         # not all -inf
         x0[b[valid], l[valid]] = choice[valid]
         conf[b[valid], l[valid]] = c[valid].float()
-    return x0, conf
+    return (x0, conf, argmax) if return_argmax else (x0, conf)

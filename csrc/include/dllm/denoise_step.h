@@ -31,6 +31,10 @@ struct DenoiseParams {
   const void* uncond;      // [B, L, V] CFG's unconditional logits (read iff cfg): the logits'
   int64_t uncond_sb;       //   element type, V contiguous, own element strides (uncond_sb,
   int64_t uncond_sl;       //   uncond_sl)
+  int64_t* argmax;         // [B, L] output (return_argmax), row stride argmax_sb, columns
+  int64_t argmax_sb;       //   contiguous; or null. The first id maximising z (after CFG,
+                           //   suppress and sanitising; before temperature / filters), x where
+                           //   not denoised or every z is -inf.
 };
 
 // Is position (b, l), holding token xv, denoised this step?

@@ -115,7 +115,8 @@ inline DenoiseSelectPlan denoise_and_select_plan(int64_t B, int64_t L, int64_t V
 
 // x0 / conf of every position (as denoise_step), transfer of every row (as select_transfer on
 // that conf, same seed / offset), and with commit x[b, l] = x0[b, l] where transfer[b, l]. Stream
-// work: one cudaMemsetAsync of the counters, one kernel.
+// work: one cudaMemsetAsync of the counters, one kernel (and first the argmax kernel when
+// p.argmax is set: return_argmax).
 template <typename In>
 cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V contiguous
                                int64_t stride_b, int64_t stride_l,  // element strides of B, L
@@ -151,7 +152,12 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
   unsigned char* ws = static_cast<unsigned char*>(workspace);
   auto* row_count = reinterpret_cast<unsigned long long*>(ws + plan.counter_offset);
   auto* split_count = reinterpret_cast<unsigned*>(row_count + B);
-  const cudaError_t err = cudaMemsetAsync(ws + plan.counter_offset, 0, plan.counter_bytes, stream);
+  const View2D<const int64_t> xr{x.data, x.stride_row, x.stride_col};
+  // argmax (p.argmax) first: it reads x before the commit rewrites it.
+  cudaError_t err = launch_argmax(logits, stride_b, stride_l, xr, suppress, n_suppress, B, L,
+                                  static_cast<int>(V), p, stream);
+  if (err != cudaSuccess) return err;
+  err = cudaMemsetAsync(ws + plan.counter_offset, 0, plan.counter_bytes, stream);
   if (err != cudaSuccess) return err;
   const fused_detail::SelectEpilogue epi{
       split_count, row_count, L,
@@ -159,7 +165,6 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
                              select_offset},
       conf, x0, transfer, x, commit, renoise, p.eligible, p.eligible_sb, p.eligible_sl, V,
       p.seed, p.offset};
-  const View2D<const int64_t> xr{x.data, x.stride_row, x.stride_col};
   return launch_variant<In, fused_detail::SelectEpilogue>(
       logits, stride_b, stride_l, xr, suppress, n_suppress, B, L, static_cast<int>(V), p,
       plan.denoise.filtered, plan.denoise.splits, x0, conf, reinterpret_cast<RowState*>(ws), epi,

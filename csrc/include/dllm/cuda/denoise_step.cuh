@@ -812,8 +812,85 @@ denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (strid
   }
 }
 
-// Launches the kernels of one (stats, sampling, CFG) variant. Standalone (NoEpilogue): the fast or the
-// filtered kernel, plus the merge kernel when V is split. Fused: exactly one kernel, with
+// ---- return_argmax: argmax of z per position ----------------------------------------------------
+// p.argmax[b, l] = the smallest v maximising z (the logits after CFG, suppress_tokens and the
+// sanitising rule; before temperature and filters); x[b, l] where the position is not denoised or
+// every z is -inf. A second read of the denoised rows (not fused into the kernels above): at
+// T = 0 it repeats x0's argmax, at T > 0 (a sample) it is the only argmax. Launched before the
+// denoise kernels, so a fused commit has not yet rewritten x.
+constexpr int kArgmaxThreads = 256;
+
+// (value, id) of the larger, ties to the smaller id.
+__device__ __forceinline__ void argmax_merge(float& z, int& i, float oz, int oi) {
+  if (oz > z || (oz == z && oi < i)) {
+    z = oz;
+    i = oi;
+  }
+}
+
+template <typename In>
+__global__ void __launch_bounds__(kArgmaxThreads)
+denoise_argmax_kernel(const In* logits,          // [B, L, V], strides (stride_b, stride_l, 1)
+                      int64_t stride_b, int64_t stride_l,
+                      View2D<const int64_t> x,    // [B, L] token ids
+                      const int64_t* sup,         // [n_sup] sorted unique suppressed ids
+                      int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p) {
+  __shared__ float sz[32];
+  __shared__ int si[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
+    const int64_t b = pos / L, l = pos - b * L;
+    const int64_t xv = x(b, l);
+    int64_t* out = p.argmax + b * p.argmax_sb + l;
+    if (!denoised(p, xv, b, l)) {  // block-uniform
+      if (threadIdx.x == 0) *out = xv;
+      continue;
+    }
+    const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
+    const In* row = logits + b * stride_b + src * stride_l;
+    const In* urow = uncond_row<In>(p, b, src);
+    SuppressCursor cur;
+    cur.init(sup, n_sup, 0);
+    float best = kNegInf;
+    int best_i = kNoToken;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {  // increasing v: strict > keeps the first
+      const float z = cur.hit(v) ? kNegInf : sanitize(logit_at(row, urow, p.cfg_scale1, v));
+      if (z > best) {
+        best = z;
+        best_i = v;
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+      argmax_merge(best, best_i, __shfl_down_sync(0xFFFFFFFFu, best, o),
+                   __shfl_down_sync(0xFFFFFFFFu, best_i, o));
+    if (lane == 0) {
+      sz[warp] = best;
+      si[warp] = best_i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < int(blockDim.x >> 5); ++w) argmax_merge(best, best_i, sz[w], si[w]);
+      *out = best > kNegInf ? best_i : xv;
+    }
+    __syncthreads();
+  }
+}
+
+// Launches denoise_argmax_kernel when p.argmax is set (else nothing).
+template <typename In>
+cudaError_t launch_argmax(const In* logits, int64_t stride_b, int64_t stride_l,
+                          View2D<const int64_t> x, const int64_t* sup, int64_t n_sup, int64_t B,
+                          int64_t L, int V, const DenoiseParams& p, cudaStream_t stream) {
+  if (p.argmax == nullptr) return cudaSuccess;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(B * L, 1 << 30));
+  denoise_argmax_kernel<In><<<blocks, kArgmaxThreads, 0, stream>>>(logits, stride_b, stride_l, x,
+                                                                   sup, n_sup, B, L, V, p);
+  return cudaGetLastError();
+}
+
+// Launches the kernels of one (stats, sampling, CFG) variant. Standalone (NoEpilogue): the fast or
+// the filtered kernel, plus the merge kernel when V is split. Fused: exactly one kernel, with
 // epi_smem bytes of dynamic shared memory for the epilogue.
 template <typename In, Stats kStats, bool kSample, bool kCfg, typename Epi>
 cudaError_t launch(const In* logits, int64_t stride_b, int64_t stride_l, View2D<const int64_t> x,
@@ -899,8 +976,8 @@ inline DenoisePlan denoise_step_plan(int64_t B, int64_t L, int64_t V, const Deno
   return plan;
 }
 
-// x0 / conf of every position (x0 = x, conf = -inf where not denoised). workspace: at least
-// plan.workspace_bytes, 16-byte aligned.
+// x0 / conf of every position (x0 = x, conf = -inf where not denoised), and p.argmax when set.
+// workspace: at least plan.workspace_bytes, 16-byte aligned.
 template <typename In>
 cudaError_t denoise_step(const In* logits,              // [B, L, V], V contiguous
                          int64_t stride_b, int64_t stride_l,  // element strides of B and L
@@ -917,6 +994,9 @@ cudaError_t denoise_step(const In* logits,              // [B, L, V], V contiguo
   if (V < 1 || V > INT32_MAX - 1024) return cudaErrorInvalidValue;  // int loops step <= 512
   if (plan.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
+  const cudaError_t err = launch_argmax(logits, stride_b, stride_l, x, suppress, n_suppress, B, L,
+                                        static_cast<int>(V), p, stream);
+  if (err != cudaSuccess) return err;
   return launch_variant<In, NoEpilogue>(logits, stride_b, stride_l, x, suppress, n_suppress, B, L,
                                         static_cast<int>(V), p, plan.filtered, plan.splits, x0,
                                         conf, static_cast<RowState*>(workspace), NoEpilogue{}, 0,
