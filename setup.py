@@ -265,5 +265,7 @@ setup(
     # optional: transformers models in generate (dllm_kernels.integrations.transformers)
     extras_require={"hf": ["transformers>=5,<6"],
                     # optional: the PNG of `python -m dllm_kernels quality`; a cross-check test
-                    "quality": ["matplotlib"], "safetensors": ["safetensors"]},
+                    "quality": ["matplotlib"], "safetensors": ["safetensors"],
+                    # the style checks of tools/lint.sh (pinned: formatting changes between versions)
+                    "lint": ["ruff==0.17.6", "clang-format==23.1.5"]},
 )

@@ -67,7 +67,7 @@ def _lengths(inputs):
 
 def make_mask_mod(inputs):
     """mask_mod(b, h, q_idx, kv_idx) -> bool over the gathered layout [cache padded to max_cache,
-    then the k / v tokens]: the op's rule (valid keys; block_causal: t // bs <= p // bs)."""
+    then the k / v tokens]: the op's rule (valid keys; block_causal: reference.block_causal_mask)."""
     cache, kv, start, max_cache = _lengths(inputs)
     causal = inputs.get("mask", "full") == "block_causal"
     bs = int(inputs.get("block_size") or 1)
@@ -77,7 +77,7 @@ def make_mask_mod(inputs):
         valid = torch.where(in_cache, kv_idx < cache[b], kv_idx - max_cache < kv[b])
         if causal:
             kpos = torch.where(in_cache, kv_idx, cache[b] + kv_idx - max_cache)
-            valid = valid & (kpos // bs <= (start[b] + q_idx) // bs)
+            valid = valid & reference.block_causal_mask(start[b] + q_idx, kpos, bs)
         return valid
 
     return mask_mod, max_cache

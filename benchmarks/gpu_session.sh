@@ -20,6 +20,8 @@
 #   initcheck     30  compute-sanitizer --tool initcheck  } the one O(L^2) select case)
 #   pytest       100  python -m pytest -m cuda, 8 processes (DLLM_REQUIRE_GPU=1: fail, never skip)
 #   ctest         30  the native CUDA tests (csrc/tests/test_*_cuda.cu)
+#   cpu_simd      25  the CPU denoise_step SIMD paths vs generic (AVX-512 runs only on a host that
+#                     has it: the lent machines' CPUs may; the 2-core dev/CI VMs have AVX2 only)
 #   bench_denoise_step     120  LLaDA shapes vs the eager LLaDA step, the reference, torch.compile
 #   bench_block_attention   75  vs gather + SDPA (every backend) and SDPA on gathered K/V
 #   bench_generate          75  LLaDA-8B-shaped TinyLLaDA, runtime vs literal loops
@@ -64,6 +66,7 @@ PLAN=(
   "initcheck 30 compute-sanitizer --tool initcheck: benchmarks/sanitize_cases.py --quick"
   "pytest 100 python -m pytest -m cuda python_tests -n 8 (DLLM_REQUIRE_GPU=1)"
   "ctest 30 ctest -R _cuda (native CUDA tests)"
+  "cpu_simd 25 pytest test_denoise_step_simd.py: the host CPU's AVX-512 denoise_step path, if it has one"
   "bench_denoise_step 120 benchmarks/bench_denoise_step.py, LLaDA shapes"
   "bench_block_attention 75 benchmarks/bench_block_attention.py, LLaDA / Dream steps + prefill"
   "bench_generate 75 benchmarks/bench_generate.py, llada8b-shaped"
@@ -91,6 +94,7 @@ BDS_ARGS=(benchmarks/bench_denoise_step.py --device cuda --shapes 1x32x126464,64
 BBA_ARGS=(benchmarks/bench_block_attention.py --device cuda --no-flex
           --case "LLaDA step B=1 pre=2048" --case "LLaDA step B=8 pre=2048" --case "LLaDA step B=32 pre=8192"
           --case "Dream step B=8 pre=2048" --case "LLaDA prefill L=4096")
+SIMD_ARGS=(-m pytest python_tests/test_denoise_step_simd.py -v -ra -p no:cacheprovider)
 BGEN_ARGS=(benchmarks/bench_generate.py --device cuda --model llada8b-shaped)
 SESSION=${DLLM_SESSION_SECONDS:-540}
 
@@ -209,6 +213,10 @@ EOF
     if [ "${n:-0}" -gt 0 ]; then ok "pytest -m cuda selects $n tests ($((SECONDS - t)) s; skipped here)"
     else cat build/dry-pytest.log; bad "pytest -m cuda selects no test"; fi
   else cat build/dry-pytest.log; bad "pytest -m cuda collection"; fi
+  t=$SECONDS
+  if "$PY" "${SIMD_ARGS[@]:0:3}" --collect-only -q -p no:cacheprovider >build/dry-simd.log 2>&1; then
+    ok "cpu_simd collects $(grep -cE '::' build/dry-simd.log || true) tests ($((SECONDS - t)) s; run on the device)"
+  else cat build/dry-simd.log; bad "cpu_simd collection"; fi
   if [ -d build/cmake ] && grep -q "sampling_cuda" build/cmake/CTestTestfile.cmake 2>/dev/null; then
     ok "ctest knows the CUDA tests: $(grep -oE 'add_test\(\[=\[[a-z_]*_cuda' build/cmake/CTestTestfile.cmake | sed 's/.*\[//' | tr '\n' ' ')"
   else echo "  info  no CUDA ctest configuration in build/cmake here (CI's test command makes one)"; fi
@@ -331,6 +339,7 @@ if [ "$mode" = run ]; then
   "$PY" -c "import xdist" 2>/dev/null && xdist=(-n 8)
   step pytest tests.log "$PY" "${PYTEST_ARGS[@]}" "${xdist[@]}"
   step ctest tests.log bash -c ctest_run
+  step cpu_simd tests.log "$PY" "${SIMD_ARGS[@]}"
   step bench_denoise_step bench.log "$PY" "${BDS_ARGS[@]}" --json "$OUT/bench_denoise_step.json"
   step bench_block_attention bench.log "$PY" "${BBA_ARGS[@]}" --json "$OUT/bench_block_attention.json"
   step bench_generate bench.log "$PY" "${BGEN_ARGS[@]}" --json "$OUT/bench_generate.json"

@@ -1,7 +1,8 @@
 """python -m dllm_kernels [verify|bench|generate|quality|info] — verify every op against its
 reference, time it, run whole generations, and measure decoding quality vs speed.
 
-    python -m dllm_kernels                 # the main job: verify, then bench
+    python -m dllm_kernels                 # the main job: verify, then bench (one case per op)
+    python -m dllm_kernels --full          # ... every case of every op
     python -m dllm_kernels verify          # exit 1 on any mismatch (or if the native ops are missing)
     python -m dllm_kernels bench --json results.json [--e2e]
     python -m dllm_kernels generate --gen-length 256 --block-length 32 --steps 256 --cache dual
@@ -35,7 +36,8 @@ def _select(args) -> tuple[list, list[torch.device]]:
 def cmd_verify(args) -> int:
     specs, devices = _select(args)
     print(format_header(), flush=True)
-    rows = run_verify(specs, devices, seed=args.seed, on_row=lambda r: print(format_row(r), flush=True))
+    rows = run_verify(specs, devices, seed=args.seed, full=getattr(args, "full", True),
+                      on_row=lambda r: print(format_row(r), flush=True))
     bad = [r for r in rows if not r.ok]
     print(f"verify: {len(rows) - len(bad)} passed, {len(bad)} failed")
     return 1 if bad else 0
@@ -43,7 +45,8 @@ def cmd_verify(args) -> int:
 
 def cmd_bench(args) -> int:
     specs, devices = _select(args)
-    head, rows = run_bench(specs, devices, compile_ref=not args.no_compile, reps=args.reps)
+    head, rows = run_bench(specs, devices, compile_ref=not args.no_compile, reps=args.reps,
+                           log=lambda line: print(line, flush=True), full=getattr(args, "full", True))
     out = to_json(head, rows)
     if getattr(args, "e2e", False):
         print()
@@ -174,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="print backend_info() as JSON")
     parser.add_argument("--op", action="append", help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=["cpu", "cuda"], help=argparse.SUPPRESS)
+    parser.add_argument("--full", action="store_true",
+                        help="the main job on every case (default: OpSpec.main_cases, one per op; "
+                             "the verify and bench commands always run every case)")
     args = parser.parse_args(argv)
     if args.cmd == "verify":
         return cmd_verify(args)

@@ -71,6 +71,10 @@ def byte_span(t: torch.Tensor) -> tuple[int, int]:
     return t.storage_offset() * t.element_size(), (last + 1) * t.element_size()
 
 
+# Checks that read data pointers or values run eagerly under torch.compile
+# (torch.compiler.disable): a pointer or a value read on the host is not a graph value; traced,
+# dynamo would break the graph there and guard on it, recompiling for every new input tensor.
+@torch.compiler.disable
 def check_no_overlap(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_arg: str) -> None:
     """`out` is written while `inp` is read: the very same view, or no shared memory."""
     if out.numel() == 0 or inp.numel() == 0 or out.device.type == "meta" or is_fake(out) or is_fake(inp):
@@ -85,6 +89,7 @@ def check_no_overlap(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, ou
         fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
 
 
+@torch.compiler.disable  # eager: see check_no_overlap
 def check_disjoint(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_arg: str) -> None:
     """`inp` is read at other positions than `out` is written (scatter / gather): no shared
     memory at all, not even the very same view."""
@@ -222,6 +227,13 @@ def select_transfer(conf, num_transfer, threshold, factor, probability, strict, 
                        strict, seed, offset, op, entropy_bound=entropy_bound)
 
 
+@torch.compiler.disable  # eager: see check_no_overlap
+def nonnegative_k(value: torch.Tensor, op: str) -> None:
+    """num_transfer >= 0 in every row (reads the values)."""
+    if bool((value < 0).any()):
+        fail(op, "num_transfer", f"must be >= 0, got {value.min().item()}")
+
+
 def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, probability,
                 strict, seed, offset, op: str, entropy_bound=None) -> dict:
     """The selection-rule part of select_transfer's checks, for B rows on `device` (also used by
@@ -238,9 +250,8 @@ def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, p
             fail(op, kind, f"must have shape [B] = [{B}], got {list(value.shape)}")
         # k >= 0 is read on CPU only (no device sync): on CUDA a negative k selects nothing, like
         # k = 0 (and p outside [0, 1] acts as clipped).
-        if kind == "num_transfer" and value.device.type == "cpu" and value.numel() \
-                and bool((value < 0).any()):
-            fail(op, "num_transfer", f"must be >= 0, got {value.min().item()}")
+        if kind == "num_transfer" and value.device.type == "cpu" and value.numel():
+            nonnegative_k(value, op)
     else:
         value = as_float(v, op, kind)
         if value != value:
@@ -261,6 +272,7 @@ def _has_data(*tensors) -> bool:
     return all(t.device.type != "meta" and not is_fake(t) for t in tensors)
 
 
+@torch.compiler.disable  # eager: see check_no_overlap
 def cache_pair_overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
     """k_cache and v_cache share memory? Never False when they do. Exact for separate tensors, the
     two halves of one [P, 2, S, H, D] allocation and layers of a bigger one; other interleavings
@@ -365,6 +377,7 @@ def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
         table_values(kv_lens, block_table, P, S, op, lens_arg)
 
 
+@torch.compiler.disable  # eager: see check_no_overlap
 def table_values(lens, table, P: int, S: int, op: str, lens_arg: str) -> None:
     """Row by row: 0 <= lens[b] <= max_pages * page_size, then the page ids row b uses are in
     [0, P) (reads both tensors: a device sync on CUDA). Mirrors check_table_values in checks.cpp."""
@@ -427,6 +440,15 @@ def cache_copy_pages_(k_cache, v_cache, pairs) -> torch.Tensor:
 # ---- block_attention -----------------------------------------------------------------------------
 
 ATTN_HEAD_DIMS = (64, 96, 128, 256)
+
+
+@torch.compiler.disable  # eager: see check_no_overlap
+def kv_lens_values(kv_lens, B: int, Lk: int, op: str) -> None:
+    """0 <= kv_lens[b] <= Lk for every row (reads the values: a device sync on CUDA)."""
+    kl = kv_lens.cpu().long()
+    for b in range(B):
+        if not 0 <= int(kl[b]) <= Lk:
+            fail(op, f"kv_lens[{b}]", f"= {int(kl[b])} must be in [0, Lk = {Lk}]")
 
 
 def _lens(t, B, device, op, arg):
@@ -524,10 +546,7 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
         if has_cache:
             table_values(cache_lens, block_table_, P, S, op, "cache_lens")
         if k is not None:
-            kl = kv_lens.cpu().long()
-            for b in range(B):
-                if not 0 <= int(kl[b]) <= Lk:
-                    fail(op, f"kv_lens[{b}]", f"= {int(kl[b])} must be in [0, Lk = {Lk}]")
+            kv_lens_values(kv_lens, B, Lk, op)
     return {"scale": scale, "block_size": block_size, "cache_lens": cache_lens, "kv_lens": kv_lens,
             "q_start": q_start, "Hkv": Hkv}
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .reference.block_attention import block_causal_mask
+
 NEG_INF = -float("inf")
 
 
@@ -215,7 +217,7 @@ def block_diffusion(forward, x_prompt, mask_id, gen_length, block_length, steps)
                                               V.repeat_interleave(g, 2).transpose(1, 2), attn_mask=mask).transpose(1, 2)
 
     pos = torch.arange(P)
-    stair = (pos[None, :] // block_length) <= (pos[:, None] // block_length)     # [q, k]
+    stair = block_causal_mask(pos[:, None], pos[None, :], block_length)          # [q, k]
 
     def prefill(layer, q, k, v, softmax_scale=None):
         cache[layer] = (k, v)

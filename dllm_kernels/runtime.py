@@ -158,7 +158,7 @@ def sdpa_attention(q, k=None, v=None, *, k_cache, v_cache, block_table, cache_le
     if mask == "block_causal":
         qs = cache_lens if q_start is None else q_start
         qp = qs.to(dev).long().unsqueeze(1) + torch.arange(Lq, device=dev).unsqueeze(0)
-        see = see & (kp.unsqueeze(1) // block_size <= qp.unsqueeze(2) // block_size) & (qp >= 0).unsqueeze(2)
+        see = see & reference.block_causal_mask(qp.unsqueeze(2), kp.unsqueeze(1), block_size)
     group = Hq // K.shape[2]
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), K.to(q.dtype).repeat_interleave(group, 2).transpose(1, 2),

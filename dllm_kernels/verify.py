@@ -52,13 +52,15 @@ def verify_case(spec: registry.OpSpec, case: registry.Case, device: torch.device
     return VerifyRow(spec.name, str(device), case.label, seed, ok, err)
 
 
-def run_verify(specs, devices, seed: int | None = None, on_row=None) -> list[VerifyRow]:
-    """Every case of every spec on every device; on_row(row) after each (e.g. to print it at once,
-    so that a run stopped by a time limit shows what it checked)."""
+def run_verify(specs, devices, seed: int | None = None, on_row=None,
+               full: bool = True) -> list[VerifyRow]:
+    """Every case of every spec on every device (full=False: the main job's cases,
+    OpSpec.main_cases); on_row(row) after each (e.g. to print it at once, so that a run stopped
+    by a time limit shows what it checked)."""
     rows = []
     for spec in specs:
         for device in devices:
-            for case in spec.cases + (spec.cuda_cases if device.type == "cuda" else ()):
+            for case in spec.cases_for(device, full):
                 s = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
                 rows.append(verify_case(spec, case, device, s))
                 if on_row is not None:

@@ -171,7 +171,7 @@ def test_staircase_prefill_equals_dense_mask_sdpa(device, gen, L):
     q, k, v, _ = make(1, L, H, H, D, None, None, L, None, dtype, device, gen)
     out = dk.block_attention(q, k, v, mask="block_causal", block_size=bs)
     pos = torch.arange(L, device=device)
-    allowed = (pos.unsqueeze(0) // bs) <= (pos.unsqueeze(1) // bs)       # [query, key]
+    allowed = reference.block_causal_mask(pos.unsqueeze(1), pos.unsqueeze(0), bs)  # [query, key]
     want = F.scaled_dot_product_attention(q.transpose(1, 2).float(), k.transpose(1, 2).float(),
                                           v.transpose(1, 2).float(), attn_mask=allowed).transpose(1, 2)
     tol = 1e-5 if dtype == torch.float32 else 2e-2

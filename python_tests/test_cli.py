@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 
 def run(*args):
@@ -88,3 +89,16 @@ def test_quality_writes_table_json_and_plot(tmp_path):
         assert "no plot" in out.stdout
     else:
         assert (tmp_path / "quality.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_main_job_runs_the_main_cases_and_full_runs_every_case():
+    """`python -m dllm_kernels` runs OpSpec.main_cases of each op (one realistic shape), --full
+    and the verify / bench commands every case (CUDA: plus cuda_cases)."""
+    from dllm_kernels import registry
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for spec in registry.SPECS:
+        main = spec.cases_for(cpu, full=False)
+        assert main and all(0 <= i < len(spec.cases) for i in spec.main_cases)
+        assert main == tuple(spec.cases[i] for i in spec.main_cases)
+        assert spec.cases_for(cpu) == spec.cases
+        assert spec.cases_for(cuda) == spec.cases + spec.cuda_cases

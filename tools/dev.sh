@@ -70,8 +70,8 @@ for name, major in need.items():
     except md.PackageNotFoundError:
         sys.exit(1)
 EOF
-# Optional extras (DLLM_EXTRAS=hf,quality,safetensors: transformers, matplotlib, safetensors,
-# whose tests skip without them; CI sets all three).
+# Optional extras (DLLM_EXTRAS=hf,quality,safetensors,lint: transformers, matplotlib, safetensors,
+# whose tests skip without them; lint: ruff + clang-format for tools/lint.sh; CI sets all four).
 extra() { # extra NAME MODULE SPEC: install SPEC when NAME is asked for and MODULE is missing
   if [[ ",${DLLM_EXTRAS:-}," == *",$1,"* ]] && ! "$py" -c "import $2" 2>/dev/null; then
     echo "installing the $1 extra ($3)"
@@ -81,6 +81,8 @@ extra() { # extra NAME MODULE SPEC: install SPEC when NAME is asked for and MODU
 extra hf transformers "transformers>=5,<6"
 extra quality matplotlib matplotlib
 extra safetensors safetensors safetensors
+extra lint ruff "ruff==0.17.6"
+extra lint clang_format "clang-format==23.1.5"
 "$py" -c "import torch; print(f'torch {torch.__version__} (CUDA {torch.version.cuda}) at {torch.__file__}')"
 
 # ---- nvcc matching torch's CUDA release ------------------------------------------------------------

@@ -21,10 +21,11 @@ Layout: prompts are left-padded in a batch and positions count from each row's f
 (RoPE), as dllm_kernels.generate lays out a ragged batch; padding is never attended. A fraction
 (--block-frac) of the batches use the attention pattern of generate's cache="block" mode instead
 of full bidirectional attention: the prompt attends to itself through the block-causal staircase
-(key t visible from query p iff t // bs <= p // bs, positions from the row's start) and not to the
-answer; answer block j attends to the prompt and to answer blocks <= j, earlier answer blocks are
-clean (decoded), block j is noised, and the loss is taken on block j only (bs = the generated
-length, half or a quarter of it). The other batches are plain LLaDA: everything sees everything.
+(reference.block_causal_mask: key t visible from query p iff t // bs <= p // bs, positions from
+the row's start) and not to the answer; answer block j attends to the prompt and to answer
+blocks <= j, earlier answer blocks are clean (decoded), block j is noised, and the loss is taken
+on block j only (bs = the generated length, half or a quarter of it). The other batches are plain
+LLaDA: everything sees everything.
 
 Deterministic from --seed: the data stream is random.Random(seed), the noise torch.Generator(seed),
 init torch.manual_seed(seed), deterministic algorithms on; bit-identical on the same machine with
@@ -34,7 +35,6 @@ the same thread count (a different BLAS or thread count changes float rounding).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -50,6 +50,7 @@ sys.path.insert(0, ROOT)
 from dllm_kernels import tasks as T  # noqa: E402
 from dllm_kernels.models import TinyLLaDA, TinyLLaDAConfig  # noqa: E402
 from dllm_kernels.models.pretrained import WEIGHTS_DIR, save_pretrained  # noqa: E402
+from dllm_kernels.reference import block_causal_mask  # noqa: E402
 
 # task -> sequences per step (every step takes a batch of each task: one Adam update for all)
 MIX = {"addition": 48, "sort": 16, "sudoku": 12}
@@ -79,15 +80,11 @@ def attention_mask(real: torch.Tensor, P: int, G: int, bs: int | None) -> torch.
         return keys | eye
     pos = real.long().cumsum(1) - 1                       # position from the row's first token
     is_prompt = torch.arange(n) < P
-    qb = torch.where(is_prompt, pos // bs, (torch.arange(n) - P) // bs + 10**6)  # block ids
-    kb_prompt = pos // bs
-    kb_ans = (torch.arange(n) - P) // bs + 10**6
-    kb = torch.where(is_prompt, kb_prompt, kb_ans)
-    q_prompt = is_prompt[None, :, None]
-    k_prompt = is_prompt[None, None, :]
-    # prompt query: prompt keys with block <= own; answer query: all prompt keys + answer blocks <= own
-    see = torch.where(q_prompt, k_prompt & (kb[:, None, :] <= qb[:, :, None]),
-                      k_prompt | (kb[:, None, :] <= qb[:, :, None]))
+    # The staircase over one position axis: the prompt at its own positions, the answer moved
+    # 10^6 blocks past them, so a prompt query sees no answer key, an answer query sees every
+    # prompt key and the answer blocks <= its own.
+    p = torch.where(is_prompt, pos, (torch.arange(n) - P) + 10**6 * bs)
+    see = block_causal_mask(p[:, :, None], p[:, None, :], bs)
     return (keys & see[:, None]) | eye
 
 

@@ -1,14 +1,17 @@
 // csrc/cuda/block_attention.cu — CUDA implementation of dllm_kernels::block_attention (checks in
-// csrc/torch/checks.cpp, kernels in dllm/cuda/block_attention.cuh). bf16 / fp16 only (fp32
-// attention is CPU only); with check=false one call is the kernel launch(es) only: no host
-// synchronisation.
-#include <ATen/ATen.h>
+// csrc/torch/checks.cpp, kernels in dllm/cuda/block_attention.cuh, compiled in
+// csrc/cuda/block_attention/*.cu: block_attention/instances.h declares them extern). bf16 / fp16
+// only (fp32 attention is CPU only); with check=false one call is the kernel launch(es) only: no
+// host synchronisation.
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <tuple>
 
+#include "block_attention/instances.h"
 #include "block_attention_args.h"
 #include "checks.h"
 #include "cuda_check.h"

@@ -18,7 +18,7 @@
 namespace dllm_torch {
 namespace {
 
-// One kernel (dllm/denoise_and_select.cuh) after a memset of its counters; with suppress_tokens
+// One kernel (dllm/cuda/denoise_and_select.cuh) after a memset of its counters; with suppress_tokens
 // also the sort of the ids.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cuda(
     const at::Tensor& logits,  // [B, L, V] f32 | bf16 | f16, V contiguous

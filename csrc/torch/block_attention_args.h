@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "checks.h"
-#include "dllm/cpu/block_attention.h"
+#include "dllm/block_attention.h"
 
 namespace dllm_torch {
 
@@ -50,7 +50,7 @@ dllm::BlockAttentionArgs<T> block_attention_args(const at::Tensor& q,
   a.o_stride_b = out.stride(0), a.o_stride_l = out.stride(1), a.o_stride_h = out.stride(2);
   a.lse = lse.data_ptr<float>();
   a.B = q.size(0), a.Lq = q.size(1), a.Hq = q.size(2), a.Hkv = in.Hkv, a.D = q.size(3);
-  a.mask = in.mask == 1 ? dllm::AttnMask::kBlockCausal : dllm::AttnMask::kFull;
+  a.mask = in.mask;
   a.block_size = in.block_size;
   a.scale = static_cast<float>(in.scale);
   return a;

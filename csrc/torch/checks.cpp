@@ -516,10 +516,11 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
   }
   DLLM_CHECK_ARG(mask == "full" || mask == "block_causal", op, "mask",
                  "must be one of ['full', 'block_causal'], got '", mask, "'");
-  r.mask = mask == "block_causal" ? 1 : 0;
-  DLLM_CHECK_ARG(r.mask == 0 || (block_size >= 1 && block_size <= (int64_t{1} << 62)), op,
-                 "block_size", "must be in [1, 2^62], got ", block_size);
-  r.block_size = r.mask == 1 ? block_size : 1;
+  r.mask = mask == "block_causal" ? dllm::AttnMask::kBlockCausal : dllm::AttnMask::kFull;
+  DLLM_CHECK_ARG(r.mask == dllm::AttnMask::kFull ||
+                     (block_size >= 1 && block_size <= (int64_t{1} << 62)),
+                 op, "block_size", "must be in [1, 2^62], got ", block_size);
+  r.block_size = r.mask == dllm::AttnMask::kBlockCausal ? block_size : 1;
   DLLM_CHECK_ARG(std::isfinite(softmax_scale) &&
                      std::abs(softmax_scale) <= std::numeric_limits<float>::max(),
                  op, "softmax_scale", "must be finite (as float32), got ", softmax_scale);

@@ -17,6 +17,7 @@
 #include <optional>
 #include <utility>
 
+#include "dllm/block_attention.h"
 #include "dllm/denoise_step.h"
 #include "dllm/sampling.h"
 #include "dllm/select_transfer.h"
@@ -158,7 +159,7 @@ struct AttentionInputs {
   int64_t Hkv;                              // -1 on meta tensors with a symbolic head count
   int64_t block_size;
   double scale;
-  int mask;                                 // 0 full, 1 block_causal
+  dllm::AttnMask mask;
 };
 AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<at::Tensor>& k,
                                       const std::optional<at::Tensor>& v,

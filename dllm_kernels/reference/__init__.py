@@ -4,7 +4,7 @@ Readable first, fast never. Each function validates its arguments like the nativ
 reference is also the fallback when the native extension is not available.
 """
 
-from .block_attention import block_attention
+from .block_attention import block_attention, block_causal_mask
 from .cache_copy_pages import cache_copy_pages_
 from .cache_gather import cache_gather
 from .cache_write import cache_write_
@@ -15,4 +15,6 @@ from .num_transfer_tokens import num_transfer_tokens
 from .page_allocator import PageAllocator
 from .select_transfer import select_transfer
 
-__all__ = ["PageAllocator", "block_attention", "cache_copy_pages_", "cache_gather", "cache_write_", "commit_", "denoise_and_select", "denoise_step", "num_transfer_tokens", "select_transfer"]
+__all__ = ["PageAllocator", "block_attention", "block_causal_mask",
+           "cache_copy_pages_", "cache_gather", "cache_write_", "commit_", "denoise_and_select",
+           "denoise_step", "num_transfer_tokens", "select_transfer"]

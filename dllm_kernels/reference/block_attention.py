@@ -31,7 +31,7 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
         q_start: int32 [B], absolute position of row b's first query (default cache_lens); may be
             negative (left padding): with mask="block_causal" a query at a position < 0 sees no key.
         mask: "full" (every valid key) or "block_causal": query at position p sees key position
-            t iff t // block_size <= p // block_size.
+            t iff t // block_size <= p // block_size (block_causal_mask).
         softmax_scale: default D ** -0.5.
         return_lse: also return the log-sum-exp [B, Hq, Lq] float32 (natural log, of the scaled
             scores; -inf for a query that sees no key).
@@ -56,6 +56,28 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
     return (out, lse) if return_lse else out
 
 
+def block_causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, block_size: int) -> torch.Tensor:
+    """The block-causal (staircase) rule, the one copy every layer uses: a query at position p
+    sees key position t iff t // block_size <= p // block_size and p >= 0 (a query before
+    position 0, i.e. left padding, sees no key).
+
+    Args:
+        q_pos, k_pos: integer tensors of query / key positions, broadcast elementwise: e.g.
+            q_pos [B, Lq, 1] and k_pos [B, 1, Nk] give the [B, Lq, Nk] mask.
+        block_size: tokens per block (> 0).
+
+    Returns:
+        bool tensor of the broadcast shape: True where the query sees the key.
+    """
+    return (k_pos // block_size <= q_pos // block_size) & (q_pos >= 0)
+
+
+@torch.compiler.disable  # a value read on the host: eager under torch.compile (no graph value)
+def host_max(lens: torch.Tensor) -> int:
+    """max(lens) as a Python int (the padded length of a gather; a device sync on CUDA)."""
+    return int(lens.max())
+
+
 def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start, mask,
                    block_size, scale, acc_dtype):
     """The computation itself, with every product and sum in acc_dtype (float32 for the reference,
@@ -64,7 +86,7 @@ def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, 
     dev = q.device
     keys, values, pos, valid = [], [], [], []
     if k_cache is not None:
-        max_cache = int(cache_lens.max()) if B else 0
+        max_cache = host_max(cache_lens) if B else 0
         kc, vc = cache_gather(k_cache, v_cache, block_table, cache_lens.to(torch.int32), max_cache)
         t = torch.arange(max_cache, device=dev).unsqueeze(0).expand(B, -1)
         keys.append(kc), values.append(vc), pos.append(t), valid.append(t < cache_lens.unsqueeze(1))
@@ -80,8 +102,7 @@ def attention_math(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, 
     see = see.unsqueeze(1).expand(B, Lq, -1)                                   # [B, Lq, Nk]
     if mask == "block_causal":
         qpos = q_start.long().unsqueeze(1) + torch.arange(Lq, device=dev).unsqueeze(0)   # [B, Lq]
-        see = see & (kpos.unsqueeze(1) // block_size <= qpos.unsqueeze(2) // block_size)
-        see = see & (qpos >= 0).unsqueeze(2)                 # before position 0: sees nothing
+        see = see & block_causal_mask(qpos.unsqueeze(2), kpos.unsqueeze(1), block_size)
     group = Hq // Hkv
     K = K.repeat_interleave(group, dim=2)                                       # [B, Nk, Hq, D]
     V = V.repeat_interleave(group, dim=2)

@@ -19,5 +19,4 @@ def commit_(x: torch.Tensor, x0: torch.Tensor, transfer: torch.Tensor) -> torch.
         `x` (mutated).
     """
     _checks.commit_(x, x0, transfer)
-    x[transfer] = x0[transfer]
-    return x
+    return x.copy_(torch.where(transfer, x0, x))  # no data-dependent shape (torch.compile-able)

@@ -42,16 +42,44 @@ from .denoise_step import DENOISE_STEP
 from .num_transfer_tokens import NUM_TRANSFER_TOKENS
 from .select_transfer import SELECT_TRANSFER
 
-SPECS: tuple[OpSpec, ...] = (COMMIT, NUM_TRANSFER_TOKENS, DENOISE_STEP, SELECT_TRANSFER,
-                             DENOISE_AND_SELECT, CACHE_WRITE, CACHE_GATHER, CACHE_COPY_PAGES,
-                             BLOCK_ATTENTION)
+SPECS: tuple[OpSpec, ...] = (
+    COMMIT,
+    NUM_TRANSFER_TOKENS,
+    DENOISE_STEP,
+    SELECT_TRANSFER,
+    DENOISE_AND_SELECT,
+    CACHE_WRITE,
+    CACHE_GATHER,
+    CACHE_COPY_PAGES,
+    BLOCK_ATTENTION,
+)
 
 __all__ = [
-    "SPECS", "get", "clone_inputs", "compare", "Case", "Inputs", "OpSpec",
-    "DTYPES", "HEAD_DIM", "LLADA_MASK_ID", "LLADA_VOCAB", "PAGE_SIZE", "LLADA_HEADS", "DREAM_HEADS",
-    "block_attention_kv_bytes", "block_attention_visible_keys",
-    "COMMIT", "NUM_TRANSFER_TOKENS", "DENOISE_STEP", "SELECT_TRANSFER", "DENOISE_AND_SELECT",
-    "CACHE_WRITE", "CACHE_GATHER", "CACHE_COPY_PAGES", "BLOCK_ATTENTION",
+    "SPECS",
+    "get",
+    "clone_inputs",
+    "compare",
+    "Case",
+    "Inputs",
+    "OpSpec",
+    "DTYPES",
+    "HEAD_DIM",
+    "LLADA_MASK_ID",
+    "LLADA_VOCAB",
+    "PAGE_SIZE",
+    "LLADA_HEADS",
+    "DREAM_HEADS",
+    "block_attention_kv_bytes",
+    "block_attention_visible_keys",
+    "COMMIT",
+    "NUM_TRANSFER_TOKENS",
+    "DENOISE_STEP",
+    "SELECT_TRANSFER",
+    "DENOISE_AND_SELECT",
+    "CACHE_WRITE",
+    "CACHE_GATHER",
+    "CACHE_COPY_PAGES",
+    "BLOCK_ATTENTION",
 ]
 
 
@@ -68,8 +96,9 @@ def clone_inputs(inputs: Inputs) -> Inputs:
     return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
 
-def compare(spec: OpSpec, got: tuple[torch.Tensor, ...],
-            want: tuple[torch.Tensor, ...]) -> tuple[bool, float]:
+def compare(
+    spec: OpSpec, got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...]
+) -> tuple[bool, float]:
     """(match, max abs error). Integer and bool outputs must match exactly."""
     ok, worst = True, 0.0
     for g, w in zip(got, want):
@@ -77,13 +106,13 @@ def compare(spec: OpSpec, got: tuple[torch.Tensor, ...],
             return False, float("inf")
         g, w = g.cpu(), w.cpu()
         if g.dtype.is_floating_point:
-            same_inf = torch.isinf(g) & (g == w)                # -inf conf at unmasked positions
+            same_inf = torch.isinf(g) & (g == w)  # -inf conf at unmasked positions
             err = (g.double() - w.double()).abs().masked_fill(same_inf, 0)
             worst = max(worst, float(err.max()) if err.numel() else 0.0)
             atol, rtol = spec.tolerance(g.dtype)
             ok &= bool(torch.allclose(g, w, atol=atol, rtol=rtol, equal_nan=False))
         else:
-            diff = (g != w)
+            diff = g != w
             worst = max(worst, float(diff.sum()))  # number of mismatching elements
             ok &= not bool(diff.any())
     return ok, worst

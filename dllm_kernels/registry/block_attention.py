@@ -15,7 +15,7 @@ from .. import ops, reference
 from .core import DTYPES, HEAD_DIM, PAGE_SIZE, Case, Inputs, OpSpec, cache_pair, rand_values
 
 LLADA_HEADS = (32, 32)  # LLaDA-8B: H_q = H_kv = 32, D = 128
-DREAM_HEADS = (28, 4)   # Dream-7B (Qwen2.5-7B): H_q = 28, H_kv = 4 (GQA 7), D = 128
+DREAM_HEADS = (28, 4)  # Dream-7B (Qwen2.5-7B): H_q = 28, H_kv = 4 (GQA 7), D = 128
 
 
 def _block_attention_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
@@ -34,13 +34,19 @@ def _block_attention_inputs(params: dict, device: torch.device, gen: torch.Gener
         need = -(-prefix // PAGE_SIZE)
         P = B * need * 5 // 4 + 1
         k_cache, v_cache = cache_pair(P, Hkv, dtype, device, gen)
-        table = torch.randperm(P, generator=gen)[:B * need].view(B, need).to(torch.int32)
-        out.update(k_cache=k_cache, v_cache=v_cache, block_table=table.to(device),
-                   cache_lens=torch.full((B,), prefix, dtype=torch.int32, device=device))
+        table = torch.randperm(P, generator=gen)[: B * need].view(B, need).to(torch.int32)
+        out.update(
+            k_cache=k_cache,
+            v_cache=v_cache,
+            block_table=table.to(device),
+            cache_lens=torch.full((B,), prefix, dtype=torch.int32, device=device),
+        )
     mask = params.get("mask", "full")
     if mask != "full":
         out.update(mask=mask, block_size=int(params["block_size"]))
-    out["check"] = False  # the per-step path: check=True reads the lengths and page ids back (a CUDA sync)
+    out["check"] = (
+        False  # the per-step path: check=True reads the lengths and page ids back (a CUDA sync)
+    )
     return out
 
 
@@ -51,8 +57,8 @@ def _reference_block_attention(*, check: bool = True, **kwargs):
 
 def block_attention_visible_keys(inputs: Inputs) -> torch.Tensor:
     """int64 [B, Lq] (on the CPU): how many keys query i of row b sees, exactly as the op's mask
-    rule says (cache tokens at positions 0 .., then the valid k / v tokens; block_causal: a query
-    at position p sees key positions t < (p // block_size + 1) * block_size)."""
+    rule says (cache tokens at positions 0 .., then the valid k / v tokens; block_causal:
+    reference.block_causal_mask)."""
     q, k = inputs["q"], inputs.get("k")
     B, Lq = q.shape[:2]
     zeros = torch.zeros(B, dtype=torch.int64)
@@ -64,17 +70,19 @@ def block_attention_visible_keys(inputs: Inputs) -> torch.Tensor:
     total = (cache + kv).unsqueeze(1).expand(B, Lq)
     if inputs.get("mask", "full") == "full":
         return total.clone()
-    bs = int(inputs["block_size"])
     start = inputs["q_start"].long().cpu() if inputs.get("q_start") is not None else cache
-    qpos = start.unsqueeze(1) + torch.arange(Lq)
-    limit = (torch.div(qpos, bs, rounding_mode="floor") + 1) * bs
-    return torch.minimum(total, limit).clamp(min=0)
+    qpos = start.unsqueeze(1) + torch.arange(Lq)  # [B, Lq]
+    kpos = torch.arange(int(total.max()) if total.numel() else 0)  # [Nk]
+    see = reference.block_causal_mask(qpos.unsqueeze(2), kpos, int(inputs["block_size"]))
+    return (see & (kpos < total.unsqueeze(2))).sum(dim=2)
 
 
 def block_attention_kv_bytes(inputs: Inputs) -> int:
     """K and V read once per KV head: per row, the keys its last-seeing query needs."""
     elem = inputs["q"].element_size()
-    keys = int(block_attention_visible_keys(inputs).amax(dim=1).sum()) if inputs["q"].shape[1] else 0
+    keys = (
+        int(block_attention_visible_keys(inputs).amax(dim=1).sum()) if inputs["q"].shape[1] else 0
+    )
     Hkv = (inputs["k"] if inputs.get("k") is not None else inputs["k_cache"]).shape[2]
     return 2 * keys * Hkv * inputs["q"].shape[3] * elem
 
@@ -86,7 +94,11 @@ def _block_attention_bytes(inputs: Inputs) -> int:
     nbytes = block_attention_kv_bytes(inputs) + 2 * q.numel() * q.element_size()
     if inputs.get("cache_lens") is not None:
         nbytes += 4 * int(((inputs["cache_lens"].long() + PAGE_SIZE - 1) // PAGE_SIZE).sum())
-    nbytes += sum(4 * q.shape[0] for name in ("cache_lens", "kv_lens", "q_start") if inputs.get(name) is not None)
+    nbytes += sum(
+        4 * q.shape[0]
+        for name in ("cache_lens", "kv_lens", "q_start")
+        if inputs.get(name) is not None
+    )
     return nbytes
 
 
@@ -97,16 +109,41 @@ def _block_attention_flops(inputs: Inputs) -> int:
 
 
 def _step_case(B: int, prefix: int, heads: tuple[int, int], dtype: str = "bf16") -> Case:
-    name = "LLaDA" if heads == LLADA_HEADS else "Dream" if heads == DREAM_HEADS else f"H{heads[0]}/{heads[1]}"
-    return Case(f"{name} step B={B} pre={prefix} {dtype}",
-                {"B": B, "Lq": 32, "Hq": heads[0], "Hkv": heads[1], "prefix": prefix, "dtype": dtype})
+    name = (
+        "LLaDA"
+        if heads == LLADA_HEADS
+        else "Dream"
+        if heads == DREAM_HEADS
+        else f"H{heads[0]}/{heads[1]}"
+    )
+    return Case(
+        f"{name} step B={B} pre={prefix} {dtype}",
+        {"B": B, "Lq": 32, "Hq": heads[0], "Hkv": heads[1], "prefix": prefix, "dtype": dtype},
+    )
 
 
-def _prefill_case(L: int, heads: tuple[int, int], dtype: str = "bf16", block_size: int = 32) -> Case:
-    name = "LLaDA" if heads == LLADA_HEADS else "Dream" if heads == DREAM_HEADS else f"H{heads[0]}/{heads[1]}"
-    return Case(f"{name} prefill L={L} b={block_size} {dtype}",
-                {"B": 1, "Lq": L, "Hq": heads[0], "Hkv": heads[1], "dtype": dtype,
-                 "mask": "block_causal", "block_size": block_size})
+def _prefill_case(
+    L: int, heads: tuple[int, int], dtype: str = "bf16", block_size: int = 32
+) -> Case:
+    name = (
+        "LLaDA"
+        if heads == LLADA_HEADS
+        else "Dream"
+        if heads == DREAM_HEADS
+        else f"H{heads[0]}/{heads[1]}"
+    )
+    return Case(
+        f"{name} prefill L={L} b={block_size} {dtype}",
+        {
+            "B": 1,
+            "Lq": L,
+            "Hq": heads[0],
+            "Hkv": heads[1],
+            "dtype": dtype,
+            "mask": "block_causal",
+            "block_size": block_size,
+        },
+    )
 
 
 BLOCK_ATTENTION = OpSpec(
@@ -123,8 +160,12 @@ BLOCK_ATTENTION = OpSpec(
         # 2-core CPU (the reference ~0.4 s).
         _prefill_case(1024, (8, 8), "fp32"),
     ),
-    cuda_cases=tuple(_step_case(B, prefix, heads) for heads in (LLADA_HEADS, DREAM_HEADS)
-                     for B in (1, 8, 32) for prefix in (512, 2048, 8192))
+    cuda_cases=tuple(
+        _step_case(B, prefix, heads)
+        for heads in (LLADA_HEADS, DREAM_HEADS)
+        for B in (1, 8, 32)
+        for prefix in (512, 2048, 8192)
+    )
     + tuple(_prefill_case(L, heads) for heads in (LLADA_HEADS, DREAM_HEADS) for L in (1024, 4096)),
     outputs=lambda result, inputs: (result,),
     bytes_moved=_block_attention_bytes,
@@ -138,6 +179,6 @@ BLOCK_ATTENTION = OpSpec(
     atol=1e-4,
     dtype_tol=((torch.bfloat16, 1e-3, 2e-2),),
     doc="softmax(q k^T / sqrt(D)) v of a block over a fragmented paged prefix + its own k / v "
-        "(full mask), or a staircase (block-causal) prefill; GQA; timed with check=False (the "
-        "per-step path: no read-back of lengths or page ids, which on CUDA is a device sync)",
+    "(full mask), or a staircase (block-causal) prefill; GQA; timed with check=False (the "
+    "per-step path: no read-back of lengths or page ids, which on CUDA is a device sync)",
 )

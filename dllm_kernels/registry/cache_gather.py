@@ -26,7 +26,7 @@ def _cache_gather_inputs(params: dict, device: torch.device, gen: torch.Generato
     table = torch.zeros(B, int(need.max()), dtype=torch.int32)
     start = 0
     for b, n in enumerate(need.tolist()):
-        table[b, :n] = perm[start:start + n].to(torch.int32)
+        table[b, :n] = perm[start : start + n].to(torch.int32)
         start += n
     return {
         "k_cache": k_cache,
@@ -69,6 +69,5 @@ CACHE_GATHER = OpSpec(
     outputs=lambda result, inputs: result,
     bytes_moved=_cache_gather_bytes,
     doc="paged cache + block table -> contiguous zero-padded [B, max_len, H_kv, D] k and v "
-        "(max_len passed in, as the scheduler knows it)",
+    "(max_len passed in, as the scheduler knows it)",
 )
-

@@ -1,9 +1,10 @@
 """cache_write_: new k / v tokens into their paged-cache slots.
 
-Cache pools (all cache ops): one layer's cache is a pair [num_pages, page_size = 16, H_kv, D = 128] in bf16 (the NHD
-layout). Pools are fragmented: a sequence fills its pages in order, but the pages are a random
-permutation of the pool, the way a paged pool looks after churn. Values are random (never zeros),
-so a copy that skips a token or writes the wrong slot cannot match by accident.
+Cache pools (all cache ops): one layer's cache is a pair [num_pages, page_size = 16, H_kv,
+D = 128] in bf16 (the NHD layout). Pools are fragmented: a sequence fills its pages in order, but
+the pages are a random permutation of the pool, the way a paged pool looks after churn. Values are
+random (never zeros), so a copy that skips a token or writes the wrong slot cannot match by
+accident.
 """
 
 from __future__ import annotations
@@ -11,7 +12,17 @@ from __future__ import annotations
 import torch
 
 from .. import ops, reference
-from .core import DTYPES, HEAD_DIM, PAGE_SIZE, Case, Inputs, OpSpec, cache_pair, rand_values, token_bytes
+from .core import (
+    DTYPES,
+    HEAD_DIM,
+    PAGE_SIZE,
+    Case,
+    Inputs,
+    OpSpec,
+    cache_pair,
+    rand_values,
+    token_bytes,
+)
 
 
 def _cache_write_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
@@ -63,6 +74,5 @@ CACHE_WRITE = OpSpec(
     bytes_moved=_cache_write_bytes,
     mutates=("k_cache", "v_cache"),
     doc="k / v [N, H_kv, D] into their paged-cache slots, in place; timed with check=False "
-        "(the per-step path: no slot validation, which on CUDA is a device sync)",
+    "(the per-step path: no slot validation, which on CUDA is a device sync)",
 )
-

@@ -41,4 +41,3 @@ COMMIT = OpSpec(
     mutates=("x",),
     doc="x[transfer] = x0[transfer], in place",
 )
-

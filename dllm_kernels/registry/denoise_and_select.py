@@ -31,14 +31,26 @@ DENOISE_AND_SELECT = OpSpec(
     op=ops.denoise_and_select,
     reference=lambda **kw: _reference_denoise_and_select(**kw),
     make_inputs=_das_inputs,
-    cases=(Case("1x32x126464 bf16 k=4", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),
-           Case("1x32x126464 bf16 k=4 cfg=1.5", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16",
-                                                 "k": 4, "cfg": 1.5}),
-           Case("1x32x262144 bf16 DiffusionGemma EB=2 renoise",
-                {"B": 1, "L": 32, "V": 262_144, "dtype": "bf16", **_DG_STEP})),
-    cuda_cases=(Case("64x32x126464 bf16 k=4", {"B": 64, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),
-                Case("8x256x262144 bf16 DiffusionGemma EB=2 renoise",
-                     {"B": 8, "L": 256, "V": 262_144, "dtype": "bf16", **_DG_STEP})),
+    cases=(
+        Case("1x32x126464 bf16 k=4", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),
+        Case(
+            "1x32x126464 bf16 k=4 cfg=1.5",
+            {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4, "cfg": 1.5},
+        ),
+        Case(
+            "1x32x262144 bf16 DiffusionGemma EB=2 renoise",
+            {"B": 1, "L": 32, "V": 262_144, "dtype": "bf16", **_DG_STEP},
+        ),
+    ),
+    cuda_cases=(
+        Case(
+            "64x32x126464 bf16 k=4", {"B": 64, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}
+        ),
+        Case(
+            "8x256x262144 bf16 DiffusionGemma EB=2 renoise",
+            {"B": 8, "L": 256, "V": 262_144, "dtype": "bf16", **_DG_STEP},
+        ),
+    ),
     mutates=("x",),
     outputs=lambda result, inputs: (*result, inputs["x"]),
     bytes_moved=lambda inputs: denoise_bytes(inputs) + inputs["x"].numel() * 5,
@@ -60,4 +72,3 @@ def _reference_denoise_and_select(logits, x, mask_id, commit, num_transfer=None,
     if commit:
         reference.commit_(x, x0, transfer)
     return x0, conf, transfer
-

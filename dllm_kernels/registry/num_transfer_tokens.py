@@ -32,4 +32,3 @@ NUM_TRANSFER_TOKENS = OpSpec(
     bytes_moved=_ntt_bytes,
     doc="LLaDA linear schedule: tokens to commit per step",
 )
-

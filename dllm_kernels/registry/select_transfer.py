@@ -31,7 +31,9 @@ SELECT_TRANSFER = OpSpec(
     cases=(
         Case("B=1 L=32 num_transfer=4", {"B": 1, "L": 32, "rule": "num_transfer", "value": 4}),
         Case("B=64 L=256 threshold=0.9", {"B": 64, "L": 256, "rule": "threshold", "value": 0.9}),
-        Case("B=64 L=4096 num_transfer=64", {"B": 64, "L": 4096, "rule": "num_transfer", "value": 64}),
+        Case(
+            "B=64 L=4096 num_transfer=64", {"B": 64, "L": 4096, "rule": "num_transfer", "value": 64}
+        ),
         Case("B=64 L=256 factor=1", {"B": 64, "L": 256, "rule": "factor", "value": 1.0}),
         Case("B=8 L=256 entropy_bound=2", {"B": 8, "L": 256, "rule": "entropy_bound",
                                            "value": 2.0}),
@@ -40,4 +42,3 @@ SELECT_TRANSFER = OpSpec(
     bytes_moved=lambda inputs: inputs["conf"].numel() * 5,
     doc="which positions commit: top-k / threshold / factor / probability / entropy_bound",
 )
-

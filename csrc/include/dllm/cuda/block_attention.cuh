@@ -1,9 +1,9 @@
 // dllm/cuda/block_attention.cuh — CUDA launcher for block_attention: masked attention of a
-// denoising step over a paged prefix (+ the block and suffix). Arguments, semantics and the CPU
-// kernel that is the spec: dllm/cpu/block_attention.h (and
-// dllm_kernels/reference/block_attention.py).
+// denoising step over a paged prefix (+ the block and suffix). Arguments and semantics:
+// dllm/block_attention.h (dllm_kernels/reference/block_attention.py is the spec; the native test
+// compares with the CPU kernel, dllm/cpu/block_attention.h).
 //
-// Napkin math (from block_attention.h): the LLaDA-8B step B = 1, Lq = 32, Hq = Hkv = 32, D = 128,
+// Napkin math (from dllm/block_attention.h): the LLaDA-8B step B = 1, Lq = 32, Hq = Hkv = 32, D = 128,
 // N = 4096 keys, bf16 is 2.1 GFLOP and 67 MB of K/V: ~22 us at ~3 TB/s (H100 HBM3) against ~3 us
 // of tensor-core time, so the floor is one read of K/V per KV head. Per 32-key tile a CTA moves
 // 16 KB of K/V and (64 rows) does 1 MFLOP: 64 FLOP/B, far below the ~300 FLOP/B where an H100
@@ -66,8 +66,9 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "dllm/cpu/block_attention.h"
+#include "dllm/block_attention.h"
 #include "dllm/common.h"
+#include "dllm/float16.h"
 
 namespace dllm::cuda {
 namespace attn_detail {
