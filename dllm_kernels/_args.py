@@ -49,6 +49,13 @@ def seed_offset(seed, offset, op: str) -> tuple[int, int]:
     return as_int(seed, op, "seed") & ((1 << 64) - 1), as_int(offset, op, "offset")
 
 
+def mask_id(value, eligible, op: str) -> int:
+    """mask_id as an int; with eligible (which replaces x == mask_id) it is unused: None -> -1."""
+    if eligible is not None and value is None:
+        return -1
+    return as_int(value, op, "mask_id")
+
+
 def signed64(seed: int) -> int:
     """The uint64 seed as the two's-complement int64 the schemas carry."""
     return seed - (1 << 64) if seed >= (1 << 63) else seed
@@ -85,16 +92,17 @@ def suppress_ids(suppress_tokens, logits, op: str) -> torch.Tensor | None:
     return torch.tensor(sorted(set(ids)), dtype=torch.int64, device=logits.device)
 
 
-RULES = ("num_transfer", "threshold", "factor", "probability")
+RULES = ("num_transfer", "threshold", "factor", "probability", "entropy_bound")
 
 
 def select_rule(num_transfer, threshold, factor, probability, strict,
-                op: str) -> tuple[str, object]:
+                op: str, entropy_bound=None) -> tuple[str, object]:
     """The one selection rule given as a keyword: (its name, its value as given)."""
-    given = [(name, v) for name, v in zip(RULES, (num_transfer, threshold, factor, probability))
+    given = [(name, v) for name, v in zip(RULES, (num_transfer, threshold, factor, probability,
+                                                  entropy_bound))
              if v is not None]
     if len(given) != 1:
-        fail(op, "num_transfer/threshold/factor/probability",
+        fail(op, "num_transfer/threshold/factor/probability/entropy_bound",
              f"exactly one selection rule must be given, got {[n for n, _ in given] or 'none'}")
     if not isinstance(strict, bool):
         fail(op, "strict", f"must be a bool, got {type(strict).__name__}")

@@ -145,8 +145,10 @@ def seed_and_offset(seed, offset, op: str) -> tuple[int, int]:
 
 
 def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                 confidence_source, suppress_tokens, seed, offset, op: str = "denoise_step") -> dict:
-    """Checks every argument; returns the normalised ones (seed drawn if None, suppress tensor)."""
+                 confidence_source, suppress_tokens, seed, offset, op: str = "denoise_step",
+                 eligible=None, uncond_logits=None, cfg_scale=0.0) -> dict:
+    """Checks every argument; returns the normalised ones (seed drawn if None, suppress tensor,
+    mask_id -1 when eligible replaces it, cfg_scale a float)."""
     suppress = _args.suppress_ids(suppress_tokens, logits, op)
     check_dim(logits, 3, op, "logits")
     check_dtype(logits, (torch.float32, torch.bfloat16, torch.float16), op, "logits")
@@ -160,9 +162,27 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     if tuple(x.shape) != tuple(logits.shape[:2]):
         fail(op, "x",
              f"must have shape [B, L] like logits {list(logits.shape)}, got {list(x.shape)}")
-    mask_id = as_int(mask_id, op, "mask_id")
-    if mask_id < 0:
+    if eligible is not None:
+        check_tensor(eligible, op, "eligible")
+        check_dtype(eligible, torch.bool, op, "eligible")
+        check_same_device(eligible, logits, op, "eligible", "logits")
+        if tuple(eligible.shape) != tuple(x.shape):
+            fail(op, "eligible", f"must have shape [B, L] = {list(x.shape)} like x, got {list(eligible.shape)}")
+    mask_id = _args.mask_id(mask_id, eligible, op)
+    if eligible is None and mask_id < 0:
         fail(op, "mask_id", f"must be >= 0, got {mask_id}")
+    cfg_scale = as_float(cfg_scale, op, "cfg_scale")
+    if uncond_logits is not None:
+        check_tensor(uncond_logits, op, "uncond_logits")
+        check_same_device(uncond_logits, logits, op, "uncond_logits", "logits")
+        check_dtype(uncond_logits, logits.dtype, op, "uncond_logits")
+        check_same_shape(uncond_logits, logits, op, "uncond_logits", "logits")
+        if uncond_logits.shape[-1] > 1 and uncond_logits.stride(-1) != 1:
+            fail(op, "uncond_logits", f"must be contiguous in the last (vocabulary) dim, got strides {list(uncond_logits.stride())}")
+        if not 0 <= cfg_scale < float("inf"):
+            fail(op, "cfg_scale", f"must be finite and >= 0, got {cfg_scale}")
+    elif cfg_scale != 0.0:
+        fail(op, "cfg_scale", f"must be 0 without uncond_logits, got {cfg_scale}")
     temperature = as_float(temperature, op, "temperature")
     if not 0 <= temperature < float("inf"):
         fail(op, "temperature", f"must be finite and >= 0, got {temperature}")
@@ -193,17 +213,18 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
                      f"must be token ids in [0, {logits.shape[-1]}), got {lo}..{hi}")
     seed, offset = seed_and_offset(seed, offset, op)
     return {"mask_id": mask_id, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "suppress": suppress, "seed": seed, "offset": offset}
+            "suppress": suppress, "seed": seed, "offset": offset, "cfg_scale": cfg_scale}
 
 
 def select_transfer(conf, num_transfer, threshold, factor, probability, strict, seed, offset,
-                    op: str = "select_transfer") -> dict:
+                    op: str = "select_transfer", entropy_bound=None) -> dict:
     """Checks the arguments; returns {"kind", "value", "seed", "offset"} with value normalised
-    (num_transfer: int64 [B] on conf's device; probability: float32 [B]; threshold/factor: float)."""
+    (num_transfer: int64 [B] on conf's device; probability: float32 [B]; threshold / factor /
+    entropy_bound: float)."""
     check_dim(conf, 2, op, "conf")
     check_dtype(conf, torch.float32, op, "conf")
     return select_rule(conf.shape[0], conf.device, num_transfer, threshold, factor, probability,
-                       strict, seed, offset, op)
+                       strict, seed, offset, op, entropy_bound=entropy_bound)
 
 
 @torch.compiler.disable  # eager: see check_no_overlap
@@ -214,10 +235,11 @@ def nonnegative_k(value: torch.Tensor, op: str) -> None:
 
 
 def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, probability,
-                strict, seed, offset, op: str) -> dict:
+                strict, seed, offset, op: str, entropy_bound=None) -> dict:
     """The selection-rule part of select_transfer's checks, for B rows on `device` (also used by
     denoise_and_select, before any confidence tensor exists)."""
-    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op)
+    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op,
+                                entropy_bound=entropy_bound)
     if kind in ("num_transfer", "probability"):
         value = _args.per_row(v, kind, B, device, op)
         check_dim(value, 1, op, kind)
@@ -234,8 +256,8 @@ def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, p
         value = as_float(v, op, kind)
         if value != value:
             fail(op, kind, "must not be NaN")
-        if kind == "factor" and not value > 0:
-            fail(op, "factor", f"must be > 0, got {value}")
+        if kind in ("factor", "entropy_bound") and not value > 0:
+            fail(op, kind, f"must be > 0, got {value}")
     seed, offset = seed_and_offset(seed, offset, op) if kind == "probability" else (0, 0)
     return {"kind": kind, "value": value, "seed": seed, "offset": offset}
 
@@ -527,3 +549,20 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
             kv_lens_values(kv_lens, B, Lk, op)
     return {"scale": scale, "block_size": block_size, "cache_lens": cache_lens, "kv_lens": kv_lens,
             "q_start": q_start, "Hkv": Hkv}
+
+
+def denoise_and_select_extras(x, eligible, confidence, rule_kind, commit, renoise,
+                              op: str = "denoise_and_select") -> None:
+    """denoise_and_select's own checks beyond denoise_step's and select_rule's: entropy_bound
+    reads entropies (confidence="neg_entropy"); renoise needs commit=True and eligible; a
+    committed x must not share memory with eligible."""
+    if rule_kind == "entropy_bound" and confidence != "neg_entropy":
+        fail(op, "entropy_bound", f"needs confidence='neg_entropy', got {confidence!r}")
+    if not isinstance(renoise, bool):
+        fail(op, "renoise", f"must be a bool, got {type(renoise).__name__}")
+    if renoise and not commit:
+        fail(op, "renoise", "needs commit=True (it writes x)")
+    if renoise and eligible is None:
+        fail(op, "renoise", "needs eligible (the positions renoised when not transferred)")
+    if commit and eligible is not None:
+        check_no_overlap(x, eligible, op, "eligible", "x")

@@ -90,9 +90,12 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
                  top_k: int = 0, top_p: float = 1.0, filter_order: str = "top_k_first",
                  confidence: str = "prob", confidence_source: str = "raw",
                  shift_logits: bool = False, suppress_tokens=None, seed: int | None = None,
-                 offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 offset: int = 0, eligible: torch.Tensor | None = None,
+                 uncond_logits: torch.Tensor | None = None,
+                 cfg_scale: float = 0.0, return_argmax: bool = False) -> tuple[torch.Tensor, ...]:
     """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
-    position, and its confidence; one pass over each masked position's logits.
+    (or eligible) position, and its confidence; one pass over each such position's logits.
+    With CFG z = u + (s + 1)(c - u) is formed on the fly in that pass (no [B, L, V] temporary).
 
     The full semantics (filters, confidences, NaN/inf handling, RNG streams) are those of
     dllm_kernels.reference.denoise_step, the specification.
@@ -101,7 +104,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         logits: [B, L, V] float32/bfloat16/float16; V contiguous, any strides on B and L (a slice
             such as full_logits[:, start:end] is read in place).
         x: [B, L] int64 current tokens; masked where x == mask_id.
-        mask_id: the mask token id.
+        mask_id: the mask token id; unused (may be None) when `eligible` is given.
         temperature: 0 = argmax; > 0 samples from softmax(filter(z / T)) with Philox noise.
         top_k, top_p, filter_order: the filters (0 / 1 = off); "top_k_first" or "top_p_first".
         confidence: "prob" | "margin" | "neg_entropy" | "random".
@@ -111,26 +114,52 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
             copied to the device per call), or a 1-D int64 tensor on the logits' device of
             in-range ids, used with no device sync (its values are not checked; make it once).
         seed, offset: the Philox stream; seed None draws one from torch's default generator.
+        eligible: None (the mask path) or bool [B, L] on x's device, any strides: the positions
+            denoised, replacing x == mask_id (uniform-noise canvases, token editing).
+        uncond_logits: None or the unconditional logits u: like `logits` (same shape, dtype and
+            device, V contiguous, own strides).
+        cfg_scale: s >= 0 (LLaDA's cfg_scale); z = u + (s + 1)(c - u) in float32; 0 reads the
+            conditional logits unchanged. Must be 0 without uncond_logits.
+        return_argmax: also return argmax [B, L] int64, the first id maximising z (after CFG,
+            suppress_tokens and sanitising; before temperature and filters), x where not
+            denoised or where every z is -inf; formed in the same call (DiffusionGemma's argmax
+            canvas at T > 0, where x0 is a sample).
 
     Returns:
-        x0: [B, L] int64 (x at unmasked positions); conf: [B, L] float32 (-inf at unmasked).
+        x0: [B, L] int64 (x where not denoised); conf: [B, L] float32 (-inf where not denoised);
+        with return_argmax also argmax: [B, L] int64.
     """
-    if _use_native(logits, x):
-        return torch.ops.dllm_kernels.denoise_step(
+    op = "denoise_step"
+    if _use_native(logits, x, eligible, uncond_logits):
+        argmax = _argmax_out(x, return_argmax)
+        out = torch.ops.dllm_kernels.denoise_step(
             logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
                                       confidence, confidence_source, shift_logits,
-                                      suppress_tokens, "denoise_step"),
-            *_seed_args(seed, offset, "denoise_step"))
+                                      suppress_tokens, op, eligible),
+            *_seed_args(seed, offset, op), eligible, uncond_logits,
+            _args.as_float(cfg_scale, op, "cfg_scale"), argmax)
+        return (*out, argmax) if return_argmax else out
     return reference.denoise_step(
         logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
         filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
-        shift_logits=shift_logits, suppress_tokens=suppress_tokens, seed=seed, offset=offset)
+        shift_logits=shift_logits, suppress_tokens=suppress_tokens, seed=seed, offset=offset,
+        eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale,
+        return_argmax=bool(return_argmax))
+
+
+def _argmax_out(x, return_argmax) -> torch.Tensor | None:
+    """return_argmax's output buffer [B, L] int64 (the op writes it), or None."""
+    if not return_argmax or not isinstance(x, torch.Tensor):
+        return None
+    return torch.empty(x.shape, dtype=torch.int64, device=x.device)
 
 
 def _denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                  confidence_source, shift_logits, suppress_tokens, op: str) -> tuple:
-    """denoise_step's schema arguments after x (up to suppress_tokens), normalised."""
-    return (_args.as_int(mask_id, op, "mask_id"), _args.as_float(temperature, op, "temperature"),
+                  confidence_source, shift_logits, suppress_tokens, op: str,
+                  eligible=None) -> tuple:
+    """denoise_step's schema arguments after x (up to suppress_tokens), normalised (mask_id None
+    with eligible: -1, unused)."""
+    return (_args.mask_id(mask_id, eligible, op), _args.as_float(temperature, op, "temperature"),
             _args.as_int(top_k, op, "top_k"), _args.as_float(top_p, op, "top_p"), filter_order,
             confidence, confidence_source, bool(shift_logits),
             _args.suppress_ids(suppress_tokens, logits, op))
@@ -143,11 +172,12 @@ def _seed_args(seed, offset, op: str) -> tuple[int, int]:
 
 
 def _select_args(conf_rows: torch.Tensor, num_transfer, threshold, factor, probability, strict,
-                 op: str) -> tuple:
+                 op: str, entropy_bound=None) -> tuple:
     """(rule, per_row, value) of the select_transfer schema; B and device from conf_rows (conf,
     or x for denoise_and_select)."""
-    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op)
-    if kind in ("threshold", "factor"):
+    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op,
+                                entropy_bound=entropy_bound)
+    if kind in ("threshold", "factor", "entropy_bound"):
         return kind, None, _args.as_float(v, op, kind)
     B = conf_rows.shape[0] if isinstance(conf_rows, torch.Tensor) and conf_rows.dim() else 0
     device = conf_rows.device if isinstance(conf_rows, torch.Tensor) else torch.device("cpu")
@@ -155,14 +185,16 @@ def _select_args(conf_rows: torch.Tensor, num_transfer, threshold, factor, proba
 
 
 def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
-                    probability=None, strict: bool = False, seed: int | None = None,
-                    offset: int = 0) -> torch.Tensor:
+                    probability=None, entropy_bound=None, strict: bool = False,
+                    seed: int | None = None, offset: int = 0) -> torch.Tensor:
     """transfer[b, l]: which eligible positions (conf > -inf) commit, by exactly one rule.
 
     num_transfer=k (int or int64 [B]): the k most confident per row; threshold=tau: conf >= tau
     (> with strict) plus the row's best; factor=f: Fast-dLLM's factor rule; probability=p (float
-    or float [B]): each eligible position with probability p. Ties go to the lower position.
-    See dllm_kernels.reference.select_transfer for the exact rules.
+    or float [B]): each eligible position with probability p; entropy_bound=gamma > 0 (conf from
+    confidence="neg_entropy", H = -conf): in ascending H, every k with
+    sum_{j<=k} H_j - max_{j<=k} H_j <= gamma (transformers' EntropyBoundSampler.accept_canvas).
+    Ties go to the lower position. See dllm_kernels.reference.select_transfer for the exact rules.
 
     Args:
         conf: [B, L] float32, -inf where not eligible (as denoise_step returns).
@@ -173,14 +205,15 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
     if _use_native(conf, *(v for v in (num_transfer, probability) if isinstance(v, torch.Tensor))):
         op = "select_transfer"
         rule, per_row, value = _select_args(conf, num_transfer, threshold, factor, probability,
-                                            strict, op)
+                                            strict, op, entropy_bound)
         # seed and offset only feed the probability rule (its stream), as in the reference
         seed, offset = _seed_args(seed, offset, op) if rule == "probability" else (0, 0)
         return torch.ops.dllm_kernels.select_transfer(conf, rule, per_row, value, strict, seed,
                                                       offset)
     return reference.select_transfer(conf, num_transfer=num_transfer, threshold=threshold,
-                                     factor=factor, probability=probability, strict=strict,
-                                     seed=seed, offset=offset)
+                                     factor=factor, probability=probability,
+                                     entropy_bound=entropy_bound, strict=strict, seed=seed,
+                                     offset=offset)
 
 
 def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
@@ -189,39 +222,54 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
                        confidence_source: str = "raw", shift_logits: bool = False,
                        suppress_tokens=None, num_transfer=None, threshold=None, factor=None,
                        probability=None, strict: bool = False, commit: bool = False,
-                       seed: int | None = None, offset: int = 0):
+                       seed: int | None = None, offset: int = 0,
+                       eligible: torch.Tensor | None = None,
+                       uncond_logits: torch.Tensor | None = None, cfg_scale: float = 0.0,
+                       entropy_bound=None, renoise: bool = False, return_argmax: bool = False):
     """denoise_step then select_transfer in one call (same seed and offset for both); with
-    commit=True also x[transfer] = x0[transfer] in place.
+    commit=True also x[transfer] = x0[transfer] in place; with renoise=True (needs commit and
+    eligible) also x[eligible & ~transfer] = a token uniform on [0, V) from Philox (slot
+    SLOT_RENOISE of the same seed / offset): DiffusionGemma's accept + renoise in one call.
+
+    eligible, uncond_logits, cfg_scale: as in denoise_step. entropy_bound: select_transfer's EB
+    rule (needs confidence="neg_entropy"). return_argmax: as in denoise_step (of x before the
+    commit / renoise). See dllm_kernels.reference.denoise_and_select.
 
     Returns:
-        (x0 [B, L] int64, conf [B, L] float32, transfer [B, L] bool).
+        (x0 [B, L] int64 (candidates, before renoise), conf [B, L] float32, transfer [B, L] bool),
+        and argmax [B, L] int64 last with return_argmax.
     """
     per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
     op = "denoise_and_select"
-    if _use_native(logits, x, *per_row_tensors):
-        return torch.ops.dllm_kernels.denoise_and_select(
+    if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
+        argmax = _argmax_out(x, return_argmax)
+        out = torch.ops.dllm_kernels.denoise_and_select(
             logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
                                       confidence, confidence_source, shift_logits,
-                                      suppress_tokens, op),
-            *_select_args(x, num_transfer, threshold, factor, probability, strict, op),
-            strict, bool(commit), *_seed_args(seed, offset, op))
+                                      suppress_tokens, op, eligible),
+            *_select_args(x, num_transfer, threshold, factor, probability, strict, op,
+                          entropy_bound),
+            strict, bool(commit), *_seed_args(seed, offset, op), eligible, uncond_logits,
+            _args.as_float(cfg_scale, op, "cfg_scale"), bool(renoise), argmax)
+        return (*out, argmax) if return_argmax else out
     # The reference: every argument checked before anything runs (x is written last).
     opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                confidence, confidence_source, suppress_tokens, seed, offset, op=op)
+                                confidence, confidence_source, suppress_tokens, seed, offset, op=op,
+                                eligible=eligible, uncond_logits=uncond_logits,
+                                cfg_scale=cfg_scale)
     rule = _checks.select_rule(x.shape[0], x.device, num_transfer, threshold, factor, probability,
-                               strict, opts["seed"], opts["offset"], op=op)
+                               strict, opts["seed"], opts["offset"], op=op,
+                               entropy_bound=entropy_bound)
+    _checks.denoise_and_select_extras(x, eligible, confidence, rule["kind"], commit, renoise)
     if commit:
         _checks.check_writable(x, op, "x")
-    x0, conf = reference.denoise_step(
+    return reference.denoise_and_select(
         logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
         filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
-        shift_logits=shift_logits, suppress_tokens=suppress_tokens, seed=opts["seed"],
-        offset=offset)
-    transfer = reference.select_transfer(conf, **{rule["kind"]: rule["value"]}, strict=strict,
-                                         seed=opts["seed"], offset=offset)
-    if commit:
-        reference.commit_(x, x0, transfer)
-    return x0, conf, transfer
+        shift_logits=shift_logits, suppress_tokens=suppress_tokens,
+        **{rule["kind"]: rule["value"]}, strict=strict, commit=commit, seed=opts["seed"],
+        offset=offset, eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale,
+        renoise=renoise, return_argmax=bool(return_argmax))
 
 
 # ---- paged KV cache ------------------------------------------------------------------------------

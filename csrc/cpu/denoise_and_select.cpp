@@ -18,13 +18,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
     const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
-    int64_t seed, int64_t offset) {
+    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
+    double cfg_scale, bool renoise,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 written (return_argmax)
   // Each argument is checked once; x is only written by the commit at the end, after every
   // argument has been checked.
   constexpr const char* op = "denoise_and_select";
   const dllm::DenoiseParams p = denoise_step_check(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
-      shift_logits, suppress_tokens, seed, offset, op);
+      shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale,
+      argmax);
+  denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
   if (commit) check_writable(x, op, "x");
   auto [x0, conf] = denoise_step_run(logits, x, p, suppress_tokens);
   const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset, op);
@@ -35,6 +41,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
     const auto tv = dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()),
                                  transfer.stride(0), transfer.stride(1));
     dllm::cpu::commit_rows<int64_t>(xv, x0v, tv, x.size(1), 0, x.size(0));
+    if (renoise) {
+      const auto* ep = reinterpret_cast<const uint8_t*>(eligible->const_data_ptr<bool>());
+      const auto ev = dllm::view2d(ep, eligible->stride(0), eligible->stride(1));
+      dllm::cpu::renoise_rows(xv, ev, tv, logits.size(2), static_cast<uint64_t>(seed),
+                              static_cast<uint32_t>(offset), x.size(1), 0, x.size(0));
+    }
   }
   return {x0, conf, transfer};
 }

@@ -24,11 +24,16 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cuda(
     c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens,  // [n] int64
-    int64_t seed, int64_t offset) {
+    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
+    double cfg_scale,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 written (return_argmax)
   constexpr const char* op = "denoise_step";
   const dllm::DenoiseParams p =
       denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                         confidence_source, shift_logits, suppress_tokens, seed, offset, op);
+                         confidence_source, shift_logits, suppress_tokens, seed, offset, op,
+                         eligible, uncond_logits, cfg_scale, argmax);
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
   at::Tensor x0 = at::empty({B, L}, x.options());                           // [B, L] int64

@@ -44,7 +44,11 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
                                        c10::string_view confidence,
                                        c10::string_view confidence_source, bool shift_logits,
                                        const std::optional<at::Tensor>& suppress_tokens,
-                                       int64_t seed, int64_t offset, const char* op) {
+                                       int64_t seed, int64_t offset, const char* op,
+                                       const std::optional<at::Tensor>& eligible,
+                                       const std::optional<at::Tensor>& uncond_logits,
+                                       double cfg_scale,
+                                       const std::optional<at::Tensor>& argmax) {
   check_dim(logits, 3, op, "logits");
   const auto dt = logits.scalar_type();
   DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "logits",
@@ -60,7 +64,41 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   DLLM_CHECK_ARG(x.sym_size(0) == logits.sym_size(0) && x.sym_size(1) == logits.sym_size(1), op,
                  "x", "must have shape [B, L] like logits ", logits.sym_sizes(), ", got ",
                  x.sym_sizes());
-  DLLM_CHECK_ARG(mask_id >= 0, op, "mask_id", "must be >= 0, got ", mask_id);
+  if (eligible.has_value()) {  // replaces x == mask_id (mask_id unused)
+    const at::Tensor& e = *eligible;
+    check_dtype(e, at::kBool, op, "eligible");
+    check_same_device(e, logits, op, "eligible", "logits");
+    DLLM_CHECK_ARG(e.sym_sizes() == x.sym_sizes(), op, "eligible", "must have shape [B, L] = ",
+                   x.sym_sizes(), " like x, got ", e.sym_sizes());
+  } else {
+    DLLM_CHECK_ARG(mask_id >= 0, op, "mask_id", "must be >= 0, got ", mask_id);
+  }
+  if (uncond_logits.has_value()) {
+    const at::Tensor& u = *uncond_logits;
+    check_same_device(u, logits, op, "uncond_logits", "logits");
+    check_dtype(u, dt, op, "uncond_logits");
+    check_same_shape(u, logits, op, "uncond_logits", "logits");
+    DLLM_CHECK_ARG(u.sym_size(2) == 1 || u.sym_stride(2) == 1, op, "uncond_logits",
+                   "must be contiguous in the last (vocabulary) dim, got strides ",
+                   u.sym_strides());
+    DLLM_CHECK_ARG(cfg_scale >= 0 && cfg_scale < std::numeric_limits<double>::infinity(), op,
+                   "cfg_scale", "must be finite and >= 0, got ", cfg_scale);
+  } else {
+    DLLM_CHECK_ARG(cfg_scale == 0.0, op, "cfg_scale", "must be 0 without uncond_logits, got ",
+                   cfg_scale);
+  }
+  if (argmax.has_value()) {  // return_argmax's output, written by the op
+    const at::Tensor& a = *argmax;
+    check_dtype(a, at::kLong, op, "argmax");
+    check_same_device(a, logits, op, "argmax", "logits");
+    DLLM_CHECK_ARG(a.sym_sizes() == x.sym_sizes(), op, "argmax", "must have shape [B, L] = ",
+                   x.sym_sizes(), " like x, got ", a.sym_sizes());
+    DLLM_CHECK_ARG(a.sym_size(1) <= 1 || a.sym_stride(1) == 1, op, "argmax",
+                   "must be contiguous in its last dim, got strides ", a.sym_strides());
+    check_writable(a, op, "argmax");
+    check_disjoint(a, x, op, "x", "argmax");
+    if (eligible.has_value()) check_disjoint(a, *eligible, op, "eligible", "argmax");
+  }
   DLLM_CHECK_ARG(temperature >= 0 && temperature < std::numeric_limits<double>::infinity(), op,
                  "temperature", "must be finite and >= 0, got ", temperature);
   DLLM_CHECK_ARG(top_k >= 0, op, "top_k", "must be >= 0 (0 = off), got ", top_k);
@@ -105,7 +143,35 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   p.shift_logits = shift_logits;
   p.seed = static_cast<uint64_t>(seed);
   p.offset = static_cast<uint32_t>(offset);
+  p.cfg = uncond_logits.has_value() && cfg_scale != 0.0;  // s = 0: the conditional logits
+  p.cfg_scale1 = static_cast<float>(cfg_scale + 1.0);
+  if (x.is_meta()) return p;  // the Meta kernel: no data, (possibly symbolic) strides unread
+  if (eligible.has_value()) {
+    p.eligible = reinterpret_cast<const uint8_t*>(eligible->const_data_ptr<bool>());
+    p.eligible_sb = eligible->stride(0);
+    p.eligible_sl = eligible->stride(1);
+  }
+  if (argmax.has_value()) {
+    p.argmax = argmax->data_ptr<int64_t>();
+    p.argmax_sb = argmax->stride(0);
+  }
+  if (p.cfg) {
+    p.uncond = uncond_logits->const_data_ptr();
+    p.uncond_sb = uncond_logits->stride(0);
+    p.uncond_sl = uncond_logits->stride(1);
+  }
   return p;
+}
+
+void denoise_and_select_extras_check(const at::Tensor& x, const std::optional<at::Tensor>& eligible,
+                                     c10::string_view confidence, c10::string_view rule,
+                                     bool commit, bool renoise, const char* op) {
+  DLLM_CHECK_ARG(rule != "entropy_bound" || confidence == "neg_entropy", op, "entropy_bound",
+                 "needs confidence='neg_entropy', got '", confidence, "'");
+  DLLM_CHECK_ARG(!renoise || commit, op, "renoise", "needs commit=True (it writes x)");
+  DLLM_CHECK_ARG(!renoise || eligible.has_value(), op, "renoise",
+                 "needs eligible (the positions renoised when not transferred)");
+  if (commit && eligible.has_value()) check_no_overlap(x, *eligible, op, "eligible", "x");
 }
 
 SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
@@ -118,8 +184,9 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
   else if (rule == "threshold") a.rule = dllm::SelectRule::kThreshold;
   else if (rule == "factor") a.rule = dllm::SelectRule::kFactor;
   else if (rule == "probability") a.rule = dllm::SelectRule::kProbability;
+  else if (rule == "entropy_bound") a.rule = dllm::SelectRule::kEntropyBound;
   else TORCH_CHECK(false, "dllm_kernels.", op, ": rule must be one of 'num_transfer', "
-                   "'threshold', 'factor', 'probability', got '", rule, "'");
+                   "'threshold', 'factor', 'probability', 'entropy_bound', got '", rule, "'");
   const bool needs_rows = a.rule == dllm::SelectRule::kNumTransfer ||
                           a.rule == dllm::SelectRule::kProbability;
   const char* row_arg = a.rule == dllm::SelectRule::kNumTransfer ? "num_transfer" : "probability";
@@ -137,9 +204,10 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
       DLLM_CHECK_ARG(mn >= 0, op, "num_transfer", "must be >= 0, got ", mn);
     }
   } else {
-    DLLM_CHECK_ARG(!std::isnan(value), op, rule == "threshold" ? "threshold" : "factor",
-                   "must not be NaN");
-    DLLM_CHECK_ARG(a.rule != dllm::SelectRule::kFactor || value > 0, op, "factor",
+    const char* arg = rule == "threshold" ? "threshold" : rule == "factor" ? "factor"
+                                                                            : "entropy_bound";
+    DLLM_CHECK_ARG(!std::isnan(value), op, arg, "must not be NaN");
+    DLLM_CHECK_ARG(a.rule == dllm::SelectRule::kThreshold || value > 0, op, arg,
                    "must be > 0, got ", value);
   }
   DLLM_CHECK_ARG(offset >= 0 && offset < (int64_t(1) << 32), op, "offset",

@@ -35,10 +35,14 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_meta(
     c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens,  // [n] int64
-    int64_t seed, int64_t offset) {
+    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits
+    double cfg_scale,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 (written)
   denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
                      confidence_source, shift_logits, suppress_tokens, seed, offset,
-                     "denoise_step");
+                     "denoise_step", eligible, uncond_logits, cfg_scale, argmax);
   return {at::empty_symint(x.sym_sizes(), x.options()),                       // x0 [B, L]
           at::empty_symint(x.sym_sizes(), x.options().dtype(at::kFloat))};    // conf [B, L]
 }
@@ -51,17 +55,24 @@ at::Tensor select_transfer_meta(const at::Tensor& conf,                   // [B,
   return at::empty_symint(conf.sym_sizes(), conf.options().dtype(at::kBool));  // [B, L]
 }
 
-// The glue's order: denoise arguments, x writable (commit), then the selection on conf.
+// The glue's order: denoise arguments, the fused op's extras, x writable (commit), then the
+// selection on conf.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_meta(
     const at::Tensor& logits, at::Tensor& x, int64_t mask_id, double temperature, int64_t top_k,
     double top_p, c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
     const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
-    int64_t seed, int64_t offset) {
+    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits
+    double cfg_scale, bool renoise,
+    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 (written)
   constexpr const char* op = "denoise_and_select";
   denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                     confidence_source, shift_logits, suppress_tokens, seed, offset, op);
+                     confidence_source, shift_logits, suppress_tokens, seed, offset, op, eligible,
+                     uncond_logits, cfg_scale, argmax);
+  denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
   if (commit) check_writable(x, op, "x");
   at::Tensor x0 = at::empty_symint(x.sym_sizes(), x.options());                       // [B, L]
   at::Tensor conf = at::empty_symint(x.sym_sizes(), x.options().dtype(at::kFloat));   // [B, L]

@@ -5,11 +5,14 @@ Streams. A draw is keyed by (seed, offset, b, l, slot):
     key     = (seed mod 2^32, (seed >> 32) mod 2^32)
     counter = (slot >> 2, l, b, offset mod 2^32), output word slot & 3
 Slots 0 .. V-1 are the vocabulary (Gumbel noise of token v), SLOT_CONFIDENCE is the "random"
-confidence of position (b, l) and SLOT_TRANSFER the coin of select_transfer(probability=...).
+confidence of position (b, l), SLOT_TRANSFER the coin of select_transfer(probability=...) and
+SLOT_RENOISE the token denoise_and_select(renoise=True) writes at a position it renoises.
 
 Uniforms from a 32-bit word w:
     open01(w)  = (2 * (w >> 9) + 1) * 2^-24  in (0, 1), exact in float32 (Gumbel noise)
     closed0(w) = (w >> 8) * 2^-24            in [0, 1), exact in float32
+    below(w, n) = (w * n) >> 32              an integer in [0, n) (each value has floor or ceil of
+                                             2^32 / n words: exactly uniform for n a power of 2)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
 SLOT_CONFIDENCE = (MASK32 << 2)        # counter word c0 = 0xFFFFFFFF, output word 0
 SLOT_TRANSFER = ((MASK32 - 1) << 2)    # counter word c0 = 0xFFFFFFFE, output word 0
+SLOT_RENOISE = ((MASK32 - 2) << 2)     # counter word c0 = 0xFFFFFFFD, output word 0
 
 
 def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,3 +94,9 @@ def open01(words: torch.Tensor) -> torch.Tensor:
 
 def closed0(words: torch.Tensor) -> torch.Tensor:
     return (words >> 8).to(torch.float32) * 2.0**-24
+
+
+def below(words: torch.Tensor, n: int) -> torch.Tensor:
+    """(w * n) >> 32: an int64 in [0, n) from a 32-bit word (n < 2^31), bit-identical to
+    dllm::below_of_word."""
+    return (words * n) >> 32

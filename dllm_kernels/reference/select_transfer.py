@@ -9,8 +9,8 @@ from . import philox
 
 
 def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
-                    probability=None, strict: bool = False, seed: int | None = None,
-                    offset: int = 0) -> torch.Tensor:
+                    probability=None, entropy_bound=None, strict: bool = False,
+                    seed: int | None = None, offset: int = 0) -> torch.Tensor:
     """transfer[b, l] per exactly one rule over the eligible positions (conf > -inf; NaN is not
     eligible).
 
@@ -24,6 +24,13 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
             such i or i* = M - 1 (Fast-dLLM's factor rule, as in its published code).
         probability=p (float or float [B]): each eligible position with probability p, from the
             Philox stream slot SLOT_TRANSFER of (seed, offset, b, l) (Dream "origin").
+        entropy_bound=gamma > 0 (conf from confidence="neg_entropy", so H = -conf is the
+            entropy): sort the row's eligible H ascending, H_0 <= H_1 <= ... (ties to the lower
+            position); S_k = fl32(H_0 + ... + H_k summed in float64, in that order); accept rank
+            k iff fl32(S_k - H_k) <= fl32(gamma), i.e. sum_{j<=k} H_j - max_{j<=k} H_j <= gamma:
+            exactly transformers' DiffusionGemma EntropyBoundSampler.accept_canvas (arXiv
+            2505.24857) on CPU given the same entropies (torch.cumsum of float32 on CPU sums in
+            float64; on CUDA it sums in float32, so a value within an ulp of gamma may differ).
 
     Args:
         conf: [B, L] float32 confidences, -inf where not eligible (as denoise_step returns).
@@ -32,7 +39,7 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
         [B, L] bool.
     """
     rule = _checks.select_transfer(conf, num_transfer, threshold, factor, probability, strict,
-                                   seed, offset)
+                                   seed, offset, entropy_bound=entropy_bound)
     B, L = conf.shape
     eligible = conf > float("-inf")
     count = eligible.sum(-1)                                               # [B] M_b
@@ -59,6 +66,13 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
         first = torch.where(hit, i, L).min(-1).values                      # L: no such i
         take = torch.where((first == L) | (first == count - 1), count, first)
         return eligible & (rank < take[:, None])
+    if rule["kind"] == "entropy_bound":
+        h = (-ranked).gather(1, order)                                     # ascending H, +inf last
+        s = torch.cumsum(h.double(), dim=-1).float()                       # S_k, float64 sum
+        gamma = torch.tensor(rule["value"], dtype=torch.float32)
+        take_sorted = (s - h) <= gamma.to(conf.device)                     # float32 compare
+        take = torch.zeros_like(eligible).scatter_(1, order, take_sorted)
+        return eligible & take
     # probability
     p = rule["value"].to(conf.device)
     b = torch.arange(B, device=conf.device)[:, None].expand(B, L)

@@ -11,12 +11,22 @@ _DENOISE_KEYS = ("temperature", "top_k", "top_p", "confidence", "confidence_sour
 
 
 def denoise_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
-    """A fresh block: every position masked (the first step of a block is the largest)."""
+    """A fresh block: every position masked (the first step of a block is the largest).
+    params "cfg": s adds CFG's unconditional logits (cfg_scale s); "eligible": 1 makes a
+    uniform-noise canvas (DiffusionGemma: random tokens, no mask, all positions eligible)."""
     B, L, V = int(params["B"]), int(params["L"]), int(params["V"])
-    logits = (torch.randn(B, L, V, generator=gen) * 3).to(DTYPES[params.get("dtype", "bf16")])
+    dtype = DTYPES[params.get("dtype", "bf16")]
+    logits = (torch.randn(B, L, V, generator=gen) * 3).to(dtype)
     x = torch.full((B, L), LLADA_MASK_ID, dtype=torch.int64)
     x[:, ::4] = torch.randint(0, V, (B, (L + 3) // 4), generator=gen)  # a quarter already decoded
     out = {"logits": logits.to(device), "x": x.to(device), "mask_id": LLADA_MASK_ID}
+    if params.get("eligible"):
+        out["x"] = torch.randint(0, V, (B, L), generator=gen).to(device)
+        out["eligible"] = torch.ones(B, L, dtype=torch.bool, device=device)
+        out["mask_id"] = None
+    if params.get("cfg"):
+        out["uncond_logits"] = (torch.randn(B, L, V, generator=gen) * 3).to(dtype).to(device)
+        out["cfg_scale"] = float(params["cfg"])
     out.update({k: params[k] for k in _DENOISE_KEYS if k in params})
     # Always a seed, as a generation loop passes one per step: with seed=None every call would
     # draw a fresh one on the host, and torch.compile of the reference would recompile for each.
@@ -26,8 +36,11 @@ def denoise_inputs(params: dict, device: torch.device, gen: torch.Generator) -> 
 
 def denoise_bytes(inputs: Inputs) -> int:
     logits, x = inputs["logits"], inputs["x"]
-    masked = int((x == inputs["mask_id"]).sum())
-    return masked * logits.shape[-1] * logits.element_size() + x.numel() * (8 + 8 + 4)
+    eligible = inputs.get("eligible")
+    masked = int(eligible.sum()) if eligible is not None else int((x == inputs["mask_id"]).sum())
+    reads = 2 if inputs.get("uncond_logits") is not None else 1
+    extra = 1 if eligible is not None else 0
+    return masked * logits.shape[-1] * logits.element_size() * reads + x.numel() * (20 + extra)
 
 
 def denoise_case(B, L, V, dtype="bf16", **opts) -> Case:
@@ -49,8 +62,13 @@ DENOISE_STEP = OpSpec(
         denoise_case(1, 32, LLADA_VOCAB, "bf16", confidence="neg_entropy"),
         denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0),
         denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0, top_p=0.9, confidence="margin"),
+        denoise_case(1, 32, LLADA_VOCAB, "bf16", cfg=1.5),                    # LLaDA CFG
+        denoise_case(1, 32, 262_144, "bf16", eligible=1, temperature=0.8,     # DiffusionGemma
+                     confidence="neg_entropy", confidence_source="sampling"),
     ),
     cuda_cases=(
+        denoise_case(8, 256, 262_144, "bf16", eligible=1, temperature=0.8,
+                     confidence="neg_entropy", confidence_source="sampling"),
         denoise_case(8, 32, LLADA_VOCAB, "bf16"),
         denoise_case(64, 32, LLADA_VOCAB, "bf16"),
         denoise_case(64, 32, LLADA_VOCAB, "fp32"),

@@ -1,4 +1,5 @@
-"""select_transfer: which positions commit (top-k / threshold / factor / probability)."""
+"""select_transfer: which positions commit (top-k / threshold / factor / probability /
+entropy_bound)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from .core import Case, Inputs, OpSpec
 def _select_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
     B, L = int(params["B"]), int(params["L"])
     conf = torch.rand(B, L, generator=gen)
+    if params["rule"] == "entropy_bound":
+        conf = -conf * 5  # neg_entropy confidences: -H, H in [0, 5)
     conf[torch.rand(B, L, generator=gen) < 0.25] = float("-inf")
     out = {"conf": conf.to(device)}
     rule = params["rule"]
@@ -32,8 +35,10 @@ SELECT_TRANSFER = OpSpec(
             "B=64 L=4096 num_transfer=64", {"B": 64, "L": 4096, "rule": "num_transfer", "value": 64}
         ),
         Case("B=64 L=256 factor=1", {"B": 64, "L": 256, "rule": "factor", "value": 1.0}),
+        Case("B=8 L=256 entropy_bound=2", {"B": 8, "L": 256, "rule": "entropy_bound",
+                                           "value": 2.0}),
     ),
     outputs=lambda result, inputs: (result,),
     bytes_moved=lambda inputs: inputs["conf"].numel() * 5,
-    doc="which positions commit: top-k / threshold / factor / probability",
+    doc="which positions commit: top-k / threshold / factor / probability / entropy_bound",
 )

@@ -43,6 +43,8 @@ struct RowState {
   float best = kNegInf;       // best choice score (scaled, or scaled + gumbel)
   int64_t best_idx = -1;
   float best_d = kNegInf;     // d at best_idx (prob)
+  float am = kNegInf;         // return_argmax: the max of z (sanitised, suppressed ids skipped)
+  int64_t am_idx = -1;        //   and its first id (-1: every z is -inf)
 };
 
 DLLM_CPU_CLONES static float chunk_max(const float* d, int64_t n) {
@@ -333,18 +335,49 @@ inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::ve
       });
 }
 
+// Classifier-free guidance: out[i] = u + s1 * (c - u) in float32 for i in [0, n), op by op (the
+// reference's sequence; no FMA contraction, so every clone and the CUDA kernel round alike).
+// Unsanitised: the row is then read as float logits (NaN / inf handled there).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+template <typename In>
+inline void cfg_combine_impl(const In* c, const In* u, int64_t n, float s1, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float uf = to_float(u[i]);
+    const float e = s1 * (to_float(c[i]) - uf);
+    out[i] = uf + e;
+  }
+}
+DLLM_CPU_CLONES static void cfg_combine(const float* c, const float* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+DLLM_CPU_CLONES static void cfg_combine(const bf16_t* c, const bf16_t* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+DLLM_CPU_CLONES static void cfg_combine(const f16_t* c, const f16_t* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC pop_options
+#endif
+
 // Per-thread buffers, reused across positions.
 struct Workspace {
   std::vector<float> z, scaled, score, full, tmp, wts;
+  std::vector<float> cfg;     // CFG: the position's guided logits [V] (one row, never [B, L, V])
   std::vector<double> hist;
   std::vector<int32_t> kept;  // filtered rows: ids of the kept tokens (vector kernel, T > 0)
   std::vector<uint32_t> words;
   std::vector<uint8_t> skip;
+  std::vector<float> am;      // return_argmax: one piece of z (kArgChunk)
   Workspace() : z(kChunk), scaled(kChunk), score(kChunk), words(kChunk), skip(kChunk) {}
 };
 
 // Merges the state of a later vocabulary range into st (ties keep the earlier, smaller id).
 inline void merge_state(RowState& st, const RowState& o) {
+  if (o.am_idx >= 0 && (st.am_idx < 0 || o.am > st.am)) {
+    st.am = o.am;
+    st.am_idx = o.am_idx;
+  }
   if (o.best > st.best) {
     st.best = o.best;
     st.best_idx = o.best_idx;
@@ -431,6 +464,58 @@ void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t
   apply(p.top_p_first);
 }
 
+// ---- return_argmax: the first maximum of z, one piece of the row at a time ---------------------
+// z as sanitize() reads it: NaN never wins, +inf ties the largest float. The range is taken in
+// pieces of kArgChunk tokens, each right after the piece's accumulation (simd::
+// accumulate_range_at), while its logits are still in L1 / L2: the logits are read from memory
+// once, and the pieces start on the same kChunk boundaries as one whole-range call, so x0 and
+// conf are bit-identical with and without return_argmax.
+constexpr int64_t kArgChunk = 4 * kChunk;
+constexpr float kFltMax = std::numeric_limits<float>::max();
+
+DLLM_CPU_CLONES static float z_max(const float* z, int64_t n) {  // NaN skipped, +inf -> FLT_MAX
+  float lane[kLanes];
+  for (int j = 0; j < kLanes; ++j) lane[j] = kNegInf;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = z[i + j] > kFltMax ? kFltMax : z[i + j];
+      lane[j] = v > lane[j] ? v : lane[j];
+    }
+  float m = kNegInf;
+  for (int j = 0; j < kLanes; ++j) m = lane[j] > m ? lane[j] : m;
+  for (; i < n; ++i) {
+    const float v = z[i] > kFltMax ? kFltMax : z[i];
+    m = v > m ? v : m;
+  }
+  return m;
+}
+
+// Tokens [v0, v0 + n) of `row` (n <= kArgChunk) into st.am / st.am_idx (ties: the earlier id).
+template <typename In>
+void accumulate_zmax(const In* row, int64_t v0, int64_t n, const int64_t* suppress,
+                     int64_t n_suppress, Workspace& ws, RowState& st) {
+  float* z = ws.am.data();
+  decode(row + v0, n, z);
+  for (int64_t k = std::lower_bound(suppress, suppress + n_suppress, v0) - suppress;
+       k < n_suppress && suppress[k] < v0 + n; ++k)
+    z[suppress[k] - v0] = kNegInf;
+  const float m = z_max(z, n);
+  if (!(m > st.am)) return;  // nothing larger here (or every z is -inf)
+  for (int64_t i = 0; i < n; ++i) {
+    if ((z[i] > kFltMax ? kFltMax : z[i]) == m) {
+      st.am = m;
+      st.am_idx = v0 + i;
+      return;
+    }
+  }
+}
+
+// return_argmax's output at (b, l) (p.argmax: [B, L] int64, row stride p.argmax_sb), if asked.
+inline void write_argmax(const DenoiseParams& p, int64_t b, int64_t l, int64_t v) {
+  if (p.argmax != nullptr) p.argmax[b * p.argmax_sb + l] = v;
+}
+
 }  // namespace dllm::cpu
 
 #include "dllm/cpu/denoise_step_simd.h"
@@ -441,6 +526,7 @@ namespace dllm::cpu {
 // (filtered) logit is -inf: nothing to decode).
 inline void finalize(const RowState& st, const DenoiseParams& p, int64_t b, int64_t l,
                      int64_t x_val, int64_t* x0_out, float* conf_out) {
+  write_argmax(p, b, l, st.am_idx >= 0 ? st.am_idx : x_val);
   if (st.best_idx < 0) {
     *x0_out = x_val;
     *conf_out = kNegInf;
@@ -482,7 +568,9 @@ void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t
   finalize(st, p, b, l, x_val, x0_out, conf_out);
 }
 
-// Positions [begin, end) of the flattened [B, L] grid.
+// Positions [begin, end) of the flattened [B, L] grid. uncond (p.cfg): CFG's unconditional
+// logits, combined with the position's logits into ws.cfg (one [V] float row per thread), which
+// the float kernel then reads: the mask path is untouched.
 template <typename In>
 void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L, V], V contiguous
                             View2D<const int64_t> x,                    // [B, L]
@@ -490,18 +578,29 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
                             int64_t L, int64_t V, const DenoiseParams& p,
                             View2D<int64_t> x0,                         // [B, L]
                             View2D<float> conf,                         // [B, L]
-                            int64_t begin, int64_t end) {
+                            int64_t begin, int64_t end,
+                            const In* uncond = nullptr,                 // [B, L, V] or null
+                            int64_t usb = 0, int64_t usl = 0) {
   Workspace ws;
   const int level = simd::level();
   for (int64_t i = begin; i < end; ++i) {
     const int64_t b = i / L, l = i - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) {
+    if (!denoised(p, xv, b, l)) {
       x0(b, l) = xv;
       conf(b, l) = kNegInf;
+      write_argmax(p, b, l, xv);
       continue;
     }
     const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
+    if (p.cfg) {
+      ws.cfg.resize(V);
+      cfg_combine(logits + b * sb + src * sl, uncond + b * usb + src * usl, V, p.cfg_scale1,
+                  ws.cfg.data());
+      denoise_position(static_cast<const float*>(ws.cfg.data()), V, suppress, n_suppress, p, b,
+                       l, xv, ws, &x0(b, l), &conf(b, l), level);
+      continue;
+    }
     denoise_position(logits + b * sb + src * sl, V, suppress, n_suppress, p, b, l, xv, ws,
                      &x0(b, l), &conf(b, l), level);
   }
@@ -512,14 +611,15 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
 // the thread count (unfiltered path only; the filtered path needs the whole row).
 constexpr int64_t kSlice = 16384;
 
+// row_given: `logits` is the position's row itself (CFG's guided row), not [B, L, V].
 template <typename In>
 void denoise_slice(const In* logits, int64_t sb, int64_t sl, int64_t b, int64_t l, int64_t V,
                    const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
-                   int64_t slice, RowState& out) {
+                   int64_t slice, RowState& out, bool row_given = false) {
   Workspace ws;
   const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
   const int64_t v0 = slice * kSlice;
-  simd::accumulate_range_at(simd::level(), logits + b * sb + src * sl, v0,
+  simd::accumulate_range_at(simd::level(), row_given ? logits : logits + b * sb + src * sl, v0,
                             std::min(V, v0 + kSlice), suppress, n_suppress, p, b, l,
                             /*filtered=*/false, ws, out);
 }

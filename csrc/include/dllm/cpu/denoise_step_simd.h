@@ -110,9 +110,9 @@ namespace dllm::cpu::simd {
 
 // accumulate_range on the given level (generic: dllm::cpu::accumulate_range).
 template <typename In>
-void accumulate_range_at(int level, const In* row, int64_t v_begin, int64_t v_end,
-                         const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
-                         int64_t b, int64_t l, bool filtered, Workspace& ws, RowState& st) {
+void accumulate_range_level(int level, const In* row, int64_t v_begin, int64_t v_end,
+                            const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
+                            int64_t b, int64_t l, bool filtered, Workspace& ws, RowState& st) {
 #ifdef DLLM_DENOISE_SIMD
   if (level == kAvx512)
     return avx512::accumulate_range(row, v_begin, v_end, suppress, n_suppress, p, b, l, filtered,
@@ -124,6 +124,23 @@ void accumulate_range_at(int level, const In* row, int64_t v_begin, int64_t v_en
   (void)level;
   dllm::cpu::accumulate_range(row, v_begin, v_end, suppress, n_suppress, p, b, l, filtered, ws,
                               st);
+}
+
+// accumulate_range_level, and with return_argmax (p.argmax) also z's argmax, interleaved piece by
+// piece (see accumulate_zmax). v_begin: a multiple of kArgChunk (0 or a slice start).
+template <typename In>
+void accumulate_range_at(int level, const In* row, int64_t v_begin, int64_t v_end,
+                         const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
+                         int64_t b, int64_t l, bool filtered, Workspace& ws, RowState& st) {
+  if (p.argmax == nullptr)
+    return accumulate_range_level(level, row, v_begin, v_end, suppress, n_suppress, p, b, l,
+                                  filtered, ws, st);
+  ws.am.resize(kArgChunk);
+  for (int64_t v0 = v_begin; v0 < v_end; v0 += kArgChunk) {
+    const int64_t v1 = std::min(v_end, v0 + kArgChunk);
+    accumulate_range_level(level, row, v0, v1, suppress, n_suppress, p, b, l, filtered, ws, st);
+    accumulate_zmax(row, v0, v1 - v0, suppress, n_suppress, ws, st);
+  }
 }
 
 template <typename In>

@@ -60,6 +60,13 @@ struct SelectEpilogue {
   View2D<uint8_t> transfer;       // [B, L] bool bytes, written
   View2D<int64_t> x;              // [B, L] token ids; x[b, l] = x0[b, l] where selected (commit)
   bool commit;
+  // renoise: x[b, l] = below_of_word(Philox slot kSlotGroupRenoise of (seed, offset, b, l), V)
+  // where eligible[b, l] and not selected (needs commit and eligible).
+  bool renoise;
+  const uint8_t* eligible;        // [B, L] bool bytes (strides esb, esl), or null
+  int64_t esb, esl, V;
+  uint64_t seed;
+  uint32_t offset;
 
   // Every thread of the block, after thread 0 wrote x0 / conf of a position of row b. The block
   // that completes the row selects it. scratch: select_scratch_bytes(L) of shared memory.
@@ -69,7 +76,13 @@ struct SelectEpilogue {
     select_detail::select_row(rr, select_detail::ConfRow{conf + b * L, 1}, b, L, scratch,
                               [&](int64_t l, bool take) {
                                 transfer(b, l) = take ? 1 : 0;
-                                if (commit && take) x(b, l) = __ldcg(x0_row + l);
+                                if (commit && take) {
+                                  x(b, l) = __ldcg(x0_row + l);
+                                } else if (renoise && eligible[b * esb + l * esl] != 0) {
+                                  const Philox4 w =
+                                      philox_group(seed, offset, b, l, kSlotGroupRenoise);
+                                  x(b, l) = below_of_word(w.w[0], V);
+                                }
                               });
   }
 };
@@ -102,7 +115,8 @@ inline DenoiseSelectPlan denoise_and_select_plan(int64_t B, int64_t L, int64_t V
 
 // x0 / conf of every position (as denoise_step), transfer of every row (as select_transfer on
 // that conf, same seed / offset), and with commit x[b, l] = x0[b, l] where transfer[b, l]. Stream
-// work: one cudaMemsetAsync of the counters, one kernel.
+// work: one cudaMemsetAsync of the counters, one kernel (and first the argmax kernel when
+// p.argmax is set: return_argmax).
 template <typename In>
 cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V contiguous
                                int64_t stride_b, int64_t stride_l,  // element strides of B, L
@@ -118,6 +132,7 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
                                int64_t rows_stride,           // element stride of the one read
                                uint64_t select_seed, uint32_t select_offset,
                                bool commit,
+                               bool renoise,                  // needs commit and p.eligible
                                const DenoiseSelectPlan& plan,
                                int64_t* x0,                   // [B, L] contiguous, written
                                float* conf,                   // [B, L] contiguous, written
@@ -130,18 +145,26 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
   if (workspace == nullptr) return cudaErrorInvalidValue;
   if (rule == SelectRule::kNumTransfer && k_rows == nullptr) return cudaErrorInvalidValue;
   if (rule == SelectRule::kProbability && p_rows == nullptr) return cudaErrorInvalidValue;
+  if (rule == SelectRule::kEntropyBound && L > select_detail::kSortMax)
+    return cudaErrorInvalidValue;
+  if (renoise && (!commit || p.eligible == nullptr)) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
   unsigned char* ws = static_cast<unsigned char*>(workspace);
   auto* row_count = reinterpret_cast<unsigned long long*>(ws + plan.counter_offset);
   auto* split_count = reinterpret_cast<unsigned*>(row_count + B);
-  const cudaError_t err = cudaMemsetAsync(ws + plan.counter_offset, 0, plan.counter_bytes, stream);
+  const View2D<const int64_t> xr{x.data, x.stride_row, x.stride_col};
+  // argmax (p.argmax) first: it reads x before the commit rewrites it.
+  cudaError_t err = launch_argmax(logits, stride_b, stride_l, xr, suppress, n_suppress, B, L,
+                                  static_cast<int>(V), p, stream);
+  if (err != cudaSuccess) return err;
+  err = cudaMemsetAsync(ws + plan.counter_offset, 0, plan.counter_bytes, stream);
   if (err != cudaSuccess) return err;
   const fused_detail::SelectEpilogue epi{
       split_count, row_count, L,
       select_detail::RowRule{rule, value, strict, k_rows, p_rows, rows_stride, select_seed,
                              select_offset},
-      conf, x0, transfer, x, commit};
-  const View2D<const int64_t> xr{x.data, x.stride_row, x.stride_col};
+      conf, x0, transfer, x, commit, renoise, p.eligible, p.eligible_sb, p.eligible_sl, V,
+      p.seed, p.offset};
   return launch_variant<In, fused_detail::SelectEpilogue>(
       logits, stride_b, stride_l, xr, suppress, n_suppress, B, L, static_cast<int>(V), p,
       plan.denoise.filtered, plan.denoise.splits, x0, conf, reinterpret_cast<RowState*>(ws), epi,

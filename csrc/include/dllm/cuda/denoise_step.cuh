@@ -23,6 +23,13 @@
 // (dllm/cuda/denoise_and_select.cuh): there the last split block of a position merges the states,
 // in the same fixed order, and the merge kernel is not launched.
 //
+// CFG (p.cfg): every element the kernels read is the guided logit u + s1 * (c - u) of the
+// position's two rows, formed in float32 right after decoding, op by op (__fsub_rn, __fmul_rn,
+// __fadd_rn: never contracted to an FMA), so it rounds exactly like the CPU kernel and the
+// reference. No [B, L, V] temporary: the floor becomes two reads, 2*B*L*V*sizeof(In) bytes; the
+// fast path loads both rows' 16-byte vectors side by side when they share their alignment mod 16
+// (else every element is read scalar).
+//
 // Filtered path (top_k > 0 or top_p < 1): one block per position, sorting-free radix select over
 // the order-preserving uint32 key of the scaled logits, 8 bits per pass (4 passes) with
 // histograms in shared memory: element counts for top-k (exact k-th largest), float64 mass
@@ -120,6 +127,23 @@ __device__ __forceinline__ void decode_vec<f16_t>(const uint4& q, float* out) {
     out[2 * i] = load_float(f16_t{static_cast<uint16_t>(w[i] & 0xFFFFu)});
     out[2 * i + 1] = load_float(f16_t{static_cast<uint16_t>(w[i] >> 16)});
   }
+}
+
+// CFG's guided logit u + s1 * (c - u) in float32, no FMA contraction (the reference's rounding).
+__device__ __forceinline__ float guide(float c, float u, float s1) {
+  return __fadd_rn(u, __fmul_rn(s1, __fsub_rn(c, u)));
+}
+
+// Logit v of a position: row[v], or with CFG (urow non-null) guide(row[v], urow[v], s1).
+template <typename In>
+__device__ __forceinline__ float logit_at(const In* row, const In* urow, float s1, int v) {
+  return urow ? guide(load_float(row[v]), load_float(urow[v]), s1) : load_float(row[v]);
+}
+
+// The position's unconditional row (CFG) or null.
+template <typename In>
+__device__ __forceinline__ const In* uncond_row(const DenoiseParams& p, int64_t b, int64_t src) {
+  return p.cfg ? static_cast<const In*>(p.uncond) + b * p.uncond_sb + src * p.uncond_sl : nullptr;
 }
 
 // Monotone uint32 key of a non-NaN float (-0 and +0 share a key, as they compare equal).
@@ -338,12 +362,17 @@ __device__ __forceinline__ void visit(RowState& s, GumbelCache& gc, const Ctx& c
 
 // This thread's share of the state of `row` (token ids [0, V)), split `split` of `splits`:
 // vectors of 16 bytes over the aligned body, head / tail elements scalar (split 0 / the last).
-template <typename In, Stats kStats, bool kSample, bool kFiltered>
-__device__ __forceinline__ RowState scan_row(const In* row, int V, int split, int splits,
+// kCfg: the logits are guide(row, urow, s1), both rows read side by side (vectors only when the
+// two rows share their alignment mod 16).
+template <typename In, Stats kStats, bool kSample, bool kFiltered, bool kCfg>
+__device__ __forceinline__ RowState scan_row(const In* row,   // [V]
+                                             const In* urow,  // [V] unconditional (kCfg) or null
+                                             float s1, int V, int split, int splits,
                                              const int64_t* sup, int64_t n_sup, const Ctx& c) {
   constexpr int kVec = 16 / static_cast<int>(sizeof(In));
   const uintptr_t addr = reinterpret_cast<uintptr_t>(row);
-  int head = (addr % sizeof(In) != 0)
+  const uintptr_t uaddr = kCfg ? reinterpret_cast<uintptr_t>(urow) : addr;
+  int head = (addr % sizeof(In) != 0 || (uaddr & 15u) != (addr & 15u))
                  ? V
                  : static_cast<int>(((16u - (addr & 15u)) & 15u) / sizeof(In));
   head = min(head, V);
@@ -358,32 +387,50 @@ __device__ __forceinline__ RowState scan_row(const In* row, int V, int split, in
   cur.init(sup, n_sup, split == 0 ? 0 : head + int64_t(vb) * kVec);
   const int tid = threadIdx.x, nt = blockDim.x;
 
+  const auto at = [&](int v) {  // one scalar logit
+    if constexpr (kCfg) return guide(load_float(row[v]), load_float(urow[v]), s1);
+    else return load_float(row[v]);
+  };
   if (split == 0)
     for (int v = tid; v < head; v += nt)
-      visit<kStats, kSample, kFiltered>(s, gc, c, load_float(row[v]), cur.hit(v), v);
+      visit<kStats, kSample, kFiltered>(s, gc, c, at(v), cur.hit(v), v);
 
   const uint4* vrow = reinterpret_cast<const uint4*>(row + head);
-  const auto body = [&](const uint4& q, int i) {
+  const uint4* vurow = reinterpret_cast<const uint4*>((kCfg ? urow : row) + head);
+  const auto body = [&](const uint4& q, const uint4& qu, int i) {
     float vals[kVec];
     decode_vec<In>(q, vals);
+    if constexpr (kCfg) {
+      float uvals[kVec];
+      decode_vec<In>(qu, uvals);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) vals[j] = guide(vals[j], uvals[j], s1);
+    }
     const int v0 = head + i * kVec;
     const uint32_t hits = cur.hits(v0, kVec);
 #pragma unroll
     for (int j = 0; j < kVec; ++j)
       visit<kStats, kSample, kFiltered>(s, gc, c, vals[j], (hits >> j) & 1u, v0 + j);
   };
+  // The unconditional vector (kCfg), or q itself (not read).
+  const auto uload = [&](int i, const uint4& q) { return kCfg ? __ldcs(vurow + i) : q; };
   int i = vb + tid;
-  for (; i + nt < ve; i += 2 * nt) {  // two 16-byte loads in flight per thread
+  for (; i + nt < ve; i += 2 * nt) {  // two 16-byte loads (four with CFG) in flight per thread
     const uint4 q0 = __ldcs(vrow + i);
     const uint4 q1 = __ldcs(vrow + i + nt);
-    body(q0, i);
-    body(q1, i + nt);
+    const uint4 u0 = uload(i, q0);
+    const uint4 u1 = uload(i + nt, q1);
+    body(q0, u0, i);
+    body(q1, u1, i + nt);
   }
-  if (i < ve) body(__ldcs(vrow + i), i);
+  if (i < ve) {
+    const uint4 q = __ldcs(vrow + i);
+    body(q, uload(i, q), i);
+  }
 
   if (split == splits - 1)
     for (int v = tail + tid; v < V; v += nt)
-      visit<kStats, kSample, kFiltered>(s, gc, c, load_float(row[v]), cur.hit(v), v);
+      visit<kStats, kSample, kFiltered>(s, gc, c, at(v), cur.hit(v), v);
   return s;
 }
 
@@ -431,7 +478,7 @@ struct NoEpilogue {
 
 // ---- fast path ---------------------------------------------------------------------------------
 
-template <typename In, Stats kStats, bool kSample, typename Epi>
+template <typename In, Stats kStats, bool kSample, bool kCfg, typename Epi>
 __global__ void __launch_bounds__(kFastThreads)
 denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b, stride_l, 1)
                     int64_t stride_b, int64_t stride_l,
@@ -450,7 +497,7 @@ denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b,
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
     bool wrote;  // block-uniform: this block wrote x0 / conf of the position
-    if (xv != p.mask_id) {  // split 0 writes the unmasked position
+    if (!denoised(p, xv, b, l)) {  // split 0 writes the position not denoised
       wrote = split == 0;
       if (wrote && threadIdx.x == 0) {
         x0[pos] = xv;
@@ -459,8 +506,10 @@ denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b,
     } else {
       const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
       const In* row = logits + b * stride_b + src * stride_l;
+      const In* urow = kCfg ? uncond_row<In>(p, b, src) : nullptr;
       const Ctx c = make_ctx(p, kNegInf, b, l);
-      RowState s = scan_row<In, kStats, kSample, false>(row, V, split, splits, sup, n_sup, c);
+      RowState s = scan_row<In, kStats, kSample, false, kCfg>(row, urow, p.cfg_scale1, V, split,
+                                                              splits, sup, n_sup, c);
       s = block_reduce<kStats>(s, smem);
       wrote = splits == 1;
       if (wrote) {
@@ -499,7 +548,7 @@ denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
        pos += warps) {
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) continue;  // written by the fast kernel
+    if (!denoised(p, xv, b, l)) continue;  // written by the fast kernel
     const RowState s = merge_splits<kStats>(partial + pos * splits, splits);
     if (lane == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
   }
@@ -509,8 +558,9 @@ denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
 
 // The scaled logit of token v (suppressed -> -inf), as the element loop computes it.
 template <typename In>
-__device__ __forceinline__ float scaled_at(const In* row, int v, bool suppressed, float inv_t) {
-  const float z = suppressed ? kNegInf : sanitize(load_float(row[v]));
+__device__ __forceinline__ float scaled_at(const In* row, const In* urow, float s1, int v,
+                                           bool suppressed, float inv_t) {
+  const float z = suppressed ? kNegInf : sanitize(logit_at(row, urow, s1, v));
   return sanitize(__fmul_rn(z, inv_t));
 }
 
@@ -600,8 +650,8 @@ struct FilterSmem {
 
 // The k-th largest scaled logit of the row (duplicates counted), 1 <= k < V.
 template <typename In>
-__device__ float top_k_value(const In* row, int V, int64_t k, const int64_t* sup, int64_t n_sup,
-                             float inv_t, FilterSmem& sh) {
+__device__ float top_k_value(const In* row, const In* urow, float s1, int V, int64_t k,
+                             const int64_t* sup, int64_t n_sup, float inv_t, FilterSmem& sh) {
   uint32_t prefix = 0, pmask = 0;
   if (threadIdx.x == 0) sh.remaining = k;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -614,7 +664,7 @@ __device__ float top_k_value(const In* row, int V, int64_t k, const int64_t* sup
       uint32_t key = 0;
       bool in = false;
       if (v < V) {
-        key = float_key(scaled_at(row, v, cur.hit(v), inv_t));
+        key = float_key(scaled_at(row, urow, s1, v, cur.hit(v), inv_t));
         in = (key & pmask) == prefix;
       }
       hist_add<false>(sh.cnt, nullptr, (key >> shift) & 255u, 0.0, in);
@@ -639,8 +689,9 @@ __device__ float top_k_value(const In* row, int V, int64_t k, const int64_t* sup
 // tau of top-p over the tokens whose key >= lo_key: the value at which the descending cumulative
 // float64 mass e^{s - m_s} first reaches top_p of the set's total. m_s: the row's max (finite).
 template <typename In>
-__device__ float top_p_value(const In* row, int V, double top_p, uint32_t lo_key, float m_s,
-                             const int64_t* sup, int64_t n_sup, float inv_t, FilterSmem& sh) {
+__device__ float top_p_value(const In* row, const In* urow, float s1, int V, double top_p,
+                             uint32_t lo_key, float m_s, const int64_t* sup, int64_t n_sup,
+                             float inv_t, FilterSmem& sh) {
   uint32_t prefix = 0, pmask = 0;
   if (threadIdx.x == 0) sh.above = 0.0;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -657,7 +708,7 @@ __device__ float top_p_value(const In* row, int V, double top_p, uint32_t lo_key
       bool in = false;
       double w = 0.0;
       if (v < V) {
-        const float s = scaled_at(row, v, cur.hit(v), inv_t);
+        const float s = scaled_at(row, urow, s1, v, cur.hit(v), inv_t);
         key = float_key(s);
         in = key >= lo_key && (key & pmask) == prefix;
         if (in) w = exp(static_cast<double>(s) - static_cast<double>(m_s));
@@ -690,12 +741,13 @@ __device__ float top_p_value(const In* row, int V, double top_p, uint32_t lo_key
 }
 
 template <typename In>
-__device__ float row_max_scaled(const In* row, int V, const int64_t* sup, int64_t n_sup,
-                                float inv_t, FilterSmem& sh) {
+__device__ float row_max_scaled(const In* row, const In* urow, float s1, int V,
+                                const int64_t* sup, int64_t n_sup, float inv_t, FilterSmem& sh) {
   SuppressCursor cur;
   cur.init(sup, n_sup, 0);
   float m = kNegInf;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, scaled_at(row, v, cur.hit(v), inv_t));
+  for (int v = threadIdx.x; v < V; v += blockDim.x)
+    m = fmaxf(m, scaled_at(row, urow, s1, v, cur.hit(v), inv_t));
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
   if ((threadIdx.x & 31) == 0) sh.fmax[threadIdx.x >> 5] = m;
@@ -724,7 +776,7 @@ denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (strid
   for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) {  // block-uniform
+    if (!denoised(p, xv, b, l)) {  // block-uniform
       if (threadIdx.x == 0) {
         x0[pos] = xv;
         conf[pos] = kNegInf;
@@ -732,20 +784,27 @@ denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (strid
     } else {
       const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
       const In* row = logits + b * stride_b + src * stride_l;
+      const In* urow = uncond_row<In>(p, b, src);  // CFG's unconditional row, or null
+      const float s1 = p.cfg_scale1;
       const float inv_t = p.inv_temperature;
       // top_k_first: thr = tau(top-p over {s >= kth}) (>= kth); top_p_first: the k-th largest of
       // the top-p survivors = max(tau(full row), kth(full row)).
-      const float kth = use_k ? top_k_value(row, V, p.top_k, sup, n_sup, inv_t, sh) : kNegInf;
+      const float kth =
+          use_k ? top_k_value(row, urow, s1, V, p.top_k, sup, n_sup, inv_t, sh) : kNegInf;
       float thr = kth;
       if (use_p) {
-        const float m_s = row_max_scaled(row, V, sup, n_sup, inv_t, sh);
+        const float m_s = row_max_scaled(row, urow, s1, V, sup, n_sup, inv_t, sh);
         if (m_s > kNegInf) {
           const uint32_t lo_key = (use_k && !p.top_p_first) ? float_key(kth) : 0u;
-          thr = fmaxf(thr, top_p_value(row, V, p.top_p, lo_key, m_s, sup, n_sup, inv_t, sh));
+          thr = fmaxf(thr, top_p_value(row, urow, s1, V, p.top_p, lo_key, m_s, sup, n_sup, inv_t,
+                                       sh));
         }
       }
       const Ctx c = make_ctx(p, thr, b, l);
-      RowState s = scan_row<In, kStats, kSample, true>(row, V, 0, 1, sup, n_sup, c);
+      RowState s = urow ? scan_row<In, kStats, kSample, true, true>(row, urow, s1, V, 0, 1, sup,
+                                                                    n_sup, c)
+                        : scan_row<In, kStats, kSample, true, false>(row, nullptr, s1, V, 0, 1,
+                                                                     sup, n_sup, c);
       s = block_reduce<kStats>(s, smem);
       if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
     }
@@ -753,10 +812,87 @@ denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (strid
   }
 }
 
-// Launches the kernels of one (stats, sampling) variant. Standalone (NoEpilogue): the fast or the
-// filtered kernel, plus the merge kernel when V is split. Fused: exactly one kernel, with
+// ---- return_argmax: argmax of z per position ----------------------------------------------------
+// p.argmax[b, l] = the smallest v maximising z (the logits after CFG, suppress_tokens and the
+// sanitising rule; before temperature and filters); x[b, l] where the position is not denoised or
+// every z is -inf. A second read of the denoised rows (not fused into the kernels above): at
+// T = 0 it repeats x0's argmax, at T > 0 (a sample) it is the only argmax. Launched before the
+// denoise kernels, so a fused commit has not yet rewritten x.
+constexpr int kArgmaxThreads = 256;
+
+// (value, id) of the larger, ties to the smaller id.
+__device__ __forceinline__ void argmax_merge(float& z, int& i, float oz, int oi) {
+  if (oz > z || (oz == z && oi < i)) {
+    z = oz;
+    i = oi;
+  }
+}
+
+template <typename In>
+__global__ void __launch_bounds__(kArgmaxThreads)
+denoise_argmax_kernel(const In* logits,          // [B, L, V], strides (stride_b, stride_l, 1)
+                      int64_t stride_b, int64_t stride_l,
+                      View2D<const int64_t> x,    // [B, L] token ids
+                      const int64_t* sup,         // [n_sup] sorted unique suppressed ids
+                      int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p) {
+  __shared__ float sz[32];
+  __shared__ int si[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
+    const int64_t b = pos / L, l = pos - b * L;
+    const int64_t xv = x(b, l);
+    int64_t* out = p.argmax + b * p.argmax_sb + l;
+    if (!denoised(p, xv, b, l)) {  // block-uniform
+      if (threadIdx.x == 0) *out = xv;
+      continue;
+    }
+    const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
+    const In* row = logits + b * stride_b + src * stride_l;
+    const In* urow = uncond_row<In>(p, b, src);
+    SuppressCursor cur;
+    cur.init(sup, n_sup, 0);
+    float best = kNegInf;
+    int best_i = kNoToken;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {  // increasing v: strict > keeps the first
+      const float z = cur.hit(v) ? kNegInf : sanitize(logit_at(row, urow, p.cfg_scale1, v));
+      if (z > best) {
+        best = z;
+        best_i = v;
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+      argmax_merge(best, best_i, __shfl_down_sync(0xFFFFFFFFu, best, o),
+                   __shfl_down_sync(0xFFFFFFFFu, best_i, o));
+    if (lane == 0) {
+      sz[warp] = best;
+      si[warp] = best_i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < int(blockDim.x >> 5); ++w) argmax_merge(best, best_i, sz[w], si[w]);
+      *out = best > kNegInf ? best_i : xv;
+    }
+    __syncthreads();
+  }
+}
+
+// Launches denoise_argmax_kernel when p.argmax is set (else nothing).
+template <typename In>
+cudaError_t launch_argmax(const In* logits, int64_t stride_b, int64_t stride_l,
+                          View2D<const int64_t> x, const int64_t* sup, int64_t n_sup, int64_t B,
+                          int64_t L, int V, const DenoiseParams& p, cudaStream_t stream) {
+  if (p.argmax == nullptr) return cudaSuccess;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(B * L, 1 << 30));
+  denoise_argmax_kernel<In><<<blocks, kArgmaxThreads, 0, stream>>>(logits, stride_b, stride_l, x,
+                                                                   sup, n_sup, B, L, V, p);
+  return cudaGetLastError();
+}
+
+// Launches the kernels of one (stats, sampling, CFG) variant. Standalone (NoEpilogue): the fast or
+// the filtered kernel, plus the merge kernel when V is split. Fused: exactly one kernel, with
 // epi_smem bytes of dynamic shared memory for the epilogue.
-template <typename In, Stats kStats, bool kSample, typename Epi>
+template <typename In, Stats kStats, bool kSample, bool kCfg, typename Epi>
 cudaError_t launch(const In* logits, int64_t stride_b, int64_t stride_l, View2D<const int64_t> x,
                    const int64_t* sup, int64_t n_sup, int64_t B, int64_t L, int V,
                    const DenoiseParams& p, bool filtered, int splits, int64_t* x0, float* conf,
@@ -769,7 +905,7 @@ cudaError_t launch(const In* logits, int64_t stride_b, int64_t stride_l, View2D<
     return cudaGetLastError();
   }
   const dim3 grid(blocks, static_cast<unsigned>(splits));
-  denoise_fast_kernel<In, kStats, kSample, Epi><<<grid, kFastThreads, epi_smem, stream>>>(
+  denoise_fast_kernel<In, kStats, kSample, kCfg, Epi><<<grid, kFastThreads, epi_smem, stream>>>(
       logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p, x0, conf, partial, splits, epi);
   if (!Epi::kFused && splits > 1) {
     const cudaError_t err = cudaGetLastError();
@@ -782,7 +918,8 @@ cudaError_t launch(const In* logits, int64_t stride_b, int64_t stride_l, View2D<
   return cudaGetLastError();
 }
 
-// Picks the (stats, sampling) variant of p and launches it.
+// Picks the (stats, sampling, CFG) variant of p and launches it (the filtered kernel branches on
+// CFG per position instead: one instance fewer of the largest kernel).
 template <typename In, typename Epi>
 cudaError_t launch_variant(const In* logits, int64_t stride_b, int64_t stride_l,
                            View2D<const int64_t> x, const int64_t* sup, int64_t n_sup, int64_t B,
@@ -792,9 +929,13 @@ cudaError_t launch_variant(const In* logits, int64_t stride_b, int64_t stride_l,
   const auto go = [&](auto stats_tag, auto sample_tag) {
     constexpr Stats kS = decltype(stats_tag)::value;
     constexpr bool kSample = decltype(sample_tag)::value;
-    return launch<In, kS, kSample, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p,
-                                        filtered, splits, x0, conf, partial, epi, epi_smem,
-                                        stream);
+    if (p.cfg && !filtered)
+      return launch<In, kS, kSample, true, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L,
+                                                V, p, filtered, splits, x0, conf, partial, epi,
+                                                epi_smem, stream);
+    return launch<In, kS, kSample, false, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L, V,
+                                               p, filtered, splits, x0, conf, partial, epi,
+                                               epi_smem, stream);
   };
   using SNone = std::integral_constant<Stats, Stats::kNone>;
   using SBasic = std::integral_constant<Stats, Stats::kBasic>;
@@ -835,8 +976,8 @@ inline DenoisePlan denoise_step_plan(int64_t B, int64_t L, int64_t V, const Deno
   return plan;
 }
 
-// x0 / conf of every position (x0 = x, conf = -inf where x != mask_id). workspace: at least
-// plan.workspace_bytes, 16-byte aligned.
+// x0 / conf of every position (x0 = x, conf = -inf where not denoised), and p.argmax when set.
+// workspace: at least plan.workspace_bytes, 16-byte aligned.
 template <typename In>
 cudaError_t denoise_step(const In* logits,              // [B, L, V], V contiguous
                          int64_t stride_b, int64_t stride_l,  // element strides of B and L
@@ -853,6 +994,9 @@ cudaError_t denoise_step(const In* logits,              // [B, L, V], V contiguo
   if (V < 1 || V > INT32_MAX - 1024) return cudaErrorInvalidValue;  // int loops step <= 512
   if (plan.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
+  const cudaError_t err = launch_argmax(logits, stride_b, stride_l, x, suppress, n_suppress, B, L,
+                                        static_cast<int>(V), p, stream);
+  if (err != cudaSuccess) return err;
   return launch_variant<In, NoEpilogue>(logits, stride_b, stride_l, x, suppress, n_suppress, B, L,
                                         static_cast<int>(V), p, plan.filtered, plan.splits, x0,
                                         conf, static_cast<RowState*>(workspace), NoEpilogue{}, 0,
