@@ -389,6 +389,33 @@ def _penalize_previous_token(logits: torch.Tensor, block: torch.Tensor, lam: flo
                                                    device=logits.device))
 
 
+def edit_step(ops_, logits, uncond, block, mask_id, editable, done, post, edit, sampling, seed,
+              offset):
+    """One token-editing step (sglang JointThreshold) of a block, in place: block [b, L] int64
+    gets the step's M2T and T2T writes, done [b] bool / post [b] int64 (the rows' states) are
+    updated. logits (and uncond, CFG) [b, L, V] of the block (penalised in place when
+    edit["penalty_lambda"] > 0); editable [b, L] bool: the block's non-prompt positions.
+    Returns (transfer [b, L] bool, p [b, L] float32: argmax probability, -inf where not
+    denoised). ops_: a _Backend; no host synchronisation."""
+    if edit["penalty_lambda"] > 0:
+        for t in (logits, uncond):           # on c and u: z - lambda = (u - l) + (s+1)(c - u)
+            if t is not None:
+                _penalize_previous_token(t, block, edit["penalty_lambda"])
+    x0, p = ops_.denoise_step(logits, block, mask_id, seed, offset,
+                              {**sampling, "eligible": editable & ~done[:, None]})
+    masked = block == mask_id
+    m2t = ops_.select_transfer(p.masked_fill(~masked, -math.inf), threshold=edit["threshold"],
+                               strict=True)                  # p > threshold, else the best
+    no_mask = ~masked.any(1)
+    post += (no_mask & ~done).long()
+    out = no_mask & (post > edit["max_post_edit_steps"])      # the edit budget is spent
+    t2t = (p > edit["edit_threshold"]) & (x0 != block) & ~masked
+    transfer = (m2t | t2t) & ~out[:, None]
+    done |= out | ~transfer.any(1)                            # nothing changed: finished
+    ops_.commit(block, x0, transfer)
+    return transfer, p
+
+
 def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = None,
              steps: int | None = None, temperature: float = 0.0,
              remasking: str = "low_confidence", threshold=None, factor=None,
@@ -754,23 +781,9 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             logits, step_shift = step_logits(k, s)
             logits, uncond = split_cfg(logits)
             with prof.section("sampling"):
-                if edit["penalty_lambda"] > 0:
-                    for t in (logits, uncond):   # on c and u: z - lambda = (u - l) + (s+1)(c - u)
-                        if t is not None:
-                            _penalize_previous_token(t, block, edit["penalty_lambda"])
-                x0, p = ops_.denoise_step(
-                    logits, block, mask_id, seed, offset,
-                    {**greedy, "shift_logits": step_shift, "eligible": editable & ~done[:, None],
-                     **cfg_args(uncond)})
-                masked = block == mask_id
-                m2t = ops_.select_transfer(p.masked_fill(~masked, -math.inf),
-                                           threshold=edit["threshold"], strict=True)
-                post += (~masked.any(1) & ~done).long()
-                out = ~masked.any(1) & (post > edit["max_post_edit_steps"])  # budget spent
-                t2t = (p > edit["edit_threshold"]) & (x0 != block) & ~masked
-                transfer = (m2t | t2t) & ~out[:, None]
-                done |= out | ~transfer.any(1)
-                ops_.commit(block, x0, transfer)
+                transfer, p = edit_step(ops_, logits, uncond, block, mask_id, editable, done, post,
+                                        edit, {**greedy, "shift_logits": step_shift,
+                                               **cfg_args(uncond)}, seed, offset)
             log_step(k, s, transfer, p)
             write_back(block, xs, c0, c1)
             offset = (offset + 1) % (1 << 32)
