@@ -10,6 +10,10 @@
 Default cases are the issue's (B, L, V) shapes on CUDA and the 1x32x126464 block on CPU; --full
 runs every shape x dtype x (prob/margin/neg_entropy at T=0, prob at T=1, T=1 with top_p=0.9).
 --shapes / --dtypes pick (and order) the shapes and dtypes; --json is rewritten after each case.
+--issue16 runs only the paired issue-16 tables: the CFG step vs LLaDA's eager CFG step
+(u + (s+1)(c-u), softmax, argmax, gather) on [1, 32, 126464], and the DiffusionGemma step (one
+denoise_and_select: eligible, T, neg_entropy, EB, commit, renoise) vs transformers' eager step
+(T, softmax, multinomial, argmax, the peer's EntropyBoundSampler.accept_canvas / renoise_canvas).
 GB/s counts one read of the masked positions' logits plus the [B, L] reads/writes. Calls rotate
 over up to 8 input sets so that the logits come from memory, not the last-level cache.
 
@@ -101,6 +105,100 @@ def run_eager_pairs(device: torch.device, reps: int, rounds: int = 5):
                      "ratio_median": ratio, "rounds": [{"ours_s": o, "eager_s": p} for o, p in pairs]})
         per = " ".join(f"{p / o:.2f}" for o, p in pairs)
         print(f"{label:<24} {bm._fmt_t(t_ours):>10} {bm._fmt_t(t_peer):>10} {ratio:>9.2f}x  ({per})")
+    return rows
+
+
+# ---- issue 16: CFG (LLaDA) and the DiffusionGemma step, each vs the peer's eager step ------------
+
+def llada_cfg_step(c, u, x, mask_id, cfg_scale):
+    """LLaDA generate.py's CFG step at T = 0, in eager PyTorch (in the logits' dtype, as LLaDA
+    runs it): guided = u + (s + 1)(c - u), x0 = argmax, p = softmax, x0_p = p[x0], masked only."""
+    logits = u + (cfg_scale + 1) * (c - u)
+    x0 = torch.argmax(logits, dim=-1)
+    p = torch.softmax(logits, dim=-1)
+    x0_p = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+    masked = x == mask_id
+    return torch.where(masked, x0, x), torch.where(masked, x0_p.float(), float("-inf"))
+
+
+def diffusion_gemma_step(logits, canvas, temperature, sampler):
+    """transformers' DiffusionGemma sampling step (_denoising_step 1.c.ii-iii, 5.25) in eager
+    PyTorch: processed = logits / T; probs = softmax(processed, float32); multinomial sample;
+    argmax; then the peer's own EntropyBoundSampler.accept_canvas and renoise_canvas."""
+    processed = logits / temperature
+    probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
+    B, L, V = logits.shape
+    denoiser = torch.multinomial(probs.view(-1, V), num_samples=1).view(B, L)
+    argmax = torch.argmax(processed, dim=-1)
+    accepted = sampler.accept_canvas(canvas, denoiser, processed, 0)
+    return sampler.renoise_canvas(accepted, 0), argmax
+
+
+def _paired(label, ours, peer, device, reps, rounds, rows, extra=None):
+    pairs = [bm.time_paired([ours, peer], device, reps=reps, max_seconds=3) for _ in range(rounds)]
+    ratios = sorted(p / o for o, p in pairs)
+    t_ours = sorted(o for o, _ in pairs)[len(pairs) // 2]
+    t_peer = sorted(p for _, p in pairs)[len(pairs) // 2]
+    ratio = ratios[len(ratios) // 2]
+    rows.append({"case": label, "ours_s": t_ours, "peer_s": t_peer, "ratio_median": ratio,
+                 "rounds": [{"ours_s": o, "peer_s": p} for o, p in pairs], **(extra or {})})
+    per = " ".join(f"{p / o:.2f}" for o, p in pairs)
+    print(f"{label:<52} {bm._fmt_t(t_ours):>10} {bm._fmt_t(t_peer):>10} {ratio:>8.2f}x  ({per})")
+
+
+def run_issue16_pairs(device: torch.device, reps: int, rounds: int = 5,
+                      dg_shape=(8, 256, 262_144)):
+    """Paired tables: CFG step vs LLaDA's eager CFG step on [1, 32, 126464]; the DiffusionGemma
+    step (eligible + T + neg_entropy + EB + commit + renoise, one denoise_and_select call) vs
+    transformers' eager step (the peer's sampler; skipped without transformers)."""
+    rows = []
+    gen = torch.Generator().manual_seed(2)
+    print(f"\nissue 16 steps vs the peers' eager steps, paired, {rounds} rounds")
+    print(f"{'case':<52} {'ours':>10} {'peer':>10} {'peer/ours':>9}  (per round)")
+    B, L, V = 1, 32, 126_464
+    mask_id = registry.LLADA_MASK_ID
+    for dtype in ("bf16", "fp32"):
+        dt = registry._DTYPES[dtype]
+        c = (torch.randn(B, L, V, generator=gen) * 3).to(dt).to(device)
+        u = (torch.randn(B, L, V, generator=gen) * 3).to(dt).to(device)
+        x = torch.full((B, L), mask_id, dtype=torch.int64, device=device)
+        got = dk.denoise_step(c, x, mask_id, uncond_logits=u, cfg_scale=1.5)
+        want = llada_cfg_step(c.float(), u.float(), x, mask_id, 1.5)
+        assert torch.equal(got[0], want[0]), "CFG x0 differs from LLaDA's (float32) eager step"
+        _paired(f"CFG s=1.5 {B}x{L}x{V} {dtype} T=0 vs LLaDA eager",
+                lambda i: dk.denoise_step(c, x, mask_id, uncond_logits=u, cfg_scale=1.5),
+                lambda i: llada_cfg_step(c, u, x, mask_id, 1.5), device, reps, rounds, rows,
+                {"dtype": dtype, "shape": [B, L, V]})
+    try:
+        from transformers.models.diffusion_gemma import generation_diffusion_gemma as dg
+    except ImportError as e:
+        print(f"DiffusionGemma step: skipped (transformers: {e})")
+        return rows
+    B, L, V = dg_shape
+    gamma, temperature = 2.0, 0.8
+    sampler = dg.EntropyBoundSampler(dg.EntropyBoundSamplerConfig(entropy_bound=gamma),
+                                     canvas_length=L, vocab_size=V, max_denoising_steps=16)
+    logits = (torch.randn(B, L, V, generator=gen) * 3).to(torch.bfloat16).to(device)
+    canvas = torch.randint(0, V, (B, L), generator=gen).to(device)
+    eligible = torch.ones(B, L, dtype=torch.bool, device=device)
+    work = canvas.clone()
+
+    def ours(i):
+        return dk.denoise_and_select(logits, work.copy_(canvas), None, eligible=eligible,
+                                     temperature=temperature, confidence="neg_entropy",
+                                     confidence_source="sampling", entropy_bound=gamma,
+                                     commit=True, renoise=True, seed=i)
+
+    _, _, transfer = ours(0)
+    diffusion_gemma_step(logits, canvas, temperature, sampler)
+    n_ours, n_peer = int(transfer.sum()), int(sampler.accepted_token_mask.sum())
+    _paired(f"DiffusionGemma step {B}x{L}x{V} bf16 EB={gamma} vs transformers",
+            ours, lambda i: diffusion_gemma_step(logits, canvas, temperature, sampler),
+            device, reps, rounds, rows,
+            {"dtype": "bf16", "shape": [B, L, V], "accepted_ours": n_ours,
+             "accepted_peer": n_peer})
+    print(f"  accepted positions: ours {n_ours}, transformers {n_peer} (same logits; the peer's "
+          "entropies are float32, ours float64 -> float32)")
     return rows
 
 
@@ -207,6 +305,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", type=lambda t: t.split(","), help="bf16,fp32 (default), in this order")
     ap.add_argument("--eager-only", action="store_true", help="only the paired T = 0 table vs eager softmax + max + gather")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU; default: torch's)")
+    ap.add_argument("--issue16", action="store_true",
+                    help="only the paired issue-16 tables: CFG vs LLaDA's eager CFG step, the "
+                         "DiffusionGemma step vs transformers' (--dg-shape)")
+    ap.add_argument("--dg-shape", type=parse_shapes, default=[(8, 256, 262_144)],
+                    help="BxLxV of the DiffusionGemma step (default 8x256x262144)")
     args = ap.parse_args(argv)
     if args.dtypes and not set(args.dtypes) <= set(registry._DTYPES):
         ap.error(f"--dtypes: each of {sorted(registry._DTYPES)}")
@@ -214,6 +317,14 @@ def main(argv=None) -> int:
         ap.error("--shapes: BxLxV")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.issue16:
+        head = bm.header([torch.device(args.device)])
+        print(bm.format_header(head))
+        rows = run_issue16_pairs(torch.device(args.device), args.reps, dg_shape=args.dg_shape[0])
+        if args.json:
+            bm.write_json(args.json, {"header": head, "issue16_pairs": rows})
+            print(f"wrote {args.json}")
+        return 0
     run(torch.device(args.device), args.full, not args.no_compile, args.reps, args.shapes, args.dtypes,
         json_path=args.json, only_eager=args.eager_only)
     if args.json:

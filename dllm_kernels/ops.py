@@ -118,24 +118,32 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
                                 confidence, confidence_source, suppress_tokens, seed, offset,
                                 eligible=eligible, uncond_logits=uncond_logits,
                                 cfg_scale=cfg_scale)
-    if eligible is not None or uncond_logits is not None:  # no kernel yet: the reference
-        return reference.denoise_step(
-            logits, x, opts["mask_id"] if eligible is None else None,
-            temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
-            filter_order=filter_order, confidence=confidence,
-            confidence_source=confidence_source, shift_logits=shift_logits,
-            suppress_tokens=opts["suppress"], seed=opts["seed"], offset=opts["offset"],
-            eligible=eligible, uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"])
-    if _use_native(logits, x):
+    if _use_native(logits, x, eligible, uncond_logits):
+        logits, uncond_logits = _cuda_cfg(logits, uncond_logits, opts["cfg_scale"])
         return torch.ops.dllm_kernels.denoise_step(
             logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
             filter_order, confidence, confidence_source, bool(shift_logits), opts["suppress"],
-            _signed64(opts["seed"]), opts["offset"])
+            _signed64(opts["seed"]), opts["offset"], eligible, uncond_logits, opts["cfg_scale"])
     return reference.denoise_step(
-        logits, x, opts["mask_id"], temperature=opts["temperature"], top_k=opts["top_k"],
+        logits, x, None if eligible is not None else opts["mask_id"],
+        temperature=opts["temperature"], top_k=opts["top_k"],
         top_p=opts["top_p"], filter_order=filter_order, confidence=confidence,
         confidence_source=confidence_source, shift_logits=shift_logits,
-        suppress_tokens=opts["suppress"], seed=opts["seed"], offset=opts["offset"])
+        suppress_tokens=opts["suppress"], seed=opts["seed"], offset=opts["offset"],
+        eligible=eligible, uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"])
+
+
+def _cuda_cfg(logits, uncond_logits, cfg_scale):
+    """CUDA has no in-pass CFG kernel yet: there the guided logits u + fl32(s + 1)(c - u) are
+    formed eagerly in float32 (a [B, L, V] temporary; the same values the CPU kernel forms per
+    row) and the kernel reads them. Elsewhere (CPU) the arguments pass through unchanged."""
+    if uncond_logits is None or logits.device.type != "cuda":
+        return logits, uncond_logits
+    if cfg_scale == 0.0:
+        return logits, None
+    u = uncond_logits.float()
+    s1 = torch.tensor(cfg_scale + 1.0, dtype=torch.float32, device=logits.device)
+    return u + s1 * (logits.float() - u), None
 
 
 def _native_select_args(rule: dict):
@@ -164,8 +172,6 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
     """
     rule = _checks.select_transfer(conf, num_transfer, threshold, factor, probability, strict,
                                    seed, offset, entropy_bound=entropy_bound)
-    if rule["kind"] == "entropy_bound":  # no kernel yet: the reference
-        return reference.select_transfer(conf, entropy_bound=rule["value"])
     if _use_native(conf, *(v for v in (num_transfer, probability) if isinstance(v, torch.Tensor))):
         kind, per_row, value, s, o = _native_select_args(rule)
         return torch.ops.dllm_kernels.select_transfer(conf, kind, per_row, value, strict, s, o)
@@ -204,32 +210,23 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
     _checks.denoise_and_select_extras(x, eligible, confidence, rule["kind"], commit, renoise)
     if commit:
         _checks.check_writable(x, "denoise_and_select", "x")
-    if (eligible is not None or uncond_logits is not None or renoise
-            or rule["kind"] == "entropy_bound"):  # no kernel yet: the reference
-        return reference.denoise_and_select(
-            logits, x, opts["mask_id"] if eligible is None else None,
-            temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
-            filter_order=filter_order, confidence=confidence,
-            confidence_source=confidence_source, shift_logits=shift_logits,
-            suppress_tokens=opts["suppress"], **{rule["kind"]: rule["value"]}, strict=strict,
-            commit=commit, seed=opts["seed"], offset=opts["offset"], eligible=eligible,
-            uncond_logits=uncond_logits, cfg_scale=opts["cfg_scale"], renoise=renoise)
     per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
-    if _use_native(logits, x, *per_row_tensors):
+    if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
         kind, per_row, value, _, _ = _native_select_args(rule)
+        logits, uncond_logits = _cuda_cfg(logits, uncond_logits, opts["cfg_scale"])
         return torch.ops.dllm_kernels.denoise_and_select(
             logits, x, opts["mask_id"], opts["temperature"], opts["top_k"], opts["top_p"],
             filter_order, confidence, confidence_source, bool(shift_logits), opts["suppress"],
-            kind, per_row, value, strict, bool(commit), _signed64(opts["seed"]), opts["offset"])
-    x0, conf = denoise_step(logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
-                            filter_order=filter_order, confidence=confidence,
-                            confidence_source=confidence_source, shift_logits=shift_logits,
-                            suppress_tokens=suppress_tokens, seed=opts["seed"], offset=offset)
-    transfer = select_transfer(conf, **{rule["kind"]: rule["value"]}, strict=strict,
-                               seed=opts["seed"], offset=offset)
-    if commit:
-        commit_(x, x0, transfer)
-    return x0, conf, transfer
+            kind, per_row, value, strict, bool(commit), _signed64(opts["seed"]), opts["offset"],
+            eligible, uncond_logits, opts["cfg_scale"], bool(renoise))
+    return reference.denoise_and_select(
+        logits, x, None if eligible is not None else opts["mask_id"],
+        temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+        filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
+        shift_logits=shift_logits, suppress_tokens=opts["suppress"],
+        **{rule["kind"]: rule["value"]}, strict=strict, commit=commit, seed=opts["seed"],
+        offset=opts["offset"], eligible=eligible, uncond_logits=uncond_logits,
+        cfg_scale=opts["cfg_scale"], renoise=renoise)
 
 
 # ---- paged KV cache ------------------------------------------------------------------------------
@@ -366,9 +363,11 @@ if NATIVE:
     @torch.library.register_fake("dllm_kernels::denoise_step")
     def _denoise_step_fake(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                            confidence, confidence_source, shift_logits, suppress_tokens, seed,
-                           offset):
-        _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                             confidence, confidence_source, None, seed, offset)
+                           offset, eligible=None, uncond_logits=None, cfg_scale=0.0):
+        _checks.denoise_step(logits, x, None if eligible is not None else mask_id, temperature,
+                             top_k, top_p, filter_order, confidence, confidence_source, None,
+                             seed, offset, eligible=eligible, uncond_logits=uncond_logits,
+                             cfg_scale=cfg_scale)
         return torch.empty_like(x), torch.empty(x.shape, dtype=torch.float32, device=x.device)
 
     @torch.library.register_fake("dllm_kernels::select_transfer")
@@ -380,10 +379,14 @@ if NATIVE:
     @torch.library.register_fake("dllm_kernels::denoise_and_select")
     def _denoise_and_select_fake(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                                  confidence, confidence_source, shift_logits, suppress_tokens,
-                                 rule, per_row, value, strict, commit, seed, offset):
-        _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                             confidence, confidence_source, None, seed, offset,
-                             op="denoise_and_select")
+                                 rule, per_row, value, strict, commit, seed, offset,
+                                 eligible=None, uncond_logits=None, cfg_scale=0.0,
+                                 renoise=False):
+        _checks.denoise_step(logits, x, None if eligible is not None else mask_id, temperature,
+                             top_k, top_p, filter_order, confidence, confidence_source, None,
+                             seed, offset, op="denoise_and_select", eligible=eligible,
+                             uncond_logits=uncond_logits, cfg_scale=cfg_scale)
+        _checks.denoise_and_select_extras(x, eligible, confidence, rule, commit, renoise)
         return (torch.empty_like(x), torch.empty(x.shape, dtype=torch.float32, device=x.device),
                 torch.empty(x.shape, dtype=torch.bool, device=x.device))
 

@@ -141,12 +141,22 @@ _DENOISE_KEYS = ("temperature", "top_k", "top_p", "confidence", "confidence_sour
 
 
 def _denoise_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
-    """A fresh block: every position masked (the first step of a block is the largest)."""
+    """A fresh block: every position masked (the first step of a block is the largest).
+    params "cfg": s adds CFG's unconditional logits (cfg_scale s); "eligible": 1 makes a
+    uniform-noise canvas (DiffusionGemma: random tokens, no mask, all positions eligible)."""
     B, L, V = int(params["B"]), int(params["L"]), int(params["V"])
-    logits = (torch.randn(B, L, V, generator=gen) * 3).to(_DTYPES[params.get("dtype", "bf16")])
+    dtype = _DTYPES[params.get("dtype", "bf16")]
+    logits = (torch.randn(B, L, V, generator=gen) * 3).to(dtype)
     x = torch.full((B, L), LLADA_MASK_ID, dtype=torch.int64)
     x[:, ::4] = torch.randint(0, V, (B, (L + 3) // 4), generator=gen)  # a quarter already decoded
     out = {"logits": logits.to(device), "x": x.to(device), "mask_id": LLADA_MASK_ID}
+    if params.get("eligible"):
+        out["x"] = torch.randint(0, V, (B, L), generator=gen).to(device)
+        out["eligible"] = torch.ones(B, L, dtype=torch.bool, device=device)
+        out["mask_id"] = None
+    if params.get("cfg"):
+        out["uncond_logits"] = (torch.randn(B, L, V, generator=gen) * 3).to(dtype).to(device)
+        out["cfg_scale"] = float(params["cfg"])
     out.update({k: params[k] for k in _DENOISE_KEYS if k in params})
     if float(params.get("temperature", 0)) > 0 or params.get("confidence") == "random":
         out.setdefault("seed", 1234)
@@ -155,8 +165,11 @@ def _denoise_inputs(params: dict, device: torch.device, gen: torch.Generator) ->
 
 def _denoise_bytes(inputs: Inputs) -> int:
     logits, x = inputs["logits"], inputs["x"]
-    masked = int((x == inputs["mask_id"]).sum())
-    return masked * logits.shape[-1] * logits.element_size() + x.numel() * (8 + 8 + 4)
+    eligible = inputs.get("eligible")
+    masked = int(eligible.sum()) if eligible is not None else int((x == inputs["mask_id"]).sum())
+    reads = 2 if inputs.get("uncond_logits") is not None else 1
+    extra = 1 if eligible is not None else 0
+    return masked * logits.shape[-1] * logits.element_size() * reads + x.numel() * (20 + extra)
 
 
 def _denoise_case(B, L, V, dtype="bf16", **opts) -> Case:
@@ -176,8 +189,13 @@ DENOISE_STEP = OpSpec(
         _denoise_case(1, 32, LLADA_VOCAB, "bf16", confidence="neg_entropy"),
         _denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0),
         _denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0, top_p=0.9, confidence="margin"),
+        _denoise_case(1, 32, LLADA_VOCAB, "bf16", cfg=1.5),                    # LLaDA CFG
+        _denoise_case(1, 32, 262_144, "bf16", eligible=1, temperature=0.8,     # DiffusionGemma
+                      confidence="neg_entropy", confidence_source="sampling"),
     ),
     cuda_cases=(
+        _denoise_case(8, 256, 262_144, "bf16", eligible=1, temperature=0.8,
+                      confidence="neg_entropy", confidence_source="sampling"),
         _denoise_case(8, 32, LLADA_VOCAB, "bf16"),
         _denoise_case(64, 32, LLADA_VOCAB, "bf16"),
         _denoise_case(64, 32, LLADA_VOCAB, "fp32"),
@@ -197,6 +215,8 @@ DENOISE_STEP = OpSpec(
 def _select_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
     B, L = int(params["B"]), int(params["L"])
     conf = torch.rand(B, L, generator=gen)
+    if params["rule"] == "entropy_bound":
+        conf = -conf * 5  # neg_entropy confidences: -H, H in [0, 5)
     conf[torch.rand(B, L, generator=gen) < 0.25] = float("-inf")
     out = {"conf": conf.to(device)}
     rule = params["rule"]
@@ -216,18 +236,30 @@ SELECT_TRANSFER = OpSpec(
         Case("B=64 L=256 threshold=0.9", {"B": 64, "L": 256, "rule": "threshold", "value": 0.9}),
         Case("B=64 L=4096 num_transfer=64", {"B": 64, "L": 4096, "rule": "num_transfer", "value": 64}),
         Case("B=64 L=256 factor=1", {"B": 64, "L": 256, "rule": "factor", "value": 1.0}),
+        Case("B=8 L=256 entropy_bound=2", {"B": 8, "L": 256, "rule": "entropy_bound",
+                                           "value": 2.0}),
     ),
     outputs=lambda result, inputs: (result,),
     bytes_moved=lambda inputs: inputs["conf"].numel() * 5,
-    doc="which positions commit: top-k / threshold / factor / probability",
+    doc="which positions commit: top-k / threshold / factor / probability / entropy_bound",
 )
 
 
 def _das_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inputs:
     out = _denoise_inputs(params, device, gen)
+    if "entropy_bound" in params:  # DiffusionGemma's step: EB, commit, renoise (x is rewritten,
+        out["entropy_bound"] = float(params["entropy_bound"])  # the eligible set stays)
+        out["commit"] = out["renoise"] = True
+        return out
     out["num_transfer"] = int(params["k"])
     out["commit"] = False  # timing reruns the same inputs: a commit would shrink the masked set
     return out
+
+
+# DiffusionGemma's sampling step: all positions eligible, temperature, neg-entropy confidences of
+# the tempered distribution, EB acceptance, renoise of the rest.
+_DG_STEP = {"eligible": 1, "temperature": 0.8, "confidence": "neg_entropy",
+            "confidence_source": "sampling", "entropy_bound": 2.0, "seed": 1234}
 
 
 DENOISE_AND_SELECT = OpSpec(
@@ -235,9 +267,16 @@ DENOISE_AND_SELECT = OpSpec(
     op=ops.denoise_and_select,
     reference=lambda **kw: _reference_denoise_and_select(**kw),
     make_inputs=_das_inputs,
-    cases=(Case("1x32x126464 bf16 k=4", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),),
-    cuda_cases=(Case("64x32x126464 bf16 k=4", {"B": 64, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),),
-    outputs=lambda result, inputs: result,
+    cases=(Case("1x32x126464 bf16 k=4", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),
+           Case("1x32x126464 bf16 k=4 cfg=1.5", {"B": 1, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16",
+                                                 "k": 4, "cfg": 1.5}),
+           Case("1x32x262144 bf16 DiffusionGemma EB=2 renoise",
+                {"B": 1, "L": 32, "V": 262_144, "dtype": "bf16", **_DG_STEP})),
+    cuda_cases=(Case("64x32x126464 bf16 k=4", {"B": 64, "L": 32, "V": LLADA_VOCAB, "dtype": "bf16", "k": 4}),
+                Case("8x256x262144 bf16 DiffusionGemma EB=2 renoise",
+                     {"B": 8, "L": 256, "V": 262_144, "dtype": "bf16", **_DG_STEP})),
+    mutates=("x",),
+    outputs=lambda result, inputs: (*result, inputs["x"]),
     bytes_moved=lambda inputs: _denoise_bytes(inputs) + inputs["x"].numel() * 5,
     atol=1e-6,
     rtol=1e-5,
@@ -245,8 +284,12 @@ DENOISE_AND_SELECT = OpSpec(
 )
 
 
-def _reference_denoise_and_select(logits, x, mask_id, num_transfer, commit, **kw):
-    """The reference composition that denoise_and_select must equal."""
+def _reference_denoise_and_select(logits, x, mask_id, commit, num_transfer=None, **kw):
+    """The reference composition that denoise_and_select must equal (reference.denoise_and_select
+    for the issue-16 options: eligible, CFG, entropy_bound, renoise)."""
+    if num_transfer is None or "eligible" in kw or "uncond_logits" in kw:
+        return reference.denoise_and_select(logits, x, mask_id, commit=commit,
+                                            num_transfer=num_transfer, **kw)
     seed = kw.pop("seed", 0)
     x0, conf = reference.denoise_step(logits, x, mask_id, seed=seed, **kw)
     transfer = reference.select_transfer(conf, num_transfer=num_transfer, seed=seed)

@@ -232,3 +232,145 @@ def test_cuda_graph_capture(layout):
         torch.cuda.synchronize()
         assert all(torch.equal(a, b) for a, b in zip(got, want))
         assert torch.equal(x_static, torch.where(want[2], want[0], x))
+
+
+# ---- issue 16: EB selection, eligible + renoise (DiffusionGemma's step), CFG -----------------------
+
+def dg_accept_literal(logits, temperature, gamma):
+    """The acceptance of transformers' DiffusionGemma step, written out here: the processed
+    logits (logits / temperature), their entropies, EntropyBoundSampler.accept_canvas on them."""
+    from test_select_transfer import accept_canvas_literal
+    processed = logits.float() / temperature
+    entropy = torch.distributions.Categorical(logits=processed).entropy()
+    return accept_canvas_literal(entropy, gamma)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("B,L,V", [(2, 33, 50_257), (3, 7, 262_144), (1, 1, 126_464)])
+def test_eligible_eb_renoise_vs_reference(device, gen, dtype, B, L, V):
+    logits = (torch.randn(B, L, V, generator=gen) * 4).to(dtype).to(device)
+    x = torch.randint(0, V, (B, L), generator=gen).to(device)
+    eligible = (torch.rand(B, L, generator=gen) < 0.8).to(device)
+    kw = dict(eligible=eligible, temperature=0.8, confidence="neg_entropy",
+              confidence_source="sampling", entropy_bound=3.0, commit=True, renoise=True,
+              seed=11, offset=2)
+    got_x, want_x = x.clone(), x.cpu().clone()
+    x0, conf, transfer = dk.denoise_and_select(logits, got_x, None, **kw)
+    wkw = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    w0, wconf, wtransfer = reference.denoise_and_select(logits.cpu(), want_x, None, **wkw)
+    assert torch.equal(x0.cpu(), w0)
+    torch.testing.assert_close(conf.cpu(), wconf, rtol=RTOL, atol=ATOL)
+    # the selection is an exact function of conf: compare against the reference rule on our conf
+    assert torch.equal(transfer.cpu(), reference.select_transfer(conf.cpu(), entropy_bound=3.0))
+    want_x = x.cpu().clone()
+    t = transfer.cpu()
+    want_x[t] = x0.cpu()[t]
+    renoised = eligible.cpu() & ~t
+    assert torch.equal(got_x.cpu()[~renoised], want_x[~renoised])
+    from dllm_kernels.reference import philox
+    b = torch.arange(B)[:, None].expand(B, L)
+    l = torch.arange(L)[None, :].expand(B, L)
+    draws = philox.below(philox.random_words(11, 2, b, l, torch.full_like(b, philox.SLOT_RENOISE)), V)
+    assert torch.equal(got_x.cpu()[renoised], draws[renoised])
+
+
+def test_eb_acceptance_is_transformers_on_the_step(device, gen):
+    """The fused step's transfer equals transformers' accept_canvas on the entropies of the
+    temperature-processed logits (the peer's order of operations), transcribed in the test."""
+    B, L, V = 2, 64, 2000
+    logits = (torch.randn(B, L, V, generator=gen) * torch.rand(B, L, 1, generator=gen) * 6).to(device)
+    x = torch.randint(0, V, (B, L), generator=gen).to(device)
+    eligible = torch.ones(B, L, dtype=torch.bool, device=device)
+    for gamma in (0.5, 4.0):
+        _, conf, transfer = dk.denoise_and_select(
+            logits, x.clone(), None, eligible=eligible, temperature=0.7, confidence="neg_entropy",
+            confidence_source="sampling", entropy_bound=gamma, seed=1)
+        want = dg_accept_literal(logits.cpu(), 0.7, gamma)
+        # (the two entropies agree to float32 rounding; random logits put no S_k - H_k that
+        # close to gamma, so the acceptances are equal)
+        assert torch.equal(transfer.cpu(), want)
+        assert 0 < int(transfer.sum()) < B * L
+
+
+def test_renoise_tokens_are_uniform(device, gen):
+    B, L, V = 8, 256, 1000
+    logits = torch.randn(B, L, V, generator=gen).to(device)
+    x = torch.randint(0, V, (B, L), generator=gen).to(device)
+    eligible = torch.ones(B, L, dtype=torch.bool, device=device)
+    xx = x.clone()
+    _, _, transfer = dk.denoise_and_select(logits, xx, None, eligible=eligible,
+                                           confidence="neg_entropy", entropy_bound=0.01,
+                                           commit=True, renoise=True, seed=3)
+    drawn = xx[~transfer].cpu()
+    assert drawn.numel() > 1500 and int(drawn.min()) >= 0 and int(drawn.max()) < V
+    counts = torch.bincount(drawn // 100, minlength=10).double()      # 10 bins of 100 ids
+    expected = drawn.numel() / 10
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 27.9                                                  # p = 0.001, 9 dof
+    xx2 = x.clone()
+    dk.denoise_and_select(logits, xx2, None, eligible=eligible, confidence="neg_entropy",
+                          entropy_bound=0.01, commit=True, renoise=True, seed=4)
+    assert float((xx2 != xx).float().mean()) > 0.9                      # another seed, other draws
+
+
+@pytest.mark.parametrize("kw", [{"num_transfer": 3}, {"threshold": 0.05, "temperature": 1.0},
+                                {"entropy_bound": 2.0, "confidence": "neg_entropy"}], ids=str)
+def test_cfg_matches_separate_calls(device, gen, kw):
+    logits, x, mask_id = make(3, 33, 5000, device, gen)
+    u = torch.randn(3, 33, 5000, generator=gen).mul(3).to(device)
+    dkw = {k: v for k, v in kw.items() if k in ("temperature", "confidence")}
+    skw = {k: v for k, v in kw.items() if k not in dkw}
+    x0, conf = dk.denoise_step(logits, x, mask_id, uncond_logits=u, cfg_scale=1.5, seed=2, **dkw)
+    transfer = dk.select_transfer(conf, **skw)
+    xx = x.clone()
+    got = dk.denoise_and_select(logits, xx, mask_id, uncond_logits=u, cfg_scale=1.5, seed=2,
+                                commit=True, **kw)
+    assert torch.equal(got[0], x0) and torch.equal(got[1], conf) and torch.equal(got[2], transfer)
+    want = x.clone()
+    want[transfer] = x0[transfer]
+    assert torch.equal(xx, want)
+
+
+@pytest.mark.native
+def test_opcheck_issue16(device, gen):
+    logits, x, _ = make(2, 9, 64, device, gen)
+    eligible = torch.rand(2, 9, generator=gen).lt(0.7).to(device)
+    args = (logits, x.clone(), -1, 1.0, 0, 1.0, "top_k_first", "neg_entropy", "sampling", False,
+            None, "entropy_bound", None, 2.0, False, True, 5, 0, eligible, None, 0.0, True)
+    torch.library.opcheck(torch.ops.dllm_kernels.denoise_and_select, args)
+
+
+BAD16 = {
+    "renoise no commit": ({"renoise": True, "entropy_bound": 1.0}, r"denoise_and_select: renoise needs commit=True"),
+    "renoise no eligible": ({"renoise": True, "commit": True, "num_transfer": 1, "eligible": None},
+                            r"denoise_and_select: renoise needs eligible"),
+    "eb prob": ({"entropy_bound": 1.0, "confidence": "prob"}, r"denoise_and_select: entropy_bound needs confidence='neg_entropy'"),
+    "eb 0": ({"entropy_bound": 0.0}, r"denoise_and_select: entropy_bound must be > 0"),
+    "eligible overlaps x": ({"entropy_bound": 1.0, "commit": True, "eligible": "alias"},
+                            r"denoise_and_select: eligible must not share memory with x"),
+}
+
+
+@pytest.mark.parametrize("impl", ["native", "public", "reference"])
+@pytest.mark.parametrize("case", BAD16)
+def test_bad_input_issue16_writes_nothing(device, gen, case, impl):
+    logits, x, mask_id = make(2, 9, 64, device, gen)
+    x = x % 2                                                          # 0 / 1 tokens
+    kw = {"confidence": "neg_entropy", "eligible": torch.ones(2, 9, dtype=torch.bool, device=device),
+          **BAD16[case][0]}
+    if isinstance(kw["eligible"], str):
+        kw["eligible"] = x.view(torch.uint8)[:, ::8].view(torch.bool)   # x's own bytes
+    before = x.clone()
+    with pytest.raises(RuntimeError, match=BAD16[case][1]):
+        if impl == "native":
+            rule = next(r for r in ("entropy_bound", "num_transfer") if r in kw)
+            per_row = torch.ones(2, dtype=torch.long, device=device) if rule == "num_transfer" else None
+            torch.ops.dllm_kernels.denoise_and_select(
+                logits, x, mask_id, 0.0, 0, 1.0, "top_k_first", kw["confidence"], "raw", False,
+                None, rule, per_row, float(kw.get(rule, 0.0)) if rule != "num_transfer" else 0.0,
+                False, kw.get("commit", False), 0, 0, kw["eligible"], None, 0.0,
+                kw.get("renoise", False))
+        else:
+            fn = dk.denoise_and_select if impl == "public" else reference.denoise_and_select
+            fn(logits, x, mask_id, **kw)
+    assert torch.equal(x, before)

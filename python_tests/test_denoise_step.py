@@ -275,3 +275,162 @@ def test_bad_input_native(device, gen, case):
         torch.ops.dllm_kernels.denoise_step(l, xx, mask_id, o["temperature"], o["top_k"], o["top_p"],
                                             o["filter_order"], o["confidence"], o["confidence_source"],
                                             False, None, 0, o["offset"])
+
+
+# ---- issue 16: eligible= (uniform-noise canvases), uncond_logits= / cfg_scale= (CFG) -------------
+
+def make_eligible(B, L, device, gen, p=0.7):
+    return (torch.rand(B, L, generator=gen) < p).to(device)
+
+
+@pytest.mark.parametrize("B,L,V", [(2, 33, 50_257), (2, 7, 262_144), (1, 1, 151_936), (3, 32, 126_464)])
+@pytest.mark.parametrize("kw", [{}, {"temperature": 1.0, "confidence": "neg_entropy",
+                                     "confidence_source": "sampling"}], ids=str)
+def test_eligible(device, gen, B, L, V, kw):
+    logits, x, _ = make(B, L, V, device, gen, p_mask=0.0)            # no mask token anywhere
+    eligible = make_eligible(B, L, device, gen)
+    x0, conf = check(logits, x, None, eligible=eligible, seed=7, **kw)
+    assert torch.equal(x0[~eligible], x[~eligible]) and bool((conf[~eligible] == -math.inf).all())
+    assert bool(torch.isfinite(conf[eligible]).all())
+
+
+def test_eligible_replaces_the_mask_test(device, gen):
+    """With eligible, a position holding mask_id is denoised only if eligible."""
+    logits, x, mask_id = make(2, 33, 257, device, gen, p_mask=0.5)
+    eligible = make_eligible(2, 33, device, gen)
+    x0, conf = check(logits, x, mask_id, eligible=eligible)
+    masked_not_eligible = (x == mask_id) & ~eligible
+    assert bool((x0[masked_not_eligible] == mask_id).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_eligible_dtypes_and_strides(device, gen, dtype):
+    big = (torch.randn(3, 40, 1200, generator=gen) * 3).to(dtype).to(device)
+    logits = big[:, 3:36, :1000]                                       # strided B, L
+    x = torch.randint(0, 1000, (33, 3), generator=gen).to(device).t()  # strided x
+    eligible = make_eligible(33, 3, device, gen).t()                   # strided eligible
+    check(logits, x, None, eligible=eligible, confidence="margin", temperature=0.8, top_k=40,
+          seed=3)
+
+
+def llada_cfg_step(c, u, cfg_scale):
+    """LLaDA generate.py's CFG step at temperature 0 (written out here): logits = un_logits +
+    (cfg_scale + 1) * (logits - un_logits); x0 = argmax; p = softmax(logits); x0_p = p[x0]."""
+    logits = u + (cfg_scale + 1) * (c - u)
+    x0 = torch.argmax(logits, dim=-1)
+    p = torch.nn.functional.softmax(logits.double(), dim=-1)
+    return x0, torch.gather(p, -1, x0[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("V", [50_257, 126_464])
+@pytest.mark.parametrize("L", [1, 32])
+def test_cfg_matches_llada(device, gen, V, L):
+    c, x, mask_id = make(1, L, V, device, gen, p_mask=1.0)
+    u = torch.randn(1, L, V, generator=gen).mul(3).to(device)
+    x0, conf = dk.denoise_step(c, x, mask_id, uncond_logits=u, cfg_scale=1.5)
+    want_x0, want_p = llada_cfg_step(c.cpu(), u.cpu(), 1.5)
+    assert torch.equal(x0.cpu(), want_x0)
+    torch.testing.assert_close(conf.cpu().double(), want_p, rtol=RTOL, atol=ATOL)
+
+
+CFG_OPTIONS = [{}, {"temperature": 1.0, "seed": 5}, {"confidence": "neg_entropy"},
+               {"temperature": 0.7, "top_k": 50, "top_p": 0.9, "confidence": "margin", "seed": 9},
+               {"shift_logits": True, "suppress_tokens": [0, 5, 999]}]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kw", CFG_OPTIONS, ids=str)
+def test_cfg_vs_reference(device, gen, dtype, kw):
+    c, x, mask_id = make(2, 7, 50_257, device, gen, dtype=dtype)
+    u = (torch.randn(2, 7, 50_257, generator=gen) * 3).to(dtype).to(device)
+    check(c, x, mask_id, uncond_logits=u, cfg_scale=2.0, **kw)
+
+
+@pytest.mark.parametrize("kw", [{}, {"temperature": 1.0, "seed": 4}], ids=str)
+def test_cfg_single_position_vocab_split(device, gen, kw):
+    c, x, mask_id = make(1, 1, 262_144, device, gen, p_mask=1.0)
+    u = torch.randn(1, 1, 262_144, generator=gen).mul(3).to(device)
+    check(c, x, mask_id, uncond_logits=u, cfg_scale=0.5, **kw)
+
+
+def test_cfg_strided_and_eligible(device, gen):
+    big = torch.randn(2, 2, 40, 700, generator=gen).mul(3).to(device)
+    c, u = big[:, 0, 5:38, :600], big[:, 1, 2:35, :600]               # own strides each
+    x = torch.randint(0, 600, (2, 33), generator=gen).to(device)
+    eligible = make_eligible(2, 33, device, gen)
+    check(c, x, None, eligible=eligible, uncond_logits=u, cfg_scale=3.0, confidence="neg_entropy")
+
+
+def test_cfg_scale_zero_is_the_conditional_step(device, gen):
+    c, x, mask_id = make(2, 33, 1000, device, gen)
+    u = torch.randn(2, 33, 1000, generator=gen).to(device)
+    a = dk.denoise_step(c, x, mask_id, uncond_logits=u, cfg_scale=0.0, temperature=1.0, seed=1)
+    b = dk.denoise_step(c, x, mask_id, temperature=1.0, seed=1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_cfg_nan_inf(device):
+    c = torch.tensor([[[0.0, 1.0, float("inf"), 2.0, float("nan")]]], device=device)
+    u = torch.tensor([[[0.0, float("inf"), float("inf"), 1.0, 0.0]]], device=device)
+    x = torch.full((1, 1), 9, device=device)
+    check(c, x, 9, uncond_logits=u, cfg_scale=1.0, confidence="neg_entropy")
+
+
+@pytest.mark.native
+def test_opcheck_issue16(device, gen):
+    logits, x, mask_id = make(2, 5, 64, device, gen)
+    eligible = make_eligible(2, 5, device, gen)
+    u = torch.randn(2, 5, 64, generator=gen).to(device)
+    op = torch.ops.dllm_kernels.denoise_step
+    torch.library.opcheck(op, (logits, x, -1, 1.0, 0, 1.0, "top_k_first", "neg_entropy",
+                               "sampling", False, None, 5, 0, eligible, None, 0.0))
+    if device.type == "cpu":  # (CUDA: CFG is formed by the Python op, the kernel rejects it)
+        torch.library.opcheck(op, (logits, x, mask_id, 0.0, 0, 1.0, "top_k_first", "prob", "raw",
+                                   False, None, 5, 0, None, u, 1.5))
+
+
+BAD16 = {
+    "eligible dtype": ({"eligible": "int"}, r"denoise_step: eligible must have dtype Bool"),
+    "eligible shape": ({"eligible": "short"}, r"denoise_step: eligible must have shape \[B, L\]"),
+    "uncond dtype": ({"uncond_logits": "half", "cfg_scale": 1.0}, r"denoise_step: uncond_logits must have dtype"),
+    "uncond shape": ({"uncond_logits": "short", "cfg_scale": 1.0}, r"denoise_step: uncond_logits must have the same shape as logits"),
+    "uncond V strided": ({"uncond_logits": "vstrided", "cfg_scale": 1.0}, r"denoise_step: uncond_logits must be contiguous in the last"),
+    "cfg_scale < 0": ({"uncond_logits": "ok", "cfg_scale": -1.0}, r"denoise_step: cfg_scale must be finite and >= 0"),
+    "cfg_scale inf": ({"uncond_logits": "ok", "cfg_scale": float("inf")}, r"denoise_step: cfg_scale must be finite and >= 0"),
+    "cfg_scale alone": ({"cfg_scale": 1.0}, r"denoise_step: cfg_scale must be 0 without uncond_logits"),
+}
+
+
+def _bad16_args(logits, x, kw):
+    B, L, V = logits.shape
+    make_e = {"int": lambda: torch.ones(B, L, dtype=torch.int32, device=x.device),
+              "short": lambda: torch.ones(B, L - 1, dtype=torch.bool, device=x.device)}
+    make_u = {"half": lambda: logits.half(), "short": lambda: logits[:, :-1],
+              "vstrided": lambda: torch.randn(B, L, 2 * V, device=x.device)[..., ::2],
+              "ok": lambda: torch.randn_like(logits)}
+    out = dict(kw)
+    if "eligible" in kw:
+        out["eligible"] = make_e[kw["eligible"]]()
+    if "uncond_logits" in kw:
+        out["uncond_logits"] = make_u[kw["uncond_logits"]]()
+    return out
+
+
+@pytest.mark.parametrize("impl", ["native", "public", "reference"])
+@pytest.mark.parametrize("case", BAD16)
+def test_bad_input_issue16(device, gen, case, impl):
+    logits, x, mask_id = make(2, 5, 64, device, gen)
+    kw, pattern = BAD16[case]
+    kw = _bad16_args(logits, x, kw)
+    with pytest.raises(RuntimeError, match=pattern):
+        if impl == "native":
+            torch.ops.dllm_kernels.denoise_step(logits, x, mask_id, 0.0, 0, 1.0, "top_k_first",
+                                                "prob", "raw", False, None, 0, 0, **kw)
+        else:
+            (dk.denoise_step if impl == "public" else reference.denoise_step)(logits, x, mask_id, **kw)
+
+
+def test_mask_id_none_needs_eligible(device, gen):
+    logits, x, _ = make(2, 5, 64, device, gen)
+    with pytest.raises(RuntimeError, match=r"denoise_step: mask_id must be an int"):
+        dk.denoise_step(logits, x, None)

@@ -170,3 +170,95 @@ def test_bad_rule_native(device, gen):
         torch.ops.dllm_kernels.select_transfer(conf, "top", None, 0.5, False, 0, 0)
     with pytest.raises(RuntimeError, match=r"select_transfer: num_transfer must be given"):
         torch.ops.dllm_kernels.select_transfer(conf, "num_transfer", None, 0.0, False, 0, 0)
+
+
+# ---- issue 16: entropy_bound (EB) ------------------------------------------------------------------
+
+def accept_canvas_literal(token_entropy: torch.Tensor, entropy_bound: float) -> torch.Tensor:
+    """transformers' DiffusionGemma EntropyBoundSampler.accept_canvas (5.25), written out here on
+    given entropies: sort ascending, cumsum, accept where cumsum - sorted <= bound, scatter back.
+    (torch.sort with stable=True: our rule's tie order; the peer's default sort is stable on CPU
+    for these sizes.)"""
+    sorted_h, idx = torch.sort(token_entropy, dim=-1, descending=False, stable=True)
+    cum = torch.cumsum(sorted_h, dim=-1)
+    sel = cum - sorted_h <= entropy_bound
+    return torch.scatter(torch.zeros_like(sel), -1, idx, sel)
+
+
+def eb_literal_rows(conf: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per row, the literal rule on that row's eligible positions only (conf > -inf)."""
+    out = torch.zeros(conf.shape, dtype=torch.bool)
+    for b in range(conf.shape[0]):
+        pos = torch.nonzero(conf[b] > float("-inf"))[:, 0]
+        if pos.numel():
+            out[b, pos] = accept_canvas_literal(-conf[b, pos][None], gamma)[0]
+    return out
+
+
+@pytest.mark.parametrize("L", [1, 7, 32, 33, 256, 5000])
+@pytest.mark.parametrize("gamma", [0.05, 1.0, 8.0, 1e9])
+def test_entropy_bound_vs_accept_canvas(device, gen, L, gamma):
+    B = 4
+    conf = -(torch.rand(B, L, generator=gen) * 5.0)                  # entropies in [0, 5)
+    conf[torch.rand(B, L, generator=gen) < 0.3] = float("-inf")        # not eligible
+    conf[1] = float("-inf")                                            # a row with none
+    if device.type == "cuda" and L > 4096:
+        pytest.skip("entropy_bound on CUDA needs L <= 4096")
+    got = dk.select_transfer(conf.to(device), entropy_bound=gamma).cpu()
+    assert torch.equal(got, eb_literal_rows(conf, gamma))
+    assert torch.equal(got, reference.select_transfer(conf, entropy_bound=gamma))
+    if gamma == 1e9:
+        assert torch.equal(got, conf > float("-inf"))
+
+
+def test_entropy_bound_ties_to_the_lower_position(device):
+    conf = torch.full((2, 9), -1.0, device=device)
+    conf[1, 0] = float("-inf")
+    got = dk.select_transfer(conf, entropy_bound=2.5).cpu()         # S_k - H_k = k <= 2.5
+    assert got[0].nonzero()[:, 0].tolist() == [0, 1, 2]
+    assert got[1].nonzero()[:, 0].tolist() == [1, 2, 3]
+
+
+def test_entropy_bound_vs_transformers(device, gen):
+    """transformers' own EntropyBoundSampler.accept_canvas on the same logits: our selection on
+    conf = -(the entropies it computes) accepts exactly its positions."""
+    dg = pytest.importorskip("transformers.models.diffusion_gemma.generation_diffusion_gemma")
+    B, L, V = 3, 64, 1000
+    logits = torch.randn(B, L, V, generator=gen) * torch.rand(B, L, 1, generator=gen) * 8
+    for gamma in (0.3, 2.0, 20.0):
+        sampler = dg.EntropyBoundSampler(dg.EntropyBoundSamplerConfig(entropy_bound=gamma),
+                                         canvas_length=L, vocab_size=V, max_denoising_steps=8)
+        current = torch.zeros(B, L, dtype=torch.long)
+        denoiser = torch.ones(B, L, dtype=torch.long)
+        accepted = sampler.accept_canvas(current, denoiser, logits, cur_step=0) == 1
+        entropy = torch.distributions.Categorical(logits=logits).entropy()
+        got = dk.select_transfer((-entropy).to(device), entropy_bound=gamma).cpu()
+        assert torch.equal(got, accepted) and torch.equal(got, sampler.accepted_token_mask)
+        assert 0 < int(got.sum()) < B * L
+
+
+@pytest.mark.native
+def test_opcheck_entropy_bound(device, gen):
+    conf = make_conf(3, 33, gen, device)
+    torch.library.opcheck(torch.ops.dllm_kernels.select_transfer,
+                          (conf, "entropy_bound", None, 1.5, False, 0, 0))
+
+
+@pytest.mark.parametrize("impl", ["native", "public", "reference"])
+@pytest.mark.parametrize("gamma,pattern", [(0.0, r"select_transfer: entropy_bound must be > 0"),
+                                           (-1.0, r"select_transfer: entropy_bound must be > 0"),
+                                           (float("nan"), r"select_transfer: entropy_bound must not be NaN")])
+def test_bad_entropy_bound(device, gen, impl, gamma, pattern):
+    conf = make_conf(3, 9, gen, device)
+    with pytest.raises(RuntimeError, match=pattern):
+        if impl == "native":
+            torch.ops.dllm_kernels.select_transfer(conf, "entropy_bound", None, gamma, False, 0, 0)
+        else:
+            (dk.select_transfer if impl == "public" else reference.select_transfer)(
+                conf, entropy_bound=gamma)
+
+
+def test_entropy_bound_exclusive(device, gen):
+    conf = make_conf(3, 9, gen, device)
+    with pytest.raises(RuntimeError, match=r"select_transfer: .*exactly one selection rule"):
+        dk.select_transfer(conf, entropy_bound=1.0, num_transfer=2)

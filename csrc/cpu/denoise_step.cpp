@@ -19,9 +19,12 @@ namespace {
 
 template <typename In, typename Torch>
 void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor& suppress,
-                 const dllm::DenoiseParams& p, at::Tensor& x0, at::Tensor& conf) {
+                 const dllm::DenoiseParams& p, at::Tensor& x0, at::Tensor& conf,
+                 const at::Tensor& uncond) {  // [B, L, V] like logits, defined iff p.cfg
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
   const In* lp = reinterpret_cast<const In*>(logits.const_data_ptr<Torch>());
+  const In* up = p.cfg ? reinterpret_cast<const In*>(uncond.const_data_ptr<Torch>()) : nullptr;
+  const int64_t usb = p.cfg ? uncond.stride(0) : 0, usl = p.cfg ? uncond.stride(1) : 0;
   const int64_t* sp = suppress.defined() ? suppress.const_data_ptr<int64_t>() : nullptr;
   const int64_t ns = suppress.defined() ? suppress.numel() : 0;
   const auto xv = dllm::view2d(x.const_data_ptr<int64_t>(), x.stride(0), x.stride(1));
@@ -33,26 +36,47 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
     // One position is ~V elements of work: split positions across threads.
     at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
       dllm::cpu::denoise_step_positions<In>(lp, logits.stride(0), logits.stride(1), xv, sp, ns,
-                                            L, V, p, x0v, cv, begin, end);
+                                            L, V, p, x0v, cv, begin, end, up, usb, usl);
     });
     return;
   }
+  std::vector<float> guided;  // CFG: the position's guided logits [V], combined in parallel
   // Fewer positions than threads: split each position's vocabulary, merge in slice order.
   std::vector<dllm::cpu::RowState> states;
   for (int64_t i = 0; i < P; ++i) {
     const int64_t b = i / L, l = i - b * L;
     const int64_t xi = xv(b, l);
-    if (xi != p.mask_id) {
+    if (!dllm::denoised(p, xi, b, l)) {
       x0v(b, l) = xi;
       cv(b, l) = -std::numeric_limits<float>::infinity();
       continue;
     }
     states.assign(n_slices, dllm::cpu::RowState{});
-    at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; ++j)
-        dllm::cpu::denoise_slice<In>(lp, logits.stride(0), logits.stride(1), b, l, V, sp, ns, p,
-                                     j, states[j]);
-    });
+    if (p.cfg) {
+      // The guided row, slice by slice in parallel, then the float kernel on it (as one row at
+      // l = 0 of a [1, 1, V] view: the slices' (b, l) for the Gumbel noise are passed apart).
+      guided.resize(V);
+      const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
+      const In* c_row = lp + b * logits.stride(0) + src * logits.stride(1);
+      const In* u_row = up + b * usb + src * usl;
+      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) {
+          const int64_t v0 = j * dllm::cpu::kSlice, n = std::min(V, v0 + dllm::cpu::kSlice) - v0;
+          dllm::cpu::cfg_combine(c_row + v0, u_row + v0, n, p.cfg_scale1, guided.data() + v0);
+        }
+      });
+      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j)
+          dllm::cpu::denoise_slice<float>(guided.data(), 0, 0, b, l, V, sp, ns, p, j, states[j],
+                                          /*row_given=*/true);
+      });
+    } else {
+      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j)
+          dllm::cpu::denoise_slice<In>(lp, logits.stride(0), logits.stride(1), b, l, V, sp, ns, p,
+                                       j, states[j]);
+      });
+    }
     for (int64_t j = 1; j < n_slices; ++j) dllm::cpu::merge_state(states[0], states[j]);
     dllm::cpu::finalize(states[0], p, b, l, xi, &x0v(b, l), &cv(b, l));
   }
@@ -67,10 +91,15 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
     c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens,  // [n] int64 sorted ids
-    int64_t seed, int64_t offset) {
+    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
+    double cfg_scale) {
   const dllm::DenoiseParams p = denoise_step_check(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
-      shift_logits, suppress_tokens, seed, offset, "denoise_step");
+      shift_logits, suppress_tokens, seed, offset, "denoise_step", eligible, uncond_logits,
+      cfg_scale);
+  const at::Tensor uncond = p.cfg ? *uncond_logits : at::Tensor();
   at::Tensor x0 = at::empty(x.sizes(), x.options());                              // [B, L]
   at::Tensor conf = at::empty(x.sizes(), x.options().dtype(at::kFloat));          // [B, L]
   // Sorted, unique ids (the kernel walks them in order); the Python wrapper already sorts.
@@ -78,9 +107,11 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
   if (suppress_tokens.has_value() && suppress_tokens->numel() > 0)
     suppress = std::get<0>(at::_unique2(*suppress_tokens, /*sorted=*/true));
   switch (logits.scalar_type()) {
-    case at::kFloat: run_denoise<float, float>(logits, x, suppress, p, x0, conf); break;
-    case at::kBFloat16: run_denoise<dllm::bf16_t, at::BFloat16>(logits, x, suppress, p, x0, conf); break;
-    default: run_denoise<dllm::f16_t, at::Half>(logits, x, suppress, p, x0, conf); break;
+    case at::kFloat: run_denoise<float, float>(logits, x, suppress, p, x0, conf, uncond); break;
+    case at::kBFloat16:
+      run_denoise<dllm::bf16_t, at::BFloat16>(logits, x, suppress, p, x0, conf, uncond);
+      break;
+    default: run_denoise<dllm::f16_t, at::Half>(logits, x, suppress, p, x0, conf, uncond); break;
   }
   return {x0, conf};
 }
@@ -93,15 +124,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
     const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
-    int64_t seed, int64_t offset) {
+    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
+    double cfg_scale, bool renoise) {
+  constexpr const char* op = "denoise_and_select";
   // x is only written by the commit at the end, after every argument has been checked.
   denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                     confidence_source, shift_logits, suppress_tokens, seed, offset,
-                     "denoise_and_select");
-  if (commit) check_writable(x, "denoise_and_select", "x");
+                     confidence_source, shift_logits, suppress_tokens, seed, offset, op,
+                     eligible, uncond_logits, cfg_scale);
+  denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
+  if (commit) check_writable(x, op, "x");
   auto [x0, conf] = denoise_step_cpu(logits, x, mask_id, temperature, top_k, top_p, filter_order,
                                      confidence, confidence_source, shift_logits, suppress_tokens,
-                                     seed, offset);
+                                     seed, offset, eligible, uncond_logits, cfg_scale);
   select_transfer_check(conf, rule, per_row, value, strict, seed, offset, "denoise_and_select");
   at::Tensor transfer = select_transfer_cpu(conf, rule, per_row, value, strict, seed, offset);
   if (commit) {
@@ -110,6 +146,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
     const auto tv = dllm::view2d(reinterpret_cast<const uint8_t*>(transfer.const_data_ptr<bool>()),
                                  transfer.stride(0), transfer.stride(1));
     dllm::cpu::commit_rows<int64_t>(xv, x0v, tv, x.size(1), 0, x.size(0));
+    if (renoise) {
+      const auto* ep = reinterpret_cast<const uint8_t*>(eligible->const_data_ptr<bool>());
+      const auto ev = dllm::view2d(ep, eligible->stride(0), eligible->stride(1));
+      dllm::cpu::renoise_rows(xv, ev, tv, logits.size(2), static_cast<uint64_t>(seed),
+                              static_cast<uint32_t>(offset), x.size(1), 0, x.size(0));
+    }
   }
   return {x0, conf, transfer};
 }

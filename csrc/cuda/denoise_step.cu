@@ -50,11 +50,17 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_cuda(
     c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens,  // [n] int64
-    int64_t seed, int64_t offset) {
+    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
+    double cfg_scale) {
   constexpr const char* op = "denoise_step";
   const dllm::DenoiseParams p =
       denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                         confidence_source, shift_logits, suppress_tokens, seed, offset, op);
+                         confidence_source, shift_logits, suppress_tokens, seed, offset, op,
+                         eligible, uncond_logits, cfg_scale);
+  TORCH_CHECK(!p.cfg, "dllm_kernels.", op, ": uncond_logits (CFG) has no CUDA kernel yet; "
+              "the Python op combines the logits first on CUDA");
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
   at::Tensor x0 = at::empty({B, L}, x.options());                           // [B, L] int64
@@ -90,11 +96,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cuda(
     const std::optional<at::Tensor>& suppress_tokens,  // [n] int64
     c10::string_view rule,
     const std::optional<at::Tensor>& per_row,  // [B] int64 (num_transfer) | float32 (probability)
-    double value, bool strict, bool commit, int64_t seed, int64_t offset) {
+    double value, bool strict, bool commit, int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
+    const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
+    double cfg_scale, bool renoise) {
   constexpr const char* op = "denoise_and_select";
   const dllm::DenoiseParams p =
       denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                         confidence_source, shift_logits, suppress_tokens, seed, offset, op);
+                         confidence_source, shift_logits, suppress_tokens, seed, offset, op,
+                         eligible, uncond_logits, cfg_scale);
+  denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
+  TORCH_CHECK(!p.cfg, "dllm_kernels.", op, ": uncond_logits (CFG) has no CUDA kernel yet; "
+              "the Python op combines the logits first on CUDA");
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
   at::Tensor x0 = at::empty({B, L}, x.options());                           // [B, L] int64
@@ -102,6 +115,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cuda(
   at::Tensor transfer = at::empty({B, L}, x.options().dtype(at::kBool));   // [B, L] bool
   const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset, op);
   if (commit) check_writable(x, op, "x");
+  DLLM_CHECK_ARG(a.rule != dllm::SelectRule::kEntropyBound || L <= 4096, op, "entropy_bound",
+                 "needs L <= 4096 on CUDA, got L = ", L);
   // per_row is read in place with its stride (a column of a [B, steps] schedule: no copy kernel).
   const int64_t* k_rows = a.rule == dllm::SelectRule::kNumTransfer
                               ? per_row->const_data_ptr<int64_t>() : nullptr;
@@ -125,7 +140,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cuda(
                             ptr, logits.stride(0), logits.stride(1), xw,
                             sup.defined() ? sup.const_data_ptr<int64_t>() : nullptr,
                             sup.defined() ? sup.numel() : 0, B, L, V, p, a.rule, a.value,
-                            a.strict, k_rows, p_rows, rows_stride, a.seed, a.offset, commit, plan,
+                            a.strict, k_rows, p_rows, rows_stride, a.seed, a.offset, commit,
+                            renoise, plan,
                             x0.data_ptr<int64_t>(), conf.data_ptr<float>(), tv,
                             workspace.data_ptr(), stream));
   });

@@ -20,6 +20,8 @@ at::Tensor select_transfer_cuda(const at::Tensor& conf,                    // [B
   const SelectArgs a = select_transfer_check(conf, rule, per_row, value, strict, seed, offset, op);
   const c10::cuda::CUDAGuard guard(conf.device());
   const int64_t B = conf.size(0), L = conf.size(1);
+  DLLM_CHECK_ARG(a.rule != dllm::SelectRule::kEntropyBound || L <= 4096, op, "entropy_bound",
+                 "needs L <= 4096 on CUDA, got L = ", L);
   at::Tensor out = at::empty({B, L}, conf.options().dtype(at::kBool));  // [B, L]
   // per_row is read in place with its stride (a column of a [B, steps] schedule: no copy kernel).
   const int64_t* k_rows = a.rule == dllm::SelectRule::kNumTransfer

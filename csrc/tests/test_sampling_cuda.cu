@@ -169,7 +169,7 @@ void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, 
   const uint32_t sel_offset = rule == dllm::SelectRule::kProbability ? p.offset : 0;
   CUDA_OK(dllm::cuda::denoise_and_select<float>(
       dl.ptr, L * V, V, dllm::view2d(dx.ptr, xs, 1), ds.ptr, 2, B, L, V, p, rule, value, strict,
-      dk.ptr, dp.ptr, 2, sel_seed, sel_offset, commit, plan, dx0.ptr, dc.ptr,
+      dk.ptr, dp.ptr, 2, sel_seed, sel_offset, commit, /*renoise=*/false, plan, dx0.ptr, dc.ptr,
       dllm::view2d(dt.ptr, L, 1), ws, nullptr));
   CUDA_OK(cudaDeviceSynchronize());
   cudaFree(ws);

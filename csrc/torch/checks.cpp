@@ -42,7 +42,10 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
                                        c10::string_view confidence,
                                        c10::string_view confidence_source, bool shift_logits,
                                        const std::optional<at::Tensor>& suppress_tokens,
-                                       int64_t seed, int64_t offset, const char* op) {
+                                       int64_t seed, int64_t offset, const char* op,
+                                       const std::optional<at::Tensor>& eligible,
+                                       const std::optional<at::Tensor>& uncond_logits,
+                                       double cfg_scale) {
   check_dim(logits, 3, op, "logits");
   const auto dt = logits.scalar_type();
   DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "logits",
@@ -56,7 +59,28 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   check_same_device(x, logits, op, "x", "logits");
   DLLM_CHECK_ARG(x.size(0) == logits.size(0) && x.size(1) == logits.size(1), op, "x",
                  "must have shape [B, L] like logits ", logits.sizes(), ", got ", x.sizes());
-  DLLM_CHECK_ARG(mask_id >= 0, op, "mask_id", "must be >= 0, got ", mask_id);
+  if (eligible.has_value()) {  // replaces x == mask_id (mask_id unused)
+    const at::Tensor& e = *eligible;
+    check_dtype(e, at::kBool, op, "eligible");
+    check_same_device(e, logits, op, "eligible", "logits");
+    DLLM_CHECK_ARG(e.sizes() == x.sizes(), op, "eligible", "must have shape [B, L] = ", x.sizes(),
+                   " like x, got ", e.sizes());
+  } else {
+    DLLM_CHECK_ARG(mask_id >= 0, op, "mask_id", "must be >= 0, got ", mask_id);
+  }
+  if (uncond_logits.has_value()) {
+    const at::Tensor& u = *uncond_logits;
+    check_same_device(u, logits, op, "uncond_logits", "logits");
+    check_dtype(u, dt, op, "uncond_logits");
+    check_same_shape(u, logits, op, "uncond_logits", "logits");
+    DLLM_CHECK_ARG(u.size(2) == 1 || u.stride(2) == 1, op, "uncond_logits",
+                   "must be contiguous in the last (vocabulary) dim, got strides ", u.strides());
+    DLLM_CHECK_ARG(cfg_scale >= 0 && cfg_scale < std::numeric_limits<double>::infinity(), op,
+                   "cfg_scale", "must be finite and >= 0, got ", cfg_scale);
+  } else {
+    DLLM_CHECK_ARG(cfg_scale == 0.0, op, "cfg_scale", "must be 0 without uncond_logits, got ",
+                   cfg_scale);
+  }
   DLLM_CHECK_ARG(temperature >= 0 && temperature < std::numeric_limits<double>::infinity(), op,
                  "temperature", "must be finite and >= 0, got ", temperature);
   DLLM_CHECK_ARG(top_k >= 0, op, "top_k", "must be >= 0 (0 = off), got ", top_k);
@@ -98,7 +122,25 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
   p.shift_logits = shift_logits;
   p.seed = static_cast<uint64_t>(seed);
   p.offset = static_cast<uint32_t>(offset);
+  if (eligible.has_value()) {
+    p.eligible = reinterpret_cast<const uint8_t*>(eligible->const_data_ptr<bool>());
+    p.eligible_sb = eligible->stride(0);
+    p.eligible_sl = eligible->stride(1);
+  }
+  p.cfg = uncond_logits.has_value() && cfg_scale != 0.0;  // s = 0: the conditional logits
+  p.cfg_scale1 = static_cast<float>(cfg_scale + 1.0);
   return p;
+}
+
+void denoise_and_select_extras_check(const at::Tensor& x, const std::optional<at::Tensor>& eligible,
+                                     c10::string_view confidence, c10::string_view rule,
+                                     bool commit, bool renoise, const char* op) {
+  DLLM_CHECK_ARG(rule != "entropy_bound" || confidence == "neg_entropy", op, "entropy_bound",
+                 "needs confidence='neg_entropy', got '", confidence, "'");
+  DLLM_CHECK_ARG(!renoise || commit, op, "renoise", "needs commit=True (it writes x)");
+  DLLM_CHECK_ARG(!renoise || eligible.has_value(), op, "renoise",
+                 "needs eligible (the positions renoised when not transferred)");
+  if (commit && eligible.has_value()) check_no_overlap(x, *eligible, op, "eligible", "x");
 }
 
 SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
@@ -111,8 +153,9 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
   else if (rule == "threshold") a.rule = dllm::SelectRule::kThreshold;
   else if (rule == "factor") a.rule = dllm::SelectRule::kFactor;
   else if (rule == "probability") a.rule = dllm::SelectRule::kProbability;
+  else if (rule == "entropy_bound") a.rule = dllm::SelectRule::kEntropyBound;
   else TORCH_CHECK(false, "dllm_kernels.", op, ": rule must be one of 'num_transfer', "
-                   "'threshold', 'factor', 'probability', got '", rule, "'");
+                   "'threshold', 'factor', 'probability', 'entropy_bound', got '", rule, "'");
   const bool needs_rows = a.rule == dllm::SelectRule::kNumTransfer ||
                           a.rule == dllm::SelectRule::kProbability;
   const char* row_arg = a.rule == dllm::SelectRule::kNumTransfer ? "num_transfer" : "probability";
@@ -125,9 +168,10 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
     DLLM_CHECK_ARG(r.size(0) == conf.size(0), op, row_arg, "must have shape [B] = [",
                    conf.size(0), "], got ", r.sizes());
   } else {
-    DLLM_CHECK_ARG(!std::isnan(value), op, rule == "threshold" ? "threshold" : "factor",
-                   "must not be NaN");
-    DLLM_CHECK_ARG(a.rule != dllm::SelectRule::kFactor || value > 0, op, "factor",
+    const char* arg = rule == "threshold" ? "threshold" : rule == "factor" ? "factor"
+                                                                            : "entropy_bound";
+    DLLM_CHECK_ARG(!std::isnan(value), op, arg, "must not be NaN");
+    DLLM_CHECK_ARG(a.rule == dllm::SelectRule::kThreshold || value > 0, op, arg,
                    "must be > 0, got ", value);
   }
   DLLM_CHECK_ARG(offset >= 0 && offset < (int64_t(1) << 32), op, "offset",

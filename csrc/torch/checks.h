@@ -94,10 +94,20 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
                                        c10::string_view confidence,
                                        c10::string_view confidence_source, bool shift_logits,
                                        const std::optional<at::Tensor>& suppress_tokens,
-                                       int64_t seed, int64_t offset, const char* op);
+                                       int64_t seed, int64_t offset, const char* op,
+                                       const std::optional<at::Tensor>& eligible = std::nullopt,
+                                       const std::optional<at::Tensor>& uncond_logits =
+                                           std::nullopt,
+                                       double cfg_scale = 0.0);
 
-// select_transfer: rule "num_transfer" (per_row int64 [B]), "threshold" / "factor" (value),
-// "probability" (per_row float32 [B]).
+// denoise_and_select beyond denoise_step / select_transfer: entropy_bound needs neg_entropy
+// confidences; renoise needs commit and eligible; a committed x must not overlap eligible.
+void denoise_and_select_extras_check(const at::Tensor& x, const std::optional<at::Tensor>& eligible,
+                                     c10::string_view confidence, c10::string_view rule,
+                                     bool commit, bool renoise, const char* op);
+
+// select_transfer: rule "num_transfer" (per_row int64 [B]), "threshold" / "factor" /
+// "entropy_bound" (value), "probability" (per_row float32 [B]).
 struct SelectArgs {
   dllm::SelectRule rule;
   double value;  // threshold (compared as float32, like the reference) or factor (double)

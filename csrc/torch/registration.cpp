@@ -11,21 +11,26 @@ TORCH_LIBRARY(dllm_kernels, m) {
   m.def("num_transfer_tokens(Tensor mask_index, int steps) -> Tensor");
   // One denoising step. logits: [B, L, V] f32|bf16|f16 (last dim contiguous); x: [B, L] int64
   // -> x0 [B, L] int64, conf [B, L] f32. seed is the uint64 seed as two's-complement int64.
+  // eligible: [B, L] bool (replaces x == mask_id); uncond_logits: like logits (CFG, cfg_scale).
   m.def(
       "denoise_step(Tensor logits, Tensor x, int mask_id, float temperature, int top_k, "
       "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
-      "Tensor? suppress_tokens, int seed, int offset) -> (Tensor x0, Tensor conf)");
+      "Tensor? suppress_tokens, int seed, int offset, Tensor? eligible=None, "
+      "Tensor? uncond_logits=None, float cfg_scale=0.) -> (Tensor x0, Tensor conf)");
   // Which positions commit. conf: [B, L] f32 (-inf = not eligible) -> [B, L] bool. rule:
-  // num_transfer (per_row int64 [B]) | threshold | factor (value) | probability (per_row f32 [B]).
+  // num_transfer (per_row int64 [B]) | threshold | factor | entropy_bound (value) | probability
+  // (per_row f32 [B]).
   m.def(
       "select_transfer(Tensor conf, str rule, Tensor? per_row, float value, bool strict, "
       "int seed, int offset) -> Tensor");
-  // denoise_step + select_transfer in one call; commit=True also writes x[transfer] = x0[transfer].
+  // denoise_step + select_transfer in one call; commit=True also writes x[transfer] = x0[transfer];
+  // renoise=True also x[eligible & ~transfer] = a Philox token in [0, V).
   m.def(
       "denoise_and_select(Tensor logits, Tensor(a!) x, int mask_id, float temperature, int top_k, "
       "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
       "Tensor? suppress_tokens, str rule, Tensor? per_row, float value, bool strict, bool commit, "
-      "int seed, int offset) -> (Tensor x0, Tensor conf, Tensor transfer)");
+      "int seed, int offset, Tensor? eligible=None, Tensor? uncond_logits=None, "
+      "float cfg_scale=0., bool renoise=False) -> (Tensor x0, Tensor conf, Tensor transfer)");
   // Paged KV cache, per layer k_cache / v_cache [num_pages, page_size, H_kv, D] f32|bf16|f16.
   // Token i of k / v ([N, H_kv, D] or [B, L, H_kv, D]) -> slot slot_mapping[i] (int64, < 0 = skip).
   m.def(

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "dllm/common.h"
+#include "dllm/philox.h"
 
 namespace dllm::cpu {
 
@@ -26,6 +27,22 @@ void commit_rows(View2D<T> x,                     // [B, L] token ids, written i
   for (int64_t b = row_begin; b < row_end; ++b) {
     for (int64_t l = 0; l < L; ++l) {
       if (transfer(b, l) != 0) x(b, l) = x0(b, l);
+    }
+  }
+}
+
+// Renoise (DiffusionGemma's renoise_canvas as one pass): x[b, l] = a token uniform on [0, V)
+// from Philox slot kSlotGroupRenoise of (seed, offset, b, l) wherever eligible and not
+// transferred. Napkin math: B*L bytes read twice, one Philox (10 rounds) per renoised position.
+inline void renoise_rows(View2D<int64_t> x,                // [B, L] token ids, written in place
+                         View2D<const uint8_t> eligible,   // [B, L] bool bytes
+                         View2D<const uint8_t> transfer,   // [B, L] bool bytes
+                         int64_t V, uint64_t seed, uint32_t offset, int64_t L,
+                         int64_t row_begin, int64_t row_end) {
+  for (int64_t b = row_begin; b < row_end; ++b) {
+    for (int64_t l = 0; l < L; ++l) {
+      if (eligible(b, l) == 0 || transfer(b, l) != 0) continue;
+      x(b, l) = below_of_word(philox_group(seed, offset, b, l, kSlotGroupRenoise).w[0], V);
     }
   }
 }

@@ -57,6 +57,13 @@ struct SelectEpilogue {
   View2D<uint8_t> transfer;       // [B, L] bool bytes, written
   View2D<int64_t> x;              // [B, L] token ids; x[b, l] = x0[b, l] where selected (commit)
   bool commit;
+  // renoise: x[b, l] = below_of_word(Philox slot kSlotGroupRenoise of (seed, offset, b, l), V)
+  // where eligible[b, l] and not selected (needs commit and eligible).
+  bool renoise;
+  const uint8_t* eligible;        // [B, L] bool bytes (strides esb, esl), or null
+  int64_t esb, esl, V;
+  uint64_t seed;
+  uint32_t offset;
 
   // Every thread of the block, after thread 0 wrote x0 / conf of a position of row b. The block
   // that completes the row selects it. scratch: select_scratch_bytes(L) of shared memory.
@@ -66,7 +73,13 @@ struct SelectEpilogue {
     select_detail::select_row(rr, select_detail::ConfRow{conf + b * L, 1}, b, L, scratch,
                               [&](int64_t l, bool take) {
                                 transfer(b, l) = take ? 1 : 0;
-                                if (commit && take) x(b, l) = __ldcg(x0_row + l);
+                                if (commit && take) {
+                                  x(b, l) = __ldcg(x0_row + l);
+                                } else if (renoise && eligible[b * esb + l * esl] != 0) {
+                                  const Philox4 w =
+                                      philox_group(seed, offset, b, l, kSlotGroupRenoise);
+                                  x(b, l) = below_of_word(w.w[0], V);
+                                }
                               });
   }
 };
@@ -115,6 +128,7 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
                                int64_t rows_stride,           // element stride of the one read
                                uint64_t select_seed, uint32_t select_offset,
                                bool commit,
+                               bool renoise,                  // needs commit and p.eligible
                                const DenoiseSelectPlan& plan,
                                int64_t* x0,                   // [B, L] contiguous, written
                                float* conf,                   // [B, L] contiguous, written
@@ -127,6 +141,9 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
   if (workspace == nullptr) return cudaErrorInvalidValue;
   if (rule == SelectRule::kNumTransfer && k_rows == nullptr) return cudaErrorInvalidValue;
   if (rule == SelectRule::kProbability && p_rows == nullptr) return cudaErrorInvalidValue;
+  if (rule == SelectRule::kEntropyBound && L > select_detail::kSortMax)
+    return cudaErrorInvalidValue;
+  if (renoise && (!commit || p.eligible == nullptr)) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
   unsigned char* ws = static_cast<unsigned char*>(workspace);
   auto* row_count = reinterpret_cast<unsigned long long*>(ws + plan.counter_offset);
@@ -137,7 +154,8 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
       split_count, row_count, L,
       select_detail::RowRule{rule, value, strict, k_rows, p_rows, rows_stride, select_seed,
                              select_offset},
-      conf, x0, transfer, x, commit};
+      conf, x0, transfer, x, commit, renoise, p.eligible, p.eligible_sb, p.eligible_sl, V,
+      p.seed, p.offset};
   const View2D<const int64_t> xr{x.data, x.stride_row, x.stride_col};
   return launch_variant<In, fused_detail::SelectEpilogue>(
       logits, stride_b, stride_l, xr, suppress, n_suppress, B, L, static_cast<int>(V), p,

@@ -449,7 +449,7 @@ denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b,
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
     bool wrote;  // block-uniform: this block wrote x0 / conf of the position
-    if (xv != p.mask_id) {  // split 0 writes the unmasked position
+    if (!denoised(p, xv, b, l)) {  // split 0 writes the position not denoised
       wrote = split == 0;
       if (wrote && threadIdx.x == 0) {
         x0[pos] = xv;
@@ -498,7 +498,7 @@ denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
        pos += warps) {
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) continue;  // written by the fast kernel
+    if (!denoised(p, xv, b, l)) continue;  // written by the fast kernel
     const RowState s = merge_splits<kStats>(partial + pos * splits, splits);
     if (lane == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
   }
@@ -723,7 +723,7 @@ denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (strid
   for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) {  // block-uniform
+    if (!denoised(p, xv, b, l)) {  // block-uniform
       if (threadIdx.x == 0) {
         x0[pos] = xv;
         conf[pos] = kNegInf;

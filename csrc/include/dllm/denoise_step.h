@@ -331,9 +331,35 @@ inline float top_p_threshold(const float* vals, int64_t V, double top_p, std::ve
       });
 }
 
+// Classifier-free guidance: out[i] = u + s1 * (c - u) in float32 for i in [0, n), op by op (the
+// reference's sequence; no FMA contraction, so every clone and the CUDA kernel round alike).
+// Unsanitised: the row is then read as float logits (NaN / inf handled there).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+template <typename In>
+inline void cfg_combine_impl(const In* c, const In* u, int64_t n, float s1, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float uf = to_float(u[i]);
+    const float e = s1 * (to_float(c[i]) - uf);
+    out[i] = uf + e;
+  }
+}
+DLLM_CPU_CLONES static void cfg_combine(const float* c, const float* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+DLLM_CPU_CLONES static void cfg_combine(const bf16_t* c, const bf16_t* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+DLLM_CPU_CLONES static void cfg_combine(const f16_t* c, const f16_t* u, int64_t n, float s1,
+                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC pop_options
+#endif
+
 // Per-thread buffers, reused across positions.
 struct Workspace {
   std::vector<float> z, scaled, score, full, tmp, wts;
+  std::vector<float> cfg;     // CFG: the position's guided logits [V] (one row, never [B, L, V])
   std::vector<double> hist;
   std::vector<int32_t> kept;  // filtered rows: ids of the kept tokens (vector kernel, T > 0)
   std::vector<uint32_t> words;
@@ -480,7 +506,9 @@ void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t
   finalize(st, p, b, l, x_val, x0_out, conf_out);
 }
 
-// Positions [begin, end) of the flattened [B, L] grid.
+// Positions [begin, end) of the flattened [B, L] grid. uncond (p.cfg): CFG's unconditional
+// logits, combined with the position's logits into ws.cfg (one [V] float row per thread), which
+// the float kernel then reads: the mask path is untouched.
 template <typename In>
 void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L, V], V contiguous
                             View2D<const int64_t> x,                    // [B, L]
@@ -488,18 +516,28 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
                             int64_t L, int64_t V, const DenoiseParams& p,
                             View2D<int64_t> x0,                         // [B, L]
                             View2D<float> conf,                         // [B, L]
-                            int64_t begin, int64_t end) {
+                            int64_t begin, int64_t end,
+                            const In* uncond = nullptr,                 // [B, L, V] or null
+                            int64_t usb = 0, int64_t usl = 0) {
   Workspace ws;
   const int level = simd::level();
   for (int64_t i = begin; i < end; ++i) {
     const int64_t b = i / L, l = i - b * L;
     const int64_t xv = x(b, l);
-    if (xv != p.mask_id) {
+    if (!denoised(p, xv, b, l)) {
       x0(b, l) = xv;
       conf(b, l) = kNegInf;
       continue;
     }
     const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
+    if (p.cfg) {
+      ws.cfg.resize(V);
+      cfg_combine(logits + b * sb + src * sl, uncond + b * usb + src * usl, V, p.cfg_scale1,
+                  ws.cfg.data());
+      denoise_position(static_cast<const float*>(ws.cfg.data()), V, suppress, n_suppress, p, b,
+                       l, xv, ws, &x0(b, l), &conf(b, l), level);
+      continue;
+    }
     denoise_position(logits + b * sb + src * sl, V, suppress, n_suppress, p, b, l, xv, ws,
                      &x0(b, l), &conf(b, l), level);
   }
@@ -510,14 +548,15 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
 // the thread count (unfiltered path only; the filtered path needs the whole row).
 constexpr int64_t kSlice = 16384;
 
+// row_given: `logits` is the position's row itself (CFG's guided row), not [B, L, V].
 template <typename In>
 void denoise_slice(const In* logits, int64_t sb, int64_t sl, int64_t b, int64_t l, int64_t V,
                    const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
-                   int64_t slice, RowState& out) {
+                   int64_t slice, RowState& out, bool row_given = false) {
   Workspace ws;
   const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
   const int64_t v0 = slice * kSlice;
-  simd::accumulate_range_at(simd::level(), logits + b * sb + src * sl, v0,
+  simd::accumulate_range_at(simd::level(), row_given ? logits : logits + b * sb + src * sl, v0,
                             std::min(V, v0 + kSlice), suppress, n_suppress, p, b, l,
                             /*filtered=*/false, ws, out);
 }

@@ -40,6 +40,12 @@ DLLM_HOST_DEVICE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, ui
 // Stream slots beyond any vocabulary (see reference/philox.py).
 constexpr uint32_t kSlotGroupConfidence = 0xFFFFFFFFu;  // "random" confidence, word 0
 constexpr uint32_t kSlotGroupTransfer = 0xFFFFFFFEu;    // select_transfer(probability), word 0
+constexpr uint32_t kSlotGroupRenoise = 0xFFFFFFFDu;     // denoise_and_select(renoise), word 0
+
+// (w * n) >> 32: an integer in [0, n) (n < 2^31) from a 32-bit word; the renoised token.
+DLLM_HOST_DEVICE int64_t below_of_word(uint32_t w, int64_t n) {
+  return static_cast<int64_t>((static_cast<uint64_t>(w) * static_cast<uint64_t>(n)) >> 32);
+}
 
 // The four words of vocabulary group v / 4 at position (b, l).
 DLLM_HOST_DEVICE Philox4 philox_group(uint64_t seed, uint32_t offset, int64_t b, int64_t l,

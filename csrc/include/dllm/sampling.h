@@ -11,10 +11,15 @@
 namespace dllm {
 
 enum class Confidence : int32_t { kProb = 0, kMargin = 1, kNegEntropy = 2, kRandom = 3 };
-enum class SelectRule : int32_t { kNumTransfer = 0, kThreshold = 1, kFactor = 2, kProbability = 3 };
+enum class SelectRule : int32_t {
+  kNumTransfer = 0, kThreshold = 1, kFactor = 2, kProbability = 3, kEntropyBound = 4
+};
 
 struct DenoiseParams {
-  int64_t mask_id;         // a position is masked iff x == mask_id
+  int64_t mask_id;         // a position is masked iff x == mask_id (unless eligible is given)
+  const uint8_t* eligible; // [B, L] bool bytes (strides eligible_sb, eligible_sl), or null: the
+  int64_t eligible_sb;     //   positions denoised instead of x == mask_id
+  int64_t eligible_sl;
   float inv_temperature;   // fl32(1 / T); 1 when T == 0
   bool sample;             // T > 0: Gumbel-max sampling; else argmax
   int64_t top_k;           // 0: off
@@ -25,7 +30,14 @@ struct DenoiseParams {
   bool shift_logits;       // position l reads the logits of l - 1 (position 0 its own)
   uint64_t seed;
   uint32_t offset;
+  bool cfg;                // classifier-free guidance: z = u + cfg_scale1 * (c - u)
+  float cfg_scale1;        // fl32(cfg_scale + 1)
 };
+
+// Is position (b, l), holding token xv, denoised this step?
+DLLM_HOST_DEVICE bool denoised(const DenoiseParams& p, int64_t xv, int64_t b, int64_t l) {
+  return p.eligible ? p.eligible[b * p.eligible_sb + l * p.eligible_sl] != 0 : xv == p.mask_id;
+}
 
 // 16-bit float storage types (bit patterns), decoded identically on host and device.
 struct bf16_t { uint16_t bits; };

@@ -156,6 +156,26 @@ __device__ __forceinline__ void sorted_row(ConfRow conf, const RowRule& rr, int6
       __syncthreads();
     }
   }
+  if (rr.rule == SelectRule::kEntropyBound) {
+    // H = -conf in ascending order (rank order); the running float64 sum S_k must be the
+    // sequential one of the reference (torch.cumsum on CPU): one thread walks the row (<= 4096
+    // adds, a few us; the row's other threads idle). Accept rank k iff fl32(S_k) - H_k <= gamma.
+    if (threadIdx.x == 0) {
+      const float gamma = static_cast<float>(rr.value);
+      double sum = 0;
+      for (int64_t r = 0; r < L; ++r) {
+        const int64_t l = 0xFFFFFFFFu - uint32_t(words[r]);
+        bool take = false;
+        if (r < count) {
+          const float h = -conf(l);
+          sum += h;
+          take = __fsub_rn(static_cast<float>(sum), h) <= gamma;
+        }
+        emit(l, take);
+      }
+    }
+    return;
+  }
   if (rr.rule == SelectRule::kFactor) {
     for (int r = threadIdx.x; r < L; r += blockDim.x) {
       const int64_t l = 0xFFFFFFFFu - uint32_t(words[r]);
@@ -226,7 +246,7 @@ __device__ void select_row(const RowRule& rr, ConfRow conf, int64_t b, int64_t L
   if (L <= kSortMax) {
     sorted_row(conf, rr, b, L, count, sh, reinterpret_cast<uint64_t*>(body), emit);
     __syncthreads();  // words and first_hit are reused by the next row
-  } else {
+  } else if (rr.rule != SelectRule::kEntropyBound) {  // (entropy_bound: L <= kSortMax only)
     __syncthreads();  // first_hit
     counted_row(conf, rr, b, L, count, sh, reinterpret_cast<uint32_t*>(body), emit);
   }
@@ -264,6 +284,7 @@ inline cudaError_t select_transfer(View2D<const float> conf,  // [B, L] -inf: no
   if (B == 0 || L == 0) return cudaSuccess;
   if (rule == SelectRule::kNumTransfer && k_rows == nullptr) return cudaErrorInvalidValue;
   if (rule == SelectRule::kProbability && p_rows == nullptr) return cudaErrorInvalidValue;
+  if (rule == SelectRule::kEntropyBound && L > kSortMax) return cudaErrorInvalidValue;
   const RowRule rr{rule, value, strict, k_rows, p_rows, rows_stride, seed, offset};
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(B, 1 << 30));
   const int threads =

@@ -2,7 +2,8 @@
 // positions (conf > -inf) commit this step (dllm_kernels/reference/select_transfer.py is the spec).
 //
 // Napkin math: read B*L*4 bytes, write B*L bytes. Work per row of M eligible positions:
-// top-k O(M log k) (partial sort), threshold O(M) (no order), factor O(M log M) (full sort).
+// top-k O(M log k) (partial sort), threshold O(M) (no order), factor and entropy_bound
+// O(M log M) (full sort; entropy_bound then one float64 running sum).
 #pragma once
 
 #include <algorithm>
@@ -17,7 +18,8 @@ namespace dllm::cpu {
 
 struct SelectParams {
   SelectRule rule;
-  double value;     // threshold (compared in float32, as the reference does) or factor
+  double value;     // threshold / entropy_bound (compared in float32, as the reference does)
+                    // or factor
   bool strict;      // threshold: conf > value instead of >=
   uint64_t seed;
   uint32_t offset;
@@ -79,6 +81,18 @@ inline void select_transfer_rows(View2D<const float> conf,   // [B, L] -inf = no
           }
         }
         take = (first < 0 || first == M - 1) ? M : first;
+        break;
+      }
+      case SelectRule::kEntropyBound: {  // H = -conf ascending; S_k summed in float64
+        std::sort(order.begin(), order.end(), before);
+        const float gamma = static_cast<float>(p.value);
+        double sum = 0;
+        for (int64_t i = 0; i < M; ++i) {
+          const float h = -conf(b, order[i]);
+          sum += h;
+          const float s_k = static_cast<float>(sum);  // torch.cumsum's float64 running sum
+          if (s_k - h <= gamma) out(b, order[i]) = 1;  // sum_{j<=k} H_j - H_k <= gamma
+        }
         break;
       }
       case SelectRule::kProbability:
