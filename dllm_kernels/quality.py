@@ -62,9 +62,10 @@ METHODS: list[Method] = [
     *(Method(f"threshold={t}", "threshold", {"threshold": t}) for t in (0.5, 0.7, 0.8, 0.9, 0.95)),
     *(Method(f"factor={f}", "factor", {"factor": f}) for f in (0.5, 1.0, 2.0)),
     *(Method(f"dream ({k}/step)", "dream", {"schedule": "dream"}, k) for k in (1, 2, 4)),
-    # methods generate does not take yet: skipped (and said so) until they land
     *(Method(f"entropy_bound={g}", "entropy_bound", {"entropy_bound": g}) for g in (0.1, 0.5, 1.0)),
-    Method("editing (threshold=0.9)", "editing", {"threshold": 0.9, "editing": True}),
+    *(Method(f"editing (threshold={t}, edit={e})", "editing",
+             {"threshold": t, "edit_threshold": e, "max_post_edit_steps": 4})
+      for t, e in ((0.9, 0.9), (0.7, 0.8), (0.5, 0.7))),
     *(Method(f"mdlm ({k}/step)", "mdlm", {"schedule": "mdlm"}, k) for k in (1, 2)),
 ]
 
@@ -83,8 +84,9 @@ def _as_method(method) -> Method:
 
 
 def _row_nfe(out, B: int) -> torch.Tensor:
-    """Forwards per row: steps in which the row's block held a mask (conf > -inf somewhere) plus
-    the forwards that are not steps (prefill / commit)."""
+    """Forwards per row: steps in which the row's block held a mask (conf > -inf somewhere; with
+    token editing: in which the row was still editing its block) plus the forwards that are not
+    steps (prefill / commit)."""
     steps = torch.zeros(B, dtype=torch.int64)
     for s in out.trace:
         active = torch.isfinite(s["conf"]).any(1) if s["conf"].numel() else torch.zeros(0, dtype=torch.bool)
@@ -114,7 +116,7 @@ def evaluate(model, tok: T.CharTokenizer, task, method, *, cache: str = "none", 
     task = T.get(task) if isinstance(task, str) else task
     m = _as_method(method)
     opts = m.generate_options(task)
-    if "steps" not in opts and "threshold" not in opts and "factor" not in opts:
+    if not {"steps", "threshold", "factor", "entropy_bound"} & set(opts):
         opts["steps"] = task.gen_length
     probs = problems if problems is not None else task.heldout(n, seed=seed)
     G = task.gen_length

@@ -103,6 +103,7 @@ class _Backend:
         return reference.block_attention(q, k, v, **kw)
 
     def denoise_and_select(self, logits, x, mask_id, rule, seed, offset, sampling):
+        """sampling may hold uncond_logits / cfg_scale (CFG formed inside the op's pass)."""
         if self.name == "kernels":
             return ops.denoise_and_select(logits, x, mask_id, **rule, **sampling, commit=True,
                                           seed=seed, offset=offset)
@@ -110,6 +111,17 @@ class _Backend:
         transfer = reference.select_transfer(conf, **rule, seed=seed, offset=offset)
         reference.commit_(x, x0, transfer)
         return x0, conf, transfer
+
+    def denoise_step(self, logits, x, mask_id, seed, offset, sampling):
+        fn = ops.denoise_step if self.name == "kernels" else reference.denoise_step
+        return fn(logits, x, mask_id, **sampling, seed=seed, offset=offset)
+
+    def select_transfer(self, conf, **rule):
+        fn = ops.select_transfer if self.name == "kernels" else reference.select_transfer
+        return fn(conf, **rule)
+
+    def commit(self, x, x0, transfer):
+        (ops.commit_ if self.name == "kernels" else reference.commit_)(x, x0, transfer)
 
     def num_transfer_tokens(self, mask_index, steps):
         fn = ops.num_transfer_tokens if self.name == "kernels" else reference.num_transfer_tokens
@@ -334,10 +346,81 @@ def _model_device_dtype(model, prompt_ids):
         return dev, torch.float32
 
 
+def _edit_options(edit_threshold, max_post_edit_steps, penalty_lambda, threshold, factor,
+                  entropy_bound, temperature, remasking, sampling_options):
+    """generate's token-editing arguments checked: None without edit_threshold, else a dict."""
+    if edit_threshold is None:
+        if penalty_lambda != 0:
+            raise ValueError("dllm_kernels.generate: penalty_lambda applies to token editing; "
+                             "give edit_threshold too")
+        return None
+    if isinstance(edit_threshold, bool) or not isinstance(edit_threshold, (int, float)) \
+            or not 0 <= edit_threshold <= 1:
+        raise ValueError(f"dllm_kernels.generate: edit_threshold must be a number in [0, 1], "
+                         f"got {edit_threshold!r}")
+    if threshold is None or factor is not None or entropy_bound is not None:
+        raise ValueError("dllm_kernels.generate: edit_threshold (token editing, sglang's "
+                         "JointThreshold) needs threshold (the mask -> token threshold) and no "
+                         "factor / entropy_bound")
+    if isinstance(max_post_edit_steps, bool) or not isinstance(max_post_edit_steps, int) \
+            or max_post_edit_steps < 0:
+        raise ValueError(f"dllm_kernels.generate: max_post_edit_steps must be an int >= 0, got "
+                         f"{max_post_edit_steps!r}")
+    if isinstance(penalty_lambda, bool) or not isinstance(penalty_lambda, (int, float)) \
+            or not 0 <= penalty_lambda < math.inf:
+        raise ValueError(f"dllm_kernels.generate: penalty_lambda must be a finite number >= 0, "
+                         f"got {penalty_lambda!r}")
+    if temperature != 0 or remasking != "low_confidence":
+        raise ValueError("dllm_kernels.generate: edit_threshold (token editing) is greedy: "
+                         "temperature must be 0 and remasking 'low_confidence'")
+    if penalty_lambda > 0 and sampling_options.get("shift_logits"):
+        raise ValueError("dllm_kernels.generate: penalty_lambda does not combine with "
+                         "shift_logits")
+    return {"threshold": float(threshold), "edit_threshold": float(edit_threshold),
+            "max_post_edit_steps": max_post_edit_steps, "penalty_lambda": float(penalty_lambda)}
+
+
+def _penalize_previous_token(logits: torch.Tensor, block: torch.Tensor, lam: float) -> None:
+    """logits[b, l, block[b, l - 1]] -= lam for l >= 1, in place, in the logits' dtype (sglang
+    JointThreshold's repetition penalty): B * (L - 1) elements, no [B, L, V] pass.
+    logits [b, L, V] (any strides), block [b, L] int64."""
+    prev = block[:, :-1].unsqueeze(-1)                                       # [b, L-1, 1]
+    logits[:, 1:].scatter_add_(2, prev, torch.full(prev.shape, -lam, dtype=logits.dtype,
+                                                   device=logits.device))
+
+
+def edit_step(ops_, logits, uncond, block, mask_id, editable, done, post, edit, sampling, seed,
+              offset):
+    """One token-editing step (sglang JointThreshold) of a block, in place: block [b, L] int64
+    gets the step's M2T and T2T writes, done [b] bool / post [b] int64 (the rows' states) are
+    updated. logits (and uncond, CFG) [b, L, V] of the block (penalised in place when
+    edit["penalty_lambda"] > 0); editable [b, L] bool: the block's non-prompt positions.
+    Returns (transfer [b, L] bool, p [b, L] float32: argmax probability, -inf where not
+    denoised). ops_: a _Backend; no host synchronisation."""
+    if edit["penalty_lambda"] > 0:
+        for t in (logits, uncond):           # on c and u: z - lambda = (u - l) + (s+1)(c - u)
+            if t is not None:
+                _penalize_previous_token(t, block, edit["penalty_lambda"])
+    x0, p = ops_.denoise_step(logits, block, mask_id, seed, offset,
+                              {**sampling, "eligible": editable & ~done[:, None]})
+    masked = block == mask_id
+    m2t = ops_.select_transfer(p.masked_fill(~masked, -math.inf), threshold=edit["threshold"],
+                               strict=True)                  # p > threshold, else the best
+    no_mask = ~masked.any(1)
+    post += (no_mask & ~done).long()
+    out = no_mask & (post > edit["max_post_edit_steps"])      # the edit budget is spent
+    t2t = (p > edit["edit_threshold"]) & (x0 != block) & ~masked
+    transfer = (m2t | t2t) & ~out[:, None]
+    done |= out | ~transfer.any(1)                            # nothing changed: finished
+    ops_.commit(block, x0, transfer)
+    return transfer, p
+
+
 def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = None,
              steps: int | None = None, temperature: float = 0.0,
              remasking: str = "low_confidence", threshold=None, factor=None,
-             schedule: str = "linear", eps: float | None = None, cfg_scale: float = 0.0,
+             entropy_bound=None, edit_threshold=None, max_post_edit_steps: int = 16,
+             penalty_lambda: float = 0.0, schedule: str = "linear", eps: float | None = None, cfg_scale: float = 0.0,
              mask_id: int | None = None, cache: str = "none", refresh_interval: int | None = None,
              attention_mask=None, eos_id: int | None = None, backend: str = "kernels",
              seed: int | None = None, progress: bool = False, trace: bool = False,
@@ -363,6 +446,24 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
             of Dream's timesteps, 1 at the last step).
         threshold / factor: parallel decoding (Fast-dLLM): each block runs until it has no mask
             left (at most block_length steps).
+        entropy_bound: gamma > 0, entropy-bounded parallel decoding (arXiv 2505.24857, as
+            transformers' DiffusionGemma EntropyBoundSampler): each step commits the masked
+            positions in ascending entropy H of their distribution while
+            sum_{j<=k} H_j - max_{j<=k} H_j <= gamma (at least one per step); each block runs
+            until it has no mask left. Ranks by entropy (remasking "low_confidence" / "entropy").
+        edit_threshold: token editing (LLaDA2.1, sglang's JointThreshold): per step over the
+            block, mask -> token for masked positions with p > threshold (if none, the most
+            confident one), plus token -> token for already decoded positions of the block whose
+            argmax differs from their token with p > edit_threshold; a row's block ends when a
+            step changes nothing in it, or after max_post_edit_steps steps with no mask left (at
+            most block_length + max_post_edit_steps + 1 steps). Needs threshold; greedy
+            (temperature 0, remasking "low_confidence"); every cache mode (an edited position's
+            K/V are rewritten by the next forward, which feeds the whole block).
+        max_post_edit_steps: with edit_threshold, the steps a row may edit its block once no mask
+            is left (sglang's default 16).
+        penalty_lambda: with edit_threshold, a repetition penalty: lambda is subtracted from the
+            logit of position l (l >= 1 in the block) for the token at position l - 1 before the
+            argmax (sglang's penalty_lambda; 0 = off).
         schedule: "linear" (LLaDA: the block's masks spread evenly over its steps) or "dream"
             (k = int(mean_masked * (1 - s/t)) on linspace(1, eps, steps + 1), everything left at
             the last step; also makes confidences come from the sampling distribution and top-p
@@ -406,16 +507,29 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
     if gen_length < 1 or block_length < 1 or gen_length % block_length:
         raise ValueError(f"dllm_kernels.generate: gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
     num_blocks = gen_length // block_length
-    parallel = threshold is not None or factor is not None
-    if threshold is not None and factor is not None:
-        raise ValueError("dllm_kernels.generate: give threshold or factor, not both")
+    rules = [n for n, v in (("threshold", threshold), ("factor", factor),
+                            ("entropy_bound", entropy_bound)) if v is not None]
+    parallel = bool(rules)
+    if len(rules) > 1:
+        raise ValueError(f"dllm_kernels.generate: give one of threshold, factor, entropy_bound, "
+                         f"not {' and '.join(rules)}")
     if parallel and (schedule != "linear" or remasking == "origin"):
-        raise ValueError("dllm_kernels.generate: threshold / factor replace the schedule; they do "
-                         "not combine with schedule='dream' / 'mdlm' or remasking='origin'")
+        raise ValueError(f"dllm_kernels.generate: {rules[0]} replaces the schedule; it does not "
+                         "combine with schedule='dream' / 'mdlm' or remasking='origin'")
+    if entropy_bound is not None:
+        if isinstance(entropy_bound, bool) or not isinstance(entropy_bound, (int, float)) \
+                or not 0 < entropy_bound < math.inf:
+            raise ValueError(f"dllm_kernels.generate: entropy_bound must be a finite number > 0, "
+                             f"got {entropy_bound!r}")
+        if remasking not in ("low_confidence", "entropy"):
+            raise ValueError(f"dllm_kernels.generate: entropy_bound ranks positions by entropy; "
+                             f"it does not combine with remasking={remasking!r}")
+    edit = _edit_options(edit_threshold, max_post_edit_steps, penalty_lambda, threshold, factor,
+                         entropy_bound, temperature, remasking, sampling_options)
     if not parallel:
         if steps is None:
             raise TypeError("dllm_kernels.generate: steps is required (total denoising steps) "
-                            "unless threshold or factor is given")
+                            "unless threshold, factor or entropy_bound is given")
         if steps < num_blocks or steps % num_blocks:
             raise ValueError(f"dllm_kernels.generate: steps ({steps}) must be a multiple of the number of blocks ({num_blocks})")
     if not cfg_scale >= 0:
@@ -443,6 +557,7 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
         with TransformersModel(model) as rt:
             return _generate(rt, kind, prompt_ids, gen_length, block_length, num_blocks, steps,
                              temperature, remasking, threshold, factor, schedule, eps, cfg_scale,
+                             {"entropy_bound": entropy_bound, "edit": edit},
                              _resolve_mask_id(mask_id, rt.config, model.config,
                                               getattr(model, "generation_config", None)),
                              cache, refresh_interval, attention_mask, eos_id, backend, seed,
@@ -451,6 +566,7 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
     rt = model if kind == "runtime" else _CallableModel(model)
     return _generate(rt, kind, prompt_ids, gen_length, block_length, num_blocks, steps,
                      temperature, remasking, threshold, factor, schedule, eps, cfg_scale,
+                     {"entropy_bound": entropy_bound, "edit": edit},
                      _resolve_mask_id(mask_id, cfg, getattr(model, "generation_config", None)),
                      cache, refresh_interval, attention_mask, eos_id, backend, seed, progress,
                      trace, profile, page_size, pad_id, sampling_options)
@@ -458,12 +574,13 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
 
 @torch.no_grad()
 def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, steps, temperature,
-              remasking, threshold, factor, schedule, eps, cfg_scale, mask_id, cache,
+              remasking, threshold, factor, schedule, eps, cfg_scale, decoding, mask_id, cache,
               refresh_interval, attention_mask, eos_id, backend, seed, progress, trace, profile,
               page_size, pad_id, sampling_options) -> GenerateOutput:
     """generate() after its arguments are checked and the model resolved (see generate)."""
     ops_ = _Backend(backend)
-    parallel = threshold is not None or factor is not None
+    entropy_bound, edit = decoding["entropy_bound"], decoding["edit"]
+    parallel = threshold is not None or factor is not None or entropy_bound is not None
     device, dtype = _model_device_dtype(model.model if kind == "callable" else model, prompt_ids)
     if seed is None:   # drawn only when something is random (keeps the caller's RNG state otherwise)
         random = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
@@ -476,6 +593,8 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         sampling_options.setdefault("confidence_source", "sampling")
         sampling_options.setdefault("filter_order", "top_p_first")
     sampling = {"temperature": temperature, "confidence": REMASKING[remasking], **sampling_options}
+    if entropy_bound is not None:
+        sampling["confidence"] = "neg_entropy"        # H = -conf, the EB rule's entropies
     if pad_id is None:
         pad_id = eos_id if eos_id is not None else 0
     guided = cfg_scale > 0
@@ -567,8 +686,10 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         ts = dream_timesteps(spb, eps)
         unmask_p = [1.0 if i == spb - 1 else float(1 - ts[i + 1] / ts[i]) for i in range(spb)]
 
-    def step_rule(k, s, block):
+    def step_rule(k, s, block, linear):
         if parallel:
+            if entropy_bound is not None:
+                return {"entropy_bound": entropy_bound}
             return {"threshold": threshold} if threshold is not None else {"factor": factor}
         if unmask_p is not None:
             return {"probability": unmask_p[s]}
@@ -590,14 +711,30 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         for plan in plans:
             forward(plan)
 
-    if policy is not None:
-        with prof.section("cache"):
-            before = policy.plans_before()
-        forward_unread(before)
-    for k in range(num_blocks):
-        c0, c1 = P + k * block_length, P + (k + 1) * block_length
-        xs = x if len(rows) == B else None
-        block = (xs if xs is not None else x[rows])[:, c0:c1]
+    def split_cfg(logits):
+        """(conditional, unconditional) logits of a step; (logits, None) without CFG."""
+        return tuple(logits.chunk(2, dim=0)) if guided else (logits, None)
+
+    def cfg_args(uncond):
+        """CFG inside the op's one pass: z = u + (cfg_scale + 1)(c - u), no [B, L, V] temporary."""
+        return {} if uncond is None else {"uncond_logits": uncond, "cfg_scale": cfg_scale}
+
+    def log_step(k, s, transfer, conf):
+        if trace:
+            steps_log.append({"block": k, "step": s, "rows": rows.cpu(),
+                              "committed": transfer.cpu(), "conf": conf.cpu()})
+
+    def write_back(block, xs, c0, c1):
+        """The block's tokens into x (when it is a copy) and into the unconditional rows."""
+        if xs is None:
+            x[rows, c0:c1] = block
+        if guided:
+            xm[B:, c0:c1] = block
+
+    def schedule_block(k, block, xs, c0, c1):
+        """Block k by the schedule or a parallel rule (threshold / factor / entropy_bound)."""
+        nonlocal offset
+        linear = None
         if not parallel and schedule == "linear" and remasking != "origin":
             with prof.section("sampling"):
                 linear = ops_.num_transfer_tokens(block == mask_id, spb)
@@ -611,31 +748,57 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             elif s > spb or (s == spb and not (last and bool((block == mask_id).any()))):
                 break
             if reuse is not None:
-                logits, step_shift = reuse
+                logits, uncond, step_shift = reuse
             else:
                 logits, step_shift = step_logits(k, s)
-                if guided:
-                    with prof.section("sampling"):
-                        c, u = logits.chunk(2, dim=0)
-                        logits = u + (cfg_scale + 1) * (c - u)
-            rule = {"probability": 1.0} if last else step_rule(k, s, block)
-            step_sampling = {**sampling, "shift_logits": step_shift}
+                logits, uncond = split_cfg(logits)
+            rule = {"probability": 1.0} if last else step_rule(k, s, block, linear)
+            step_sampling = {**sampling, "shift_logits": step_shift, **cfg_args(uncond)}
             if last:
                 step_sampling["temperature"] = 0.0
             with prof.section("sampling"):
                 _, conf, transfer = ops_.denoise_and_select(
                     logits, block, mask_id, rule, seed, offset, step_sampling)
             if schedule == "mdlm":     # one flag per step, as MDLM's cache test
-                reuse = (logits, step_shift) if not bool(transfer.any()) else None
-            if trace:
-                steps_log.append({"block": k, "step": s, "rows": rows.cpu(),
-                                  "committed": transfer.cpu(), "conf": conf.cpu()})
-            if xs is None:
-                x[rows, c0:c1] = block
-            if guided:
-                xm[B:, c0:c1] = block
+                reuse = (logits, uncond, step_shift) if not bool(transfer.any()) else None
+            log_step(k, s, transfer, conf)
+            write_back(block, xs, c0, c1)
             offset = (offset + 1) % (1 << 32)
             s += 1
+
+    def edit_block(k, block, xs, c0, c1):
+        """Block k with token editing (sglang JointThreshold; see generate's edit_threshold):
+        per step one forward and one denoise_step over the block's non-prompt positions of the
+        rows still editing (argmax and p at masked and decoded positions alike), then M2T / T2T
+        on [b, L] tensors. One host read per step (are all rows done)."""
+        nonlocal offset
+        editable = block == mask_id          # non-prompt: masked when the block starts
+        b_rows = block.shape[0]
+        post = torch.zeros(b_rows, dtype=torch.int64, device=device)
+        done = torch.zeros(b_rows, dtype=torch.bool, device=device)
+        greedy = {**sampling, "temperature": 0.0, "confidence": "prob"}
+        for s in range(block_length + edit["max_post_edit_steps"] + 1):   # sglang's max_steps
+            logits, step_shift = step_logits(k, s)
+            logits, uncond = split_cfg(logits)
+            with prof.section("sampling"):
+                transfer, p = edit_step(ops_, logits, uncond, block, mask_id, editable, done, post,
+                                        edit, {**greedy, "shift_logits": step_shift,
+                                               **cfg_args(uncond)}, seed, offset)
+            log_step(k, s, transfer, p)
+            write_back(block, xs, c0, c1)
+            offset = (offset + 1) % (1 << 32)
+            if bool(done.all()):           # the stopping test
+                break
+
+    if policy is not None:
+        with prof.section("cache"):
+            before = policy.plans_before()
+        forward_unread(before)
+    for k in range(num_blocks):
+        c0, c1 = P + k * block_length, P + (k + 1) * block_length
+        xs = x if len(rows) == B else None
+        block = (xs if xs is not None else x[rows])[:, c0:c1]
+        (edit_block if edit is not None else schedule_block)(k, block, xs, c0, c1)
         if policy is not None:
             with prof.section("cache"):
                 after = policy.plans_after_block(k)

@@ -206,5 +206,129 @@ def bidirectional(model):
         _use(model, saved)
 
 
+# ---- DiffusionGemma: the per-step sampling on the fused op ---------------------------------------
+
+def fuse_diffusion_gemma(model):
+    """Makes a transformers DiffusionGemma model's own `generate` run each denoising step's
+    sampling through dllm_kernels.denoise_and_select: the sample from softmax of the processed
+    (temperature-scheduled) logits, their entropy, the entropy-bound acceptance and the
+    renoising of the other positions in one pass over [B, L, V] (transformers runs softmax,
+    multinomial, a Categorical entropy, sort, cumsum, scatter and randint, and the entropy once
+    more for its stopping test). Everything else is the model's: its forward and
+    self-conditioning, logits processors (the linear temperature schedule), the encoder / canvas
+    loop, the stopping criteria (StableAndConfidentStoppingCriteria reads the op's entropies),
+    the outputs. Returns `model` (patched in place; `unfuse_diffusion_gemma` undoes it).
+
+    Differences, deliberate: the sample and the renoise tokens come from the Philox stream (seed
+    drawn per step from torch's default generator), so they follow the same distributions as
+    torch.multinomial / torch.randint but are not the same draws; entropies are computed in
+    float64 and ties in entropy go to the lower position. A step whose sampler is not exactly
+    EntropyBoundSampler (a user subclass) runs transformers' own step. argmax of the processed
+    logits is still one extra pass (the op does not return it yet).
+
+    Args:
+        model: a DiffusionGemmaForBlockDiffusion (transformers >= 5.11).
+    """
+    if not callable(getattr(type(model), "_denoising_step", None)) or \
+            getattr(getattr(model, "config", None), "canvas_length", None) is None:
+        raise TypeError("dllm_kernels.fuse_diffusion_gemma: model must be a transformers "
+                        "DiffusionGemma model (DiffusionGemmaForBlockDiffusion), got "
+                        f"{type(model).__name__}")
+    model._denoising_step = _FusedDenoisingStep(model)
+    return model
+
+
+def unfuse_diffusion_gemma(model):
+    """Undoes fuse_diffusion_gemma (no-op on a model that is not fused). Returns `model`."""
+    if isinstance(model.__dict__.get("_denoising_step"), _FusedDenoisingStep):
+        del model._denoising_step
+    return model
+
+
+def _step_seed() -> int:
+    """A Philox seed from torch's default (CPU) generator: torch.manual_seed reproduces a run."""
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
+def _stable_and_confident(crit, argmax_canvas, token_entropy):
+    """transformers' StableAndConfidentStoppingCriteria on the op's entropies [B, L] instead of
+    a second entropy pass over the logits: stable = the argmax canvas equals each of the last
+    stability_threshold ones (its history kept on `crit`, so crit.reset() still works),
+    confident = mean entropy < confidence_threshold."""
+    B = argmax_canvas.shape[0]
+    if crit.stability_threshold == 0:
+        stable = torch.ones(B, dtype=torch.bool, device=argmax_canvas.device)
+    else:
+        hist = crit.argmax_canvas_history
+        if hist is None:
+            hist = torch.full((crit.stability_threshold, *argmax_canvas.shape), -1,
+                              dtype=argmax_canvas.dtype, device=argmax_canvas.device)
+        stable = (hist == argmax_canvas.unsqueeze(0)).all(-1).all(0)
+        hist = torch.roll(hist, shifts=-1, dims=0)
+        hist[-1] = argmax_canvas
+        crit.argmax_canvas_history = hist
+    return stable & (token_entropy.mean(-1) < crit.confidence_threshold)
+
+
+class _FusedDenoisingStep:
+    """DiffusionGemmaGenerationMixin._denoising_step with the sampling on the fused op (same
+    arguments and results; see fuse_diffusion_gemma)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, decoder_forward, current_canvas, argmax_canvas, input_ids,
+                 decoder_position_ids, self_conditioning_logits, mask_mapping, cache,
+                 finished_denoising, cur_step, sampler, logits_processor,
+                 diffusion_stopping_criteria, **model_kwargs):
+        from transformers.models.diffusion_gemma import generation_diffusion_gemma as dg
+
+        from .. import ops
+
+        model = self.model
+        if type(sampler) is not dg.EntropyBoundSampler:
+            return type(model)._denoising_step(
+                model, decoder_forward=decoder_forward, current_canvas=current_canvas,
+                argmax_canvas=argmax_canvas, input_ids=input_ids,
+                decoder_position_ids=decoder_position_ids,
+                self_conditioning_logits=self_conditioning_logits, mask_mapping=mask_mapping,
+                cache=cache, finished_denoising=finished_denoising, cur_step=cur_step,
+                sampler=sampler, logits_processor=logits_processor,
+                diffusion_stopping_criteria=diffusion_stopping_criteria, **model_kwargs)
+        step = torch.tensor(cur_step, device=current_canvas.device, dtype=torch.int32)
+        torch.compiler.cudagraph_mark_step_begin()
+        raw = decoder_forward(decoder_input_ids=current_canvas,
+                              self_conditioning_logits=self_conditioning_logits,
+                              decoder_attention_mask=mask_mapping, cache=cache,
+                              decoder_position_ids=decoder_position_ids, **model_kwargs).logits
+        # the temperature schedule and any user processors: the model's next step reads these
+        # logits (self-conditioning), so they exist as a tensor in either implementation
+        processed = logits_processor(input_ids, raw, cur_step=step)
+        if processed.shape[-1] != sampler.vocab_size:
+            raise ValueError(f"dllm_kernels.fuse_diffusion_gemma: logits have "
+                             f"{processed.shape[-1]} columns but the sampler's vocab_size is "
+                             f"{sampler.vocab_size} (the renoise range)")
+        canvas = current_canvas.clone()                 # never write the caller's canvas
+        live = ~finished_denoising                      # finished rows keep their canvas
+        _, conf, _ = ops.denoise_and_select(
+            processed, canvas, None, eligible=live[:, None].expand_as(canvas), temperature=1.0,
+            confidence="neg_entropy", entropy_bound=float(sampler.entropy_bound), commit=True,
+            renoise=True, seed=_step_seed(), offset=0)
+        new_argmax = processed.argmax(-1)
+        crit = diffusion_stopping_criteria
+        if crit is not None:
+            if finished_denoising.any():
+                new_argmax = torch.where(finished_denoising[:, None], argmax_canvas, new_argmax)
+                processed = torch.where(finished_denoising[:, None, None],
+                                        self_conditioning_logits, processed)
+            if type(crit) is dg.StableAndConfidentStoppingCriteria:
+                finished_denoising |= _stable_and_confident(crit, new_argmax, -conf)
+            else:
+                finished_denoising |= crit(new_argmax, processed)
+        emb_dtype = model.model.decoder.embed_tokens.weight.dtype
+        return canvas, new_argmax, processed.to(emb_dtype), finished_denoising
+
+
 __all__ = ["ATTN_NAME", "TransformersModel", "attention_forward", "available", "bidirectional",
-           "is_attention_interface_model", "register"]
+           "fuse_diffusion_gemma", "is_attention_interface_model", "register",
+           "unfuse_diffusion_gemma"]
