@@ -2,8 +2,8 @@
 DiffusionGemmaGenerationMixin._denoising_step (temperature schedule, softmax, multinomial,
 argmax, Categorical entropy, sort / cumsum / scatter acceptance, randint renoise, the stopping
 test's second entropy) vs the same step after dllm_kernels.integrations.transformers.
-fuse_diffusion_gemma (the schedule, then sample + entropy + EB acceptance + renoise in one
-denoise_and_select, argmax, the stopping test on the op's entropies). The model's forward is
+fuse_diffusion_gemma (the schedule, then sample + entropy + EB acceptance + renoise + argmax in
+one denoise_and_select, the stopping test on the op's entropies). The model's forward is
 replaced by fixed logits, so only the step is timed; paired medians, same process.
 
     python benchmarks/bench_fuse_diffusion_gemma.py [--shape B,L,V ...] [--dtype bfloat16|float32]

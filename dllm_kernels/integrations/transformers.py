@@ -223,8 +223,9 @@ def fuse_diffusion_gemma(model):
     drawn per step from torch's default generator), so they follow the same distributions as
     torch.multinomial / torch.randint but are not the same draws; entropies are computed in
     float64 and ties in entropy go to the lower position. A step whose sampler is not exactly
-    EntropyBoundSampler (a user subclass) runs transformers' own step. argmax of the processed
-    logits is still one extra pass (the op does not return it yet).
+    EntropyBoundSampler (a user subclass) runs transformers' own step. The argmax canvas comes
+    from the same call (`return_argmax=True`: on the CPU in the same pass; on CUDA a second,
+    argmax-only read of the logits inside the call).
 
     Args:
         model: a DiffusionGemmaForBlockDiffusion (transformers >= 5.11).
@@ -310,11 +311,12 @@ class _FusedDenoisingStep:
                              f"{sampler.vocab_size} (the renoise range)")
         canvas = current_canvas.clone()                 # never write the caller's canvas
         live = ~finished_denoising                      # finished rows keep their canvas
-        _, conf, _ = ops.denoise_and_select(
+        # one pass: sample, entropy, EB acceptance, renoise, and the argmax canvas (of live rows;
+        # finished rows keep theirs below)
+        _, conf, _, new_argmax = ops.denoise_and_select(
             processed, canvas, None, eligible=live[:, None].expand_as(canvas), temperature=1.0,
             confidence="neg_entropy", entropy_bound=float(sampler.entropy_bound), commit=True,
-            renoise=True, seed=_step_seed(), offset=0)
-        new_argmax = processed.argmax(-1)
+            renoise=True, seed=_step_seed(), offset=0, return_argmax=True)
         crit = diffusion_stopping_criteria
         if crit is not None:
             if finished_denoising.any():
