@@ -17,9 +17,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python_tests"))
 
+from test_generate_editing import joint_threshold_step  # noqa: E402
+
 from dllm_kernels import benchmark  # noqa: E402
 from dllm_kernels.runtime import _Backend, edit_step  # noqa: E402
-from test_generate_editing import joint_threshold_step  # noqa: E402
 
 SHAPES = ["1,32,126464", "8,32,126464"]
 
@@ -43,8 +44,12 @@ def main(argv=None):
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     device, dtype = torch.device(a.device), getattr(torch, a.dtype)
-    edit = {"threshold": 0.9, "edit_threshold": 0.5, "max_post_edit_steps": 16,
-            "penalty_lambda": a.penalty}
+    edit = {
+        "threshold": 0.9,
+        "edit_threshold": 0.5,
+        "max_post_edit_steps": 16,
+        "penalty_lambda": a.penalty,
+    }
     ops_ = _Backend("kernels")
     rows = []
     print(benchmark.format_header(benchmark.header([device])))
@@ -55,32 +60,62 @@ def main(argv=None):
 
         def ours(i):
             blk = block0.clone()
-            edit_step(ops_, logits, None, blk, mask_id, editable,
-                      torch.zeros(B, dtype=torch.bool, device=device),
-                      torch.zeros(B, dtype=torch.int64, device=device), edit,
-                      {"temperature": 0.0, "confidence": "prob"}, 0, 0)
+            edit_step(
+                ops_,
+                logits,
+                None,
+                blk,
+                mask_id,
+                editable,
+                torch.zeros(B, dtype=torch.bool, device=device),
+                torch.zeros(B, dtype=torch.int64, device=device),
+                edit,
+                {"temperature": 0.0, "confidence": "prob"},
+                0,
+                0,
+            )
             return blk
 
         def peer(i):
             blk = block0.clone()
-            lg = logits.clone() if a.penalty > 0 else logits    # sglang penalises in place
+            lg = logits.clone() if a.penalty > 0 else logits  # sglang penalises in place
             for b in range(B):
                 st = {"post_edit_steps": 0, "finished": False, "edits": 0}
-                joint_threshold_step(blk[b], lg[b], ~editable[b], st, mask_id, edit["threshold"],
-                                     edit["edit_threshold"], edit["max_post_edit_steps"],
-                                     edit["penalty_lambda"])
+                joint_threshold_step(
+                    blk[b],
+                    lg[b],
+                    ~editable[b],
+                    st,
+                    mask_id,
+                    edit["threshold"],
+                    edit["edit_threshold"],
+                    edit["max_post_edit_steps"],
+                    edit["penalty_lambda"],
+                )
             return blk
 
         same = torch.equal(ours(0), peer(0))
-        t_ours, t_peer = benchmark.time_paired([ours, peer], device, warmup=2, reps=a.reps,
-                                               max_seconds=60)
+        t_ours, t_peer = benchmark.time_paired(
+            [ours, peer], device, warmup=2, reps=a.reps, max_seconds=60
+        )
         gbs = logits.numel() * logits.element_size() / t_ours / 1e9
-        row = {"shape": [B, L, V], "dtype": a.dtype, "penalty": a.penalty, "ours_s": t_ours,
-               "peer_s": t_peer, "speedup": t_peer / t_ours, "ours_GBps": gbs, "same_tokens": same}
+        row = {
+            "shape": [B, L, V],
+            "dtype": a.dtype,
+            "penalty": a.penalty,
+            "ours_s": t_ours,
+            "peer_s": t_peer,
+            "speedup": t_peer / t_ours,
+            "ours_GBps": gbs,
+            "same_tokens": same,
+        }
         rows.append(row)
-        print(f"edit_step {B}x{L}x{V} {a.dtype} penalty={a.penalty}: ours {t_ours * 1e3:.2f} ms "
-              f"({gbs:.1f} GB/s of logits), literal JointThreshold step {t_peer * 1e3:.2f} ms, "
-              f"{t_peer / t_ours:.1f}x, same tokens: {same}", flush=True)
+        print(
+            f"edit_step {B}x{L}x{V} {a.dtype} penalty={a.penalty}: ours {t_ours * 1e3:.2f} ms "
+            f"({gbs:.1f} GB/s of logits), literal JointThreshold step {t_peer * 1e3:.2f} ms, "
+            f"{t_peer / t_ours:.1f}x, same tokens: {same}",
+            flush=True,
+        )
     if a.json:
         benchmark.write_json(a.json, {"header": benchmark.header([device]), "rows": rows})
     return 0

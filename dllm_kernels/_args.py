@@ -71,13 +71,21 @@ def suppress_ids(suppress_tokens, logits, op: str) -> torch.Tensor | None:
     without a sync)."""
     if suppress_tokens is None or not isinstance(logits, torch.Tensor):
         return suppress_tokens
-    if isinstance(suppress_tokens, torch.Tensor) and suppress_tokens.dtype == torch.int64 \
-            and suppress_tokens.dim() == 1 and suppress_tokens.device == logits.device:
+    if (
+        isinstance(suppress_tokens, torch.Tensor)
+        and suppress_tokens.dtype == torch.int64
+        and suppress_tokens.dim() == 1
+        and suppress_tokens.device == logits.device
+    ):
         return suppress_tokens.contiguous() if suppress_tokens.numel() else None
     if isinstance(suppress_tokens, torch.Tensor):
         if suppress_tokens.dtype not in (torch.int64, torch.int32) or suppress_tokens.dim() > 1:
-            fail(op, "suppress_tokens", "must be a 1-D int tensor or a sequence of ints, got "
-                 f"{suppress_tokens.dtype} {list(suppress_tokens.shape)}")
+            fail(
+                op,
+                "suppress_tokens",
+                "must be a 1-D int tensor or a sequence of ints, got "
+                f"{suppress_tokens.dtype} {list(suppress_tokens.shape)}",
+            )
         ids = [int(t) for t in suppress_tokens.reshape(-1).tolist()]
     else:
         seq = suppress_tokens if hasattr(suppress_tokens, "__iter__") else [suppress_tokens]
@@ -87,23 +95,30 @@ def suppress_ids(suppress_tokens, logits, op: str) -> torch.Tensor | None:
     if logits.device.type != "cpu" and logits.dim() == 3:
         V = logits.shape[-1]
         if not 0 <= min(ids) <= max(ids) < V:
-            fail(op, "suppress_tokens",
-                 f"must be token ids in [0, {V}), got {min(ids)}..{max(ids)}")
+            fail(
+                op, "suppress_tokens", f"must be token ids in [0, {V}), got {min(ids)}..{max(ids)}"
+            )
     return torch.tensor(sorted(set(ids)), dtype=torch.int64, device=logits.device)
 
 
 RULES = ("num_transfer", "threshold", "factor", "probability", "entropy_bound")
 
 
-def select_rule(num_transfer, threshold, factor, probability, strict,
-                op: str, entropy_bound=None) -> tuple[str, object]:
+def select_rule(
+    num_transfer, threshold, factor, probability, strict, op: str, entropy_bound=None
+) -> tuple[str, object]:
     """The one selection rule given as a keyword: (its name, its value as given)."""
-    given = [(name, v) for name, v in zip(RULES, (num_transfer, threshold, factor, probability,
-                                                  entropy_bound))
-             if v is not None]
+    given = [
+        (name, v)
+        for name, v in zip(RULES, (num_transfer, threshold, factor, probability, entropy_bound))
+        if v is not None
+    ]
     if len(given) != 1:
-        fail(op, "num_transfer/threshold/factor/probability/entropy_bound",
-             f"exactly one selection rule must be given, got {[n for n, _ in given] or 'none'}")
+        fail(
+            op,
+            "num_transfer/threshold/factor/probability/entropy_bound",
+            f"exactly one selection rule must be given, got {[n for n, _ in given] or 'none'}",
+        )
     if not isinstance(strict, bool):
         fail(op, "strict", f"must be a bool, got {type(strict).__name__}")
     return given[0]

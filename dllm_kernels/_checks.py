@@ -30,9 +30,18 @@ def check_dim(t: torch.Tensor, dim: int, op: str, arg: str) -> None:
         fail(op, arg, f"must be {dim}-D, got shape {list(t.shape)}")
 
 
-_C10_NAMES = {torch.float32: "Float", torch.float64: "Double", torch.float16: "Half",
-              torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int",
-              torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte", torch.bool: "Bool"}
+_C10_NAMES = {
+    torch.float32: "Float",
+    torch.float64: "Double",
+    torch.float16: "Half",
+    torch.bfloat16: "BFloat16",
+    torch.int64: "Long",
+    torch.int32: "Int",
+    torch.int16: "Short",
+    torch.int8: "Char",
+    torch.uint8: "Byte",
+    torch.bool: "Bool",
+}
 
 
 def dtype_name(d: torch.dtype) -> str:
@@ -56,13 +65,20 @@ def check_same_device(t: torch.Tensor, ref: torch.Tensor, op: str, arg: str, ref
 
 def check_same_shape(t: torch.Tensor, ref: torch.Tensor, op: str, arg: str, ref_arg: str) -> None:
     if t.shape != ref.shape:
-        fail(op, arg, f"must have the same shape as {ref_arg} {list(ref.shape)}, got {list(t.shape)}")
+        fail(
+            op, arg, f"must have the same shape as {ref_arg} {list(ref.shape)}, got {list(t.shape)}"
+        )
 
 
 def check_writable(t: torch.Tensor, op: str, arg: str) -> None:
     # A zero stride on a dimension of size > 1 means several elements share memory (expand()).
     if any(s == 0 and n > 1 for s, n in zip(t.stride(), t.shape)):
-        fail(op, arg, f"is written in place and must not have internal overlap (e.g. an expanded tensor), got strides {list(t.stride())}")
+        fail(
+            op,
+            arg,
+            "is written in place and must not have internal overlap (e.g. an expanded tensor), "
+            f"got strides {list(t.stride())}",
+        )
 
 
 def byte_span(t: torch.Tensor) -> tuple[int, int]:
@@ -77,33 +93,59 @@ def byte_span(t: torch.Tensor) -> tuple[int, int]:
 @torch.compiler.disable
 def check_no_overlap(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_arg: str) -> None:
     """`out` is written while `inp` is read: the very same view, or no shared memory."""
-    if out.numel() == 0 or inp.numel() == 0 or out.device.type == "meta" or is_fake(out) or is_fake(inp):
+    if (
+        out.numel() == 0
+        or inp.numel() == 0
+        or out.device.type == "meta"
+        or is_fake(out)
+        or is_fake(inp)
+    ):
         return  # no data to overlap (fake tensors are checked when they become real)
     if out.untyped_storage().data_ptr() != inp.untyped_storage().data_ptr():
         return
-    if (out.dtype, out.storage_offset(), out.shape, out.stride()) == (inp.dtype, inp.storage_offset(), inp.shape, inp.stride()):
+    if (out.dtype, out.storage_offset(), out.shape, out.stride()) == (
+        inp.dtype,
+        inp.storage_offset(),
+        inp.shape,
+        inp.stride(),
+    ):
         return
 
     (a0, a1), (b0, b1) = byte_span(out), byte_span(inp)
     if a0 < b1 and b0 < a1:
-        fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
+        fail(
+            op,
+            arg,
+            f"must not share memory with {out_arg}, which is written in place (pass a copy)",
+        )
 
 
 @torch.compiler.disable  # eager: see check_no_overlap
 def check_disjoint(out: torch.Tensor, inp: torch.Tensor, op: str, arg: str, out_arg: str) -> None:
     """`inp` is read at other positions than `out` is written (scatter / gather): no shared
     memory at all, not even the very same view."""
-    if out.numel() == 0 or inp.numel() == 0 or out.device.type == "meta" or is_fake(out) or is_fake(inp):
+    if (
+        out.numel() == 0
+        or inp.numel() == 0
+        or out.device.type == "meta"
+        or is_fake(out)
+        or is_fake(inp)
+    ):
         return
     if out.untyped_storage().data_ptr() != inp.untyped_storage().data_ptr():
         return
 
     (a0, a1), (b0, b1) = byte_span(out), byte_span(inp)
     if a0 < b1 and b0 < a1:
-        fail(op, arg, f"must not share memory with {out_arg}, which is written in place (pass a copy)")
+        fail(
+            op,
+            arg,
+            f"must not share memory with {out_arg}, which is written in place (pass a copy)",
+        )
 
 
 # ---- per-op checks -------------------------------------------------------------------------------
+
 
 def commit_(x, x0, transfer) -> None:
     op = "commit_"
@@ -144,9 +186,24 @@ def seed_and_offset(seed, offset, op: str) -> tuple[int, int]:
     return seed, offset
 
 
-def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                 confidence_source, suppress_tokens, seed, offset, op: str = "denoise_step",
-                 eligible=None, uncond_logits=None, cfg_scale=0.0) -> dict:
+def denoise_step(
+    logits,
+    x,
+    mask_id,
+    temperature,
+    top_k,
+    top_p,
+    filter_order,
+    confidence,
+    confidence_source,
+    suppress_tokens,
+    seed,
+    offset,
+    op: str = "denoise_step",
+    eligible=None,
+    uncond_logits=None,
+    cfg_scale=0.0,
+) -> dict:
     """Checks every argument; returns the normalised ones (seed drawn if None, suppress tensor,
     mask_id -1 when eligible replaces it, cfg_scale a float)."""
     suppress = _args.suppress_ids(suppress_tokens, logits, op)
@@ -155,19 +212,28 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     if logits.shape[-1] < 1:
         fail(op, "logits", f"must have a vocabulary of at least 1, got shape {list(logits.shape)}")
     if logits.shape[-1] > 1 and logits.stride(-1) != 1:
-        fail(op, "logits", f"must be contiguous in the last (vocabulary) dim, got strides {list(logits.stride())}")
+        fail(
+            op,
+            "logits",
+            f"must be contiguous in the last (vocabulary) dim, got strides {list(logits.stride())}",
+        )
     check_dim(x, 2, op, "x")
     check_dtype(x, torch.int64, op, "x")
     check_same_device(x, logits, op, "x", "logits")
     if tuple(x.shape) != tuple(logits.shape[:2]):
-        fail(op, "x",
-             f"must have shape [B, L] like logits {list(logits.shape)}, got {list(x.shape)}")
+        fail(
+            op, "x", f"must have shape [B, L] like logits {list(logits.shape)}, got {list(x.shape)}"
+        )
     if eligible is not None:
         check_tensor(eligible, op, "eligible")
         check_dtype(eligible, torch.bool, op, "eligible")
         check_same_device(eligible, logits, op, "eligible", "logits")
         if tuple(eligible.shape) != tuple(x.shape):
-            fail(op, "eligible", f"must have shape [B, L] = {list(x.shape)} like x, got {list(eligible.shape)}")
+            fail(
+                op,
+                "eligible",
+                f"must have shape [B, L] = {list(x.shape)} like x, got {list(eligible.shape)}",
+            )
     mask_id = _args.mask_id(mask_id, eligible, op)
     if eligible is None and mask_id < 0:
         fail(op, "mask_id", f"must be >= 0, got {mask_id}")
@@ -178,7 +244,12 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
         check_dtype(uncond_logits, logits.dtype, op, "uncond_logits")
         check_same_shape(uncond_logits, logits, op, "uncond_logits", "logits")
         if uncond_logits.shape[-1] > 1 and uncond_logits.stride(-1) != 1:
-            fail(op, "uncond_logits", f"must be contiguous in the last (vocabulary) dim, got strides {list(uncond_logits.stride())}")
+            fail(
+                op,
+                "uncond_logits",
+                "must be contiguous in the last (vocabulary) dim, got strides "
+                f"{list(uncond_logits.stride())}",
+            )
         if not 0 <= cfg_scale < float("inf"):
             fail(op, "cfg_scale", f"must be finite and >= 0, got {cfg_scale}")
     elif cfg_scale != 0.0:
@@ -195,8 +266,11 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
     if filter_order not in ("top_k_first", "top_p_first"):
         fail(op, "filter_order", f"must be 'top_k_first' or 'top_p_first', got '{filter_order}'")
     if confidence not in ("prob", "margin", "neg_entropy", "random"):
-        fail(op, "confidence", "must be one of 'prob', 'margin', 'neg_entropy', 'random', got "
-             f"'{confidence}'")
+        fail(
+            op,
+            "confidence",
+            f"must be one of 'prob', 'margin', 'neg_entropy', 'random', got '{confidence}'",
+        )
     if confidence_source not in ("raw", "sampling"):
         fail(op, "confidence_source", f"must be 'raw' or 'sampling', got '{confidence_source}'")
     if suppress is not None:
@@ -209,22 +283,54 @@ def denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order, co
         if s.device.type == "cpu" and s.numel():  # on other devices: see _args.suppress_ids
             lo, hi = int(s.min()), int(s.max())
             if not (lo >= 0 and hi < logits.shape[-1]):
-                fail(op, "suppress_tokens",
-                     f"must be token ids in [0, {logits.shape[-1]}), got {lo}..{hi}")
+                fail(
+                    op,
+                    "suppress_tokens",
+                    f"must be token ids in [0, {logits.shape[-1]}), got {lo}..{hi}",
+                )
     seed, offset = seed_and_offset(seed, offset, op)
-    return {"mask_id": mask_id, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "suppress": suppress, "seed": seed, "offset": offset, "cfg_scale": cfg_scale}
+    return {
+        "mask_id": mask_id,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "suppress": suppress,
+        "seed": seed,
+        "offset": offset,
+        "cfg_scale": cfg_scale,
+    }
 
 
-def select_transfer(conf, num_transfer, threshold, factor, probability, strict, seed, offset,
-                    op: str = "select_transfer", entropy_bound=None) -> dict:
+def select_transfer(
+    conf,
+    num_transfer,
+    threshold,
+    factor,
+    probability,
+    strict,
+    seed,
+    offset,
+    op: str = "select_transfer",
+    entropy_bound=None,
+) -> dict:
     """Checks the arguments; returns {"kind", "value", "seed", "offset"} with value normalised
     (num_transfer: int64 [B] on conf's device; probability: float32 [B]; threshold / factor /
     entropy_bound: float)."""
     check_dim(conf, 2, op, "conf")
     check_dtype(conf, torch.float32, op, "conf")
-    return select_rule(conf.shape[0], conf.device, num_transfer, threshold, factor, probability,
-                       strict, seed, offset, op, entropy_bound=entropy_bound)
+    return select_rule(
+        conf.shape[0],
+        conf.device,
+        num_transfer,
+        threshold,
+        factor,
+        probability,
+        strict,
+        seed,
+        offset,
+        op,
+        entropy_bound=entropy_bound,
+    )
 
 
 @torch.compiler.disable  # eager: see check_no_overlap
@@ -234,12 +340,24 @@ def nonnegative_k(value: torch.Tensor, op: str) -> None:
         fail(op, "num_transfer", f"must be >= 0, got {value.min().item()}")
 
 
-def select_rule(B: int, device: torch.device, num_transfer, threshold, factor, probability,
-                strict, seed, offset, op: str, entropy_bound=None) -> dict:
+def select_rule(
+    B: int,
+    device: torch.device,
+    num_transfer,
+    threshold,
+    factor,
+    probability,
+    strict,
+    seed,
+    offset,
+    op: str,
+    entropy_bound=None,
+) -> dict:
     """The selection-rule part of select_transfer's checks, for B rows on `device` (also used by
     denoise_and_select, before any confidence tensor exists)."""
-    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op,
-                                entropy_bound=entropy_bound)
+    kind, v = _args.select_rule(
+        num_transfer, threshold, factor, probability, strict, op, entropy_bound=entropy_bound
+    )
     if kind in ("num_transfer", "probability"):
         value = _args.per_row(v, kind, B, device, op)
         check_dim(value, 1, op, kind)
@@ -305,16 +423,32 @@ def cache_pair(k_cache, v_cache, op: str, written: bool) -> tuple[int, int, int,
     check_same_shape(v_cache, k_cache, op, "v_cache", "k_cache")
     for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
         if t.shape[-1] > 1 and t.stride(-1) != 1:
-            fail(op, name, f"must be contiguous in the last (head_dim) dim, got strides {list(t.stride())}")
+            fail(
+                op,
+                name,
+                f"must be contiguous in the last (head_dim) dim, got strides {list(t.stride())}",
+            )
         if written:
             check_writable(t, op, name)
     if written and cache_pair_overlaps(k_cache, v_cache):
-        fail(op, "v_cache", "must not share memory with k_cache, which is written in place (pass a copy)")
+        fail(
+            op,
+            "v_cache",
+            "must not share memory with k_cache, which is written in place (pass a copy)",
+        )
     P, S, H, D = k_cache.shape
     if P < 1 or S < 1 or H < 1 or D < 1:
-        fail(op, "k_cache", f"must have num_pages, page_size, H_kv and D >= 1, got shape {list(k_cache.shape)}")
+        fail(
+            op,
+            "k_cache",
+            f"must have num_pages, page_size, H_kv and D >= 1, got shape {list(k_cache.shape)}",
+        )
     if H * D > 1 << 24:
-        fail(op, "k_cache", f"must have H_kv * D <= 2^24 elements per token, got shape {list(k_cache.shape)}")
+        fail(
+            op,
+            "k_cache",
+            f"must have H_kv * D <= 2^24 elements per token, got shape {list(k_cache.shape)}",
+        )
     return P, S, H, D
 
 
@@ -338,7 +472,12 @@ def cache_write_(k_cache, v_cache, k, v, slot_mapping, check: bool) -> None:
     check_dtype(slot_mapping, torch.int64, op, "slot_mapping")
     check_same_device(slot_mapping, k_cache, op, "slot_mapping", "k_cache")
     if tuple(slot_mapping.shape) != tuple(k.shape[:-2]):
-        fail(op, "slot_mapping", f"must have the shape of k without [H_kv, D], {list(k.shape[:-2])}, got {list(slot_mapping.shape)}")
+        fail(
+            op,
+            "slot_mapping",
+            f"must have the shape of k without [H_kv, D], {list(k.shape[:-2])}, got "
+            f"{list(slot_mapping.shape)}",
+        )
     for cache_name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
         for name, t in (("k", k), ("v", v), ("slot_mapping", slot_mapping)):
             check_disjoint(cache, t, op, name, cache_name)
@@ -350,18 +489,34 @@ def cache_write_(k_cache, v_cache, k, v, slot_mapping, check: bool) -> None:
         bad = (slots >= capacity).nonzero()
         if bad.numel():
             i = int(bad[0, 0])
-            fail(op, "slot_mapping", f"holds slot {int(slots[i])} at flat index {i}, beyond the cache's "
-                 f"{capacity} slots (num_pages {P} x page_size {S}); nothing was written")
+            fail(
+                op,
+                "slot_mapping",
+                f"holds slot {int(slots[i])} at flat index {i}, beyond the cache's "
+                f"{capacity} slots (num_pages {P} x page_size {S}); nothing was written",
+            )
         valid = slots[slots >= 0]
         uniq, counts = torch.unique(valid, return_counts=True)
         if bool((counts > 1).any()):
             dup = int(uniq[counts > 1][0])
-            fail(op, "slot_mapping", f"holds slot {dup} more than once (each slot may be written once "
-                 "per call); nothing was written")
+            fail(
+                op,
+                "slot_mapping",
+                f"holds slot {dup} more than once (each slot may be written once "
+                "per call); nothing was written",
+            )
 
 
-def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
-                lens_arg: str = "kv_lens", values: bool = True) -> None:
+def block_table(
+    block_table,
+    kv_lens,
+    P: int,
+    S: int,
+    B: int | None,
+    op: str,
+    lens_arg: str = "kv_lens",
+    values: bool = True,
+) -> None:
     """block_table int32 [B, max_pages], lengths int32 [B]; with real tensors also the values:
     0 <= len <= max_pages * page_size, and the pages a row uses are page ids < num_pages."""
     check_dim(block_table, 2, op, "block_table")
@@ -372,7 +527,12 @@ def block_table(block_table, kv_lens, P: int, S: int, B: int | None, op: str,
     if B is not None and block_table.shape[0] != B:
         fail(op, "block_table", f"must have B = {B} rows, got shape {list(block_table.shape)}")
     if kv_lens.shape[0] != block_table.shape[0]:
-        fail(op, lens_arg, f"must have shape [B] = [{block_table.shape[0]}] like block_table, got {list(kv_lens.shape)}")
+        fail(
+            op,
+            lens_arg,
+            f"must have shape [B] = [{block_table.shape[0]}] like block_table, got "
+            f"{list(kv_lens.shape)}",
+        )
     if values and kv_lens.numel() and _has_data(block_table, kv_lens):
         table_values(kv_lens, block_table, P, S, op, lens_arg)
 
@@ -385,15 +545,26 @@ def table_values(lens, table, P: int, S: int, op: str, lens_arg: str) -> None:
     cap = table.shape[1] * S
     for b, n in enumerate(lens):
         if not 0 <= n <= cap:
-            fail(op, f"{lens_arg}[{b}]", f"= {n} must be in [0, max_pages {table.shape[1]} x page_size {S} = {cap}]")
+            fail(
+                op,
+                f"{lens_arg}[{b}]",
+                f"= {n} must be in [0, max_pages {table.shape[1]} x page_size {S} = {cap}]",
+            )
         used = (n + S - 1) // S
         for j in range(used):
             page = int(table[b, j])
             if not 0 <= page < P:
-                fail(op, f"block_table[{b}, {j}]", f"= {page} is not a page id in [0, {P}) (row {b} uses its first {used} entries)")
+                fail(
+                    op,
+                    f"block_table[{b}, {j}]",
+                    f"= {page} is not a page id in [0, {P}) (row {b} uses its first {used} "
+                    "entries)",
+                )
 
 
-def cache_gather(k_cache, v_cache, block_table_, kv_lens, max_len, values: bool = True) -> int | None:
+def cache_gather(
+    k_cache, v_cache, block_table_, kv_lens, max_len, values: bool = True
+) -> int | None:
     """Checks the arguments (values=False: not the lengths / page ids, which the native op
     checks itself); returns max_len as an int (None: the caller takes max(kv_lens))."""
     op = "cache_gather"
@@ -433,7 +604,11 @@ def cache_copy_pages_(k_cache, v_cache, pairs) -> torch.Tensor:
         fail(op, "pairs", "must not copy to the same dst page twice")
     both = set(src) & set(dst)
     if both:
-        fail(op, "pairs", f"page {min(both)} is both a src and a dst (copies would depend on their order)")
+        fail(
+            op,
+            "pairs",
+            f"page {min(both)} is both a src and a dst (copies would depend on their order)",
+        )
     return pairs
 
 
@@ -461,8 +636,22 @@ def _lens(t, B, device, op, arg):
         fail(op, arg, f"must have shape [B] = [{B}], got {list(t.shape)}")
 
 
-def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens, q_start, mask,
-                    block_size, softmax_scale, op: str = "block_attention", values: bool = True) -> dict:
+def block_attention(
+    q,
+    k,
+    v,
+    k_cache,
+    v_cache,
+    block_table_,
+    cache_lens,
+    kv_lens,
+    q_start,
+    mask,
+    block_size,
+    softmax_scale,
+    op: str = "block_attention",
+    values: bool = True,
+) -> dict:
     """Checks every argument in the order csrc/torch/checks.cpp does (same messages); returns
     {"scale", "block_size", "Hkv", and cache_lens / kv_lens / q_start as int32 [B] tensors on q's
     device (defaults filled in)}. values: also read the lengths and the used page ids (a device
@@ -475,7 +664,11 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
     if D not in ATTN_HEAD_DIMS:
         fail(op, "q", f"head_dim must be one of {list(ATTN_HEAD_DIMS)}, got {D}")
     if q.stride(-1) != 1:
-        fail(op, "q", f"must be contiguous in the last (head_dim) dim, got strides {list(q.stride())}")
+        fail(
+            op,
+            "q",
+            f"must be contiguous in the last (head_dim) dim, got strides {list(q.stride())}",
+        )
     if Hq < 1:
         fail(op, "q", f"must have at least one head, got shape {list(q.shape)}")
     Hkv = None
@@ -487,9 +680,16 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
             check_same_device(t, q, op, name, "q")
             check_dtype(t, q.dtype, op, name)
             if t.shape[-1] > 1 and t.stride(-1) != 1:
-                fail(op, name, f"must be contiguous in the last (head_dim) dim, got strides {list(t.stride())}")
+                fail(
+                    op,
+                    name,
+                    "must be contiguous in the last (head_dim) dim, got strides "
+                    f"{list(t.stride())}",
+                )
         if k.shape[0] != B or k.shape[3] != D:
-            fail(op, "k", f"must be [B, Lk, Hkv, D] with B = {B}, D = {D}, got shape {list(k.shape)}")
+            fail(
+                op, "k", f"must be [B, Lk, Hkv, D] with B = {B}, D = {D}, got shape {list(k.shape)}"
+            )
         check_same_shape(v, k, op, "v", "k")
         Hkv = k.shape[2]
     has_cache = k_cache is not None or v_cache is not None or block_table_ is not None
@@ -500,9 +700,15 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
         P, S, Hc, Dc = cache_pair(k_cache, v_cache, op, written=False)
         check_dtype(k_cache, q.dtype, op, "k_cache")
         if Dc != D:
-            fail(op, "k_cache", f"must have head_dim D = {D} like q, got shape {list(k_cache.shape)}")
+            fail(
+                op, "k_cache", f"must have head_dim D = {D} like q, got shape {list(k_cache.shape)}"
+            )
         if Hkv is not None and Hc != Hkv:
-            fail(op, "k_cache", f"must have Hkv = {Hkv} heads like k, got shape {list(k_cache.shape)}")
+            fail(
+                op,
+                "k_cache",
+                f"must have Hkv = {Hkv} heads like k, got shape {list(k_cache.shape)}",
+            )
         Hkv = Hc
         check_tensor(block_table_, op, "block_table")
         check_same_device(block_table_, q, op, "block_table", "q")
@@ -519,7 +725,11 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
     Lk = k.shape[1] if k is not None else 0
     keys = (block_table_.shape[1] * S if has_cache else 0) + Lk
     if keys >= 1 << 31:
-        fail(op, "k/k_cache", f"at most 2^31 - 1 keys per row (max_pages x page_size + Lk), got {keys}")
+        fail(
+            op,
+            "k/k_cache",
+            f"at most 2^31 - 1 keys per row (max_pages x page_size + Lk), got {keys}",
+        )
     dev = q.device
     if cache_lens is None:
         cache_lens = torch.zeros(B, dtype=torch.int32, device=dev)
@@ -547,12 +757,19 @@ def block_attention(q, k, v, k_cache, v_cache, block_table_, cache_lens, kv_lens
             table_values(cache_lens, block_table_, P, S, op, "cache_lens")
         if k is not None:
             kv_lens_values(kv_lens, B, Lk, op)
-    return {"scale": scale, "block_size": block_size, "cache_lens": cache_lens, "kv_lens": kv_lens,
-            "q_start": q_start, "Hkv": Hkv}
+    return {
+        "scale": scale,
+        "block_size": block_size,
+        "cache_lens": cache_lens,
+        "kv_lens": kv_lens,
+        "q_start": q_start,
+        "Hkv": Hkv,
+    }
 
 
-def denoise_and_select_extras(x, eligible, confidence, rule_kind, commit, renoise,
-                              op: str = "denoise_and_select") -> None:
+def denoise_and_select_extras(
+    x, eligible, confidence, rule_kind, commit, renoise, op: str = "denoise_and_select"
+) -> None:
     """denoise_and_select's own checks beyond denoise_step's and select_rule's: entropy_bound
     reads entropies (confidence="neg_entropy"); renoise needs commit=True and eligible; a
     committed x must not share memory with eligible."""

@@ -45,8 +45,11 @@ def _use_native(*tensors: torch.Tensor) -> bool:
         if kind not in _warned_devices:
             _warned_devices.add(kind)
             why = "was built without CUDA" if kind == "cuda" else f"has no {kind} kernels"
-            warnings.warn(f"dllm_kernels._C {why}; using the reference ops on {kind} (slow).",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"dllm_kernels._C {why}; using the reference ops on {kind} (slow).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return False
 
 
@@ -86,13 +89,26 @@ def num_transfer_tokens(mask_index: torch.Tensor, steps: int) -> torch.Tensor:
     return reference.num_transfer_tokens(mask_index, steps)
 
 
-def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, temperature: float = 0.0,
-                 top_k: int = 0, top_p: float = 1.0, filter_order: str = "top_k_first",
-                 confidence: str = "prob", confidence_source: str = "raw",
-                 shift_logits: bool = False, suppress_tokens=None, seed: int | None = None,
-                 offset: int = 0, eligible: torch.Tensor | None = None,
-                 uncond_logits: torch.Tensor | None = None,
-                 cfg_scale: float = 0.0, return_argmax: bool = False) -> tuple[torch.Tensor, ...]:
+def denoise_step(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mask_id: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    filter_order: str = "top_k_first",
+    confidence: str = "prob",
+    confidence_source: str = "raw",
+    shift_logits: bool = False,
+    suppress_tokens=None,
+    seed: int | None = None,
+    offset: int = 0,
+    eligible: torch.Tensor | None = None,
+    uncond_logits: torch.Tensor | None = None,
+    cfg_scale: float = 0.0,
+    return_argmax: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
     (or eligible) position, and its confidence; one pass over each such position's logits.
     With CFG z = u + (s + 1)(c - u) is formed on the fly in that pass (no [B, L, V] temporary).
@@ -133,18 +149,48 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
     if _use_native(logits, x, eligible, uncond_logits):
         argmax = _argmax_out(x, return_argmax)
         out = torch.ops.dllm_kernels.denoise_step(
-            logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
-                                      confidence, confidence_source, shift_logits,
-                                      suppress_tokens, op, eligible),
-            *_seed_args(seed, offset, op), eligible, uncond_logits,
-            _args.as_float(cfg_scale, op, "cfg_scale"), argmax)
+            logits,
+            x,
+            *_denoise_args(
+                logits,
+                mask_id,
+                temperature,
+                top_k,
+                top_p,
+                filter_order,
+                confidence,
+                confidence_source,
+                shift_logits,
+                suppress_tokens,
+                op,
+                eligible,
+            ),
+            *_seed_args(seed, offset, op),
+            eligible,
+            uncond_logits,
+            _args.as_float(cfg_scale, op, "cfg_scale"),
+            argmax,
+        )
         return (*out, argmax) if return_argmax else out
     return reference.denoise_step(
-        logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
-        filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
-        shift_logits=shift_logits, suppress_tokens=suppress_tokens, seed=seed, offset=offset,
-        eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale,
-        return_argmax=bool(return_argmax))
+        logits,
+        x,
+        mask_id,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        filter_order=filter_order,
+        confidence=confidence,
+        confidence_source=confidence_source,
+        shift_logits=shift_logits,
+        suppress_tokens=suppress_tokens,
+        seed=seed,
+        offset=offset,
+        eligible=eligible,
+        uncond_logits=uncond_logits,
+        cfg_scale=cfg_scale,
+        return_argmax=bool(return_argmax),
+    )
 
 
 def _argmax_out(x, return_argmax) -> torch.Tensor | None:
@@ -154,15 +200,33 @@ def _argmax_out(x, return_argmax) -> torch.Tensor | None:
     return torch.empty(x.shape, dtype=torch.int64, device=x.device)
 
 
-def _denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                  confidence_source, shift_logits, suppress_tokens, op: str,
-                  eligible=None) -> tuple:
+def _denoise_args(
+    logits,
+    mask_id,
+    temperature,
+    top_k,
+    top_p,
+    filter_order,
+    confidence,
+    confidence_source,
+    shift_logits,
+    suppress_tokens,
+    op: str,
+    eligible=None,
+) -> tuple:
     """denoise_step's schema arguments after x (up to suppress_tokens), normalised (mask_id None
     with eligible: -1, unused)."""
-    return (_args.mask_id(mask_id, eligible, op), _args.as_float(temperature, op, "temperature"),
-            _args.as_int(top_k, op, "top_k"), _args.as_float(top_p, op, "top_p"), filter_order,
-            confidence, confidence_source, bool(shift_logits),
-            _args.suppress_ids(suppress_tokens, logits, op))
+    return (
+        _args.mask_id(mask_id, eligible, op),
+        _args.as_float(temperature, op, "temperature"),
+        _args.as_int(top_k, op, "top_k"),
+        _args.as_float(top_p, op, "top_p"),
+        filter_order,
+        confidence,
+        confidence_source,
+        bool(shift_logits),
+        _args.suppress_ids(suppress_tokens, logits, op),
+    )
 
 
 def _seed_args(seed, offset, op: str) -> tuple[int, int]:
@@ -171,12 +235,21 @@ def _seed_args(seed, offset, op: str) -> tuple[int, int]:
     return _args.signed64(seed), offset
 
 
-def _select_args(conf_rows: torch.Tensor, num_transfer, threshold, factor, probability, strict,
-                 op: str, entropy_bound=None) -> tuple:
+def _select_args(
+    conf_rows: torch.Tensor,
+    num_transfer,
+    threshold,
+    factor,
+    probability,
+    strict,
+    op: str,
+    entropy_bound=None,
+) -> tuple:
     """(rule, per_row, value) of the select_transfer schema; B and device from conf_rows (conf,
     or x for denoise_and_select)."""
-    kind, v = _args.select_rule(num_transfer, threshold, factor, probability, strict, op,
-                                entropy_bound=entropy_bound)
+    kind, v = _args.select_rule(
+        num_transfer, threshold, factor, probability, strict, op, entropy_bound=entropy_bound
+    )
     if kind in ("threshold", "factor", "entropy_bound"):
         return kind, None, _args.as_float(v, op, kind)
     B = conf_rows.shape[0] if isinstance(conf_rows, torch.Tensor) and conf_rows.dim() else 0
@@ -184,9 +257,18 @@ def _select_args(conf_rows: torch.Tensor, num_transfer, threshold, factor, proba
     return kind, _args.per_row(v, kind, B, device, op), 0.0
 
 
-def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
-                    probability=None, entropy_bound=None, strict: bool = False,
-                    seed: int | None = None, offset: int = 0) -> torch.Tensor:
+def select_transfer(
+    conf: torch.Tensor,
+    *,
+    num_transfer=None,
+    threshold=None,
+    factor=None,
+    probability=None,
+    entropy_bound=None,
+    strict: bool = False,
+    seed: int | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
     """transfer[b, l]: which eligible positions (conf > -inf) commit, by exactly one rule.
 
     num_transfer=k (int or int64 [B]): the k most confident per row; threshold=tau: conf >= tau
@@ -204,28 +286,55 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
     """
     if _use_native(conf, *(v for v in (num_transfer, probability) if isinstance(v, torch.Tensor))):
         op = "select_transfer"
-        rule, per_row, value = _select_args(conf, num_transfer, threshold, factor, probability,
-                                            strict, op, entropy_bound)
+        rule, per_row, value = _select_args(
+            conf, num_transfer, threshold, factor, probability, strict, op, entropy_bound
+        )
         # seed and offset only feed the probability rule (its stream), as in the reference
         seed, offset = _seed_args(seed, offset, op) if rule == "probability" else (0, 0)
-        return torch.ops.dllm_kernels.select_transfer(conf, rule, per_row, value, strict, seed,
-                                                      offset)
-    return reference.select_transfer(conf, num_transfer=num_transfer, threshold=threshold,
-                                     factor=factor, probability=probability,
-                                     entropy_bound=entropy_bound, strict=strict, seed=seed,
-                                     offset=offset)
+        return torch.ops.dllm_kernels.select_transfer(
+            conf, rule, per_row, value, strict, seed, offset
+        )
+    return reference.select_transfer(
+        conf,
+        num_transfer=num_transfer,
+        threshold=threshold,
+        factor=factor,
+        probability=probability,
+        entropy_bound=entropy_bound,
+        strict=strict,
+        seed=seed,
+        offset=offset,
+    )
 
 
-def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
-                       temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                       filter_order: str = "top_k_first", confidence: str = "prob",
-                       confidence_source: str = "raw", shift_logits: bool = False,
-                       suppress_tokens=None, num_transfer=None, threshold=None, factor=None,
-                       probability=None, strict: bool = False, commit: bool = False,
-                       seed: int | None = None, offset: int = 0,
-                       eligible: torch.Tensor | None = None,
-                       uncond_logits: torch.Tensor | None = None, cfg_scale: float = 0.0,
-                       entropy_bound=None, renoise: bool = False, return_argmax: bool = False):
+def denoise_and_select(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mask_id: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    filter_order: str = "top_k_first",
+    confidence: str = "prob",
+    confidence_source: str = "raw",
+    shift_logits: bool = False,
+    suppress_tokens=None,
+    num_transfer=None,
+    threshold=None,
+    factor=None,
+    probability=None,
+    strict: bool = False,
+    commit: bool = False,
+    seed: int | None = None,
+    offset: int = 0,
+    eligible: torch.Tensor | None = None,
+    uncond_logits: torch.Tensor | None = None,
+    cfg_scale: float = 0.0,
+    entropy_bound=None,
+    renoise: bool = False,
+    return_argmax: bool = False,
+):
     """denoise_step then select_transfer in one call (same seed and offset for both); with
     commit=True also x[transfer] = x0[transfer] in place; with renoise=True (needs commit and
     eligible) also x[eligible & ~transfer] = a token uniform on [0, V) from Philox (slot
@@ -244,39 +353,109 @@ def denoise_and_select(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *,
     if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
         argmax = _argmax_out(x, return_argmax)
         out = torch.ops.dllm_kernels.denoise_and_select(
-            logits, x, *_denoise_args(logits, mask_id, temperature, top_k, top_p, filter_order,
-                                      confidence, confidence_source, shift_logits,
-                                      suppress_tokens, op, eligible),
-            *_select_args(x, num_transfer, threshold, factor, probability, strict, op,
-                          entropy_bound),
-            strict, bool(commit), *_seed_args(seed, offset, op), eligible, uncond_logits,
-            _args.as_float(cfg_scale, op, "cfg_scale"), bool(renoise), argmax)
+            logits,
+            x,
+            *_denoise_args(
+                logits,
+                mask_id,
+                temperature,
+                top_k,
+                top_p,
+                filter_order,
+                confidence,
+                confidence_source,
+                shift_logits,
+                suppress_tokens,
+                op,
+                eligible,
+            ),
+            *_select_args(
+                x, num_transfer, threshold, factor, probability, strict, op, entropy_bound
+            ),
+            strict,
+            bool(commit),
+            *_seed_args(seed, offset, op),
+            eligible,
+            uncond_logits,
+            _args.as_float(cfg_scale, op, "cfg_scale"),
+            bool(renoise),
+            argmax,
+        )
         return (*out, argmax) if return_argmax else out
     # The reference: every argument checked before anything runs (x is written last).
-    opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                confidence, confidence_source, suppress_tokens, seed, offset, op=op,
-                                eligible=eligible, uncond_logits=uncond_logits,
-                                cfg_scale=cfg_scale)
-    rule = _checks.select_rule(x.shape[0], x.device, num_transfer, threshold, factor, probability,
-                               strict, opts["seed"], opts["offset"], op=op,
-                               entropy_bound=entropy_bound)
+    opts = _checks.denoise_step(
+        logits,
+        x,
+        mask_id,
+        temperature,
+        top_k,
+        top_p,
+        filter_order,
+        confidence,
+        confidence_source,
+        suppress_tokens,
+        seed,
+        offset,
+        op=op,
+        eligible=eligible,
+        uncond_logits=uncond_logits,
+        cfg_scale=cfg_scale,
+    )
+    rule = _checks.select_rule(
+        x.shape[0],
+        x.device,
+        num_transfer,
+        threshold,
+        factor,
+        probability,
+        strict,
+        opts["seed"],
+        opts["offset"],
+        op=op,
+        entropy_bound=entropy_bound,
+    )
     _checks.denoise_and_select_extras(x, eligible, confidence, rule["kind"], commit, renoise)
     if commit:
         _checks.check_writable(x, op, "x")
     return reference.denoise_and_select(
-        logits, x, mask_id, temperature=temperature, top_k=top_k, top_p=top_p,
-        filter_order=filter_order, confidence=confidence, confidence_source=confidence_source,
-        shift_logits=shift_logits, suppress_tokens=suppress_tokens,
-        **{rule["kind"]: rule["value"]}, strict=strict, commit=commit, seed=opts["seed"],
-        offset=offset, eligible=eligible, uncond_logits=uncond_logits, cfg_scale=cfg_scale,
-        renoise=renoise, return_argmax=bool(return_argmax))
+        logits,
+        x,
+        mask_id,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        filter_order=filter_order,
+        confidence=confidence,
+        confidence_source=confidence_source,
+        shift_logits=shift_logits,
+        suppress_tokens=suppress_tokens,
+        **{rule["kind"]: rule["value"]},
+        strict=strict,
+        commit=commit,
+        seed=opts["seed"],
+        offset=offset,
+        eligible=eligible,
+        uncond_logits=uncond_logits,
+        cfg_scale=cfg_scale,
+        renoise=renoise,
+        return_argmax=bool(return_argmax),
+    )
 
 
 # ---- paged KV cache ------------------------------------------------------------------------------
 
-def cache_write_(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                 slot_mapping: torch.Tensor, *, check: bool = True) -> None:
-    """k_cache[s // S, s % S] = k[i], v_cache[s // S, s % S] = v[i] for each s = slot_mapping[i] >= 0.
+
+def cache_write_(
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    *,
+    check: bool = True,
+) -> None:
+    """k_cache[s // S, s % S] = k[i], v_cache[s // S, s % S] = v[i] for each
+    s = slot_mapping[i] >= 0.
 
     Writing a slot again overwrites it (a dLLM block refreshed in place).
 
@@ -298,8 +477,13 @@ def cache_write_(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, 
     reference.cache_write_(k_cache, v_cache, k, v, slot_mapping, check=check)
 
 
-def cache_gather(k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torch.Tensor,
-                 kv_lens: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cache_gather(
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    kv_lens: torch.Tensor,
+    max_len: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """k[b, t] = k_cache[block_table[b, t // S], t % S] for t < kv_lens[b], zeros after (and v).
 
     Args:
@@ -344,13 +528,24 @@ def cache_copy_pages_(k_cache: torch.Tensor, v_cache: torch.Tensor, pairs) -> No
 
 # ---- attention -----------------------------------------------------------------------------------
 
-def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Tensor | None = None, *,
-                    k_cache: torch.Tensor | None = None, v_cache: torch.Tensor | None = None,
-                    block_table: torch.Tensor | None = None, cache_lens: torch.Tensor | None = None,
-                    kv_lens: torch.Tensor | None = None, q_start: torch.Tensor | None = None,
-                    mask: str = "full", block_size: int | None = None,
-                    softmax_scale: float | None = None, return_lse: bool = False,
-                    check: bool = True):
+
+def block_attention(
+    q: torch.Tensor,
+    k: torch.Tensor | None = None,
+    v: torch.Tensor | None = None,
+    *,
+    k_cache: torch.Tensor | None = None,
+    v_cache: torch.Tensor | None = None,
+    block_table: torch.Tensor | None = None,
+    cache_lens: torch.Tensor | None = None,
+    kv_lens: torch.Tensor | None = None,
+    q_start: torch.Tensor | None = None,
+    mask: str = "full",
+    block_size: int | None = None,
+    softmax_scale: float | None = None,
+    return_lse: bool = False,
+    check: bool = True,
+):
     """out[b, i, h] = softmax_j(scale · q[b, i, h] · key_j) · value_j over the keys query i of row b
     sees: the first cache_lens[b] tokens of the paged cache (positions 0 ..), then the first
     kv_lens[b] tokens of k / v (positions cache_lens[b] ..), masked by `mask`.
@@ -375,17 +570,42 @@ def block_attention(q: torch.Tensor, k: torch.Tensor | None = None, v: torch.Ten
     Returns:
         out [B, Lq, Hq, D] in q's dtype (zeros for a query that sees no key), and lse if asked.
     """
-    tensors = [t for t in (q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start)
-               if isinstance(t, torch.Tensor)]
+    tensors = [
+        t
+        for t in (q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start)
+        if isinstance(t, torch.Tensor)
+    ]
     if _use_native(*tensors):
         op = "block_attention"
         out, lse = torch.ops.dllm_kernels.block_attention(
-            q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start, mask,
-            _args.block_size(mask, block_size, op), _args.softmax_scale(softmax_scale, q, op),
-            bool(check))
+            q,
+            k,
+            v,
+            k_cache,
+            v_cache,
+            block_table,
+            cache_lens,
+            kv_lens,
+            q_start,
+            mask,
+            _args.block_size(mask, block_size, op),
+            _args.softmax_scale(softmax_scale, q, op),
+            bool(check),
+        )
         return (out, lse) if return_lse else out
-    return reference.block_attention(q, k, v, k_cache=k_cache, v_cache=v_cache,
-                                     block_table=block_table, cache_lens=cache_lens,
-                                     kv_lens=kv_lens, q_start=q_start, mask=mask,
-                                     block_size=block_size, softmax_scale=softmax_scale,
-                                     return_lse=return_lse, check=check)
+    return reference.block_attention(
+        q,
+        k,
+        v,
+        k_cache=k_cache,
+        v_cache=v_cache,
+        block_table=block_table,
+        cache_lens=cache_lens,
+        kv_lens=kv_lens,
+        q_start=q_start,
+        mask=mask,
+        block_size=block_size,
+        softmax_scale=softmax_scale,
+        return_lse=return_lse,
+        check=check,
+    )

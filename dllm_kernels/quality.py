@@ -63,9 +63,14 @@ METHODS: list[Method] = [
     *(Method(f"factor={f}", "factor", {"factor": f}) for f in (0.5, 1.0, 2.0)),
     *(Method(f"dream ({k}/step)", "dream", {"schedule": "dream"}, k) for k in (1, 2, 4)),
     *(Method(f"entropy_bound={g}", "entropy_bound", {"entropy_bound": g}) for g in (0.1, 0.5, 1.0)),
-    *(Method(f"editing (threshold={t}, edit={e})", "editing",
-             {"threshold": t, "edit_threshold": e, "max_post_edit_steps": 4})
-      for t, e in ((0.9, 0.9), (0.7, 0.8), (0.5, 0.7))),
+    *(
+        Method(
+            f"editing (threshold={t}, edit={e})",
+            "editing",
+            {"threshold": t, "edit_threshold": e, "max_post_edit_steps": 4},
+        )
+        for t, e in ((0.9, 0.9), (0.7, 0.8), (0.5, 0.7))
+    ),
     *(Method(f"mdlm ({k}/step)", "mdlm", {"schedule": "mdlm"}, k) for k in (1, 2)),
 ]
 
@@ -79,8 +84,10 @@ def _as_method(method) -> Method:
     for m in METHODS:
         if m.name == method:
             return m
-    raise ValueError(f"dllm_kernels.quality: unknown method {method!r}; pass a dict of generate "
-                     f"options or one of {[m.name for m in METHODS]}")
+    raise ValueError(
+        f"dllm_kernels.quality: unknown method {method!r}; pass a dict of generate "
+        f"options or one of {[m.name for m in METHODS]}"
+    )
 
 
 def _row_nfe(out, B: int) -> torch.Tensor:
@@ -89,14 +96,29 @@ def _row_nfe(out, B: int) -> torch.Tensor:
     steps (prefill / commit)."""
     steps = torch.zeros(B, dtype=torch.int64)
     for s in out.trace:
-        active = torch.isfinite(s["conf"]).any(1) if s["conf"].numel() else torch.zeros(0, dtype=torch.bool)
+        active = (
+            torch.isfinite(s["conf"]).any(1)
+            if s["conf"].numel()
+            else torch.zeros(0, dtype=torch.bool)
+        )
         steps[s["rows"].long()] += active.long()
     return steps + (out.nfe - len(out.trace))
 
 
-def evaluate(model, tok: T.CharTokenizer, task, method, *, cache: str = "none", n: int = 100,
-             seed: int = 0, batch_size: int | None = 256, backend: str = "kernels",
-             block_length: int | None = None, problems: list | None = None) -> dict:
+def evaluate(
+    model,
+    tok: T.CharTokenizer,
+    task,
+    method,
+    *,
+    cache: str = "none",
+    n: int = 100,
+    seed: int = 0,
+    batch_size: int | None = 256,
+    backend: str = "kernels",
+    block_length: int | None = None,
+    problems: list | None = None,
+) -> dict:
     """One decoding configuration on one task's held-out problems.
 
     Args:
@@ -124,22 +146,44 @@ def evaluate(model, tok: T.CharTokenizer, task, method, *, cache: str = "none", 
     bs = batch_size or len(probs)
     correct, nfe_sum, secs = 0, 0, 0.0
     for i in range(0, len(probs), bs):
-        chunk = probs[i:i + bs]
+        chunk = probs[i : i + bs]
         prompts = [tok.encode(p.prompt) for p in chunk]
         t0 = time.perf_counter()
-        out = generate(model, prompts, gen_length=G, block_length=bl, cache=cache,
-                       mask_id=tok.mask_id, pad_id=tok.pad_id, backend=backend, trace=True, **opts)
+        out = generate(
+            model,
+            prompts,
+            gen_length=G,
+            block_length=bl,
+            cache=cache,
+            mask_id=tok.mask_id,
+            pad_id=tok.pad_id,
+            backend=backend,
+            trace=True,
+            **opts,
+        )
         secs += time.perf_counter() - t0
         gen = out.tokens[:, -G:].cpu()
         correct += sum(task.correct(p, g, tok) for p, g in zip(chunk, gen))
         nfe_sum += int(_row_nfe(out, len(chunk)).sum())
     N = len(probs)
     nfe = nfe_sum / N
-    return {"task": task.name, "method": m.name, "family": m.family, "cache": cache, "n": N,
-            "correct": correct, "accuracy": correct / N, "nfe": nfe,
-            "tokens_per_forward": G / nfe if nfe else math.inf,
-            "tokens_per_s": N * G / secs if secs > 0 else math.inf, "seconds": secs,
-            "options": opts, "block_length": bl, "batch_size": min(bs, N), "backend": backend}
+    return {
+        "task": task.name,
+        "method": m.name,
+        "family": m.family,
+        "cache": cache,
+        "n": N,
+        "correct": correct,
+        "accuracy": correct / N,
+        "nfe": nfe,
+        "tokens_per_forward": G / nfe if nfe else math.inf,
+        "tokens_per_s": N * G / secs if secs > 0 else math.inf,
+        "seconds": secs,
+        "options": opts,
+        "block_length": bl,
+        "batch_size": min(bs, N),
+        "backend": backend,
+    }
 
 
 def supported(model, tok, task, method, cache: str = "none") -> str | None:
@@ -152,9 +196,20 @@ def supported(model, tok, task, method, cache: str = "none") -> str | None:
     return None
 
 
-def sweep(model, tok, *, tasks=None, methods=None, caches=CACHE_MODES, n: int = 100, seed: int = 0,
-          batch_size: int | None = 256, backend: str = "kernels", progress: bool = True,
-          file=None) -> tuple[list[dict], list[dict]]:
+def sweep(
+    model,
+    tok,
+    *,
+    tasks=None,
+    methods=None,
+    caches=CACHE_MODES,
+    n: int = 100,
+    seed: int = 0,
+    batch_size: int | None = 256,
+    backend: str = "kernels",
+    progress: bool = True,
+    file=None,
+) -> tuple[list[dict], list[dict]]:
     """Every method x cache mode x task: (results, skipped), skipped = [{method, reason}] for the
     methods generate does not take. progress: a tqdm bar (or one line per configuration without
     tqdm) on `file` (stderr)."""
@@ -173,19 +228,26 @@ def sweep(model, tok, *, tasks=None, methods=None, caches=CACHE_MODES, n: int = 
     if progress:
         try:
             from tqdm.auto import tqdm
+
             bar = tqdm(total=len(configs), desc="quality", unit="config", file=file)
         except ImportError:
             bar = None
     results = []
     for j, (t, m, c) in enumerate(configs):
-        r = evaluate(model, tok, t, m, cache=c, n=n, seed=seed, batch_size=batch_size, backend=backend)
+        r = evaluate(
+            model, tok, t, m, cache=c, n=n, seed=seed, batch_size=batch_size, backend=backend
+        )
         results.append(r)
         if bar is not None:
             bar.set_postfix_str(f"{t.name} {m.name} {c}: {r['accuracy']:.0%}", refresh=False)
             bar.update(1)
         elif progress:
-            print(f"[{j + 1}/{len(configs)}] {t.name} {m.name} cache={c}: accuracy "
-                  f"{r['accuracy']:.1%}, {r['tokens_per_forward']:.2f} tokens/forward", file=file, flush=True)
+            print(
+                f"[{j + 1}/{len(configs)}] {t.name} {m.name} cache={c}: accuracy "
+                f"{r['accuracy']:.1%}, {r['tokens_per_forward']:.2f} tokens/forward",
+                file=file,
+                flush=True,
+            )
     if bar is not None:
         bar.close()
     return results, skipped
@@ -194,11 +256,20 @@ def sweep(model, tok, *, tasks=None, methods=None, caches=CACHE_MODES, n: int = 
 def format_table(results: list[dict], markdown: bool = True) -> str:
     """A table: task, method, cache, accuracy, NFE, tokens per forward, tokens/s."""
     head = ["task", "method", "cache", "accuracy", "NFE", "tokens/forward", "tokens/s"]
-    rows = [[r["task"], r["method"], r["cache"], f"{r['accuracy']:.1%}", f"{r['nfe']:.2f}",
-             f"{r['tokens_per_forward']:.2f}", f"{r['tokens_per_s']:.0f}"] for r in results]
+    rows = [
+        [
+            r["task"],
+            r["method"],
+            r["cache"],
+            f"{r['accuracy']:.1%}",
+            f"{r['nfe']:.2f}",
+            f"{r['tokens_per_forward']:.2f}",
+            f"{r['tokens_per_s']:.0f}",
+        ]
+        for r in results
+    ]
     if markdown:
-        lines = ["| " + " | ".join(head) + " |",
-                 "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+        lines = ["| " + " | ".join(head) + " |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     w = [max(len(x) for x in col) for col in zip(head, *rows)]
@@ -212,13 +283,17 @@ def format_grid(results: list[dict]) -> str:
     caches = [c for c in CACHE_MODES if any(r["cache"] == c for r in results)]
     cell = {(r["task"], r["method"], r["cache"]): r for r in results}
     keys = list(dict.fromkeys((r["task"], r["method"]) for r in results))
-    lines = ["| task | method | " + " | ".join(f"cache={c}" for c in caches) + " |",
-             "| --- | --- | " + " | ".join("---:" for _ in caches) + " |"]
+    lines = [
+        "| task | method | " + " | ".join(f"cache={c}" for c in caches) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in caches) + " |",
+    ]
     for t, m in keys:
         vals = []
         for c in caches:
             r = cell.get((t, m, c))
-            vals.append("-" if r is None else f"{100 * r['accuracy']:.1f} % · {r['tokens_per_forward']:.2f}")
+            vals.append(
+                "-" if r is None else f"{100 * r['accuracy']:.1f} % · {r['tokens_per_forward']:.2f}"
+            )
         lines.append(f"| {t} | {m} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
@@ -230,22 +305,36 @@ def plot(results: list[dict], path: str, title: str | None = None) -> str:
     """PNG: accuracy vs tokens per forward, one panel per task, one line per method family
     (colour) and cache mode (line style). Needs matplotlib (ImportError otherwise)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     task_names = list(dict.fromkeys(r["task"] for r in results))
     families = list(dict.fromkeys(r["family"] for r in results))
     colors = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
-    fig, axes = plt.subplots(1, len(task_names), figsize=(5.2 * len(task_names), 4.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(task_names), figsize=(5.2 * len(task_names), 4.4), squeeze=False
+    )
     for ax, tn in zip(axes[0], task_names):
         for f in families:
             for c in _STYLES:
-                pts = sorted((r["tokens_per_forward"], r["accuracy"]) for r in results
-                             if r["task"] == tn and r["family"] == f and r["cache"] == c)
+                pts = sorted(
+                    (r["tokens_per_forward"], r["accuracy"])
+                    for r in results
+                    if r["task"] == tn and r["family"] == f and r["cache"] == c
+                )
                 if not pts:
                     continue
-                ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], _STYLES[c], marker="o",
-                        markersize=3, color=colors[f], label=f"{f}, {c}", alpha=0.85)
+                ax.plot(
+                    [p[0] for p in pts],
+                    [100 * p[1] for p in pts],
+                    _STYLES[c],
+                    marker="o",
+                    markersize=3,
+                    color=colors[f],
+                    label=f"{f}, {c}",
+                    alpha=0.85,
+                )
         n = next(r["n"] for r in results if r["task"] == tn)
         ax.set_title(f"{tn} (n={n} held-out)")
         ax.set_xlabel("tokens per forward")
@@ -253,8 +342,9 @@ def plot(results: list[dict], path: str, title: str | None = None) -> str:
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7,
-               frameon=False)
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False
+    )
     if title:
         fig.suptitle(title)
     rows_legend = -(-len(labels) // 4)

@@ -47,7 +47,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-
 import torch.nn.functional as F
 
 from . import ops, reference
@@ -57,9 +56,15 @@ from .schedules import dream_num_transfer, dream_timesteps
 
 CACHE_MODES = ("none", "prefix", "dual", "block")
 # remasking -> the confidence ranked; the last three are Dream's algorithm names
-REMASKING = {"low_confidence": "prob", "random": "random", "margin": "margin",
-             "entropy": "neg_entropy", "maskgit_plus": "prob", "topk_margin": "margin",
-             "origin": "prob"}
+REMASKING = {
+    "low_confidence": "prob",
+    "random": "random",
+    "margin": "margin",
+    "entropy": "neg_entropy",
+    "maskgit_plus": "prob",
+    "topk_margin": "margin",
+    "origin": "prob",
+}
 SCHEDULES = ("linear", "dream", "mdlm")
 DEFAULT_EPS = {"linear": 1e-3, "dream": 1e-3, "mdlm": 1e-5}
 
@@ -83,7 +88,9 @@ class _Backend:
 
     def __init__(self, name: str):
         if name not in ("kernels", "reference"):
-            raise ValueError(f"dllm_kernels.generate: backend must be 'kernels' or 'reference', got {name!r}")
+            raise ValueError(
+                f"dllm_kernels.generate: backend must be 'kernels' or 'reference', got {name!r}"
+            )
         self.name = name
 
     def cache_write(self, kc, vc, k, v, slots):
@@ -95,8 +102,11 @@ class _Backend:
     def attention(self, q, k, v, **kw):
         why = _attention_fallback_reason(q, self.name)
         if why is not None:
-            _warn_once(why, f"dllm_kernels.generate: {why}: attention falls back to gather + SDPA "
-                            "(slower; the kernels' other ops still run)")
+            _warn_once(
+                why,
+                f"dllm_kernels.generate: {why}: attention falls back to gather + SDPA "
+                "(slower; the kernels' other ops still run)",
+            )
             return sdpa_attention(q, k, v, **kw)
         if self.name == "kernels":
             return ops.block_attention(q, k, v, **kw, check=False)
@@ -105,8 +115,9 @@ class _Backend:
     def denoise_and_select(self, logits, x, mask_id, rule, seed, offset, sampling):
         """sampling may hold uncond_logits / cfg_scale (CFG formed inside the op's pass)."""
         if self.name == "kernels":
-            return ops.denoise_and_select(logits, x, mask_id, **rule, **sampling, commit=True,
-                                          seed=seed, offset=offset)
+            return ops.denoise_and_select(
+                logits, x, mask_id, **rule, **sampling, commit=True, seed=seed, offset=offset
+            )
         x0, conf = reference.denoise_step(logits, x, mask_id, **sampling, seed=seed, offset=offset)
         transfer = reference.select_transfer(conf, **rule, seed=seed, offset=offset)
         reference.commit_(x, x0, transfer)
@@ -148,8 +159,20 @@ def _attention_fallback_reason(q: torch.Tensor, backend: str) -> str | None:
     return None
 
 
-def sdpa_attention(q, k=None, v=None, *, k_cache, v_cache, block_table, cache_lens, q_start=None,
-                   mask="full", block_size=None, softmax_scale=None):
+def sdpa_attention(
+    q,
+    k=None,
+    v=None,
+    *,
+    k_cache,
+    v_cache,
+    block_table,
+    cache_lens,
+    q_start=None,
+    mask="full",
+    block_size=None,
+    softmax_scale=None,
+):
     """block_attention's result (same keys, masks and zeros for a query that sees nothing) by
     gathering the cached K/V and calling torch's scaled_dot_product_attention: the fallback for
     shapes the kernel does not take. q [B, Lq, Hq, D], k / v [B, Lk, Hkv, D] or None."""
@@ -163,21 +186,29 @@ def sdpa_attention(q, k=None, v=None, *, k_cache, v_cache, block_table, cache_le
     if k is not None:
         tk = torch.arange(k.shape[1], device=dev).unsqueeze(0)
         keys.append(k.to(kc.dtype)), values.append(v.to(vc.dtype))
-        kpos.append(tk + cache_lens.to(dev).long().unsqueeze(1)), valid.append(tk.expand(B, -1) >= 0)
-    K, V = torch.cat(keys, 1), torch.cat(values, 1)                          # [B, Nk, Hkv, D]
-    kp, see = torch.cat(kpos, 1), torch.cat(valid, 1)                        # [B, Nk]
-    see = see.unsqueeze(1).expand(B, Lq, -1)                                 # [B, Lq, Nk]
+        (
+            kpos.append(tk + cache_lens.to(dev).long().unsqueeze(1)),
+            valid.append(tk.expand(B, -1) >= 0),
+        )
+    K, V = torch.cat(keys, 1), torch.cat(values, 1)  # [B, Nk, Hkv, D]
+    kp, see = torch.cat(kpos, 1), torch.cat(valid, 1)  # [B, Nk]
+    see = see.unsqueeze(1).expand(B, Lq, -1)  # [B, Lq, Nk]
     if mask == "block_causal":
         qs = cache_lens if q_start is None else q_start
         qp = qs.to(dev).long().unsqueeze(1) + torch.arange(Lq, device=dev).unsqueeze(0)
         see = see & reference.block_causal_mask(qp.unsqueeze(2), kp.unsqueeze(1), block_size)
     group = Hq // K.shape[2]
     out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), K.to(q.dtype).repeat_interleave(group, 2).transpose(1, 2),
-        V.to(q.dtype).repeat_interleave(group, 2).transpose(1, 2), attn_mask=see.unsqueeze(1),
-        scale=softmax_scale)
+        q.transpose(1, 2),
+        K.to(q.dtype).repeat_interleave(group, 2).transpose(1, 2),
+        V.to(q.dtype).repeat_interleave(group, 2).transpose(1, 2),
+        attn_mask=see.unsqueeze(1),
+        scale=softmax_scale,
+    )
     out = out.transpose(1, 2)
-    return torch.where(see.any(-1)[:, :, None, None], out, torch.zeros((), dtype=out.dtype, device=dev))
+    return torch.where(
+        see.any(-1)[:, :, None, None], out, torch.zeros((), dtype=out.dtype, device=dev)
+    )
 
 
 class _Profiler:
@@ -187,7 +218,7 @@ class _Profiler:
     def __init__(self, enabled: bool, device: torch.device):
         self.enabled, self.device = enabled, device
         self.t = {"model": 0.0, "sampling": 0.0, "cache": 0.0}
-        self._stack: list[list] = []   # [name, start, time spent in nested sections]
+        self._stack: list[list] = []  # [name, start, time spent in nested sections]
 
     def _now(self) -> float:
         if self.device.type == "cuda":
@@ -209,6 +240,7 @@ class _Profiler:
                     prof.t[name] += dt - nested
                     if prof._stack:
                         prof._stack[-1][2] += dt
+
         return _S()
 
 
@@ -222,14 +254,25 @@ class _PlanAttention:
         p = self.plan
         if p.slot_mapping is not None:
             with self.prof.section("cache"):
-                self.backend.cache_write(self.cache.k(layer), self.cache.v(layer), k, v, p.slot_mapping)
+                self.backend.cache_write(
+                    self.cache.k(layer), self.cache.v(layer), k, v, p.slot_mapping
+                )
         kf = vf = None
         if p.attend_from is not None:
-            kf, vf = k[:, p.attend_from:], v[:, p.attend_from:]
+            kf, vf = k[:, p.attend_from :], v[:, p.attend_from :]
         return self.backend.attention(
-            q, kf, vf, k_cache=self.cache.k(layer), v_cache=self.cache.v(layer),
-            block_table=p.block_table, cache_lens=p.cache_lens, q_start=p.q_start, mask=p.mask,
-            block_size=p.block_size, softmax_scale=softmax_scale)
+            q,
+            kf,
+            vf,
+            k_cache=self.cache.k(layer),
+            v_cache=self.cache.v(layer),
+            block_table=p.block_table,
+            cache_lens=p.cache_lens,
+            q_start=p.q_start,
+            mask=p.mask,
+            block_size=p.block_size,
+            softmax_scale=softmax_scale,
+        )
 
 
 def _left_pad(prompt_ids, attention_mask, pad_id: int, device):
@@ -237,7 +280,9 @@ def _left_pad(prompt_ids, attention_mask, pad_id: int, device):
     (+ mask) or a list of lists."""
     if isinstance(prompt_ids, torch.Tensor):
         if prompt_ids.dim() != 2:
-            raise ValueError(f"dllm_kernels.generate: prompt_ids must be [B, P], got {list(prompt_ids.shape)}")
+            raise ValueError(
+                f"dllm_kernels.generate: prompt_ids must be [B, P], got {list(prompt_ids.shape)}"
+            )
         ids = prompt_ids.to(device=device, dtype=torch.int64)
         if attention_mask is None:
             return ids, [ids.shape[1]] * ids.shape[0]
@@ -246,19 +291,23 @@ def _left_pad(prompt_ids, attention_mask, pad_id: int, device):
         P = ids.shape[1]
         want = torch.arange(P, device=device).unsqueeze(0) >= (P - m.sum(1, keepdim=True))
         if not torch.equal(m, want):
-            raise ValueError("dllm_kernels.generate: attention_mask must be left padding (zeros, then ones)")
+            raise ValueError(
+                "dllm_kernels.generate: attention_mask must be left padding (zeros, then ones)"
+            )
         lens = [int(n) for n in lens]
         longest = max(lens + [0])
-        return torch.where(m, ids, torch.full_like(ids, pad_id))[:, P - longest:], lens
+        return torch.where(m, ids, torch.full_like(ids, pad_id))[:, P - longest :], lens
     if attention_mask is not None:
-        raise ValueError("dllm_kernels.generate: attention_mask goes with a prompt tensor; a list of "
-                         "token lists needs none")
+        raise ValueError(
+            "dllm_kernels.generate: attention_mask goes with a prompt tensor; a list of "
+            "token lists needs none"
+        )
     rows = [list(map(int, r)) for r in prompt_ids]
     P = max(len(r) for r in rows)
     x = torch.full((len(rows), P), pad_id, dtype=torch.int64)
     for b, r in enumerate(rows):
         if r:
-            x[b, P - len(r):] = torch.tensor(r)
+            x[b, P - len(r) :] = torch.tensor(r)
     return x.to(device), [len(r) for r in rows]
 
 
@@ -268,7 +317,8 @@ MODEL_KINDS = (
     "dllm_kernels.models.TinyLLaDA; every cache mode); (b) any callable whose model(input_ids[, "
     "attention_mask=...]) returns an object with .logits (cache='none' only); (c) a transformers "
     "(>= 5) PreTrainedModel whose attention dispatches through AttentionInterface (Llama, Qwen2, "
-    "Mistral, Gemma, LLaDA2-MoE, ...; every cache mode)")
+    "Mistral, Gemma, LLaDA2-MoE, ...; every cache mode)"
+)
 
 
 def _is_runtime_model(model) -> bool:
@@ -284,11 +334,12 @@ def _is_runtime_model(model) -> bool:
 
 
 def model_kind(model) -> str:
-    """"runtime" (a), "transformers" (c) or "callable" (b): how generate drives `model`."""
+    """ "runtime" (a), "transformers" (c) or "callable" (b): how generate drives `model`."""
     if _is_runtime_model(model):
         return "runtime"
-    if "transformers" in sys.modules:      # a transformers model means transformers is imported
+    if "transformers" in sys.modules:  # a transformers model means transformers is imported
         from .integrations import transformers as hf
+
         if hf.is_attention_interface_model(model):
             return "transformers"
     if callable(model):
@@ -302,24 +353,31 @@ class _CallableModel:
     def __init__(self, model):
         self.model = model
         try:
-            params = inspect.signature(model.forward if hasattr(model, "forward") else model).parameters
+            params = inspect.signature(
+                model.forward if hasattr(model, "forward") else model
+            ).parameters
         except (TypeError, ValueError):
             params = {}
         self.takes_mask = "attention_mask" in params or any(
-            p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+            p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
 
     def __call__(self, x, attention_mask=None):
         if attention_mask is None:
             out = self.model(x)
         elif not self.takes_mask:
-            raise ValueError(f"dllm_kernels.generate: {type(self.model).__name__} takes no "
-                             "attention_mask, so it cannot run a left-padded (ragged) batch")
+            raise ValueError(
+                f"dllm_kernels.generate: {type(self.model).__name__} takes no "
+                "attention_mask, so it cannot run a left-padded (ragged) batch"
+            )
         else:
             out = self.model(x, attention_mask=attention_mask)
         logits = getattr(out, "logits", None)
         if not isinstance(logits, torch.Tensor):
-            raise TypeError(f"dllm_kernels.generate: model(input_ids) returned {type(out).__name__} "
-                            f"with no .logits tensor; {MODEL_KINDS}")
+            raise TypeError(
+                f"dllm_kernels.generate: model(input_ids) returned {type(out).__name__} "
+                f"with no .logits tensor; {MODEL_KINDS}"
+            )
         return logits
 
 
@@ -331,8 +389,10 @@ def _resolve_mask_id(mask_id, *configs) -> int:
             v = getattr(cfg, name, None) if cfg is not None else None
             if v is not None:
                 return int(v)
-    raise ValueError("dllm_kernels.generate: no mask_id: pass mask_id=..., or give the model's "
-                     "config a mask_id / mask_token_id")
+    raise ValueError(
+        "dllm_kernels.generate: no mask_id: pass mask_id=..., or give the model's "
+        "config a mask_id / mask_token_id"
+    )
 
 
 def _model_device_dtype(model, prompt_ids):
@@ -346,51 +406,86 @@ def _model_device_dtype(model, prompt_ids):
         return dev, torch.float32
 
 
-def _edit_options(edit_threshold, max_post_edit_steps, penalty_lambda, threshold, factor,
-                  entropy_bound, temperature, remasking, sampling_options):
+def _edit_options(
+    edit_threshold,
+    max_post_edit_steps,
+    penalty_lambda,
+    threshold,
+    factor,
+    entropy_bound,
+    temperature,
+    remasking,
+    sampling_options,
+):
     """generate's token-editing arguments checked: None without edit_threshold, else a dict."""
     if edit_threshold is None:
         if penalty_lambda != 0:
-            raise ValueError("dllm_kernels.generate: penalty_lambda applies to token editing; "
-                             "give edit_threshold too")
+            raise ValueError(
+                "dllm_kernels.generate: penalty_lambda applies to token editing; "
+                "give edit_threshold too"
+            )
         return None
-    if isinstance(edit_threshold, bool) or not isinstance(edit_threshold, (int, float)) \
-            or not 0 <= edit_threshold <= 1:
-        raise ValueError(f"dllm_kernels.generate: edit_threshold must be a number in [0, 1], "
-                         f"got {edit_threshold!r}")
+    if (
+        isinstance(edit_threshold, bool)
+        or not isinstance(edit_threshold, (int, float))
+        or not 0 <= edit_threshold <= 1
+    ):
+        raise ValueError(
+            f"dllm_kernels.generate: edit_threshold must be a number in [0, 1], "
+            f"got {edit_threshold!r}"
+        )
     if threshold is None or factor is not None or entropy_bound is not None:
-        raise ValueError("dllm_kernels.generate: edit_threshold (token editing, sglang's "
-                         "JointThreshold) needs threshold (the mask -> token threshold) and no "
-                         "factor / entropy_bound")
-    if isinstance(max_post_edit_steps, bool) or not isinstance(max_post_edit_steps, int) \
-            or max_post_edit_steps < 0:
-        raise ValueError(f"dllm_kernels.generate: max_post_edit_steps must be an int >= 0, got "
-                         f"{max_post_edit_steps!r}")
-    if isinstance(penalty_lambda, bool) or not isinstance(penalty_lambda, (int, float)) \
-            or not 0 <= penalty_lambda < math.inf:
-        raise ValueError(f"dllm_kernels.generate: penalty_lambda must be a finite number >= 0, "
-                         f"got {penalty_lambda!r}")
+        raise ValueError(
+            "dllm_kernels.generate: edit_threshold (token editing, sglang's "
+            "JointThreshold) needs threshold (the mask -> token threshold) and no "
+            "factor / entropy_bound"
+        )
+    if (
+        isinstance(max_post_edit_steps, bool)
+        or not isinstance(max_post_edit_steps, int)
+        or max_post_edit_steps < 0
+    ):
+        raise ValueError(
+            f"dllm_kernels.generate: max_post_edit_steps must be an int >= 0, got "
+            f"{max_post_edit_steps!r}"
+        )
+    if (
+        isinstance(penalty_lambda, bool)
+        or not isinstance(penalty_lambda, (int, float))
+        or not 0 <= penalty_lambda < math.inf
+    ):
+        raise ValueError(
+            f"dllm_kernels.generate: penalty_lambda must be a finite number >= 0, "
+            f"got {penalty_lambda!r}"
+        )
     if temperature != 0 or remasking != "low_confidence":
-        raise ValueError("dllm_kernels.generate: edit_threshold (token editing) is greedy: "
-                         "temperature must be 0 and remasking 'low_confidence'")
+        raise ValueError(
+            "dllm_kernels.generate: edit_threshold (token editing) is greedy: "
+            "temperature must be 0 and remasking 'low_confidence'"
+        )
     if penalty_lambda > 0 and sampling_options.get("shift_logits"):
-        raise ValueError("dllm_kernels.generate: penalty_lambda does not combine with "
-                         "shift_logits")
-    return {"threshold": float(threshold), "edit_threshold": float(edit_threshold),
-            "max_post_edit_steps": max_post_edit_steps, "penalty_lambda": float(penalty_lambda)}
+        raise ValueError("dllm_kernels.generate: penalty_lambda does not combine with shift_logits")
+    return {
+        "threshold": float(threshold),
+        "edit_threshold": float(edit_threshold),
+        "max_post_edit_steps": max_post_edit_steps,
+        "penalty_lambda": float(penalty_lambda),
+    }
 
 
 def _penalize_previous_token(logits: torch.Tensor, block: torch.Tensor, lam: float) -> None:
     """logits[b, l, block[b, l - 1]] -= lam for l >= 1, in place, in the logits' dtype (sglang
     JointThreshold's repetition penalty): B * (L - 1) elements, no [B, L, V] pass.
     logits [b, L, V] (any strides), block [b, L] int64."""
-    prev = block[:, :-1].unsqueeze(-1)                                       # [b, L-1, 1]
-    logits[:, 1:].scatter_add_(2, prev, torch.full(prev.shape, -lam, dtype=logits.dtype,
-                                                   device=logits.device))
+    prev = block[:, :-1].unsqueeze(-1)  # [b, L-1, 1]
+    logits[:, 1:].scatter_add_(
+        2, prev, torch.full(prev.shape, -lam, dtype=logits.dtype, device=logits.device)
+    )
 
 
-def edit_step(ops_, logits, uncond, block, mask_id, editable, done, post, edit, sampling, seed,
-              offset):
+def edit_step(
+    ops_, logits, uncond, block, mask_id, editable, done, post, edit, sampling, seed, offset
+):
     """One token-editing step (sglang JointThreshold) of a block, in place: block [b, L] int64
     gets the step's M2T and T2T writes, done [b] bool / post [b] int64 (the rows' states) are
     updated. logits (and uncond, CFG) [b, L, V] of the block (penalised in place when
@@ -398,34 +493,58 @@ def edit_step(ops_, logits, uncond, block, mask_id, editable, done, post, edit, 
     Returns (transfer [b, L] bool, p [b, L] float32: argmax probability, -inf where not
     denoised). ops_: a _Backend; no host synchronisation."""
     if edit["penalty_lambda"] > 0:
-        for t in (logits, uncond):           # on c and u: z - lambda = (u - l) + (s+1)(c - u)
+        for t in (logits, uncond):  # on c and u: z - lambda = (u - l) + (s+1)(c - u)
             if t is not None:
                 _penalize_previous_token(t, block, edit["penalty_lambda"])
-    x0, p = ops_.denoise_step(logits, block, mask_id, seed, offset,
-                              {**sampling, "eligible": editable & ~done[:, None]})
+    x0, p = ops_.denoise_step(
+        logits, block, mask_id, seed, offset, {**sampling, "eligible": editable & ~done[:, None]}
+    )
     masked = block == mask_id
-    m2t = ops_.select_transfer(p.masked_fill(~masked, -math.inf), threshold=edit["threshold"],
-                               strict=True)                  # p > threshold, else the best
+    m2t = ops_.select_transfer(
+        p.masked_fill(~masked, -math.inf), threshold=edit["threshold"], strict=True
+    )  # p > threshold, else the best
     no_mask = ~masked.any(1)
     post += (no_mask & ~done).long()
-    out = no_mask & (post > edit["max_post_edit_steps"])      # the edit budget is spent
+    out = no_mask & (post > edit["max_post_edit_steps"])  # the edit budget is spent
     t2t = (p > edit["edit_threshold"]) & (x0 != block) & ~masked
     transfer = (m2t | t2t) & ~out[:, None]
-    done |= out | ~transfer.any(1)                            # nothing changed: finished
+    done |= out | ~transfer.any(1)  # nothing changed: finished
     ops_.commit(block, x0, transfer)
     return transfer, p
 
 
-def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = None,
-             steps: int | None = None, temperature: float = 0.0,
-             remasking: str = "low_confidence", threshold=None, factor=None,
-             entropy_bound=None, edit_threshold=None, max_post_edit_steps: int = 16,
-             penalty_lambda: float = 0.0, schedule: str = "linear", eps: float | None = None, cfg_scale: float = 0.0,
-             mask_id: int | None = None, cache: str = "none", refresh_interval: int | None = None,
-             attention_mask=None, eos_id: int | None = None, backend: str = "kernels",
-             seed: int | None = None, progress: bool = False, trace: bool = False,
-             profile: bool = False, page_size: int = 16, pad_id: int | None = None,
-             **sampling_options) -> GenerateOutput:
+def generate(
+    model,
+    prompt_ids,
+    *,
+    gen_length: int,
+    block_length: int | None = None,
+    steps: int | None = None,
+    temperature: float = 0.0,
+    remasking: str = "low_confidence",
+    threshold=None,
+    factor=None,
+    entropy_bound=None,
+    edit_threshold=None,
+    max_post_edit_steps: int = 16,
+    penalty_lambda: float = 0.0,
+    schedule: str = "linear",
+    eps: float | None = None,
+    cfg_scale: float = 0.0,
+    mask_id: int | None = None,
+    cache: str = "none",
+    refresh_interval: int | None = None,
+    attention_mask=None,
+    eos_id: int | None = None,
+    backend: str = "kernels",
+    seed: int | None = None,
+    progress: bool = False,
+    trace: bool = False,
+    profile: bool = False,
+    page_size: int = 16,
+    pad_id: int | None = None,
+    **sampling_options,
+) -> GenerateOutput:
     """tokens = prompt + gen_length tokens decoded by blockwise masked diffusion.
 
     Args:
@@ -497,41 +616,78 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
         GenerateOutput(tokens, nfe, timing, trace).
     """
     if cache not in CACHE_MODES:
-        raise ValueError(f"dllm_kernels.generate: cache must be one of {list(CACHE_MODES)}, got {cache!r}")
+        raise ValueError(
+            f"dllm_kernels.generate: cache must be one of {list(CACHE_MODES)}, got {cache!r}"
+        )
     if remasking not in REMASKING:
-        raise ValueError(f"dllm_kernels.generate: remasking must be one of {list(REMASKING)}, got {remasking!r}")
+        raise ValueError(
+            f"dllm_kernels.generate: remasking must be one of {list(REMASKING)}, got {remasking!r}"
+        )
     if schedule not in SCHEDULES:
-        raise ValueError(f"dllm_kernels.generate: schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+        raise ValueError(
+            f"dllm_kernels.generate: schedule must be one of {list(SCHEDULES)}, got {schedule!r}"
+        )
     if block_length is None:
         block_length = gen_length
     if gen_length < 1 or block_length < 1 or gen_length % block_length:
-        raise ValueError(f"dllm_kernels.generate: gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+        raise ValueError(
+            f"dllm_kernels.generate: gen_length ({gen_length}) must be a multiple of block_length "
+            f"({block_length})"
+        )
     num_blocks = gen_length // block_length
-    rules = [n for n, v in (("threshold", threshold), ("factor", factor),
-                            ("entropy_bound", entropy_bound)) if v is not None]
+    rules = [
+        n
+        for n, v in (("threshold", threshold), ("factor", factor), ("entropy_bound", entropy_bound))
+        if v is not None
+    ]
     parallel = bool(rules)
     if len(rules) > 1:
-        raise ValueError(f"dllm_kernels.generate: give one of threshold, factor, entropy_bound, "
-                         f"not {' and '.join(rules)}")
+        raise ValueError(
+            f"dllm_kernels.generate: give one of threshold, factor, entropy_bound, "
+            f"not {' and '.join(rules)}"
+        )
     if parallel and (schedule != "linear" or remasking == "origin"):
-        raise ValueError(f"dllm_kernels.generate: {rules[0]} replaces the schedule; it does not "
-                         "combine with schedule='dream' / 'mdlm' or remasking='origin'")
+        raise ValueError(
+            f"dllm_kernels.generate: {rules[0]} replaces the schedule; it does not "
+            "combine with schedule='dream' / 'mdlm' or remasking='origin'"
+        )
     if entropy_bound is not None:
-        if isinstance(entropy_bound, bool) or not isinstance(entropy_bound, (int, float)) \
-                or not 0 < entropy_bound < math.inf:
-            raise ValueError(f"dllm_kernels.generate: entropy_bound must be a finite number > 0, "
-                             f"got {entropy_bound!r}")
+        if (
+            isinstance(entropy_bound, bool)
+            or not isinstance(entropy_bound, (int, float))
+            or not 0 < entropy_bound < math.inf
+        ):
+            raise ValueError(
+                f"dllm_kernels.generate: entropy_bound must be a finite number > 0, "
+                f"got {entropy_bound!r}"
+            )
         if remasking not in ("low_confidence", "entropy"):
-            raise ValueError(f"dllm_kernels.generate: entropy_bound ranks positions by entropy; "
-                             f"it does not combine with remasking={remasking!r}")
-    edit = _edit_options(edit_threshold, max_post_edit_steps, penalty_lambda, threshold, factor,
-                         entropy_bound, temperature, remasking, sampling_options)
+            raise ValueError(
+                f"dllm_kernels.generate: entropy_bound ranks positions by entropy; "
+                f"it does not combine with remasking={remasking!r}"
+            )
+    edit = _edit_options(
+        edit_threshold,
+        max_post_edit_steps,
+        penalty_lambda,
+        threshold,
+        factor,
+        entropy_bound,
+        temperature,
+        remasking,
+        sampling_options,
+    )
     if not parallel:
         if steps is None:
-            raise TypeError("dllm_kernels.generate: steps is required (total denoising steps) "
-                            "unless threshold, factor or entropy_bound is given")
+            raise TypeError(
+                "dllm_kernels.generate: steps is required (total denoising steps) "
+                "unless threshold, factor or entropy_bound is given"
+            )
         if steps < num_blocks or steps % num_blocks:
-            raise ValueError(f"dllm_kernels.generate: steps ({steps}) must be a multiple of the number of blocks ({num_blocks})")
+            raise ValueError(
+                f"dllm_kernels.generate: steps ({steps}) must be a multiple of the number of "
+                f"blocks ({num_blocks})"
+            )
     if not cfg_scale >= 0:
         raise ValueError(f"dllm_kernels.generate: cfg_scale must be >= 0, got {cfg_scale}")
     if eps is None:
@@ -539,62 +695,153 @@ def generate(model, prompt_ids, *, gen_length: int, block_length: int | None = N
     if not 0 < eps < 1:
         raise ValueError(f"dllm_kernels.generate: eps must be in (0, 1), got {eps}")
     if sampling_options.get("shift_logits") and cache != "none":
-        raise ValueError("dllm_kernels.generate: shift_logits needs cache='none' (the cached modes do not feed the column before the block)")
-    unknown = set(sampling_options) - {"top_k", "top_p", "filter_order", "confidence_source",
-                                       "suppress_tokens", "shift_logits"}
+        raise ValueError(
+            "dllm_kernels.generate: shift_logits needs cache='none' (the cached modes do not feed "
+            "the column before the block)"
+        )
+    unknown = set(sampling_options) - {
+        "top_k",
+        "top_p",
+        "filter_order",
+        "confidence_source",
+        "suppress_tokens",
+        "shift_logits",
+    }
     if unknown:
         raise TypeError(f"dllm_kernels.generate: unknown options {sorted(unknown)}")
     if refresh_interval is not None and cache not in ("prefix", "dual"):
-        raise ValueError(f"dllm_kernels.generate: refresh_interval applies to cache='prefix' or 'dual', not {cache!r}")
+        raise ValueError(
+            "dllm_kernels.generate: refresh_interval applies to cache='prefix' or 'dual', not "
+            f"{cache!r}"
+        )
     kind = model_kind(model)
     if kind == "callable" and cache != "none":
         raise ValueError(
             f"dllm_kernels.generate: cache={cache!r} needs a model whose attention the runtime "
             f"serves; {type(model).__name__} is a plain callable (model(input_ids).logits), which "
-            f"runs cache='none' only. {MODEL_KINDS}")
+            f"runs cache='none' only. {MODEL_KINDS}"
+        )
     if kind == "transformers":
         from .integrations.transformers import TransformersModel
+
         with TransformersModel(model) as rt:
-            return _generate(rt, kind, prompt_ids, gen_length, block_length, num_blocks, steps,
-                             temperature, remasking, threshold, factor, schedule, eps, cfg_scale,
-                             {"entropy_bound": entropy_bound, "edit": edit},
-                             _resolve_mask_id(mask_id, rt.config, model.config,
-                                              getattr(model, "generation_config", None)),
-                             cache, refresh_interval, attention_mask, eos_id, backend, seed,
-                             progress, trace, profile, page_size, pad_id, sampling_options)
+            return _generate(
+                rt,
+                kind,
+                prompt_ids,
+                gen_length,
+                block_length,
+                num_blocks,
+                steps,
+                temperature,
+                remasking,
+                threshold,
+                factor,
+                schedule,
+                eps,
+                cfg_scale,
+                {"entropy_bound": entropy_bound, "edit": edit},
+                _resolve_mask_id(
+                    mask_id, rt.config, model.config, getattr(model, "generation_config", None)
+                ),
+                cache,
+                refresh_interval,
+                attention_mask,
+                eos_id,
+                backend,
+                seed,
+                progress,
+                trace,
+                profile,
+                page_size,
+                pad_id,
+                sampling_options,
+            )
     cfg = getattr(model, "config", None)
     rt = model if kind == "runtime" else _CallableModel(model)
-    return _generate(rt, kind, prompt_ids, gen_length, block_length, num_blocks, steps,
-                     temperature, remasking, threshold, factor, schedule, eps, cfg_scale,
-                     {"entropy_bound": entropy_bound, "edit": edit},
-                     _resolve_mask_id(mask_id, cfg, getattr(model, "generation_config", None)),
-                     cache, refresh_interval, attention_mask, eos_id, backend, seed, progress,
-                     trace, profile, page_size, pad_id, sampling_options)
+    return _generate(
+        rt,
+        kind,
+        prompt_ids,
+        gen_length,
+        block_length,
+        num_blocks,
+        steps,
+        temperature,
+        remasking,
+        threshold,
+        factor,
+        schedule,
+        eps,
+        cfg_scale,
+        {"entropy_bound": entropy_bound, "edit": edit},
+        _resolve_mask_id(mask_id, cfg, getattr(model, "generation_config", None)),
+        cache,
+        refresh_interval,
+        attention_mask,
+        eos_id,
+        backend,
+        seed,
+        progress,
+        trace,
+        profile,
+        page_size,
+        pad_id,
+        sampling_options,
+    )
 
 
 @torch.no_grad()
-def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, steps, temperature,
-              remasking, threshold, factor, schedule, eps, cfg_scale, decoding, mask_id, cache,
-              refresh_interval, attention_mask, eos_id, backend, seed, progress, trace, profile,
-              page_size, pad_id, sampling_options) -> GenerateOutput:
+def _generate(
+    model,
+    kind,
+    prompt_ids,
+    gen_length,
+    block_length,
+    num_blocks,
+    steps,
+    temperature,
+    remasking,
+    threshold,
+    factor,
+    schedule,
+    eps,
+    cfg_scale,
+    decoding,
+    mask_id,
+    cache,
+    refresh_interval,
+    attention_mask,
+    eos_id,
+    backend,
+    seed,
+    progress,
+    trace,
+    profile,
+    page_size,
+    pad_id,
+    sampling_options,
+) -> GenerateOutput:
     """generate() after its arguments are checked and the model resolved (see generate)."""
     ops_ = _Backend(backend)
     entropy_bound, edit = decoding["entropy_bound"], decoding["edit"]
     parallel = threshold is not None or factor is not None or entropy_bound is not None
     device, dtype = _model_device_dtype(model.model if kind == "callable" else model, prompt_ids)
-    if seed is None:   # drawn only when something is random (keeps the caller's RNG state otherwise)
+    if seed is None:  # drawn only when something is random (keeps the caller's RNG state otherwise)
         random = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
         seed = int(torch.empty((), dtype=torch.int64).random_().item()) if random else 0
     shift = bool(sampling_options.pop("shift_logits", False))
     if isinstance(sampling_options.get("suppress_tokens"), (list, tuple)):  # once, not per step
         ids = sorted({int(t) for t in sampling_options["suppress_tokens"]})
-        sampling_options["suppress_tokens"] = torch.tensor(ids, dtype=torch.int64, device=device) if ids else None
-    if schedule == "dream":            # Dream ranks its sampling distribution, top-p filtered first
+        sampling_options["suppress_tokens"] = (
+            torch.tensor(ids, dtype=torch.int64, device=device) if ids else None
+        )
+    if schedule == "dream":  # Dream ranks its sampling distribution, top-p filtered first
         sampling_options.setdefault("confidence_source", "sampling")
         sampling_options.setdefault("filter_order", "top_p_first")
     sampling = {"temperature": temperature, "confidence": REMASKING[remasking], **sampling_options}
     if entropy_bound is not None:
-        sampling["confidence"] = "neg_entropy"        # H = -conf, the EB rule's entropies
+        sampling["confidence"] = "neg_entropy"  # H = -conf, the EB rule's entropies
     if pad_id is None:
         pad_id = eos_id if eos_id is not None else 0
     guided = cfg_scale > 0
@@ -609,7 +856,9 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
     xm = torch.full((2 * B if guided else B, T), mask_id, dtype=torch.int64, device=device)
     xm[:B, :P] = x_prompt
     if guided:
-        pad_cols = torch.arange(P, device=device).unsqueeze(0) < (P - torch.tensor(prompt_lens, device=device)).unsqueeze(1)
+        pad_cols = torch.arange(P, device=device).unsqueeze(0) < (
+            P - torch.tensor(prompt_lens, device=device)
+        ).unsqueeze(1)
         xm[B:, :P] = torch.where(pad_cols, x_prompt, torch.full_like(x_prompt, mask_id))
     x = xm[:B]
     lens_m = prompt_lens * (2 if guided else 1)
@@ -617,27 +866,38 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
     if kind != "callable":
         with prof.section("cache"):
             pages = sum(-(-(p + gen_length) // page_size) for p in lens_m) + len(lens_m)
-            kv = PagedKVCache(model.num_layers, model.config.num_kv_heads, model.config.head_dim,
-                              num_pages=pages, page_size=page_size, dtype=dtype, device=device)
-            policy = CachePolicy(kv, lens_m, gen_length, block_length, cache,
-                                 refresh_interval=refresh_interval)
+            kv = PagedKVCache(
+                model.num_layers,
+                model.config.num_kv_heads,
+                model.config.head_dim,
+                num_pages=pages,
+                page_size=page_size,
+                dtype=dtype,
+                device=device,
+            )
+            policy = CachePolicy(
+                kv, lens_m, gen_length, block_length, cache, refresh_interval=refresh_interval
+            )
     pad_mask = None
-    if kind == "callable" and min(lens_m) < P:       # the callable sees the padding: mask it
+    if kind == "callable" and min(lens_m) < P:  # the callable sees the padding: mask it
         lens_t = torch.tensor(lens_m, device=device).unsqueeze(1)
         pad_mask = (torch.arange(T, device=device).unsqueeze(0) >= (P - lens_t)).long()
     compact = eos_id is not None and not guided
-    rows = torch.arange(B, device=device)          # batch rows still generating
+    rows = torch.arange(B, device=device)  # batch rows still generating
     nfe, offset = 0, 0
     steps_log = [] if trace else None
     bar = None
     if progress:
         try:
             from tqdm.auto import tqdm
+
             bar = tqdm(total=num_blocks, desc="blocks", unit="block")
         except ImportError:
             bar = None
     spb = steps // num_blocks if steps is not None else None
-    takes_range = kind != "callable" and "logits_range" in inspect.signature(model.forward).parameters
+    takes_range = (
+        kind != "callable" and "logits_range" in inspect.signature(model.forward).parameters
+    )
 
     def model_rows():
         return rows if not guided else torch.cat([rows, rows + B])
@@ -661,9 +921,9 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
     def step_want(plan, k):
         """Which fed tokens' logits a step of block k reads, and whether the op still shifts."""
         lo = policy.block_columns(k)[0] - plan.columns[0]
-        if shift and lo > 0:           # Dream: column c reads the logits of column c - 1
+        if shift and lo > 0:  # Dream: column c reads the logits of column c - 1
             return (lo - 1, lo - 1 + block_length), False
-        return (lo, lo + block_length), shift   # (the very first column reads its own)
+        return (lo, lo + block_length), shift  # (the very first column reads its own)
 
     def callable_logits(k):
         """Kind (b): the whole sequence through the model, the block's logits out."""
@@ -675,11 +935,13 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             full = model(ids, am)
         nfe += 1
         lo = c0 - 1 if shift and c0 > 0 else c0
-        return full[:, lo:lo + block_length], shift and c0 == 0
+        return full[:, lo : lo + block_length], shift and c0 == 0
 
     # per-step commit probabilities of the probability-rule schedules, computed once
     unmask_p = None
-    if not parallel and schedule == "mdlm":   # log-linear: (alpha_s - alpha_t) / (1 - alpha_t) = (t - s) / t
+    if (
+        not parallel and schedule == "mdlm"
+    ):  # log-linear: (alpha_s - alpha_t) / (1 - alpha_t) = (t - s) / t
         ts = torch.linspace(1, eps, spb + 1, dtype=torch.float64)
         unmask_p = [float((ts[i] - ts[i + 1]) / ts[i]) for i in range(spb)]
     elif not parallel and remasking == "origin":
@@ -693,7 +955,7 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             return {"threshold": threshold} if threshold is not None else {"factor": factor}
         if unmask_p is not None:
             return {"probability": unmask_p[s]}
-        if schedule == "dream":         # Dream's batch-wide count (one host read per step, as Dream)
+        if schedule == "dream":  # Dream's batch-wide count (one host read per step, as Dream)
             return {"num_transfer": dream_num_transfer(block == mask_id, s, spb, eps)}
         return {"num_transfer": linear[:, s]}
 
@@ -721,8 +983,15 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
 
     def log_step(k, s, transfer, conf):
         if trace:
-            steps_log.append({"block": k, "step": s, "rows": rows.cpu(),
-                              "committed": transfer.cpu(), "conf": conf.cpu()})
+            steps_log.append(
+                {
+                    "block": k,
+                    "step": s,
+                    "rows": rows.cpu(),
+                    "committed": transfer.cpu(),
+                    "conf": conf.cpu(),
+                }
+            )
 
     def write_back(block, xs, c0, c1):
         """The block's tokens into x (when it is a copy) and into the unconditional rows."""
@@ -739,9 +1008,9 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
             with prof.section("sampling"):
                 linear = ops_.num_transfer_tokens(block == mask_id, spb)
         s = 0
-        reuse = None                   # MDLM: the last step's logits while x is unchanged
+        reuse = None  # MDLM: the last step's logits while x is unchanged
         while True:
-            last = schedule == "mdlm" and s == spb   # MDLM's noise removal: argmax what is left
+            last = schedule == "mdlm" and s == spb  # MDLM's noise removal: argmax what is left
             if parallel:
                 if s >= block_length or not bool((block == mask_id).any()):  # the stopping test
                     break
@@ -758,8 +1027,9 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
                 step_sampling["temperature"] = 0.0
             with prof.section("sampling"):
                 _, conf, transfer = ops_.denoise_and_select(
-                    logits, block, mask_id, rule, seed, offset, step_sampling)
-            if schedule == "mdlm":     # one flag per step, as MDLM's cache test
+                    logits, block, mask_id, rule, seed, offset, step_sampling
+                )
+            if schedule == "mdlm":  # one flag per step, as MDLM's cache test
                 reuse = (logits, uncond, step_shift) if not bool(transfer.any()) else None
             log_step(k, s, transfer, conf)
             write_back(block, xs, c0, c1)
@@ -772,22 +1042,33 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         rows still editing (argmax and p at masked and decoded positions alike), then M2T / T2T
         on [b, L] tensors. One host read per step (are all rows done)."""
         nonlocal offset
-        editable = block == mask_id          # non-prompt: masked when the block starts
+        editable = block == mask_id  # non-prompt: masked when the block starts
         b_rows = block.shape[0]
         post = torch.zeros(b_rows, dtype=torch.int64, device=device)
         done = torch.zeros(b_rows, dtype=torch.bool, device=device)
         greedy = {**sampling, "temperature": 0.0, "confidence": "prob"}
-        for s in range(block_length + edit["max_post_edit_steps"] + 1):   # sglang's max_steps
+        for s in range(block_length + edit["max_post_edit_steps"] + 1):  # sglang's max_steps
             logits, step_shift = step_logits(k, s)
             logits, uncond = split_cfg(logits)
             with prof.section("sampling"):
-                transfer, p = edit_step(ops_, logits, uncond, block, mask_id, editable, done, post,
-                                        edit, {**greedy, "shift_logits": step_shift,
-                                               **cfg_args(uncond)}, seed, offset)
+                transfer, p = edit_step(
+                    ops_,
+                    logits,
+                    uncond,
+                    block,
+                    mask_id,
+                    editable,
+                    done,
+                    post,
+                    edit,
+                    {**greedy, "shift_logits": step_shift, **cfg_args(uncond)},
+                    seed,
+                    offset,
+                )
             log_step(k, s, transfer, p)
             write_back(block, xs, c0, c1)
             offset = (offset + 1) % (1 << 32)
-            if bool(done.all()):           # the stopping test
+            if bool(done.all()):  # the stopping test
                 break
 
     if policy is not None:
@@ -808,7 +1089,7 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         if compact and k + 1 < num_blocks:
             gen = x[rows, P:c1]
             done = (gen == eos_id).any(1)
-            if bool(done.any()):                      # one flag per block
+            if bool(done.any()):  # one flag per block
                 after = (gen == eos_id).long().cumsum(1) > 0
                 filled = torch.where(after[done], torch.full_like(gen[done], eos_id), gen[done])
                 x[rows[done], P:c1] = filled
@@ -824,16 +1105,22 @@ def _generate(model, kind, prompt_ids, gen_length, block_length, num_blocks, ste
         policy.close()
     if bar is not None:
         bar.close()
-    if eos_id is not None:             # every row: EOS after its first EOS (incl. the last block)
+    if eos_id is not None:  # every row: EOS after its first EOS (incl. the last block)
         gen = x[:, P:]
         gen.masked_fill_((gen == eos_id).cumsum(1) > 0, eos_id)
-    if (parallel or remasking == "origin") and bool((x[:, P:] == mask_id).any()):   # one read
-        warnings.warn("dllm_kernels.generate: some positions are still masked (every candidate "
-                      "was ineligible, e.g. all suppressed or NaN logits)", RuntimeWarning, stacklevel=3)
+    if (parallel or remasking == "origin") and bool((x[:, P:] == mask_id).any()):  # one read
+        warnings.warn(
+            "dllm_kernels.generate: some positions are still masked (every candidate "
+            "was ineligible, e.g. all suppressed or NaN logits)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     total = time.perf_counter() - t_start
     timing = {"total_s": total, "tokens_per_s": B * gen_length / total if total > 0 else math.inf}
     if profile:
         timing.update({f"{k}_s": v for k, v in prof.t.items()})
-    return GenerateOutput(tokens=x.contiguous() if guided else x, nfe=nfe, timing=timing, trace=steps_log)
+    return GenerateOutput(
+        tokens=x.contiguous() if guided else x, nfe=nfe, timing=timing, trace=steps_log
+    )

@@ -1,4 +1,5 @@
-"""python -m dllm_kernels: verify passes, bench writes its JSON. Structure only: no timing asserts."""
+"""python -m dllm_kernels: verify passes, bench writes its JSON. Structure only: no timing
+asserts."""
 
 import json
 import subprocess
@@ -9,8 +10,9 @@ import torch
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "dllm_kernels", *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "dllm_kernels", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.native
@@ -18,8 +20,16 @@ def test_verify_passes_on_every_device():
     out = run("verify")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "FAIL" not in out.stdout
-    for op in ("commit_", "num_transfer_tokens", "denoise_step", "select_transfer", "denoise_and_select",
-               "cache_write_", "cache_gather", "cache_copy_pages_"):
+    for op in (
+        "commit_",
+        "num_transfer_tokens",
+        "denoise_step",
+        "select_transfer",
+        "denoise_and_select",
+        "cache_write_",
+        "cache_gather",
+        "cache_copy_pages_",
+    ):
         assert op in out.stdout
     assert ", 0 failed" in out.stdout
 
@@ -27,8 +37,20 @@ def test_verify_passes_on_every_device():
 @pytest.mark.native
 def test_bench_writes_json(tmp_path):
     path = tmp_path / "bench.json"
-    out = run("bench", "--device", "cpu", "--no-compile", "--reps", "3", "--json", str(path),
-              "--op", "commit_", "--op", "num_transfer_tokens")
+    out = run(
+        "bench",
+        "--device",
+        "cpu",
+        "--no-compile",
+        "--reps",
+        "3",
+        "--json",
+        str(path),
+        "--op",
+        "commit_",
+        "--op",
+        "num_transfer_tokens",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     data = json.loads(path.read_text())
     head = data["header"]
@@ -57,33 +79,77 @@ def test_unknown_op_is_a_clear_error():
 
 def test_generate_prints_kernels_and_reference(tmp_path):
     path = tmp_path / "gen.json"
-    out = run("generate", "--device", "cpu", "--gen-length", "16", "--block-length", "8",
-              "--steps", "8", "--prompt-length", "8", "--cache", "block", "--json", str(path))
+    out = run(
+        "generate",
+        "--device",
+        "cpu",
+        "--gen-length",
+        "16",
+        "--block-length",
+        "8",
+        "--steps",
+        "8",
+        "--prompt-length",
+        "8",
+        "--cache",
+        "block",
+        "--json",
+        str(path),
+    )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "runtime kernels cache=block" in out.stdout and "runtime reference cache=block" in out.stdout
+    assert (
+        "runtime kernels cache=block" in out.stdout
+        and "runtime reference cache=block" in out.stdout
+    )
     rows = json.loads(path.read_text())["rows"]
-    assert [r["nfe"] for r in rows] == [8 + 1 + 2] * 2            # steps + prefill + 2 commits
+    assert [r["nfe"] for r in rows] == [8 + 1 + 2] * 2  # steps + prefill + 2 commits
     assert all(r["tokens_per_s"] > 0 and "model_s" in r for r in rows)
 
 
 def test_quality_writes_table_json_and_plot(tmp_path):
-    out = run("quality", "--n", "4", "--task", "addition", "--task", "sort", "--method", "threshold=0.9",
-              "--method", "steps (1/step)", "--method", "entropy_bound=0.5", "--method",
-              "editing (threshold=0.9, edit=0.9)", "--cache", "none",
-              "--cache", "block", "--out", str(tmp_path), "--no-progress")
+    out = run(
+        "quality",
+        "--n",
+        "4",
+        "--task",
+        "addition",
+        "--task",
+        "sort",
+        "--method",
+        "threshold=0.9",
+        "--method",
+        "steps (1/step)",
+        "--method",
+        "entropy_bound=0.5",
+        "--method",
+        "editing (threshold=0.9, edit=0.9)",
+        "--cache",
+        "none",
+        "--cache",
+        "block",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     data = json.loads((tmp_path / "quality.json").read_text())
     rows = data["results"]
     assert {(r["task"], r["method"], r["cache"]) for r in rows} == {
-        (t, m, c) for t in ("addition", "sort")
-        for m in ("threshold=0.9", "steps (1/step)", "entropy_bound=0.5",
-                  "editing (threshold=0.9, edit=0.9)")
-        for c in ("none", "block")}
+        (t, m, c)
+        for t in ("addition", "sort")
+        for m in (
+            "threshold=0.9",
+            "steps (1/step)",
+            "entropy_bound=0.5",
+            "editing (threshold=0.9, edit=0.9)",
+        )
+        for c in ("none", "block")
+    }
     for r in rows:
         assert r["n"] == 4 and 0 <= r["accuracy"] <= 1 and r["nfe"] > 0 and r["tokens_per_s"] > 0
     assert data["header"]["model"] == "tiny-tasks"
     assert "tokens/forward" in out.stdout and "threshold=0.9" in out.stdout
-    assert data["skipped"] == []        # (a skipped method: test_tiny_tasks' sweep test)
+    assert data["skipped"] == []  # (a skipped method: test_tiny_tasks' sweep test)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -96,6 +162,7 @@ def test_main_job_runs_the_main_cases_and_full_runs_every_case():
     """`python -m dllm_kernels` runs OpSpec.main_cases of each op (one realistic shape), --full
     and the verify / bench commands every case (CUDA: plus cuda_cases)."""
     from dllm_kernels import registry
+
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for spec in registry.SPECS:
         main = spec.cases_for(cpu, full=False)

@@ -3,18 +3,24 @@ errors before anything is written."""
 
 import pytest
 import torch
+from test_denoise_step import ATOL, RTOL, make
 
 import dllm_kernels as dk
 from dllm_kernels import reference
 
-from test_denoise_step import ATOL, RTOL, make
 
-
-@pytest.mark.parametrize("kw", [
-    {"num_transfer": 3}, {"threshold": 0.1}, {"factor": 1.0}, {"probability": 0.5},
-    {"num_transfer": 2, "temperature": 1.0, "top_p": 0.9, "confidence": "margin"},
-    {"threshold": -3.0, "strict": True, "confidence": "neg_entropy", "shift_logits": True},
-], ids=str)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"num_transfer": 3},
+        {"threshold": 0.1},
+        {"factor": 1.0},
+        {"probability": 0.5},
+        {"num_transfer": 2, "temperature": 1.0, "top_p": 0.9, "confidence": "margin"},
+        {"threshold": -3.0, "strict": True, "confidence": "neg_entropy", "shift_logits": True},
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("commit", [False, True])
 def test_matches_separate_calls(device, gen, kw, commit):
     logits, x, mask_id = make(3, 33, 500, device, gen)
@@ -41,8 +47,26 @@ def test_per_row_k_tensor(device, gen):
 @pytest.mark.native
 def test_opcheck(device, gen):
     logits, x, mask_id = make(2, 9, 64, device, gen)
-    args = (logits, x.clone(), mask_id, 1.0, 0, 1.0, "top_k_first", "prob", "raw", False, None,
-            "num_transfer", torch.tensor([2, 3], device=device), 0.0, False, True, 5, 0)
+    args = (
+        logits,
+        x.clone(),
+        mask_id,
+        1.0,
+        0,
+        1.0,
+        "top_k_first",
+        "prob",
+        "raw",
+        False,
+        None,
+        "num_transfer",
+        torch.tensor([2, 3], device=device),
+        0.0,
+        False,
+        True,
+        5,
+        0,
+    )
     torch.library.opcheck(torch.ops.dllm_kernels.denoise_and_select, args)
 
 
@@ -51,11 +75,30 @@ def test_opcheck(device, gen):
 def test_bad_selection_writes_nothing(device, gen, impl):
     logits, x, mask_id = make(2, 9, 64, device, gen)
     before = x.clone()
-    with pytest.raises(RuntimeError, match=r"denoise_and_select: .*(exactly one selection rule|factor must be > 0)"):
+    with pytest.raises(
+        RuntimeError, match=r"denoise_and_select: .*(exactly one selection rule|factor must be > 0)"
+    ):
         if impl == "native":
             torch.ops.dllm_kernels.denoise_and_select(
-                logits, x, mask_id, 0.0, 0, 1.0, "top_k_first", "prob", "raw", False, None,
-                "factor", None, 0.0, False, True, 0, 0)
+                logits,
+                x,
+                mask_id,
+                0.0,
+                0,
+                1.0,
+                "top_k_first",
+                "prob",
+                "raw",
+                False,
+                None,
+                "factor",
+                None,
+                0.0,
+                False,
+                True,
+                0,
+                0,
+            )
         else:
             dk.denoise_and_select(logits, x, mask_id, num_transfer=1, threshold=0.5, commit=True)
     assert torch.equal(x, before)
@@ -71,24 +114,33 @@ def test_bad_selection_writes_nothing(device, gen, impl):
 # last-ulp conf difference cannot flip a near tie), x committed exactly there.
 
 LAYOUTS = {
-    "split-126464": dict(B=2, L=7, V=126_464),                     # ~30 splits per position
-    "split-8192-L33": dict(B=2, L=33, V=8192),                     # 2 splits per position
-    "nosplit": dict(B=16, L=33, V=8192),                           # B*L = 528: one block each
+    "split-126464": dict(B=2, L=7, V=126_464),  # ~30 splits per position
+    "split-8192-L33": dict(B=2, L=33, V=8192),  # 2 splits per position
+    "nosplit": dict(B=16, L=33, V=8192),  # B*L = 528: one block each
     "topk": dict(B=2, L=33, V=1000, top_k=5, temperature=1.0),
-    "topp-first": dict(B=2, L=33, V=1000, top_k=20, top_p=0.8, filter_order="top_p_first",
-                       temperature=0.7, confidence_source="sampling", confidence="margin"),
+    "topp-first": dict(
+        B=2,
+        L=33,
+        V=1000,
+        top_k=20,
+        top_p=0.8,
+        filter_order="top_p_first",
+        temperature=0.7,
+        confidence_source="sampling",
+        confidence="margin",
+    ),
     "L1": dict(B=3, L=1, V=9000, confidence="neg_entropy"),
     "L512": dict(B=2, L=512, V=300, confidence="random"),
-    "L5000": dict(B=2, L=5000, V=64),                               # rank-count selection
+    "L5000": dict(B=2, L=5000, V=64),  # rank-count selection
 }
 RULES = {
     "k-int": {"num_transfer": 3},
-    "k-strided": "strided",                                         # a column of a [B, 4] schedule
+    "k-strided": "strided",  # a column of a [B, 4] schedule
     "threshold": {"threshold": 0.2},
     "threshold-strict": {"threshold": 0.25, "strict": True},
     "factor": {"factor": 1.0},
     "probability": {"probability": 0.5},
-    "p-strided": "strided",                                         # a column of a [B, 3] tensor
+    "p-strided": "strided",  # a column of a [B, 3] tensor
 }
 SELECT_KEYS = ("num_transfer", "threshold", "factor", "probability", "strict")
 
@@ -104,7 +156,7 @@ def make_step(B, L, V, device, gen, dtype=torch.float32):
     x = torch.randint(0, V, (B, L), generator=gen)
     x[1:][torch.rand(B - 1, L, generator=gen) < 0.7] = mask_id
     if B > 1:
-        x[1, 0] = mask_id                        # one masked position at least (shift: reads its own)
+        x[1, 0] = mask_id  # one masked position at least (shift: reads its own)
     return logits.to(dtype).to(device), x.to(device), mask_id
 
 
@@ -118,14 +170,15 @@ def check_against_reference(logits, x, mask_id, commit, **kw):
     assert not bad, f"x0 differs at {bad}"
     torch.testing.assert_close(conf.cpu(), want_conf, rtol=RTOL, atol=ATOL)
     skw = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in skw.items()}
-    want_t = reference.select_transfer(conf.cpu(), seed=kw.get("seed"), offset=kw.get("offset", 0),
-                                       **skw)
+    want_t = reference.select_transfer(
+        conf.cpu(), seed=kw.get("seed"), offset=kw.get("offset", 0), **skw
+    )
     bad = (transfer.cpu() != want_t).nonzero()[:5].tolist()
     assert not bad, f"transfer differs at {bad}"
     want_x = torch.where(want_t, x0.cpu(), x.cpu()) if commit else x.cpu()
     assert torch.equal(xx.cpu(), want_x)
     masked = x.cpu() == mask_id
-    assert not bool(transfer.cpu()[~masked].any())                  # only masked positions commit
+    assert not bool(transfer.cpu()[~masked].any())  # only masked positions commit
     return x0, conf, transfer
 
 
@@ -139,15 +192,16 @@ def test_fused_layouts_match_reference(device, gen, layout, rule, commit):
     assert bool((x[1:] == mask_id).any())
     if rule == "k-strided":
         schedule = torch.randint(0, L + 2, (B, 4), generator=gen).to(device)
-        kw["num_transfer"] = schedule[:, 1]                           # stride 4, no copy
+        kw["num_transfer"] = schedule[:, 1]  # stride 4, no copy
         assert not kw["num_transfer"].is_contiguous()
     elif rule == "p-strided":
         kw["probability"] = torch.rand(B, 3, generator=gen).to(device)[:, 2]
         assert not kw["probability"].is_contiguous()
     else:
         kw.update(RULES[rule])
-    x0, conf, transfer = check_against_reference(logits, x, mask_id, commit, seed=77, offset=5,
-                                                 **kw)
+    x0, conf, transfer = check_against_reference(
+        logits, x, mask_id, commit, seed=77, offset=5, **kw
+    )
     assert not bool(transfer[0].any()) and bool((conf[0] == float("-inf")).all())  # row 0: no mask
     if "num_transfer" in kw:
         k = torch.as_tensor(kw["num_transfer"]).expand(B).cpu()
@@ -158,8 +212,17 @@ def test_fused_layouts_match_reference(device, gen, layout, rule, commit):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_fused_half_logits_shift_and_suppress(device, gen, dtype):
     logits, x, mask_id = make_step(3, 33, 8192, device, gen, dtype=dtype)
-    check_against_reference(logits, x, mask_id, True, num_transfer=4, shift_logits=True,
-                            suppress_tokens=[5, 1, 4000], temperature=1.0, seed=9)
+    check_against_reference(
+        logits,
+        x,
+        mask_id,
+        True,
+        num_transfer=4,
+        shift_logits=True,
+        suppress_tokens=[5, 1, 4000],
+        temperature=1.0,
+        seed=9,
+    )
 
 
 def test_fused_strided_x_commit(device, gen):
@@ -168,8 +231,9 @@ def test_fused_strided_x_commit(device, gen):
     x = full[:, 3:36]
     before = full.clone()
     xx = x  # committed in place, through the view
-    x0, _, transfer = dk.denoise_and_select(logits[:, 3:36], xx, mask_id, threshold=0.1,
-                                            commit=True, seed=1)
+    x0, _, transfer = dk.denoise_and_select(
+        logits[:, 3:36], xx, mask_id, threshold=0.1, commit=True, seed=1
+    )
     want = before.clone()
     want[:, 3:36] = torch.where(transfer, x0, before[:, 3:36])
     assert torch.equal(full, want)
@@ -184,6 +248,7 @@ def test_cuda_one_kernel_launch(layout, rule):
     counters' memset (no merge, select_transfer or commit kernel, no copy of per-row k)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
+
     gen = torch.Generator().manual_seed(3)
     kw = dict(LAYOUTS[layout])
     B, L, V = kw.pop("B"), kw.pop("L"), kw.pop("V")
@@ -224,8 +289,9 @@ def test_cuda_graph_capture(layout):
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        got = dk.denoise_and_select(logits, x_static, mask_id, num_transfer=k, commit=True, seed=5,
-                                    **kw)
+        got = dk.denoise_and_select(
+            logits, x_static, mask_id, num_transfer=k, commit=True, seed=5, **kw
+        )
     for _ in range(2):  # replay twice: the counters must be zeroed again by the graph's memset
         x_static.copy_(x)
         g.replay()
@@ -234,12 +300,15 @@ def test_cuda_graph_capture(layout):
         assert torch.equal(x_static, torch.where(want[2], want[0], x))
 
 
-# ---- issue 16: EB selection, eligible + renoise (DiffusionGemma's step), CFG -----------------------
+# ---- issue 16: EB selection, eligible + renoise (DiffusionGemma's step), CFG
+# -----------------------
+
 
 def dg_accept_literal(logits, temperature, gamma):
     """The acceptance of transformers' DiffusionGemma step, written out here: the processed
     logits (logits / temperature), their entropies, EntropyBoundSampler.accept_canvas on them."""
     from test_select_transfer import accept_canvas_literal
+
     processed = logits.float() / temperature
     entropy = torch.distributions.Categorical(logits=processed).entropy()
     return accept_canvas_literal(entropy, gamma)
@@ -251,9 +320,17 @@ def test_eligible_eb_renoise_vs_reference(device, gen, dtype, B, L, V):
     logits = (torch.randn(B, L, V, generator=gen) * 4).to(dtype).to(device)
     x = torch.randint(0, V, (B, L), generator=gen).to(device)
     eligible = (torch.rand(B, L, generator=gen) < 0.8).to(device)
-    kw = dict(eligible=eligible, temperature=0.8, confidence="neg_entropy",
-              confidence_source="sampling", entropy_bound=3.0, commit=True, renoise=True,
-              seed=11, offset=2)
+    kw = dict(
+        eligible=eligible,
+        temperature=0.8,
+        confidence="neg_entropy",
+        confidence_source="sampling",
+        entropy_bound=3.0,
+        commit=True,
+        renoise=True,
+        seed=11,
+        offset=2,
+    )
     got_x, want_x = x.clone(), x.cpu().clone()
     x0, conf, transfer = dk.denoise_and_select(logits, got_x, None, **kw)
     wkw = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
@@ -268,9 +345,12 @@ def test_eligible_eb_renoise_vs_reference(device, gen, dtype, B, L, V):
     renoised = eligible.cpu() & ~t
     assert torch.equal(got_x.cpu()[~renoised], want_x[~renoised])
     from dllm_kernels.reference import philox
+
     b = torch.arange(B)[:, None].expand(B, L)
     l = torch.arange(L)[None, :].expand(B, L)
-    draws = philox.below(philox.random_words(11, 2, b, l, torch.full_like(b, philox.SLOT_RENOISE)), V)
+    draws = philox.below(
+        philox.random_words(11, 2, b, l, torch.full_like(b, philox.SLOT_RENOISE)), V
+    )
     assert torch.equal(got_x.cpu()[renoised], draws[renoised])
 
 
@@ -278,13 +358,23 @@ def test_eb_acceptance_is_transformers_on_the_step(device, gen):
     """The fused step's transfer equals transformers' accept_canvas on the entropies of the
     temperature-processed logits (the peer's order of operations), transcribed in the test."""
     B, L, V = 2, 64, 2000
-    logits = (torch.randn(B, L, V, generator=gen) * torch.rand(B, L, 1, generator=gen) * 6).to(device)
+    logits = (torch.randn(B, L, V, generator=gen) * torch.rand(B, L, 1, generator=gen) * 6).to(
+        device
+    )
     x = torch.randint(0, V, (B, L), generator=gen).to(device)
     eligible = torch.ones(B, L, dtype=torch.bool, device=device)
     for gamma in (0.5, 4.0):
         _, conf, transfer = dk.denoise_and_select(
-            logits, x.clone(), None, eligible=eligible, temperature=0.7, confidence="neg_entropy",
-            confidence_source="sampling", entropy_bound=gamma, seed=1)
+            logits,
+            x.clone(),
+            None,
+            eligible=eligible,
+            temperature=0.7,
+            confidence="neg_entropy",
+            confidence_source="sampling",
+            entropy_bound=gamma,
+            seed=1,
+        )
         want = dg_accept_literal(logits.cpu(), 0.7, gamma)
         # (the two entropies agree to float32 rounding; random logits put no S_k - H_k that
         # close to gamma, so the acceptances are equal)
@@ -298,23 +388,47 @@ def test_renoise_tokens_are_uniform(device, gen):
     x = torch.randint(0, V, (B, L), generator=gen).to(device)
     eligible = torch.ones(B, L, dtype=torch.bool, device=device)
     xx = x.clone()
-    _, _, transfer = dk.denoise_and_select(logits, xx, None, eligible=eligible,
-                                           confidence="neg_entropy", entropy_bound=0.01,
-                                           commit=True, renoise=True, seed=3)
+    _, _, transfer = dk.denoise_and_select(
+        logits,
+        xx,
+        None,
+        eligible=eligible,
+        confidence="neg_entropy",
+        entropy_bound=0.01,
+        commit=True,
+        renoise=True,
+        seed=3,
+    )
     drawn = xx[~transfer].cpu()
     assert drawn.numel() > 1500 and int(drawn.min()) >= 0 and int(drawn.max()) < V
-    counts = torch.bincount(drawn // 100, minlength=10).double()      # 10 bins of 100 ids
+    counts = torch.bincount(drawn // 100, minlength=10).double()  # 10 bins of 100 ids
     expected = drawn.numel() / 10
     chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert chi2 < 27.9                                                  # p = 0.001, 9 dof
+    assert chi2 < 27.9  # p = 0.001, 9 dof
     xx2 = x.clone()
-    dk.denoise_and_select(logits, xx2, None, eligible=eligible, confidence="neg_entropy",
-                          entropy_bound=0.01, commit=True, renoise=True, seed=4)
-    assert float((xx2 != xx).float().mean()) > 0.9                      # another seed, other draws
+    dk.denoise_and_select(
+        logits,
+        xx2,
+        None,
+        eligible=eligible,
+        confidence="neg_entropy",
+        entropy_bound=0.01,
+        commit=True,
+        renoise=True,
+        seed=4,
+    )
+    assert float((xx2 != xx).float().mean()) > 0.9  # another seed, other draws
 
 
-@pytest.mark.parametrize("kw", [{"num_transfer": 3}, {"threshold": 0.05, "temperature": 1.0},
-                                {"entropy_bound": 2.0, "confidence": "neg_entropy"}], ids=str)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"num_transfer": 3},
+        {"threshold": 0.05, "temperature": 1.0},
+        {"entropy_bound": 2.0, "confidence": "neg_entropy"},
+    ],
+    ids=str,
+)
 def test_cfg_matches_separate_calls(device, gen, kw):
     logits, x, mask_id = make(3, 33, 5000, device, gen)
     u = torch.randn(3, 33, 5000, generator=gen).mul(3).to(device)
@@ -323,8 +437,9 @@ def test_cfg_matches_separate_calls(device, gen, kw):
     x0, conf = dk.denoise_step(logits, x, mask_id, uncond_logits=u, cfg_scale=1.5, seed=2, **dkw)
     transfer = dk.select_transfer(conf, **skw)
     xx = x.clone()
-    got = dk.denoise_and_select(logits, xx, mask_id, uncond_logits=u, cfg_scale=1.5, seed=2,
-                                commit=True, **kw)
+    got = dk.denoise_and_select(
+        logits, xx, mask_id, uncond_logits=u, cfg_scale=1.5, seed=2, commit=True, **kw
+    )
     assert torch.equal(got[0], x0) and torch.equal(got[1], conf) and torch.equal(got[2], transfer)
     want = x.clone()
     want[transfer] = x0[transfer]
@@ -335,19 +450,51 @@ def test_cfg_matches_separate_calls(device, gen, kw):
 def test_opcheck_issue16(device, gen):
     logits, x, _ = make(2, 9, 64, device, gen)
     eligible = torch.rand(2, 9, generator=gen).lt(0.7).to(device)
-    args = (logits, x.clone(), -1, 1.0, 0, 1.0, "top_k_first", "neg_entropy", "sampling", False,
-            None, "entropy_bound", None, 2.0, False, True, 5, 0, eligible, None, 0.0, True)
+    args = (
+        logits,
+        x.clone(),
+        -1,
+        1.0,
+        0,
+        1.0,
+        "top_k_first",
+        "neg_entropy",
+        "sampling",
+        False,
+        None,
+        "entropy_bound",
+        None,
+        2.0,
+        False,
+        True,
+        5,
+        0,
+        eligible,
+        None,
+        0.0,
+        True,
+    )
     torch.library.opcheck(torch.ops.dllm_kernels.denoise_and_select, args)
 
 
 BAD16 = {
-    "renoise no commit": ({"renoise": True, "entropy_bound": 1.0}, r"denoise_and_select: renoise needs commit=True"),
-    "renoise no eligible": ({"renoise": True, "commit": True, "num_transfer": 1, "eligible": None},
-                            r"denoise_and_select: renoise needs eligible"),
-    "eb prob": ({"entropy_bound": 1.0, "confidence": "prob"}, r"denoise_and_select: entropy_bound needs confidence='neg_entropy'"),
+    "renoise no commit": (
+        {"renoise": True, "entropy_bound": 1.0},
+        r"denoise_and_select: renoise needs commit=True",
+    ),
+    "renoise no eligible": (
+        {"renoise": True, "commit": True, "num_transfer": 1, "eligible": None},
+        r"denoise_and_select: renoise needs eligible",
+    ),
+    "eb prob": (
+        {"entropy_bound": 1.0, "confidence": "prob"},
+        r"denoise_and_select: entropy_bound needs confidence='neg_entropy'",
+    ),
     "eb 0": ({"entropy_bound": 0.0}, r"denoise_and_select: entropy_bound must be > 0"),
-    "eligible overlaps x": ({"entropy_bound": 1.0, "commit": True, "eligible": "alias"},
-                            r"denoise_and_select: eligible must not share memory with x"),
+    "eligible overlaps x": (
+        {"entropy_bound": 1.0, "commit": True, "eligible": "alias"},
+        r"denoise_and_select: eligible must not share memory with x",
+    ),
 }
 
 
@@ -355,48 +502,95 @@ BAD16 = {
 @pytest.mark.parametrize("case", BAD16)
 def test_bad_input_issue16_writes_nothing(device, gen, case, impl):
     logits, x, mask_id = make(2, 9, 64, device, gen)
-    x = x % 2                                                          # 0 / 1 tokens
-    kw = {"confidence": "neg_entropy", "eligible": torch.ones(2, 9, dtype=torch.bool, device=device),
-          **BAD16[case][0]}
+    x = x % 2  # 0 / 1 tokens
+    kw = {
+        "confidence": "neg_entropy",
+        "eligible": torch.ones(2, 9, dtype=torch.bool, device=device),
+        **BAD16[case][0],
+    }
     if isinstance(kw["eligible"], str):
-        kw["eligible"] = x.view(torch.uint8)[:, ::8].view(torch.bool)   # x's own bytes
+        kw["eligible"] = x.view(torch.uint8)[:, ::8].view(torch.bool)  # x's own bytes
     before = x.clone()
     with pytest.raises(RuntimeError, match=BAD16[case][1]):
         if impl == "native":
             rule = next(r for r in ("entropy_bound", "num_transfer") if r in kw)
-            per_row = torch.ones(2, dtype=torch.long, device=device) if rule == "num_transfer" else None
+            per_row = (
+                torch.ones(2, dtype=torch.long, device=device) if rule == "num_transfer" else None
+            )
             torch.ops.dllm_kernels.denoise_and_select(
-                logits, x, mask_id, 0.0, 0, 1.0, "top_k_first", kw["confidence"], "raw", False,
-                None, rule, per_row, float(kw.get(rule, 0.0)) if rule != "num_transfer" else 0.0,
-                False, kw.get("commit", False), 0, 0, kw["eligible"], None, 0.0,
-                kw.get("renoise", False))
+                logits,
+                x,
+                mask_id,
+                0.0,
+                0,
+                1.0,
+                "top_k_first",
+                kw["confidence"],
+                "raw",
+                False,
+                None,
+                rule,
+                per_row,
+                float(kw.get(rule, 0.0)) if rule != "num_transfer" else 0.0,
+                False,
+                kw.get("commit", False),
+                0,
+                0,
+                kw["eligible"],
+                None,
+                0.0,
+                kw.get("renoise", False),
+            )
         else:
             fn = dk.denoise_and_select if impl == "public" else reference.denoise_and_select
             fn(logits, x, mask_id, **kw)
     assert torch.equal(x, before)
 
 
-@pytest.mark.parametrize("kw", [{"num_transfer": 3}, {"entropy_bound": 1.5, "renoise": True}],
-                         ids=str)
+@pytest.mark.parametrize(
+    "kw", [{"num_transfer": 3}, {"entropy_bound": 1.5, "renoise": True}], ids=str
+)
 def test_return_argmax_before_commit(device, gen, kw):
     """argmax is denoise_step's, of x before the commit / renoise rewrite it."""
     B, L, V = 2, 33, 5000
     logits = (torch.randn(B, L, V, generator=gen) * 3).to(device)
     x = torch.randint(0, V, (B, L), generator=gen).to(device)
     eligible = (torch.rand(B, L, generator=gen) < 0.7).to(device)
-    opts = dict(eligible=eligible, temperature=0.8, confidence="neg_entropy",
-                confidence_source="sampling", seed=11, commit=True, **kw)
+    opts = dict(
+        eligible=eligible,
+        temperature=0.8,
+        confidence="neg_entropy",
+        confidence_source="sampling",
+        seed=11,
+        commit=True,
+        **kw,
+    )
     want_x = x.clone().cpu()
-    want = reference.denoise_and_select(logits.cpu(), want_x, None, return_argmax=True,
-                                        **{k: (v.cpu() if isinstance(v, torch.Tensor) else v)
-                                           for k, v in opts.items()})
-    _, _, am_step = dk.denoise_step(logits, x, None, eligible=eligible, temperature=0.8,
-                                    confidence="neg_entropy", confidence_source="sampling",
-                                    seed=11, return_argmax=True)
+    want = reference.denoise_and_select(
+        logits.cpu(),
+        want_x,
+        None,
+        return_argmax=True,
+        **{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in opts.items()},
+    )
+    _, _, am_step = dk.denoise_step(
+        logits,
+        x,
+        None,
+        eligible=eligible,
+        temperature=0.8,
+        confidence="neg_entropy",
+        confidence_source="sampling",
+        seed=11,
+        return_argmax=True,
+    )
     got = dk.denoise_and_select(logits, x, None, return_argmax=True, **opts)
     assert len(got) == 4
     for g, w in zip(got, want):
-        assert torch.equal(g.cpu(), w) if w.dtype != torch.float32 else \
-            torch.allclose(g.cpu(), w, rtol=1e-5, atol=1e-6)
+        assert (
+            torch.equal(g.cpu(), w)
+            if w.dtype != torch.float32
+            else torch.allclose(g.cpu(), w, rtol=1e-5, atol=1e-6)
+        )
     assert torch.equal(got[3], am_step) and torch.equal(x.cpu(), want_x)
     assert len(dk.denoise_and_select(logits, x.clone(), None, **opts)) == 3  # old calls: 3 outputs

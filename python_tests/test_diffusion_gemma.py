@@ -11,16 +11,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers", minversion="5.11",
-                                   reason="needs transformers >= 5.11 (DiffusionGemma)")
+transformers = pytest.importorskip(
+    "transformers", minversion="5.11", reason="needs transformers >= 5.11 (DiffusionGemma)"
+)
+import peer_loops as peers  # noqa: E402
 from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion  # noqa: E402
 from transformers.models.diffusion_gemma import generation_diffusion_gemma as dg  # noqa: E402
 
 import dllm_kernels.ops  # noqa: E402
-from dllm_kernels.integrations.transformers import (fuse_diffusion_gemma,  # noqa: E402
-                                                    unfuse_diffusion_gemma)
-
-import peer_loops as peers  # noqa: E402
+from dllm_kernels.integrations.transformers import fuse_diffusion_gemma, unfuse_diffusion_gemma  # noqa: E402
 
 V, CANVAS = 128, 16
 
@@ -30,13 +29,30 @@ def small_model(seed=0):
     the entropies spread and the outputs are varied (the 0.02 default gives near-uniform logits;
     asserted by the tests)."""
     torch.manual_seed(seed)
-    text = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, head_dim=32, global_head_dim=32,
-                layer_types=["sliding_attention", "full_attention"], sliding_window=64,
-                max_position_embeddings=512, num_experts=4, top_k_experts=2,
-                moe_intermediate_size=32, initializer_range=1.0)
-    cfg = DiffusionGemmaConfig(text_config=text, vision_config=None, canvas_length=CANVAS,
-                               image_token_id=V - 1, initializer_range=1.0)
+    text = dict(
+        vocab_size=V,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        global_head_dim=32,
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=64,
+        max_position_embeddings=512,
+        num_experts=4,
+        top_k_experts=2,
+        moe_intermediate_size=32,
+        initializer_range=1.0,
+    )
+    cfg = DiffusionGemmaConfig(
+        text_config=text,
+        vision_config=None,
+        canvas_length=CANVAS,
+        image_token_id=V - 1,
+        initializer_range=1.0,
+    )
     return DiffusionGemmaForBlockDiffusion(cfg).eval()
 
 
@@ -65,6 +81,7 @@ def with_canvases(model, canvases):
     def prep(*a, model_kwargs, **kw):
         model_kwargs["decoder_input_ids"] = next(it).clone()
         return orig(*a, model_kwargs=model_kwargs, **kw)
+
     model._prepare_denoiser_inputs = prep
     return lambda: model.__dict__.pop("_prepare_denoiser_inputs", None)
 
@@ -80,16 +97,22 @@ def test_eb_acceptance_equals_transformers_on_the_same_logits(model, monkeypatch
         out = real(logits, x, mask_id, **kw)
         calls.append((logits.clone(), before, out, kw["eligible"].clone(), kw["entropy_bound"]))
         return out
+
     monkeypatch.setattr(dllm_kernels.ops, "denoise_and_select", record)
     fuse_diffusion_gemma(model)
     torch.manual_seed(0)
-    out = model.generate(prompt(3, 9), max_new_tokens=2 * CANVAS, max_denoising_steps=12,
-                         sampler_config=dg.EntropyBoundSamplerConfig(entropy_bound=1.5))
+    out = model.generate(
+        prompt(3, 9),
+        max_new_tokens=2 * CANVAS,
+        max_denoising_steps=12,
+        sampler_config=dg.EntropyBoundSamplerConfig(entropy_bound=1.5),
+    )
     assert len(calls) >= 12
     partial = 0
     for logits, canvas, (x0, conf, transfer), eligible, gamma in calls:
-        sampler = dg.EntropyBoundSampler(dg.EntropyBoundSamplerConfig(entropy_bound=gamma),
-                                         CANVAS, V, 12)
+        sampler = dg.EntropyBoundSampler(
+            dg.EntropyBoundSamplerConfig(entropy_bound=gamma), CANVAS, V, 12
+        )
         sampler.accept_canvas(canvas, x0, logits, 1)
         want = sampler.accepted_token_mask
         live = eligible[:, 0]
@@ -111,8 +134,14 @@ def test_greedy_limit_tokens_equal_unfused_generate(model, stability):
     ids = prompt(2, 7, seed=1)
     g = torch.Generator().manual_seed(2)
     canvases = [torch.randint(0, V, (2, CANVAS), generator=g) for _ in range(3)]
-    kw = dict(max_new_tokens=3 * CANVAS, max_denoising_steps=8, t_min=1e-4, t_max=2e-4,
-              stability_threshold=stability, confidence_threshold=0.005)
+    kw = dict(
+        max_new_tokens=3 * CANVAS,
+        max_denoising_steps=8,
+        t_min=1e-4,
+        t_max=2e-4,
+        stability_threshold=stability,
+        confidence_threshold=0.005,
+    )
     undo = with_canvases(model, canvases)
     want = model.generate(ids, **kw)
     undo()
@@ -125,7 +154,7 @@ def test_greedy_limit_tokens_equal_unfused_generate(model, stability):
     assert torch.equal(got.sequences, want.sequences)
     assert torch.equal(got.tokens_per_forward, want.tokens_per_forward)
     if stability == 0:
-        assert torch.all(want.tokens_per_forward == CANVAS)   # stopped after one step
+        assert torch.all(want.tokens_per_forward == CANVAS)  # stopped after one step
 
 
 def chi2_homogeneity(a: torch.Tensor, b: torch.Tensor, bins: int) -> float:
@@ -144,8 +173,11 @@ def chi2_homogeneity(a: torch.Tensor, b: torch.Tensor, bins: int) -> float:
     ea, eb = tot * na / (na + nb), tot * nb / (na + nb)
     stat = float((((ca - ea) ** 2) / ea).sum() + (((cb - eb) ** 2) / eb).sum())
     df = len(tot) - 1
-    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64),
-                                         torch.tensor(stat / 2, dtype=torch.float64)))
+    return float(
+        torch.special.gammaincc(
+            torch.tensor(df / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)
+        )
+    )
 
 
 def test_sampled_and_renoised_tokens_follow_transformers_distribution(model):
@@ -155,28 +187,41 @@ def test_sampled_and_renoised_tokens_follow_transformers_distribution(model):
     N = 3000
     g = torch.Generator().manual_seed(5)
     row = torch.randn(CANVAS, V, generator=g) * 0.4
-    row[0] = torch.randn(V, generator=g) * 1.6                 # spread, lower entropy
+    row[0] = torch.randn(V, generator=g) * 1.6  # spread, lower entropy
     logits = row.expand(N, CANVAS, V).contiguous()
     canvas = torch.randint(0, V, (N, CANVAS), generator=g)
-    fwd = lambda **kw: SimpleNamespace(logits=logits)          # noqa: E731
-    args = dict(decoder_forward=fwd, argmax_canvas=canvas, input_ids=None,
-                decoder_position_ids=None, self_conditioning_logits=None, mask_mapping=None,
-                cache=None, cur_step=1, logits_processor=transformers.LogitsProcessorList(),
-                diffusion_stopping_criteria=None)
+    fwd = lambda **kw: SimpleNamespace(logits=logits)  # noqa: E731
+    args = dict(
+        decoder_forward=fwd,
+        argmax_canvas=canvas,
+        input_ids=None,
+        decoder_position_ids=None,
+        self_conditioning_logits=None,
+        mask_mapping=None,
+        cache=None,
+        cur_step=1,
+        logits_processor=transformers.LogitsProcessorList(),
+        diffusion_stopping_criteria=None,
+    )
 
     def run():
-        sampler = dg.EntropyBoundSampler(dg.EntropyBoundSamplerConfig(entropy_bound=0.1),
-                                         CANVAS, V, 1)
-        return model._denoising_step(current_canvas=canvas.clone(), sampler=sampler,
-                                     finished_denoising=torch.zeros(N, dtype=torch.bool),
-                                     **args)[0]
+        sampler = dg.EntropyBoundSampler(
+            dg.EntropyBoundSamplerConfig(entropy_bound=0.1), CANVAS, V, 1
+        )
+        return model._denoising_step(
+            current_canvas=canvas.clone(),
+            sampler=sampler,
+            finished_denoising=torch.zeros(N, dtype=torch.bool),
+            **args,
+        )[0]
+
     torch.manual_seed(11)
     want = run()
     fuse_diffusion_gemma(model)
     torch.manual_seed(11)
     got = run()
     h = torch.distributions.Categorical(logits=row).entropy()
-    assert h.argmin() == 0 and float(h.sort().values[1]) > 0.1   # only position 0 accepted
+    assert h.argmin() == 0 and float(h.sort().values[1]) > 0.1  # only position 0 accepted
     p_sample = chi2_homogeneity(got[:, 0], want[:, 0], V)
     p_noise = chi2_homogeneity(got[:, 1:].flatten(), want[:, 1:].flatten(), V)
     assert p_sample > 1e-3 and p_noise > 1e-3, (p_sample, p_noise)
@@ -189,15 +234,23 @@ def test_sampled_and_renoised_tokens_follow_transformers_distribution(model):
 def test_user_logits_processor_runs_first(model):
     """A user logits processor (here: ban ids < 64) runs before the temperature schedule, in the
     fused step as in transformers' (one canvas, greedy limit: same tokens)."""
+
     class Ban(transformers.LogitsProcessor):
         def __call__(self, input_ids, scores, cur_step):
             scores = scores.clone()
             scores[..., :64] = -math.inf
             return scores
+
     ids = prompt(2, 5, seed=3)
     canvas = torch.randint(0, V, (2, CANVAS), generator=torch.Generator().manual_seed(4))
-    kw = dict(max_new_tokens=CANVAS, max_denoising_steps=6, t_min=1e-4, t_max=2e-4,
-              decoder_input_ids=canvas, logits_processor=transformers.LogitsProcessorList([Ban()]))
+    kw = dict(
+        max_new_tokens=CANVAS,
+        max_denoising_steps=6,
+        t_min=1e-4,
+        t_max=2e-4,
+        decoder_input_ids=canvas,
+        logits_processor=transformers.LogitsProcessorList([Ban()]),
+    )
     want = model.generate(ids, **kw)
     fuse_diffusion_gemma(model)
     got = model.generate(ids, **kw)
@@ -214,21 +267,30 @@ def test_fuse_is_idempotent_and_undone(model):
 
 
 def test_bad_arguments(model):
-    with pytest.raises(TypeError, match="fuse_diffusion_gemma: model must be a transformers "
-                                        "DiffusionGemma"):
+    with pytest.raises(
+        TypeError, match="fuse_diffusion_gemma: model must be a transformers DiffusionGemma"
+    ):
         fuse_diffusion_gemma(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="model must be"):
         fuse_diffusion_gemma(peers.hf_model("qwen2", 32))
     fuse_diffusion_gemma(model)
-    sampler = dg.EntropyBoundSampler(dg.EntropyBoundSamplerConfig(entropy_bound=0.1), CANVAS,
-                                     V + 1, 1)
+    sampler = dg.EntropyBoundSampler(
+        dg.EntropyBoundSamplerConfig(entropy_bound=0.1), CANVAS, V + 1, 1
+    )
     logits = torch.randn(1, CANVAS, V)
     with pytest.raises(ValueError, match="vocab_size"):
         model._denoising_step(
             decoder_forward=lambda **kw: SimpleNamespace(logits=logits),
             current_canvas=torch.zeros(1, CANVAS, dtype=torch.long),
-            argmax_canvas=torch.zeros(1, CANVAS, dtype=torch.long), input_ids=None,
-            decoder_position_ids=None, self_conditioning_logits=None, mask_mapping=None,
-            cache=None, finished_denoising=torch.zeros(1, dtype=torch.bool), cur_step=1,
-            sampler=sampler, logits_processor=transformers.LogitsProcessorList(),
-            diffusion_stopping_criteria=None)
+            argmax_canvas=torch.zeros(1, CANVAS, dtype=torch.long),
+            input_ids=None,
+            decoder_position_ids=None,
+            self_conditioning_logits=None,
+            mask_mapping=None,
+            cache=None,
+            finished_denoising=torch.zeros(1, dtype=torch.bool),
+            cur_step=1,
+            sampler=sampler,
+            logits_processor=transformers.LogitsProcessorList(),
+            diffusion_stopping_criteria=None,
+        )

@@ -9,21 +9,30 @@ transformers Qwen2 / Llama (non-degenerate outputs, asserted)."""
 import math
 import warnings
 
+import peer_loops as peers
 import pytest
 import torch
 import torch.nn.functional as F
 
 import dllm_kernels as dk
 
-import peer_loops as peers
-
 CACHES = ["none", "prefix", "dual", "block"]
 
 
 # ---- literal peer semantics ----------------------------------------------------------------------
 
-def joint_threshold_step(block, logits, prompt_mask, state, mask_id, threshold, edit_threshold,
-                         max_post_edit_steps, penalty_lambda):
+
+def joint_threshold_step(
+    block,
+    logits,
+    prompt_mask,
+    state,
+    mask_id,
+    threshold,
+    edit_threshold,
+    max_post_edit_steps,
+    penalty_lambda,
+):
     """sglang JointThreshold.step for one request, literally: block [L] int64 (written in
     place), logits [L, V] (penalised in place), prompt_mask [L] bool, state dict."""
     if state["finished"]:
@@ -32,7 +41,9 @@ def joint_threshold_step(block, logits, prompt_mask, state, mask_id, threshold, 
         prev_ids = block[:-1]
         logits[1:, :].scatter_(1, prev_ids.unsqueeze(-1), -penalty_lambda, reduce="add")
     x = torch.argmax(logits, dim=-1)
-    p = torch.squeeze(torch.gather(F.softmax(logits, dim=-1), dim=-1, index=torch.unsqueeze(x, -1)), -1)
+    p = torch.squeeze(
+        torch.gather(F.softmax(logits, dim=-1), dim=-1, index=torch.unsqueeze(x, -1)), -1
+    )
     mask_index = block == mask_id
     has_mask = mask_index.any()
     mask_transfer_index = torch.zeros_like(mask_index)
@@ -60,8 +71,12 @@ def joint_threshold_step(block, logits, prompt_mask, state, mask_id, threshold, 
 def _sdpa(q, K, V, mask=None, scale=None):
     g = q.shape[2] // K.shape[2]
     return F.scaled_dot_product_attention(
-        q.transpose(1, 2), K.repeat_interleave(g, 2).transpose(1, 2),
-        V.repeat_interleave(g, 2).transpose(1, 2), attn_mask=mask, scale=scale).transpose(1, 2)
+        q.transpose(1, 2),
+        K.repeat_interleave(g, 2).transpose(1, 2),
+        V.repeat_interleave(g, 2).transpose(1, 2),
+        attn_mask=mask,
+        scale=scale,
+    ).transpose(1, 2)
 
 
 class LiteralCache:
@@ -88,37 +103,49 @@ class LiteralCache:
             return
         P, bl = self.P, self.bl
         t = torch.arange(P)
-        stair = (t[None, :] // bl) <= (t[:, None] // bl)      # (blocks from position 0)
+        stair = (t[None, :] // bl) <= (t[:, None] // bl)  # (blocks from position 0)
 
         def attn(layer, q, k, v, softmax_scale=None):
             self.kv[layer] = (k, v)
             return _sdpa(q, k, v, stair, softmax_scale)
+
         self.run(x[:, :P], 0, attn)
 
     def step_logits(self, x, k, i):
         s0, s1 = self.P + k * self.bl, self.P + (k + 1) * self.bl
         if self.mode == "none" or (self.mode in ("prefix", "dual") and i == 0):
+
             def full(layer, q, kk, vv, softmax_scale=None):
                 self.kv[layer] = (kk, vv)
                 return _sdpa(q, kk, vv, scale=softmax_scale)
+
             return self.run(x, 0, full)[:, s0:s1]
         if self.mode == "dual":
+
             def dual(layer, q, kk, vv, softmax_scale=None):
                 K, V = self.kv[layer]
                 K = torch.cat([K[:, :s0], kk, K[:, s1:]], 1)
                 V = torch.cat([V[:, :s0], vv, V[:, s1:]], 1)
                 return _sdpa(q, K, V, scale=softmax_scale)
+
             return self.run(x[:, s0:s1], s0, dual)
         if self.mode == "prefix":
+
             def prefix(layer, q, kk, vv, softmax_scale=None):
                 K, V = self.kv[layer]
-                return _sdpa(q, torch.cat([K[:, :s0], kk], 1), torch.cat([V[:, :s0], vv], 1),
-                             scale=softmax_scale)
-            return self.run(x[:, s0:], s0, prefix)[:, :self.bl]
+                return _sdpa(
+                    q,
+                    torch.cat([K[:, :s0], kk], 1),
+                    torch.cat([V[:, :s0], vv], 1),
+                    scale=softmax_scale,
+                )
+
+            return self.run(x[:, s0:], s0, prefix)[:, : self.bl]
 
         def block(layer, q, kk, vv, softmax_scale=None):
             K, V = self.kv[layer]
             return _sdpa(q, torch.cat([K, kk], 1), torch.cat([V, vv], 1), scale=softmax_scale)
+
         return self.run(x[:, s0:s1], s0, block)
 
     def end_block(self, x, k):
@@ -130,12 +157,23 @@ class LiteralCache:
             K, V = self.kv[layer]
             self.kv[layer] = (torch.cat([K, kk], 1), torch.cat([V, vv], 1))
             return _sdpa(q, *self.kv[layer], scale=softmax_scale)
+
         self.run(x[:, s0:s1], s0, commit)
 
 
 @torch.no_grad()
-def literal_joint_threshold(forward, x_prompt, mask_id, gen_length, block_length, mode,
-                            threshold, edit_threshold, max_post_edit_steps=16, penalty_lambda=0.0):
+def literal_joint_threshold(
+    forward,
+    x_prompt,
+    mask_id,
+    gen_length,
+    block_length,
+    mode,
+    threshold,
+    edit_threshold,
+    max_post_edit_steps=16,
+    penalty_lambda=0.0,
+):
     """sglang's JointThreshold over LLaDA's block layout: per block, states initialised from the
     block (prompt_mask = not masked), then at most block_length + max_post_edit_steps + 1 steps
     (its max_steps), each one batched forward and a step per request, until every request is
@@ -148,15 +186,30 @@ def literal_joint_threshold(forward, x_prompt, mask_id, gen_length, block_length
     edits = 0
     for k in range(gen_length // block_length):
         s0, s1 = P + k * block_length, P + (k + 1) * block_length
-        states = [{"post_edit_steps": 0, "finished": False, "edits": 0,
-                   "prompt_mask": x[b, s0:s1] != mask_id} for b in range(B)]
+        states = [
+            {
+                "post_edit_steps": 0,
+                "finished": False,
+                "edits": 0,
+                "prompt_mask": x[b, s0:s1] != mask_id,
+            }
+            for b in range(B)
+        ]
         for i in range(block_length + max_post_edit_steps + 1):
             logits = lc.step_logits(x, k, i).clone()
             for b in range(B):
                 blk = x[b, s0:s1]
-                joint_threshold_step(blk, logits[b], states[b]["prompt_mask"], states[b], mask_id,
-                                     threshold, edit_threshold, max_post_edit_steps,
-                                     penalty_lambda)
+                joint_threshold_step(
+                    blk,
+                    logits[b],
+                    states[b]["prompt_mask"],
+                    states[b],
+                    mask_id,
+                    threshold,
+                    edit_threshold,
+                    max_post_edit_steps,
+                    penalty_lambda,
+                )
             if all(st["finished"] for st in states):
                 break
         edits += sum(st["edits"] for st in states)
@@ -172,8 +225,12 @@ def accept_canvas_on_masked(logits, entropy_bound):
     sorted_token_entropy, sorted_indices = torch.sort(token_entropy, dim=-1, descending=False)
     cumulative_entropy = torch.cumsum(sorted_token_entropy, dim=-1)
     sorted_selection_mask = cumulative_entropy - sorted_token_entropy <= entropy_bound
-    return torch.scatter(input=torch.zeros_like(sorted_selection_mask), dim=-1,
-                         index=sorted_indices, src=sorted_selection_mask)[0]
+    return torch.scatter(
+        input=torch.zeros_like(sorted_selection_mask),
+        dim=-1,
+        index=sorted_indices,
+        src=sorted_selection_mask,
+    )[0]
 
 
 @torch.no_grad()
@@ -201,6 +258,7 @@ def literal_entropy_bound(logits_fn, x_prompt, mask_id, gen_length, block_length
 
 # ---- models --------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny():
     return dk.models.load_pretrained("tiny-tasks")
@@ -208,6 +266,7 @@ def tiny():
 
 def task_prompts(tok, task, n, seed=0):
     from dllm_kernels import tasks as T
+
     t = T.get(task)
     probs = t.heldout(n, seed=seed)
     return t, [tok.encode(p.prompt) for p in probs]
@@ -232,6 +291,7 @@ def quiet(fn, *a, **kw):
 
 # ---- token editing -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cache", CACHES)
 def test_editing_equals_literal_joint_threshold_hf(cache):
     model = hf_model()
@@ -240,10 +300,12 @@ def test_editing_equals_literal_joint_threshold_hf(cache):
     p = torch.randint(0, V - 1, (2, 9), generator=g)
     kw = dict(threshold=0.5, edit_threshold=0.3, max_post_edit_steps=4)
     from dllm_kernels.integrations import transformers as hf
+
     with hf.TransformersModel(model) as rt:
         want, nfe, edits = literal_joint_threshold(rt.forward, p, V - 1, 32, 16, cache, **kw)
-    out = quiet(dk.generate, model, p, gen_length=32, block_length=16, cache=cache, trace=True,
-                **kw)
+    out = quiet(
+        dk.generate, model, p, gen_length=32, block_length=16, cache=cache, trace=True, **kw
+    )
     peers.assert_not_degenerate(out.tokens[:, 9:], torch.cat([t["conf"] for t in out.trace]))
     assert edits > 0, "the literal loop made no token -> token edit: the test would be vacuous"
     assert torch.equal(out.tokens, want)
@@ -256,12 +318,22 @@ def test_editing_equals_literal_joint_threshold_tiny(tiny, cache):
     task, prompts = task_prompts(tok, "sort", 6, seed=1)
     p = same_length(prompts)
     kw = dict(threshold=0.7, edit_threshold=0.5, max_post_edit_steps=3)
-    want, nfe, edits = literal_joint_threshold(model.forward, p, tok.mask_id, task.gen_length,
-                                               task.gen_length // 2, cache, **kw)
-    out = dk.generate(model, p, gen_length=task.gen_length, block_length=task.gen_length // 2,
-                      cache=cache, mask_id=tok.mask_id, trace=True, **kw)
-    peers.assert_not_degenerate(out.tokens[:, p.shape[1]:], torch.cat([t["conf"] for t in out.trace]),
-                                min_distinct=5)
+    want, nfe, edits = literal_joint_threshold(
+        model.forward, p, tok.mask_id, task.gen_length, task.gen_length // 2, cache, **kw
+    )
+    out = dk.generate(
+        model,
+        p,
+        gen_length=task.gen_length,
+        block_length=task.gen_length // 2,
+        cache=cache,
+        mask_id=tok.mask_id,
+        trace=True,
+        **kw,
+    )
+    peers.assert_not_degenerate(
+        out.tokens[:, p.shape[1] :], torch.cat([t["conf"] for t in out.trace]), min_distinct=5
+    )
     assert edits > 0, "the literal loop made no token -> token edit: the test would be vacuous"
     assert torch.equal(out.tokens, want)
     assert out.nfe == nfe
@@ -272,13 +344,19 @@ def test_editing_penalty_equals_literal(tiny):
     task, prompts = task_prompts(tok, "addition", 4, seed=2)
     p = same_length(prompts)
     kw = dict(threshold=0.6, edit_threshold=0.4, max_post_edit_steps=2, penalty_lambda=2.0)
-    want, nfe, edits = literal_joint_threshold(model.forward, p, tok.mask_id, task.gen_length,
-                                               task.gen_length, "none", **kw)
+    want, nfe, edits = literal_joint_threshold(
+        model.forward, p, tok.mask_id, task.gen_length, task.gen_length, "none", **kw
+    )
     assert edits > 0
-    out = dk.generate(model, p, gen_length=task.gen_length, cache="none", mask_id=tok.mask_id,
-                      **kw)
-    plain = dk.generate(model, p, gen_length=task.gen_length, cache="none", mask_id=tok.mask_id,
-                        **{**kw, "penalty_lambda": 0.0})
+    out = dk.generate(model, p, gen_length=task.gen_length, cache="none", mask_id=tok.mask_id, **kw)
+    plain = dk.generate(
+        model,
+        p,
+        gen_length=task.gen_length,
+        cache="none",
+        mask_id=tok.mask_id,
+        **{**kw, "penalty_lambda": 0.0},
+    )
     assert torch.equal(out.tokens, want) and out.nfe == nfe
     assert not torch.equal(out.tokens, plain.tokens), "the penalty changed nothing"
 
@@ -287,8 +365,17 @@ def test_editing_penalty_equals_literal(tiny):
 def test_editing_kernels_equal_reference_with_cfg(tiny, cache):
     model, tok = tiny
     _, prompts = task_prompts(tok, "addition", 5, seed=4)
-    kw = dict(gen_length=8, block_length=4, cache=cache, mask_id=tok.mask_id, pad_id=tok.pad_id,
-              threshold=0.8, edit_threshold=0.6, cfg_scale=0.5, max_post_edit_steps=2)
+    kw = dict(
+        gen_length=8,
+        block_length=4,
+        cache=cache,
+        mask_id=tok.mask_id,
+        pad_id=tok.pad_id,
+        threshold=0.8,
+        edit_threshold=0.6,
+        cfg_scale=0.5,
+        max_post_edit_steps=2,
+    )
     a = dk.generate(model, prompts, **kw)
     b = dk.generate(model, prompts, **kw, backend="reference")
     assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
@@ -300,8 +387,17 @@ def test_editing_max_post_edit_steps_bounds_the_block(tiny):
     model, tok = tiny
     _, prompts = task_prompts(tok, "sudoku", 3, seed=5)
     for m in (0, 2):
-        out = dk.generate(model, prompts, gen_length=16, block_length=16, mask_id=tok.mask_id,
-                          threshold=0.99, edit_threshold=0.0, max_post_edit_steps=m, trace=True)
+        out = dk.generate(
+            model,
+            prompts,
+            gen_length=16,
+            block_length=16,
+            mask_id=tok.mask_id,
+            threshold=0.99,
+            edit_threshold=0.0,
+            max_post_edit_steps=m,
+            trace=True,
+        )
         assert len(out.trace) == out.nfe <= 16 + m + 1
         assert not (out.tokens[:, -16:] == tok.mask_id).any()
 
@@ -309,25 +405,31 @@ def test_editing_max_post_edit_steps_bounds_the_block(tiny):
 def test_editing_bad_arguments(tiny):
     model, tok = tiny
     kw = dict(gen_length=8, mask_id=tok.mask_id)
-    cases = [({"edit_threshold": 0.5}, "threshold"),
-             ({"edit_threshold": 1.5, "threshold": 0.9}, "edit_threshold"),
-             ({"edit_threshold": 0.5, "threshold": 0.9, "max_post_edit_steps": -1},
-              "max_post_edit_steps"),
-             ({"edit_threshold": 0.5, "threshold": 0.9, "max_post_edit_steps": 1.5},
-              "max_post_edit_steps"),
-             ({"edit_threshold": 0.5, "threshold": 0.9, "penalty_lambda": -1.0}, "penalty_lambda"),
-             ({"edit_threshold": 0.5, "threshold": 0.9, "penalty_lambda": math.nan},
-              "penalty_lambda"),
-             ({"penalty_lambda": 1.0, "threshold": 0.9}, "penalty_lambda"),
-             ({"edit_threshold": 0.5, "threshold": 0.9, "temperature": 1.0}, "temperature"),
-             ({"edit_threshold": 0.5, "factor": 1.0}, "edit_threshold"),
-             ({"edit_threshold": "high", "threshold": 0.9}, "edit_threshold")]
+    cases = [
+        ({"edit_threshold": 0.5}, "threshold"),
+        ({"edit_threshold": 1.5, "threshold": 0.9}, "edit_threshold"),
+        (
+            {"edit_threshold": 0.5, "threshold": 0.9, "max_post_edit_steps": -1},
+            "max_post_edit_steps",
+        ),
+        (
+            {"edit_threshold": 0.5, "threshold": 0.9, "max_post_edit_steps": 1.5},
+            "max_post_edit_steps",
+        ),
+        ({"edit_threshold": 0.5, "threshold": 0.9, "penalty_lambda": -1.0}, "penalty_lambda"),
+        ({"edit_threshold": 0.5, "threshold": 0.9, "penalty_lambda": math.nan}, "penalty_lambda"),
+        ({"penalty_lambda": 1.0, "threshold": 0.9}, "penalty_lambda"),
+        ({"edit_threshold": 0.5, "threshold": 0.9, "temperature": 1.0}, "temperature"),
+        ({"edit_threshold": 0.5, "factor": 1.0}, "edit_threshold"),
+        ({"edit_threshold": "high", "threshold": 0.9}, "edit_threshold"),
+    ]
     for opts, name in cases:
         with pytest.raises(ValueError, match=name):
             dk.generate(model, [[1, 2, 3]], **kw, **opts)
 
 
 # ---- entropy-bounded decoding --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gamma", [0.05, 0.5, 2.0])
 def test_entropy_bound_equals_literal_eb_loop_hf(gamma):
@@ -339,14 +441,16 @@ def test_entropy_bound_equals_literal_eb_loop_hf(gamma):
     def logits_fn(x):
         with hf.bidirectional(model):
             return model(x).logits
+
     want, nfe = literal_entropy_bound(logits_fn, p, V - 1, 32, 16, gamma)
-    out = quiet(dk.generate, model, p, gen_length=32, block_length=16, entropy_bound=gamma,
-                trace=True)
+    out = quiet(
+        dk.generate, model, p, gen_length=32, block_length=16, entropy_bound=gamma, trace=True
+    )
     conf = torch.cat([t["conf"][t["committed"]] for t in out.trace])
     peers.assert_not_degenerate(out.tokens[:, 7:], conf)
     assert torch.equal(out.tokens, want)
     assert out.nfe == nfe
-    assert 2 <= nfe < 32 or gamma == 0.05           # parallel: fewer forwards than tokens
+    assert 2 <= nfe < 32 or gamma == 0.05  # parallel: fewer forwards than tokens
 
 
 @pytest.mark.parametrize("cache", CACHES)
@@ -356,14 +460,15 @@ def test_entropy_bound_tiny_every_cache_mode(tiny, cache):
     p = same_length(prompts)
     kw = dict(gen_length=task.gen_length, mask_id=tok.mask_id, entropy_bound=0.3)
     if cache == "none":
-        want, nfe = literal_entropy_bound(lambda x: model(x).logits, p, tok.mask_id,
-                                          task.gen_length, task.gen_length, 0.3)
+        want, nfe = literal_entropy_bound(
+            lambda x: model(x).logits, p, tok.mask_id, task.gen_length, task.gen_length, 0.3
+        )
         out = dk.generate(model, p, **kw)
         assert torch.equal(out.tokens, want) and out.nfe == nfe
     a = dk.generate(model, p, cache=cache, **kw, trace=True)
     b = dk.generate(model, p, cache=cache, **kw, backend="reference")
     assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
-    for t in a.trace:                    # every step: the accepted prefix obeys the bound
+    for t in a.trace:  # every step: the accepted prefix obeys the bound
         for conf, com in zip(t["conf"], t["committed"]):
             h = (-conf[com]).double().sort().values
             assert len(h) >= 1 and float(h.sum() - h.max()) <= 0.3 + 1e-6
@@ -372,11 +477,13 @@ def test_entropy_bound_tiny_every_cache_mode(tiny, cache):
 def test_entropy_bound_bad_arguments(tiny):
     model, tok = tiny
     kw = dict(gen_length=8, mask_id=tok.mask_id)
-    for opts, name in [({"entropy_bound": 0.0}, "entropy_bound"),
-                       ({"entropy_bound": -1.0}, "entropy_bound"),
-                       ({"entropy_bound": math.inf}, "entropy_bound"),
-                       ({"entropy_bound": 0.5, "threshold": 0.9}, "entropy_bound"),
-                       ({"entropy_bound": 0.5, "remasking": "margin"}, "remasking"),
-                       ({"entropy_bound": 0.5, "schedule": "dream"}, "entropy_bound")]:
+    for opts, name in [
+        ({"entropy_bound": 0.0}, "entropy_bound"),
+        ({"entropy_bound": -1.0}, "entropy_bound"),
+        ({"entropy_bound": math.inf}, "entropy_bound"),
+        ({"entropy_bound": 0.5, "threshold": 0.9}, "entropy_bound"),
+        ({"entropy_bound": 0.5, "remasking": "margin"}, "remasking"),
+        ({"entropy_bound": 0.5, "schedule": "dream"}, "entropy_bound"),
+    ]:
         with pytest.raises(ValueError, match=name):
             dk.generate(model, [[1, 2, 3]], **kw, **opts)

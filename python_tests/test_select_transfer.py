@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+
 try:  # property tests need hypothesis (tools/dev.sh installs it); the rest of the file does not
     from hypothesis import given, settings
     from hypothesis import strategies as st
@@ -37,15 +38,27 @@ def check(conf, **kw):
 
 
 RULES = [
-    {"num_transfer": 0}, {"num_transfer": 1}, {"num_transfer": 5}, {"num_transfer": 10_000},
-    {"threshold": 0.5}, {"threshold": 0.5, "strict": True}, {"threshold": 2.0},
-    {"factor": 1.0}, {"factor": 0.3}, {"factor": 3.0},
-    {"probability": 0.0}, {"probability": 0.3, "seed": 7}, {"probability": 1.0},
+    {"num_transfer": 0},
+    {"num_transfer": 1},
+    {"num_transfer": 5},
+    {"num_transfer": 10_000},
+    {"threshold": 0.5},
+    {"threshold": 0.5, "strict": True},
+    {"threshold": 2.0},
+    {"factor": 1.0},
+    {"factor": 0.3},
+    {"factor": 3.0},
+    {"probability": 0.0},
+    {"probability": 0.3, "seed": 7},
+    {"probability": 1.0},
 ]
 
 
 @pytest.mark.parametrize("kw", RULES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-@pytest.mark.parametrize("B,L,levels", [(1, 1, 0), (3, 7, 0), (4, 32, 4), (5, 33, 0), (2, 512, 16), (2, 4096, 0), (1, 5000, 8)])
+@pytest.mark.parametrize(
+    "B,L,levels",
+    [(1, 1, 0), (3, 7, 0), (4, 32, 4), (5, 33, 0), (2, 512, 16), (2, 4096, 0), (1, 5000, 8)],
+)
 def test_rules(device, gen, kw, B, L, levels):
     check(make_conf(B, L, gen, device, levels=levels), **kw)
 
@@ -62,9 +75,10 @@ def test_strided_per_row_tensors(device, gen, L):
 
 
 def test_counts_and_ties(device):
-    conf = torch.tensor([[0.5, 0.9, 0.5, NEG_INF, 0.9, 0.1],
-                         [NEG_INF] * 6,
-                         [0.2, 0.2, 0.2, 0.2, 0.2, 0.2]], device=device)
+    conf = torch.tensor(
+        [[0.5, 0.9, 0.5, NEG_INF, 0.9, 0.1], [NEG_INF] * 6, [0.2, 0.2, 0.2, 0.2, 0.2, 0.2]],
+        device=device,
+    )
     got = dk.select_transfer(conf, num_transfer=3)
     assert got.int().tolist() == [[1, 1, 0, 0, 1, 0], [0] * 6, [1, 1, 1, 0, 0, 0]]
     got = dk.select_transfer(conf, threshold=0.95)  # nothing above: the best (first of ties) only
@@ -105,11 +119,14 @@ def _fast_dllm_factor(conf_row: torch.Tensor, factor: float) -> list[int]:
     return sorted(idx[:top_i].tolist())
 
 
-@pytest.mark.parametrize("row, factor", [
-    ([0.5, -math.inf, 0.5, 0.0], 1.4999999999999998),   # 1 - f/3 rounds to 0.5: no hit at i = 1
-    ([0.5, 0.5, 0.25], 1.49999994),                     # 1 - f/3 > 0.5 in float64, 0.5 in f32
-    ([0.75, 0.75, 0.7, 0.1], 0.75),                     # exact thresholds
-])
+@pytest.mark.parametrize(
+    "row, factor",
+    [
+        ([0.5, -math.inf, 0.5, 0.0], 1.4999999999999998),  # 1 - f/3 rounds to 0.5: no hit at i = 1
+        ([0.5, 0.5, 0.25], 1.49999994),  # 1 - f/3 > 0.5 in float64, 0.5 in f32
+        ([0.75, 0.75, 0.7, 0.1], 0.75),  # exact thresholds
+    ],
+)
 def test_factor_rule_rounds_like_fast_dllm(device, row, factor):
     # Hypothesis found f = 1.4999999999999998 where the reference (a Python float over a tensor
     # multiplies by the reciprocal) and the kernel disagreed; both now compare c_i with
@@ -130,16 +147,28 @@ def test_probability_is_reproducible(device, gen):
 
 
 if given is not None:
+
     @settings(max_examples=60, deadline=None)
-    @given(B=st.integers(1, 4), L=st.integers(1, 70), levels=st.sampled_from([0, 2, 5]),
-           p_eligible=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 2**31),
-           rule=st.sampled_from(["num_transfer", "threshold", "factor", "probability"]),
-           k=st.integers(0, 80), tau=st.floats(-0.5, 1.5), strict=st.booleans())
+    @given(
+        B=st.integers(1, 4),
+        L=st.integers(1, 70),
+        levels=st.sampled_from([0, 2, 5]),
+        p_eligible=st.sampled_from([0.0, 0.3, 1.0]),
+        seed=st.integers(0, 2**31),
+        rule=st.sampled_from(["num_transfer", "threshold", "factor", "probability"]),
+        k=st.integers(0, 80),
+        tau=st.floats(-0.5, 1.5),
+        strict=st.booleans(),
+    )
     def test_property_matches_reference(B, L, levels, p_eligible, seed, rule, k, tau, strict):
         gen = torch.Generator().manual_seed(seed)
         conf = make_conf(B, L, gen, "cpu", p_eligible=p_eligible, levels=levels)
-        kw = {"num_transfer": {"num_transfer": k}, "threshold": {"threshold": tau, "strict": strict},
-              "factor": {"factor": max(tau, 0.01)}, "probability": {"probability": min(max(tau, 0.0), 1.0), "seed": seed}}[rule]
+        kw = {
+            "num_transfer": {"num_transfer": k},
+            "threshold": {"threshold": tau, "strict": strict},
+            "factor": {"factor": max(tau, 0.01)},
+            "probability": {"probability": min(max(tau, 0.0), 1.0), "seed": seed},
+        }[rule]
         check(conf, **kw)
 else:
 
@@ -148,23 +177,32 @@ else:
         pass
 
 
-
 @pytest.mark.native
 def test_opcheck(device, gen):
     conf = make_conf(3, 33, gen, device)
     op = torch.ops.dllm_kernels.select_transfer
-    torch.library.opcheck(op, (conf, "num_transfer", torch.tensor([1, 2, 3], device=device), 0.0, False, 0, 0))
+    torch.library.opcheck(
+        op, (conf, "num_transfer", torch.tensor([1, 2, 3], device=device), 0.0, False, 0, 0)
+    )
     torch.library.opcheck(op, (conf, "threshold", None, 0.5, True, 0, 0))
     torch.library.opcheck(op, (conf, "factor", None, 1.0, False, 0, 0))
-    torch.library.opcheck(op, (conf, "probability", torch.full((3,), 0.5, device=device), 0.0, False, -3, 9))
+    torch.library.opcheck(
+        op, (conf, "probability", torch.full((3,), 0.5, device=device), 0.0, False, -3, 9)
+    )
 
 
 BAD = {
-    "two rules": ({"num_transfer": 1, "threshold": 0.5}, r"select_transfer: .*exactly one selection rule"),
+    "two rules": (
+        {"num_transfer": 1, "threshold": 0.5},
+        r"select_transfer: .*exactly one selection rule",
+    ),
     "no rule": ({}, r"select_transfer: .*exactly one selection rule"),
     "k < 0": ({"num_transfer": -1}, r"select_transfer: num_transfer must be >= 0"),
     "k float": ({"num_transfer": 1.5}, r"select_transfer: num_transfer must be an int"),
-    "k shape": ({"num_transfer": torch.tensor([1, 2])}, r"select_transfer: num_transfer must have shape \[B\]"),
+    "k shape": (
+        {"num_transfer": torch.tensor([1, 2])},
+        r"select_transfer: num_transfer must have shape \[B\]",
+    ),
     "p > 1": ({"probability": 1.5}, r"select_transfer: probability must be in \[0, 1\]"),
     "factor 0": ({"factor": 0.0}, r"select_transfer: factor must be > 0"),
     "threshold NaN": ({"threshold": float("nan")}, r"select_transfer: threshold must not be NaN"),
@@ -186,7 +224,9 @@ def test_bad_input(device, gen, case, impl):
 def test_bad_conf(device, gen, impl):
     conf = make_conf(3, 9, gen, device)
     calls = {
-        "native": lambda c: torch.ops.dllm_kernels.select_transfer(c, "threshold", None, 0.5, False, 0, 0),
+        "native": lambda c: torch.ops.dllm_kernels.select_transfer(
+            c, "threshold", None, 0.5, False, 0, 0
+        ),
         "public": lambda c: dk.select_transfer(c, threshold=0.5),
         "reference": lambda c: reference.select_transfer(c, threshold=0.5),
     }
@@ -205,7 +245,9 @@ def test_bad_rule_native(device, gen):
         torch.ops.dllm_kernels.select_transfer(conf, "num_transfer", None, 0.0, False, 0, 0)
 
 
-# ---- issue 16: entropy_bound (EB) ------------------------------------------------------------------
+# ---- issue 16: entropy_bound (EB)
+# ------------------------------------------------------------------
+
 
 def accept_canvas_literal(token_entropy: torch.Tensor, entropy_bound: float) -> torch.Tensor:
     """transformers' DiffusionGemma EntropyBoundSampler.accept_canvas (5.25), written out here on
@@ -232,9 +274,9 @@ def eb_literal_rows(conf: torch.Tensor, gamma: float) -> torch.Tensor:
 @pytest.mark.parametrize("gamma", [0.05, 1.0, 8.0, 1e9])
 def test_entropy_bound_vs_accept_canvas(device, gen, L, gamma):
     B = 4
-    conf = -(torch.rand(B, L, generator=gen) * 5.0)                  # entropies in [0, 5)
-    conf[torch.rand(B, L, generator=gen) < 0.3] = float("-inf")        # not eligible
-    conf[1] = float("-inf")                                            # a row with none
+    conf = -(torch.rand(B, L, generator=gen) * 5.0)  # entropies in [0, 5)
+    conf[torch.rand(B, L, generator=gen) < 0.3] = float("-inf")  # not eligible
+    conf[1] = float("-inf")  # a row with none
     if device.type == "cuda" and L > 4096:
         pytest.skip("entropy_bound on CUDA needs L <= 4096")
     got = dk.select_transfer(conf.to(device), entropy_bound=gamma).cpu()
@@ -247,7 +289,7 @@ def test_entropy_bound_vs_accept_canvas(device, gen, L, gamma):
 def test_entropy_bound_ties_to_the_lower_position(device):
     conf = torch.full((2, 9), -1.0, device=device)
     conf[1, 0] = float("-inf")
-    got = dk.select_transfer(conf, entropy_bound=2.5).cpu()         # S_k - H_k = k <= 2.5
+    got = dk.select_transfer(conf, entropy_bound=2.5).cpu()  # S_k - H_k = k <= 2.5
     assert got[0].nonzero()[:, 0].tolist() == [0, 1, 2]
     assert got[1].nonzero()[:, 0].tolist() == [1, 2, 3]
 
@@ -259,8 +301,12 @@ def test_entropy_bound_vs_transformers(device, gen):
     B, L, V = 3, 64, 1000
     logits = torch.randn(B, L, V, generator=gen) * torch.rand(B, L, 1, generator=gen) * 8
     for gamma in (0.3, 2.0, 20.0):
-        sampler = dg.EntropyBoundSampler(dg.EntropyBoundSamplerConfig(entropy_bound=gamma),
-                                         canvas_length=L, vocab_size=V, max_denoising_steps=8)
+        sampler = dg.EntropyBoundSampler(
+            dg.EntropyBoundSamplerConfig(entropy_bound=gamma),
+            canvas_length=L,
+            vocab_size=V,
+            max_denoising_steps=8,
+        )
         current = torch.zeros(B, L, dtype=torch.long)
         denoiser = torch.ones(B, L, dtype=torch.long)
         accepted = sampler.accept_canvas(current, denoiser, logits, cur_step=0) == 1
@@ -273,14 +319,20 @@ def test_entropy_bound_vs_transformers(device, gen):
 @pytest.mark.native
 def test_opcheck_entropy_bound(device, gen):
     conf = make_conf(3, 33, gen, device)
-    torch.library.opcheck(torch.ops.dllm_kernels.select_transfer,
-                          (conf, "entropy_bound", None, 1.5, False, 0, 0))
+    torch.library.opcheck(
+        torch.ops.dllm_kernels.select_transfer, (conf, "entropy_bound", None, 1.5, False, 0, 0)
+    )
 
 
 @pytest.mark.parametrize("impl", ["native", "public", "reference"])
-@pytest.mark.parametrize("gamma,pattern", [(0.0, r"select_transfer: entropy_bound must be > 0"),
-                                           (-1.0, r"select_transfer: entropy_bound must be > 0"),
-                                           (float("nan"), r"select_transfer: entropy_bound must not be NaN")])
+@pytest.mark.parametrize(
+    "gamma,pattern",
+    [
+        (0.0, r"select_transfer: entropy_bound must be > 0"),
+        (-1.0, r"select_transfer: entropy_bound must be > 0"),
+        (float("nan"), r"select_transfer: entropy_bound must not be NaN"),
+    ],
+)
 def test_bad_entropy_bound(device, gen, impl, gamma, pattern):
     conf = make_conf(3, 9, gen, device)
     with pytest.raises(RuntimeError, match=pattern):
@@ -288,7 +340,8 @@ def test_bad_entropy_bound(device, gen, impl, gamma, pattern):
             torch.ops.dllm_kernels.select_transfer(conf, "entropy_bound", None, gamma, False, 0, 0)
         else:
             (dk.select_transfer if impl == "public" else reference.select_transfer)(
-                conf, entropy_bound=gamma)
+                conf, entropy_bound=gamma
+            )
 
 
 def test_entropy_bound_exclusive(device, gen):

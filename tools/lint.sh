@@ -15,7 +15,10 @@ bin=$venv/bin
 ruff=$bin/ruff
 clang_format=$bin/clang-format
 for t in "$ruff" "$clang_format"; do
-  [ -x "$t" ] || { echo "lint: $t not found; DLLM_EXTRAS=lint bash tools/dev.sh setup" >&2; exit 2; }
+  if [ ! -x "$t" ]; then
+    echo "lint: $t not found; DLLM_EXTRAS=lint bash tools/dev.sh setup" >&2
+    exit 2
+  fi
 done
 mapfile -t cfiles < <(git ls-files 'csrc/*.h' 'csrc/*.cuh' 'csrc/*.cpp' 'csrc/*.cu')
 if [ "${1:-}" = --fix ]; then

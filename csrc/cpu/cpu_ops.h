@@ -22,13 +22,13 @@ inline int64_t grain_for(int64_t bytes_per_unit) {
 
 // denoise_step's work on checked arguments (p from denoise_step_check) -> (x0, conf) [B, L].
 std::tuple<at::Tensor, at::Tensor> denoise_step_run(
-    const at::Tensor& logits,                           // [B, L, V] f32|bf16|f16, V contiguous
-    const at::Tensor& x,                                // [B, L] int64
+    const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
+    const at::Tensor& x,       // [B, L] int64
     const dllm::DenoiseParams& p,
     const std::optional<at::Tensor>& suppress_tokens);  // [n] int64
 
 // select_transfer's work on checked arguments (a from select_transfer_check) -> [B, L] bool.
-at::Tensor select_transfer_run(const at::Tensor& conf,                    // [B, L] float32
+at::Tensor select_transfer_run(const at::Tensor& conf,  // [B, L] float32
                                const SelectArgs& a,
                                const std::optional<at::Tensor>& per_row);  // [B] int64 | float32
 

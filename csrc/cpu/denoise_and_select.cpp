@@ -17,19 +17,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
     double top_p, c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
-    const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
-    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit, int64_t seed,
+    int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
     double cfg_scale, bool renoise,
-    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 written (return_argmax)
+    const std::optional<at::Tensor>& argmax) {  // [B, L] int64 written (return_argmax)
   // Each argument is checked once; x is only written by the commit at the end, after every
   // argument has been checked.
   constexpr const char* op = "denoise_and_select";
   const dllm::DenoiseParams p = denoise_step_check(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
-      shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale,
-      argmax);
+      shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale, argmax);
   denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
   if (commit) check_writable(x, op, "x");
   auto [x0, conf] = denoise_step_run(logits, x, p, suppress_tokens);
@@ -53,8 +52,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) {
-  m.impl("denoise_and_select", &denoise_and_select_cpu);
-}
+TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) { m.impl("denoise_and_select", &denoise_and_select_cpu); }
 
 }  // namespace dllm_torch

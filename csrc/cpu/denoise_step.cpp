@@ -32,8 +32,8 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
   if (P >= at::get_num_threads() || n_slices < 2 || dllm::cpu::is_filtered(p, V)) {
     // One position is ~V elements of work: split positions across threads.
     at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
-      dllm::cpu::denoise_step_positions<In>(lp, logits.stride(0), logits.stride(1), xv, sp, ns,
-                                            L, V, p, x0v, cv, begin, end, up, usb, usl);
+      dllm::cpu::denoise_step_positions<In>(lp, logits.stride(0), logits.stride(1), xv, sp, ns, L,
+                                            V, p, x0v, cv, begin, end, up, usb, usl);
     });
     return;
   }
@@ -86,17 +86,23 @@ std::tuple<at::Tensor, at::Tensor> denoise_step_run(
     const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
     const at::Tensor& x,       // [B, L] int64
     const dllm::DenoiseParams& p,
-    const std::optional<at::Tensor>& suppress_tokens) {  // [n] int64 ids
-  at::Tensor x0 = at::empty(x.sizes(), x.options());                              // [B, L]
-  at::Tensor conf = at::empty(x.sizes(), x.options().dtype(at::kFloat));          // [B, L]
+    const std::optional<at::Tensor>& suppress_tokens) {                   // [n] int64 ids
+  at::Tensor x0 = at::empty(x.sizes(), x.options());                      // [B, L]
+  at::Tensor conf = at::empty(x.sizes(), x.options().dtype(at::kFloat));  // [B, L]
   // Sorted, unique ids (the kernel walks them in order; ops.py sorts a list, a tensor is as given).
   at::Tensor suppress;
   if (suppress_tokens.has_value() && suppress_tokens->numel() > 0)
     suppress = std::get<0>(at::_unique2(*suppress_tokens, /*sorted=*/true));
   switch (logits.scalar_type()) {
-    case at::kFloat: run_denoise<float, float>(logits, x, suppress, p, x0, conf); break;
-    case at::kBFloat16: run_denoise<dllm::bf16_t, at::BFloat16>(logits, x, suppress, p, x0, conf); break;
-    default: run_denoise<dllm::f16_t, at::Half>(logits, x, suppress, p, x0, conf); break;
+    case at::kFloat:
+      run_denoise<float, float>(logits, x, suppress, p, x0, conf);
+      break;
+    case at::kBFloat16:
+      run_denoise<dllm::bf16_t, at::BFloat16>(logits, x, suppress, p, x0, conf);
+      break;
+    default:
+      run_denoise<dllm::f16_t, at::Half>(logits, x, suppress, p, x0, conf);
+      break;
   }
   return {x0, conf};
 }
@@ -106,26 +112,23 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> denoise_step_cpu(
     const at::Tensor& logits,  // [B, L, V] f32|bf16|f16, V contiguous
     const at::Tensor& x,       // [B, L] int64
-    int64_t mask_id, double temperature, int64_t top_k, double top_p,
-    c10::string_view filter_order, c10::string_view confidence,
-    c10::string_view confidence_source, bool shift_logits,
+    int64_t mask_id, double temperature, int64_t top_k, double top_p, c10::string_view filter_order,
+    c10::string_view confidence, c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens,  // [n] int64 ids
     int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool, or none: x == mask_id
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits (CFG), or none
     double cfg_scale,
-    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 written (return_argmax)
-  const dllm::DenoiseParams p = denoise_step_check(
-      logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
-      shift_logits, suppress_tokens, seed, offset, "denoise_step", eligible, uncond_logits,
-      cfg_scale, argmax);
+    const std::optional<at::Tensor>& argmax) {  // [B, L] int64 written (return_argmax)
+  const dllm::DenoiseParams p =
+      denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
+                         confidence_source, shift_logits, suppress_tokens, seed, offset,
+                         "denoise_step", eligible, uncond_logits, cfg_scale, argmax);
   return denoise_step_run(logits, x, p, suppress_tokens);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) {
-  m.impl("denoise_step", &denoise_step_cpu);
-}
+TORCH_LIBRARY_IMPL(dllm_kernels, CPU, m) { m.impl("denoise_step", &denoise_step_cpu); }
 
 }  // namespace dllm_torch

@@ -15,7 +15,7 @@
 #include "dllm/cuda/denoise_step.cuh"
 #include "dllm/cuda/select_transfer.cuh"
 #include "denoise_and_select/instances.h"  // compiled in csrc/cuda/denoise_and_select/*_f32.cu
-#include "denoise_step/instances.h"  // compiled in csrc/cuda/denoise_step/*_f32.cu
+#include "denoise_step/instances.h"        // compiled in csrc/cuda/denoise_step/*_f32.cu
 
 using namespace dllm_test;
 
@@ -60,18 +60,17 @@ void run_denoise(const Case& c, std::mt19937_64& rng, int num_sms) {
   const int64_t mask_id = c.V + 3;
   auto x = random_tokens(rng, c.B * c.L, c.V);
   const auto m = random_mask(rng, c.B * c.L, 0.7);
-  for (size_t i = 0; i < x.size(); ++i) if (m[i]) x[i] = mask_id;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (m[i]) x[i] = mask_id;
   const std::vector<int64_t> suppress = {1, 7};
   const dllm::DenoiseParams p = params_of(c, mask_id);
 
-
   std::vector<int64_t> want_x0(c.B * c.L);
   std::vector<float> want_conf(c.B * c.L);
-  dllm::cpu::denoise_step_positions<float>(logits.data(), c.L * c.V, c.V,
-                                           dllm::view2d<const int64_t>(x.data(), c.L, 1),
-                                           suppress.data(), 2, c.L, c.V, p,
-                                           dllm::view2d(want_x0.data(), c.L, 1),
-                                           dllm::view2d(want_conf.data(), c.L, 1), 0, c.B * c.L);
+  dllm::cpu::denoise_step_positions<float>(
+      logits.data(), c.L * c.V, c.V, dllm::view2d<const int64_t>(x.data(), c.L, 1), suppress.data(),
+      2, c.L, c.V, p, dllm::view2d(want_x0.data(), c.L, 1), dllm::view2d(want_conf.data(), c.L, 1),
+      0, c.B * c.L);
 
   DeviceBuffer<float> dl(logits);
   DeviceBuffer<int64_t> dx(x), ds(suppress), dx0(std::vector<int64_t>(c.B * c.L, -1));
@@ -104,7 +103,10 @@ void run_select(int64_t B, int64_t L, dllm::SelectRule rule, double value, bool 
   for (auto& v : conf) v = uni(rng) < 0.25f ? -INFINITY : std::floor(uni(rng) * 16) / 16;  // ties
   std::vector<int64_t> k(B);
   std::vector<float> prob(B);
-  for (int64_t b = 0; b < B; ++b) { k[b] = static_cast<int64_t>(uni(rng) * L); prob[b] = uni(rng); }
+  for (int64_t b = 0; b < B; ++b) {
+    k[b] = static_cast<int64_t>(uni(rng) * L);
+    prob[b] = uni(rng);
+  }
   std::vector<uint8_t> want(B * L);
   const dllm::SelectParams sp{rule, value, strict, 99, 3};
   dllm::cpu::select_transfer_rows(dllm::view2d<const float>(conf.data(), L, 1), k.data(),
@@ -131,8 +133,10 @@ void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, 
   std::vector<float> logits(P * V);
   for (auto& v : logits) {
     const float u = uni(rng);
-    v = u < 0.001f ? NAN : u < 0.002f ? INFINITY : u < 0.003f ? -INFINITY
-                   : std::round(normal(rng) * 4) / 4;  // coarse values: ties
+    v = u < 0.001f   ? NAN
+        : u < 0.002f ? INFINITY
+        : u < 0.003f ? -INFINITY
+                     : std::round(normal(rng) * 4) / 4;  // coarse values: ties
   }
   const int64_t mask_id = V + 3;
   const int64_t xs = L + 3;  // x is a [B, L] slice of a [B, L + 3] buffer
@@ -153,11 +157,9 @@ void run_fused(const Case& c, dllm::SelectRule rule, double value, bool strict, 
 
   std::vector<int64_t> want_x0(P);
   std::vector<float> want_conf(P);
-  dllm::cpu::denoise_step_positions<float>(logits.data(), L * V, V,
-                                           dllm::view2d<const int64_t>(xbuf.data(), xs, 1),
-                                           suppress.data(), 2, L, V, p,
-                                           dllm::view2d(want_x0.data(), L, 1),
-                                           dllm::view2d(want_conf.data(), L, 1), 0, P);
+  dllm::cpu::denoise_step_positions<float>(
+      logits.data(), L * V, V, dllm::view2d<const int64_t>(xbuf.data(), xs, 1), suppress.data(), 2,
+      L, V, p, dllm::view2d(want_x0.data(), L, 1), dllm::view2d(want_conf.data(), L, 1), 0, P);
 
   DeviceBuffer<float> dl(logits), dp(pbuf), dc(std::vector<float>(P, 0.0f));
   DeviceBuffer<int64_t> dx(xbuf), ds(suppress), dk(kbuf), dx0(std::vector<int64_t>(P, -1));

@@ -38,17 +38,13 @@ void num_transfer_tokens_check(const at::Tensor& mask_index, int64_t steps) {
   DLLM_CHECK_ARG(steps >= 1, op, "steps", "must be >= 1, got ", steps);
 }
 
-dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tensor& x,
-                                       int64_t mask_id, double temperature, int64_t top_k,
-                                       double top_p, c10::string_view filter_order,
-                                       c10::string_view confidence,
-                                       c10::string_view confidence_source, bool shift_logits,
-                                       const std::optional<at::Tensor>& suppress_tokens,
-                                       int64_t seed, int64_t offset, const char* op,
-                                       const std::optional<at::Tensor>& eligible,
-                                       const std::optional<at::Tensor>& uncond_logits,
-                                       double cfg_scale,
-                                       const std::optional<at::Tensor>& argmax) {
+dllm::DenoiseParams denoise_step_check(
+    const at::Tensor& logits, const at::Tensor& x, int64_t mask_id, double temperature,
+    int64_t top_k, double top_p, c10::string_view filter_order, c10::string_view confidence,
+    c10::string_view confidence_source, bool shift_logits,
+    const std::optional<at::Tensor>& suppress_tokens, int64_t seed, int64_t offset, const char* op,
+    const std::optional<at::Tensor>& eligible, const std::optional<at::Tensor>& uncond_logits,
+    double cfg_scale, const std::optional<at::Tensor>& argmax) {
   check_dim(logits, 3, op, "logits");
   const auto dt = logits.scalar_type();
   DLLM_CHECK_ARG(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op, "logits",
@@ -68,8 +64,8 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
     const at::Tensor& e = *eligible;
     check_dtype(e, at::kBool, op, "eligible");
     check_same_device(e, logits, op, "eligible", "logits");
-    DLLM_CHECK_ARG(e.sym_sizes() == x.sym_sizes(), op, "eligible", "must have shape [B, L] = ",
-                   x.sym_sizes(), " like x, got ", e.sym_sizes());
+    DLLM_CHECK_ARG(e.sym_sizes() == x.sym_sizes(), op, "eligible",
+                   "must have shape [B, L] = ", x.sym_sizes(), " like x, got ", e.sym_sizes());
   } else {
     DLLM_CHECK_ARG(mask_id >= 0, op, "mask_id", "must be >= 0, got ", mask_id);
   }
@@ -91,8 +87,8 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
     const at::Tensor& a = *argmax;
     check_dtype(a, at::kLong, op, "argmax");
     check_same_device(a, logits, op, "argmax", "logits");
-    DLLM_CHECK_ARG(a.sym_sizes() == x.sym_sizes(), op, "argmax", "must have shape [B, L] = ",
-                   x.sym_sizes(), " like x, got ", a.sym_sizes());
+    DLLM_CHECK_ARG(a.sym_sizes() == x.sym_sizes(), op, "argmax",
+                   "must have shape [B, L] = ", x.sym_sizes(), " like x, got ", a.sym_sizes());
     DLLM_CHECK_ARG(a.sym_size(1) <= 1 || a.sym_stride(1) == 1, op, "argmax",
                    "must be contiguous in its last dim, got strides ", a.sym_strides());
     check_writable(a, op, "argmax");
@@ -103,15 +99,22 @@ dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tenso
                  "temperature", "must be finite and >= 0, got ", temperature);
   DLLM_CHECK_ARG(top_k >= 0, op, "top_k", "must be >= 0 (0 = off), got ", top_k);
   DLLM_CHECK_ARG(top_p > 0 && top_p <= 1, op, "top_p", "must be in (0, 1], got ", top_p);
-  DLLM_CHECK_ARG(filter_order == "top_k_first" || filter_order == "top_p_first", op,
-                 "filter_order", "must be 'top_k_first' or 'top_p_first', got '", filter_order, "'");
+  DLLM_CHECK_ARG(filter_order == "top_k_first" || filter_order == "top_p_first", op, "filter_order",
+                 "must be 'top_k_first' or 'top_p_first', got '", filter_order, "'");
   dllm::Confidence conf_kind;
-  if (confidence == "prob") conf_kind = dllm::Confidence::kProb;
-  else if (confidence == "margin") conf_kind = dllm::Confidence::kMargin;
-  else if (confidence == "neg_entropy") conf_kind = dllm::Confidence::kNegEntropy;
-  else if (confidence == "random") conf_kind = dllm::Confidence::kRandom;
-  else TORCH_CHECK(false, "dllm_kernels.", op, ": confidence must be one of 'prob', 'margin', "
-                   "'neg_entropy', 'random', got '", confidence, "'");
+  if (confidence == "prob")
+    conf_kind = dllm::Confidence::kProb;
+  else if (confidence == "margin")
+    conf_kind = dllm::Confidence::kMargin;
+  else if (confidence == "neg_entropy")
+    conf_kind = dllm::Confidence::kNegEntropy;
+  else if (confidence == "random")
+    conf_kind = dllm::Confidence::kRandom;
+  else
+    TORCH_CHECK(false, "dllm_kernels.", op,
+                ": confidence must be one of 'prob', 'margin', "
+                "'neg_entropy', 'random', got '",
+                confidence, "'");
   DLLM_CHECK_ARG(confidence_source == "raw" || confidence_source == "sampling", op,
                  "confidence_source", "must be 'raw' or 'sampling', got '", confidence_source, "'");
   if (suppress_tokens.has_value()) {
@@ -180,15 +183,23 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
   check_dim(conf, 2, op, "conf");
   check_dtype(conf, at::kFloat, op, "conf");
   SelectArgs a{};
-  if (rule == "num_transfer") a.rule = dllm::SelectRule::kNumTransfer;
-  else if (rule == "threshold") a.rule = dllm::SelectRule::kThreshold;
-  else if (rule == "factor") a.rule = dllm::SelectRule::kFactor;
-  else if (rule == "probability") a.rule = dllm::SelectRule::kProbability;
-  else if (rule == "entropy_bound") a.rule = dllm::SelectRule::kEntropyBound;
-  else TORCH_CHECK(false, "dllm_kernels.", op, ": rule must be one of 'num_transfer', "
-                   "'threshold', 'factor', 'probability', 'entropy_bound', got '", rule, "'");
-  const bool needs_rows = a.rule == dllm::SelectRule::kNumTransfer ||
-                          a.rule == dllm::SelectRule::kProbability;
+  if (rule == "num_transfer")
+    a.rule = dllm::SelectRule::kNumTransfer;
+  else if (rule == "threshold")
+    a.rule = dllm::SelectRule::kThreshold;
+  else if (rule == "factor")
+    a.rule = dllm::SelectRule::kFactor;
+  else if (rule == "probability")
+    a.rule = dllm::SelectRule::kProbability;
+  else if (rule == "entropy_bound")
+    a.rule = dllm::SelectRule::kEntropyBound;
+  else
+    TORCH_CHECK(false, "dllm_kernels.", op,
+                ": rule must be one of 'num_transfer', "
+                "'threshold', 'factor', 'probability', 'entropy_bound', got '",
+                rule, "'");
+  const bool needs_rows =
+      a.rule == dllm::SelectRule::kNumTransfer || a.rule == dllm::SelectRule::kProbability;
   const char* row_arg = a.rule == dllm::SelectRule::kNumTransfer ? "num_transfer" : "probability";
   if (needs_rows) {
     DLLM_CHECK_ARG(per_row.has_value(), op, row_arg, "must be given for rule '", rule, "'");
@@ -204,8 +215,9 @@ SelectArgs select_transfer_check(const at::Tensor& conf, c10::string_view rule,
       DLLM_CHECK_ARG(mn >= 0, op, "num_transfer", "must be >= 0, got ", mn);
     }
   } else {
-    const char* arg = rule == "threshold" ? "threshold" : rule == "factor" ? "factor"
-                                                                            : "entropy_bound";
+    const char* arg = rule == "threshold" ? "threshold"
+                      : rule == "factor"  ? "factor"
+                                          : "entropy_bound";
     DLLM_CHECK_ARG(!std::isnan(value), op, arg, "must not be NaN");
     DLLM_CHECK_ARG(a.rule == dllm::SelectRule::kThreshold || value > 0, op, arg,
                    "must be > 0, got ", value);
@@ -256,7 +268,6 @@ bool cache_pair_overlaps(const at::Tensor& a, const at::Tensor& b) {
   return da < page || period - da < page;
 }
 
-
 // Row by row: 0 <= lens[b] <= max_pages * page_size, then the page ids row b uses are in
 // [0, num_pages) (reads both tensors: a device sync on CUDA). lens_arg names lens in messages.
 void check_table_values(const at::Tensor& lens_t, const at::Tensor& table_t, const CacheDims& d,
@@ -264,9 +275,9 @@ void check_table_values(const at::Tensor& lens_t, const at::Tensor& table_t, con
   const std::vector<int64_t> lens = host_values(lens_t), table = host_values(table_t);
   const int64_t max_pages = table_t.size(1), cap = max_pages * d.page_size;
   for (size_t b = 0; b < lens.size(); ++b) {
-    TORCH_CHECK(lens[b] >= 0 && lens[b] <= cap, "dllm_kernels.", op, ": ", lens_arg, "[", b, "] = ",
-                lens[b], " must be in [0, max_pages ", max_pages, " x page_size ", d.page_size,
-                " = ", cap, "]");
+    TORCH_CHECK(lens[b] >= 0 && lens[b] <= cap, "dllm_kernels.", op, ": ", lens_arg, "[", b,
+                "] = ", lens[b], " must be in [0, max_pages ", max_pages, " x page_size ",
+                d.page_size, " = ", cap, "]");
     const int64_t used = (lens[b] + d.page_size - 1) / d.page_size;
     for (int64_t j = 0; j < used; ++j) {
       const int64_t page = table[b * max_pages + j];
@@ -311,9 +322,9 @@ CacheDims cache_write_check(const at::Tensor& k_cache, const at::Tensor& v_cache
   const CacheDims d = cache_pair_check(k_cache, v_cache, op, true);
   DLLM_CHECK_ARG(k.dim() == 3 || k.dim() == 4, op, "k",
                  "must be [N, H_kv, D] or [B, L, H_kv, D], got shape ", k.sym_sizes());
-  DLLM_CHECK_ARG(k.sym_size(-2) == k_cache.sym_size(2) && k.sym_size(-1) == k_cache.sym_size(3),
-                 op, "k", "must end in [H_kv, D] = [", k_cache.sym_size(2), ", ",
-                 k_cache.sym_size(3), "] like k_cache, got shape ", k.sym_sizes());
+  DLLM_CHECK_ARG(k.sym_size(-2) == k_cache.sym_size(2) && k.sym_size(-1) == k_cache.sym_size(3), op,
+                 "k", "must end in [H_kv, D] = [", k_cache.sym_size(2), ", ", k_cache.sym_size(3),
+                 "] like k_cache, got shape ", k.sym_sizes());
   check_same_device(k, k_cache, op, "k", "k_cache");
   check_dtype(k, k_cache.scalar_type(), op, "k");
   check_same_device(v, k_cache, op, "v", "k_cache");
@@ -384,8 +395,8 @@ CacheDims cache_copy_pages_check(const at::Tensor& k_cache, const at::Tensor& v_
   if (pairs.is_meta() || pairs.numel() == 0) return d;
   const std::vector<int64_t> p = host_values(pairs);
   for (size_t i = 0; i < p.size(); ++i) {
-    TORCH_CHECK(p[i] >= 0 && p[i] < d.num_pages, "dllm_kernels.", op, ": pairs[", i / 2, ", ", i % 2, "] = ",
-                   p[i], " is not a page id in [0, ", d.num_pages, ")");
+    TORCH_CHECK(p[i] >= 0 && p[i] < d.num_pages, "dllm_kernels.", op, ": pairs[", i / 2, ", ",
+                i % 2, "] = ", p[i], " is not a page id in [0, ", d.num_pages, ")");
   }
   std::vector<int64_t> src, dst;
   for (size_t i = 0; i < p.size(); i += 2) {
@@ -421,16 +432,12 @@ void check_lens(const at::Tensor& t, const c10::SymInt& B, const at::Tensor& q, 
 
 }  // namespace
 
-AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<at::Tensor>& k,
-                                      const std::optional<at::Tensor>& v,
-                                      const std::optional<at::Tensor>& k_cache,
-                                      const std::optional<at::Tensor>& v_cache,
-                                      const std::optional<at::Tensor>& block_table,
-                                      const std::optional<at::Tensor>& cache_lens,
-                                      const std::optional<at::Tensor>& kv_lens,
-                                      const std::optional<at::Tensor>& q_start,
-                                      c10::string_view mask, int64_t block_size,
-                                      double softmax_scale, bool check) {
+AttentionInputs block_attention_check(
+    const at::Tensor& q, const std::optional<at::Tensor>& k, const std::optional<at::Tensor>& v,
+    const std::optional<at::Tensor>& k_cache, const std::optional<at::Tensor>& v_cache,
+    const std::optional<at::Tensor>& block_table, const std::optional<at::Tensor>& cache_lens,
+    const std::optional<at::Tensor>& kv_lens, const std::optional<at::Tensor>& q_start,
+    c10::string_view mask, int64_t block_size, double softmax_scale, bool check) {
   constexpr const char* op = "block_attention";
   check_dim(q, 4, op, "q");
   const auto dt = q.scalar_type();
@@ -472,8 +479,9 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
     check_dtype(*k_cache, dt, op, "k_cache");
     DLLM_CHECK_ARG(k_cache->sym_size(3) == D, op, "k_cache", "must have head_dim D = ", D,
                    " like q, got shape ", k_cache->sym_sizes());
-    DLLM_CHECK_ARG(!Hkv || k_cache->sym_size(2) == *Hkv, op, "k_cache", "must have Hkv = ",
-                   Hkv.value_or(-1), " heads like k, got shape ", k_cache->sym_sizes());
+    DLLM_CHECK_ARG(!Hkv || k_cache->sym_size(2) == *Hkv, op, "k_cache",
+                   "must have Hkv = ", Hkv.value_or(-1), " heads like k, got shape ",
+                   k_cache->sym_sizes());
     Hkv = k_cache->sym_size(2);
     check_same_device(*block_table, q, op, "block_table", "q");
     check_dim(*block_table, 2, op, "block_table");
@@ -482,7 +490,8 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
                    " rows, got shape ", block_table->sym_sizes());
     r.block_table = block_table->contiguous();
   } else {
-    DLLM_CHECK_ARG(!cache_lens.has_value(), op, "cache_lens", "needs k_cache / v_cache / block_table");
+    DLLM_CHECK_ARG(!cache_lens.has_value(), op, "cache_lens",
+                   "needs k_cache / v_cache / block_table");
   }
   if (!Hkv) Hkv = Hq;  // no keys at all: every query sees nothing
   DLLM_CHECK_ARG(*Hkv >= 1 && Hq % *Hkv == 0, op, "q", "heads Hq = ", Hq,
@@ -517,21 +526,21 @@ AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<a
   DLLM_CHECK_ARG(mask == "full" || mask == "block_causal", op, "mask",
                  "must be one of ['full', 'block_causal'], got '", mask, "'");
   r.mask = mask == "block_causal" ? dllm::AttnMask::kBlockCausal : dllm::AttnMask::kFull;
-  DLLM_CHECK_ARG(r.mask == dllm::AttnMask::kFull ||
-                     (block_size >= 1 && block_size <= (int64_t{1} << 62)),
-                 op, "block_size", "must be in [1, 2^62], got ", block_size);
+  DLLM_CHECK_ARG(
+      r.mask == dllm::AttnMask::kFull || (block_size >= 1 && block_size <= (int64_t{1} << 62)), op,
+      "block_size", "must be in [1, 2^62], got ", block_size);
   r.block_size = r.mask == dllm::AttnMask::kBlockCausal ? block_size : 1;
-  DLLM_CHECK_ARG(std::isfinite(softmax_scale) &&
-                     std::abs(softmax_scale) <= std::numeric_limits<float>::max(),
-                 op, "softmax_scale", "must be finite (as float32), got ", softmax_scale);
+  DLLM_CHECK_ARG(
+      std::isfinite(softmax_scale) && std::abs(softmax_scale) <= std::numeric_limits<float>::max(),
+      op, "softmax_scale", "must be finite (as float32), got ", softmax_scale);
   r.scale = softmax_scale;
 
   if (check && !q.is_meta() && B > 0) {  // value reads: tensors with data only
     if (has_cache) {
-      check_table_values(r.cache_lens, r.block_table,
-                         CacheDims{k_cache->size(0), k_cache->size(1), k_cache->size(2),
-                                   k_cache->size(3)},
-                         op, "cache_lens");
+      check_table_values(
+          r.cache_lens, r.block_table,
+          CacheDims{k_cache->size(0), k_cache->size(1), k_cache->size(2), k_cache->size(3)}, op,
+          "cache_lens");
     }
     if (kv_lens.has_value()) {
       const std::vector<int64_t> lens = host_values(r.kv_lens);

@@ -77,9 +77,8 @@ inline void check_no_overlap(const at::Tensor& out, const at::Tensor& in, const 
       out.sizes() == in.sizes() && out.strides() == in.strides())
     return;  // the same view: reading and writing the same element is fine
   const auto a = byte_span(out), b = byte_span(in);
-  DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg,
-                 "must not share memory with ", out_arg,
-                 ", which is written in place (pass a copy)");
+  DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg, "must not share memory with ",
+                 out_arg, ", which is written in place (pass a copy)");
 }
 
 // `in` is read at other positions than `out` is written (a scatter / gather): no shared memory at
@@ -90,9 +89,8 @@ inline void check_disjoint(const at::Tensor& out, const at::Tensor& in, const ch
   if (out.numel() == 0 || in.numel() == 0 || !out.has_storage() || !in.has_storage()) return;
   if (!out.storage().is_alias_of(in.storage())) return;
   const auto a = byte_span(out), b = byte_span(in);
-  DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg,
-                 "must not share memory with ", out_arg,
-                 ", which is written in place (pass a copy)");
+  DLLM_CHECK_ARG(a.second <= b.first || b.second <= a.first, op, arg, "must not share memory with ",
+                 out_arg, ", which is written in place (pass a copy)");
 }
 
 // Per-op checks (checks.cpp).
@@ -100,18 +98,14 @@ void commit_check(const at::Tensor& x, const at::Tensor& x0, const at::Tensor& t
 void num_transfer_tokens_check(const at::Tensor& mask_index, int64_t steps);
 
 // denoise_step: checks every argument and returns the kernel parameters.
-dllm::DenoiseParams denoise_step_check(const at::Tensor& logits, const at::Tensor& x,
-                                       int64_t mask_id, double temperature, int64_t top_k,
-                                       double top_p, c10::string_view filter_order,
-                                       c10::string_view confidence,
-                                       c10::string_view confidence_source, bool shift_logits,
-                                       const std::optional<at::Tensor>& suppress_tokens,
-                                       int64_t seed, int64_t offset, const char* op,
-                                       const std::optional<at::Tensor>& eligible = std::nullopt,
-                                       const std::optional<at::Tensor>& uncond_logits =
-                                           std::nullopt,
-                                       double cfg_scale = 0.0,
-                                       const std::optional<at::Tensor>& argmax = std::nullopt);
+dllm::DenoiseParams denoise_step_check(
+    const at::Tensor& logits, const at::Tensor& x, int64_t mask_id, double temperature,
+    int64_t top_k, double top_p, c10::string_view filter_order, c10::string_view confidence,
+    c10::string_view confidence_source, bool shift_logits,
+    const std::optional<at::Tensor>& suppress_tokens, int64_t seed, int64_t offset, const char* op,
+    const std::optional<at::Tensor>& eligible = std::nullopt,
+    const std::optional<at::Tensor>& uncond_logits = std::nullopt, double cfg_scale = 0.0,
+    const std::optional<at::Tensor>& argmax = std::nullopt);
 
 // denoise_and_select beyond denoise_step / select_transfer: entropy_bound needs neg_entropy
 // confidences; renoise needs commit and eligible; a committed x must not overlap eligible.
@@ -161,15 +155,11 @@ struct AttentionInputs {
   double scale;
   dllm::AttnMask mask;
 };
-AttentionInputs block_attention_check(const at::Tensor& q, const std::optional<at::Tensor>& k,
-                                      const std::optional<at::Tensor>& v,
-                                      const std::optional<at::Tensor>& k_cache,
-                                      const std::optional<at::Tensor>& v_cache,
-                                      const std::optional<at::Tensor>& block_table,
-                                      const std::optional<at::Tensor>& cache_lens,
-                                      const std::optional<at::Tensor>& kv_lens,
-                                      const std::optional<at::Tensor>& q_start,
-                                      c10::string_view mask, int64_t block_size,
-                                      double softmax_scale, bool check);
+AttentionInputs block_attention_check(
+    const at::Tensor& q, const std::optional<at::Tensor>& k, const std::optional<at::Tensor>& v,
+    const std::optional<at::Tensor>& k_cache, const std::optional<at::Tensor>& v_cache,
+    const std::optional<at::Tensor>& block_table, const std::optional<at::Tensor>& cache_lens,
+    const std::optional<at::Tensor>& kv_lens, const std::optional<at::Tensor>& q_start,
+    c10::string_view mask, int64_t block_size, double softmax_scale, bool check);
 
 }  // namespace dllm_torch

@@ -31,23 +31,22 @@ at::Tensor num_transfer_tokens_meta(const at::Tensor& mask_index,  // [B, L] boo
 std::tuple<at::Tensor, at::Tensor> denoise_step_meta(
     const at::Tensor& logits,  // [B, L, V] f32|bf16|f16
     const at::Tensor& x,       // [B, L] int64
-    int64_t mask_id, double temperature, int64_t top_k, double top_p,
-    c10::string_view filter_order, c10::string_view confidence,
-    c10::string_view confidence_source, bool shift_logits,
+    int64_t mask_id, double temperature, int64_t top_k, double top_p, c10::string_view filter_order,
+    c10::string_view confidence, c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens,  // [n] int64
     int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits
     double cfg_scale,
-    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 (written)
+    const std::optional<at::Tensor>& argmax) {  // [B, L] int64 (written)
   denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
-                     confidence_source, shift_logits, suppress_tokens, seed, offset,
-                     "denoise_step", eligible, uncond_logits, cfg_scale, argmax);
-  return {at::empty_symint(x.sym_sizes(), x.options()),                       // x0 [B, L]
-          at::empty_symint(x.sym_sizes(), x.options().dtype(at::kFloat))};    // conf [B, L]
+                     confidence_source, shift_logits, suppress_tokens, seed, offset, "denoise_step",
+                     eligible, uncond_logits, cfg_scale, argmax);
+  return {at::empty_symint(x.sym_sizes(), x.options()),                     // x0 [B, L]
+          at::empty_symint(x.sym_sizes(), x.options().dtype(at::kFloat))};  // conf [B, L]
 }
 
-at::Tensor select_transfer_meta(const at::Tensor& conf,                   // [B, L] float32
+at::Tensor select_transfer_meta(const at::Tensor& conf,  // [B, L] float32
                                 c10::string_view rule,
                                 const std::optional<at::Tensor>& per_row,  // [B]
                                 double value, bool strict, int64_t seed, int64_t offset) {
@@ -62,20 +61,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_and_select_meta(
     double top_p, c10::string_view filter_order, c10::string_view confidence,
     c10::string_view confidence_source, bool shift_logits,
     const std::optional<at::Tensor>& suppress_tokens, c10::string_view rule,
-    const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit,
-    int64_t seed, int64_t offset,
+    const std::optional<at::Tensor>& per_row, double value, bool strict, bool commit, int64_t seed,
+    int64_t offset,
     const std::optional<at::Tensor>& eligible,       // [B, L] bool
     const std::optional<at::Tensor>& uncond_logits,  // [B, L, V] like logits
     double cfg_scale, bool renoise,
-    const std::optional<at::Tensor>& argmax) {       // [B, L] int64 (written)
+    const std::optional<at::Tensor>& argmax) {  // [B, L] int64 (written)
   constexpr const char* op = "denoise_and_select";
   denoise_step_check(logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence,
                      confidence_source, shift_logits, suppress_tokens, seed, offset, op, eligible,
                      uncond_logits, cfg_scale, argmax);
   denoise_and_select_extras_check(x, eligible, confidence, rule, commit, renoise, op);
   if (commit) check_writable(x, op, "x");
-  at::Tensor x0 = at::empty_symint(x.sym_sizes(), x.options());                       // [B, L]
-  at::Tensor conf = at::empty_symint(x.sym_sizes(), x.options().dtype(at::kFloat));   // [B, L]
+  at::Tensor x0 = at::empty_symint(x.sym_sizes(), x.options());                      // [B, L]
+  at::Tensor conf = at::empty_symint(x.sym_sizes(), x.options().dtype(at::kFloat));  // [B, L]
   select_transfer_check(conf, rule, per_row, value, strict, seed, offset, op);
   at::Tensor transfer = at::empty_symint(x.sym_sizes(), x.options().dtype(at::kBool));  // [B, L]
   return {x0, conf, transfer};
@@ -97,10 +96,10 @@ std::tuple<at::Tensor, at::Tensor> cache_gather_meta(
     const at::Tensor& kv_lens,      // [B] int32
     int64_t max_len) {
   cache_gather_check(k_cache, v_cache, block_table, kv_lens, max_len);
-  const c10::SymInt shape[] = {block_table.sym_size(0), c10::SymInt(max_len),
-                               k_cache.sym_size(2), k_cache.sym_size(3)};
-  return {at::empty_symint(shape, k_cache.options()),    // k [B, max_len, H, D]
-          at::empty_symint(shape, k_cache.options())};   // v [B, max_len, H, D]
+  const c10::SymInt shape[] = {block_table.sym_size(0), c10::SymInt(max_len), k_cache.sym_size(2),
+                               k_cache.sym_size(3)};
+  return {at::empty_symint(shape, k_cache.options()),   // k [B, max_len, H, D]
+          at::empty_symint(shape, k_cache.options())};  // v [B, max_len, H, D]
 }
 
 void cache_copy_pages_meta(at::Tensor& k_cache,      // [num_pages, page_size, H, D]
@@ -124,8 +123,8 @@ std::tuple<at::Tensor, at::Tensor> block_attention_meta(
   block_attention_check(q, k, v, k_cache, v_cache, block_table, cache_lens, kv_lens, q_start, mask,
                         block_size, softmax_scale, check);
   const c10::SymInt lse_shape[] = {q.sym_size(0), q.sym_size(2), q.sym_size(1)};
-  return {at::empty_symint(q.sym_sizes(), q.options()),                        // out [B, Lq, Hq, D]
-          at::empty_symint(lse_shape, q.options().dtype(at::kFloat))};          // lse [B, Hq, Lq]
+  return {at::empty_symint(q.sym_sizes(), q.options()),                 // out [B, Lq, Hq, D]
+          at::empty_symint(lse_shape, q.options().dtype(at::kFloat))};  // lse [B, Hq, Lq]
 }
 
 }  // namespace

@@ -48,7 +48,8 @@ TORCH_LIBRARY(dllm_kernels, m) {
   m.def("cache_copy_pages_(Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor pairs) -> ()");
   // Attention of a denoising step. q: [B, Lq, Hq, D]; keys of row b = its first cache_lens[b]
   // cached tokens, then its first kv_lens[b] tokens of k / v. -> out [B, Lq, Hq, D] (q's dtype),
-  // lse [B, Hq, Lq] f32. mask: "full" | "block_causal" (block_size). check: read lengths / page ids.
+  // lse [B, Hq, Lq] f32. mask: "full" | "block_causal" (block_size). check: read lengths / page
+  // ids.
   m.def(
       "block_attention(Tensor q, Tensor? k, Tensor? v, Tensor? k_cache, Tensor? v_cache, "
       "Tensor? block_table, Tensor? cache_lens, Tensor? kv_lens, Tensor? q_start, str mask, "

@@ -52,39 +52,62 @@ def available() -> bool:
     return int(transformers.__version__.split(".")[0]) >= 5
 
 
-def attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
-                      scaling: float | None = None, is_causal=None, **kwargs):
+def attention_forward(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal=None,
+    **kwargs,
+):
     """The "dllm_kernels" attention implementation (transformers' AttentionInterface signature).
 
     query [B, Hq, n, D], key / value [B, Hkv, n, D] (after RoPE) -> ([B, n, Hq, D], None).
     Inside generate: the runtime's paged-cache attention of layer `module.layer_idx`; outside:
     bidirectional SDPA (attention_mask used only when it is a 4D mask)."""
     if kwargs.get("softcap") is not None:
-        raise ValueError("dllm_kernels attention: attention logit soft-capping (softcap) is not "
-                         "supported; load the model with attn_implementation='eager' instead")
+        raise ValueError(
+            "dllm_kernels attention: attention logit soft-capping (softcap) is not "
+            "supported; load the model with attn_implementation='eager' instead"
+        )
     if kwargs.get("sliding_window") is not None:
-        _warn_once("window", "dllm_kernels attention: the model's sliding window is not applied "
-                             "(dLLM attention is full and bidirectional)")
-    q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)   # [B, n, H, D]
+        _warn_once(
+            "window",
+            "dllm_kernels attention: the model's sliding window is not applied "
+            "(dLLM attention is full and bidirectional)",
+        )
+    q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)  # [B, n, H, D]
     cur = _CURRENT.get()
     if cur is not None:
         attn, counter = cur
         layer = getattr(module, "layer_idx", None)
-        if layer is None:                 # layers without an index: the order of the calls
+        if layer is None:  # layers without an index: the order of the calls
             layer = counter[0]
         counter[0] += 1
         return attn(layer, q, k, v, softmax_scale=scaling), None
-    mask = attention_mask if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4 else None
+    mask = (
+        attention_mask
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
+        else None
+    )
     group = query.shape[1] // key.shape[1]
-    out = F.scaled_dot_product_attention(query, key.repeat_interleave(group, 1),
-                                         value.repeat_interleave(group, 1), attn_mask=mask,
-                                         scale=scaling)
+    out = F.scaled_dot_product_attention(
+        query,
+        key.repeat_interleave(group, 1),
+        value.repeat_interleave(group, 1),
+        attn_mask=mask,
+        scale=scaling,
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
 def register() -> None:
     """Registers "dllm_kernels" in transformers' AttentionInterface (idempotent)."""
     from transformers import AttentionInterface
+
     AttentionInterface.register(ATTN_NAME, attention_forward)
 
 
@@ -147,11 +170,14 @@ class TransformersModel:
         if hd is None and heads:
             hd = _config_int(text, "hidden_size", "d_model") // heads
         if None in (self.num_layers, kv, hd):
-            raise ValueError("dllm_kernels.generate: cannot read num_hidden_layers, "
-                             "num_key_value_heads / num_attention_heads and head_dim from the "
-                             f"config of {type(model).__name__}")
-        self.config = SimpleNamespace(num_kv_heads=kv, head_dim=hd,
-                                      mask_id=_config_int(text, "mask_id", "mask_token_id"))
+            raise ValueError(
+                "dllm_kernels.generate: cannot read num_hidden_layers, "
+                "num_key_value_heads / num_attention_heads and head_dim from the "
+                f"config of {type(model).__name__}"
+            )
+        self.config = SimpleNamespace(
+            num_kv_heads=kv, head_dim=hd, mask_id=_config_int(text, "mask_id", "mask_token_id")
+        )
         params = inspect.signature(model.forward).parameters
         self._keep = "logits_to_keep" in params
         self._saved = None
@@ -186,10 +212,11 @@ class TransformersModel:
             raise RuntimeError(
                 f"dllm_kernels.generate: {type(self.model).__name__} did not call its attention "
                 "through transformers' AttentionInterface, so the runtime cannot serve its cache; "
-                "pass it as a plain callable (cache='none') or implement the runtime interface")
+                "pass it as a plain callable (cache='none') or implement the runtime interface"
+            )
         logits = out.logits
         if logits_range is not None and not self._keep:
-            logits = logits[:, logits_range[0]:logits_range[1]]
+            logits = logits[:, logits_range[0] : logits_range[1]]
         return logits
 
 
@@ -207,6 +234,7 @@ def bidirectional(model):
 
 
 # ---- DiffusionGemma: the per-step sampling on the fused op ---------------------------------------
+
 
 def fuse_diffusion_gemma(model):
     """Makes a transformers DiffusionGemma model's own `generate` run each denoising step's
@@ -230,11 +258,15 @@ def fuse_diffusion_gemma(model):
     Args:
         model: a DiffusionGemmaForBlockDiffusion (transformers >= 5.11).
     """
-    if not callable(getattr(type(model), "_denoising_step", None)) or \
-            getattr(getattr(model, "config", None), "canvas_length", None) is None:
-        raise TypeError("dllm_kernels.fuse_diffusion_gemma: model must be a transformers "
-                        "DiffusionGemma model (DiffusionGemmaForBlockDiffusion), got "
-                        f"{type(model).__name__}")
+    if (
+        not callable(getattr(type(model), "_denoising_step", None))
+        or getattr(getattr(model, "config", None), "canvas_length", None) is None
+    ):
+        raise TypeError(
+            "dllm_kernels.fuse_diffusion_gemma: model must be a transformers "
+            "DiffusionGemma model (DiffusionGemmaForBlockDiffusion), got "
+            f"{type(model).__name__}"
+        )
     model._denoising_step = _FusedDenoisingStep(model)
     return model
 
@@ -262,8 +294,12 @@ def _stable_and_confident(crit, argmax_canvas, token_entropy):
     else:
         hist = crit.argmax_canvas_history
         if hist is None:
-            hist = torch.full((crit.stability_threshold, *argmax_canvas.shape), -1,
-                              dtype=argmax_canvas.dtype, device=argmax_canvas.device)
+            hist = torch.full(
+                (crit.stability_threshold, *argmax_canvas.shape),
+                -1,
+                dtype=argmax_canvas.dtype,
+                device=argmax_canvas.device,
+            )
         stable = (hist == argmax_canvas.unsqueeze(0)).all(-1).all(0)
         hist = torch.roll(hist, shifts=-1, dims=0)
         hist[-1] = argmax_canvas
@@ -278,10 +314,23 @@ class _FusedDenoisingStep:
     def __init__(self, model):
         self.model = model
 
-    def __call__(self, decoder_forward, current_canvas, argmax_canvas, input_ids,
-                 decoder_position_ids, self_conditioning_logits, mask_mapping, cache,
-                 finished_denoising, cur_step, sampler, logits_processor,
-                 diffusion_stopping_criteria, **model_kwargs):
+    def __call__(
+        self,
+        decoder_forward,
+        current_canvas,
+        argmax_canvas,
+        input_ids,
+        decoder_position_ids,
+        self_conditioning_logits,
+        mask_mapping,
+        cache,
+        finished_denoising,
+        cur_step,
+        sampler,
+        logits_processor,
+        diffusion_stopping_criteria,
+        **model_kwargs,
+    ):
         from transformers.models.diffusion_gemma import generation_diffusion_gemma as dg
 
         from .. import ops
@@ -289,40 +338,66 @@ class _FusedDenoisingStep:
         model = self.model
         if type(sampler) is not dg.EntropyBoundSampler:
             return type(model)._denoising_step(
-                model, decoder_forward=decoder_forward, current_canvas=current_canvas,
-                argmax_canvas=argmax_canvas, input_ids=input_ids,
+                model,
+                decoder_forward=decoder_forward,
+                current_canvas=current_canvas,
+                argmax_canvas=argmax_canvas,
+                input_ids=input_ids,
                 decoder_position_ids=decoder_position_ids,
-                self_conditioning_logits=self_conditioning_logits, mask_mapping=mask_mapping,
-                cache=cache, finished_denoising=finished_denoising, cur_step=cur_step,
-                sampler=sampler, logits_processor=logits_processor,
-                diffusion_stopping_criteria=diffusion_stopping_criteria, **model_kwargs)
+                self_conditioning_logits=self_conditioning_logits,
+                mask_mapping=mask_mapping,
+                cache=cache,
+                finished_denoising=finished_denoising,
+                cur_step=cur_step,
+                sampler=sampler,
+                logits_processor=logits_processor,
+                diffusion_stopping_criteria=diffusion_stopping_criteria,
+                **model_kwargs,
+            )
         step = torch.tensor(cur_step, device=current_canvas.device, dtype=torch.int32)
         torch.compiler.cudagraph_mark_step_begin()
-        raw = decoder_forward(decoder_input_ids=current_canvas,
-                              self_conditioning_logits=self_conditioning_logits,
-                              decoder_attention_mask=mask_mapping, cache=cache,
-                              decoder_position_ids=decoder_position_ids, **model_kwargs).logits
+        raw = decoder_forward(
+            decoder_input_ids=current_canvas,
+            self_conditioning_logits=self_conditioning_logits,
+            decoder_attention_mask=mask_mapping,
+            cache=cache,
+            decoder_position_ids=decoder_position_ids,
+            **model_kwargs,
+        ).logits
         # the temperature schedule and any user processors: the model's next step reads these
         # logits (self-conditioning), so they exist as a tensor in either implementation
         processed = logits_processor(input_ids, raw, cur_step=step)
         if processed.shape[-1] != sampler.vocab_size:
-            raise ValueError(f"dllm_kernels.fuse_diffusion_gemma: logits have "
-                             f"{processed.shape[-1]} columns but the sampler's vocab_size is "
-                             f"{sampler.vocab_size} (the renoise range)")
-        canvas = current_canvas.clone()                 # never write the caller's canvas
-        live = ~finished_denoising                      # finished rows keep their canvas
+            raise ValueError(
+                f"dllm_kernels.fuse_diffusion_gemma: logits have "
+                f"{processed.shape[-1]} columns but the sampler's vocab_size is "
+                f"{sampler.vocab_size} (the renoise range)"
+            )
+        canvas = current_canvas.clone()  # never write the caller's canvas
+        live = ~finished_denoising  # finished rows keep their canvas
         # one pass: sample, entropy, EB acceptance, renoise, and the argmax canvas (of live rows;
         # finished rows keep theirs below)
         _, conf, _, new_argmax = ops.denoise_and_select(
-            processed, canvas, None, eligible=live[:, None].expand_as(canvas), temperature=1.0,
-            confidence="neg_entropy", entropy_bound=float(sampler.entropy_bound), commit=True,
-            renoise=True, seed=_step_seed(), offset=0, return_argmax=True)
+            processed,
+            canvas,
+            None,
+            eligible=live[:, None].expand_as(canvas),
+            temperature=1.0,
+            confidence="neg_entropy",
+            entropy_bound=float(sampler.entropy_bound),
+            commit=True,
+            renoise=True,
+            seed=_step_seed(),
+            offset=0,
+            return_argmax=True,
+        )
         crit = diffusion_stopping_criteria
         if crit is not None:
             if finished_denoising.any():
                 new_argmax = torch.where(finished_denoising[:, None], argmax_canvas, new_argmax)
-                processed = torch.where(finished_denoising[:, None, None],
-                                        self_conditioning_logits, processed)
+                processed = torch.where(
+                    finished_denoising[:, None, None], self_conditioning_logits, processed
+                )
             if type(crit) is dg.StableAndConfidentStoppingCriteria:
                 finished_denoising |= _stable_and_confident(crit, new_argmax, -conf)
             else:
@@ -331,6 +406,14 @@ class _FusedDenoisingStep:
         return canvas, new_argmax, processed.to(emb_dtype), finished_denoising
 
 
-__all__ = ["ATTN_NAME", "TransformersModel", "attention_forward", "available", "bidirectional",
-           "fuse_diffusion_gemma", "is_attention_interface_model", "register",
-           "unfuse_diffusion_gemma"]
+__all__ = [
+    "ATTN_NAME",
+    "TransformersModel",
+    "attention_forward",
+    "available",
+    "bidirectional",
+    "fuse_diffusion_gemma",
+    "is_attention_interface_model",
+    "register",
+    "unfuse_diffusion_gemma",
+]

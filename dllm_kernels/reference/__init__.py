@@ -15,6 +15,16 @@ from .num_transfer_tokens import num_transfer_tokens
 from .page_allocator import PageAllocator
 from .select_transfer import select_transfer
 
-__all__ = ["PageAllocator", "block_attention", "block_causal_mask",
-           "cache_copy_pages_", "cache_gather", "cache_write_", "commit_", "denoise_and_select",
-           "denoise_step", "num_transfer_tokens", "select_transfer"]
+__all__ = [
+    "PageAllocator",
+    "block_attention",
+    "block_causal_mask",
+    "cache_copy_pages_",
+    "cache_gather",
+    "cache_write_",
+    "commit_",
+    "denoise_and_select",
+    "denoise_step",
+    "num_transfer_tokens",
+    "select_transfer",
+]

@@ -45,13 +45,27 @@ def _gumbel(seed: int, offset: int, b: torch.Tensor, l: torch.Tensor, V: int) ->
     return philox.gumbel(philox.random_words(seed, offset, b[:, None], l[:, None], v[None, :]))
 
 
-def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, temperature: float = 0.0,
-                 top_k: int = 0, top_p: float = 1.0, filter_order: str = "top_k_first",
-                 confidence: str = "prob", confidence_source: str = "raw", shift_logits: bool = False,
-                 suppress_tokens=None, seed: int | None = None, offset: int = 0,
-                 eligible: torch.Tensor | None = None, uncond_logits: torch.Tensor | None = None,
-                 cfg_scale: float = 0.0, return_argmax: bool = False,
-                 chunk: int = 1 << 22) -> tuple[torch.Tensor, ...]:
+def denoise_step(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mask_id: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    filter_order: str = "top_k_first",
+    confidence: str = "prob",
+    confidence_source: str = "raw",
+    shift_logits: bool = False,
+    suppress_tokens=None,
+    seed: int | None = None,
+    offset: int = 0,
+    eligible: torch.Tensor | None = None,
+    uncond_logits: torch.Tensor | None = None,
+    cfg_scale: float = 0.0,
+    return_argmax: bool = False,
+    chunk: int = 1 << 22,
+) -> tuple[torch.Tensor, ...]:
     """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
     (or eligible) position; z = u + (s + 1)(c - u) with classifier-free guidance.
 
@@ -88,10 +102,23 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         conf: [B, L] float32, -inf at positions not denoised (and at all -inf rows).
         argmax (return_argmax only): [B, L] int64.
     """
-    opts = _checks.denoise_step(logits, x, mask_id, temperature, top_k, top_p, filter_order,
-                                confidence, confidence_source, suppress_tokens, seed, offset,
-                                eligible=eligible, uncond_logits=uncond_logits,
-                                cfg_scale=cfg_scale)
+    opts = _checks.denoise_step(
+        logits,
+        x,
+        mask_id,
+        temperature,
+        top_k,
+        top_p,
+        filter_order,
+        confidence,
+        confidence_source,
+        suppress_tokens,
+        seed,
+        offset,
+        eligible=eligible,
+        uncond_logits=uncond_logits,
+        cfg_scale=cfg_scale,
+    )
     seed = opts["seed"]
     V = logits.shape[-1]
     # Temperature as a float32 multiply by fl32(1/T), so every backend rounds the same way.
@@ -102,20 +129,20 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
     where = eligible if eligible is not None else x == mask_id
     b_all, l_all = torch.nonzero(where, as_tuple=True)
     cfg = uncond_logits is not None and opts["cfg_scale"] != 0.0
-    s1 = torch.tensor(opts["cfg_scale"] + 1.0, dtype=torch.float32)   # fl32(s + 1)
+    s1 = torch.tensor(opts["cfg_scale"] + 1.0, dtype=torch.float32)  # fl32(s + 1)
     step = max(1, chunk // max(V, 1))
     for start in range(0, b_all.numel(), step):
-        b, l = b_all[start:start + step], l_all[start:start + step]
-        src = (l - 1).clamp(min=0) if shift_logits else l               # shift: l reads l - 1
-        z = logits[b, src].float()                                       # [n, V] c
+        b, l = b_all[start : start + step], l_all[start : start + step]
+        src = (l - 1).clamp(min=0) if shift_logits else l  # shift: l reads l - 1
+        z = logits[b, src].float()  # [n, V] c
         if cfg:
             u = uncond_logits[b, src].float()
-            z = u + s1.to(z.device) * (z - u)                            # float32, op by op
+            z = u + s1.to(z.device) * (z - u)  # float32, op by op
         z = sanitize(z)
         if opts["suppress"] is not None:
             z[:, opts["suppress"]] = float("-inf")
-        has_z = (z > float("-inf")).any(-1)                              # not all -inf
-        argmax[b[has_z], l[has_z]] = torch.argmax(z, dim=-1)[has_z]    # first max: smallest id
+        has_z = (z > float("-inf")).any(-1)  # not all -inf
+        argmax[b[has_z], l[has_z]] = torch.argmax(z, dim=-1)[has_z]  # first max: smallest id
         scaled = sanitize(z * inv_t.to(z.device))
         if filter_order == "top_k_first":
             filtered = top_p_filter(top_k_filter(scaled, top_k), top_p)
@@ -124,7 +151,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         if temperature > 0:
             choice = torch.argmax(filtered + _gumbel(seed, offset, b, l, V), dim=-1)
         else:
-            choice = torch.argmax(filtered, dim=-1)                      # first max: smallest id
+            choice = torch.argmax(filtered, dim=-1)  # first max: smallest id
         # Confidences in float64 (the spec), returned as float32.
         p = torch.softmax((z if confidence_source == "raw" else filtered).double(), dim=-1)
         if confidence == "prob":
@@ -137,7 +164,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id: int, *, tempera
         else:  # random
             slot = torch.full_like(b, philox.SLOT_CONFIDENCE)
             c = philox.closed0(philox.random_words(seed, offset, b, l, slot)).double()
-        valid = torch.isfinite(filtered).any(-1)                         # not all -inf
+        valid = torch.isfinite(filtered).any(-1)  # not all -inf
         x0[b[valid], l[valid]] = choice[valid]
         conf[b[valid], l[valid]] = c[valid].float()
     return (x0, conf, argmax) if return_argmax else (x0, conf)

@@ -22,16 +22,16 @@ import torch
 MASK32 = 0xFFFFFFFF
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
-SLOT_CONFIDENCE = (MASK32 << 2)        # counter word c0 = 0xFFFFFFFF, output word 0
-SLOT_TRANSFER = ((MASK32 - 1) << 2)    # counter word c0 = 0xFFFFFFFE, output word 0
-SLOT_RENOISE = ((MASK32 - 2) << 2)     # counter word c0 = 0xFFFFFFFD, output word 0
+SLOT_CONFIDENCE = MASK32 << 2  # counter word c0 = 0xFFFFFFFF, output word 0
+SLOT_TRANSFER = (MASK32 - 1) << 2  # counter word c0 = 0xFFFFFFFE, output word 0
+SLOT_RENOISE = (MASK32 - 2) << 2  # counter word c0 = 0xFFFFFFFD, output word 0
 
 
 def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(hi, lo) 32-bit halves of a * m for a in [0, 2^32), without int64 overflow."""
-    p_lo = a * (m & 0xFFFF)                      # < 2^48
-    p_hi = a * (m >> 16)                         # < 2^48
-    mid = p_lo + ((p_hi & 0xFFFF) << 16)         # < 2^49
+    p_lo = a * (m & 0xFFFF)  # < 2^48
+    p_hi = a * (m >> 16)  # < 2^48
+    mid = p_lo + ((p_hi & 0xFFFF) << 16)  # < 2^49
     return (p_hi >> 16) + (mid >> 32), mid & MASK32
 
 
@@ -45,7 +45,9 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = 10):
     return c0, c1, c2, c3
 
 
-def random_words(seed: int, offset: int, b: torch.Tensor, l: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+def random_words(
+    seed: int, offset: int, b: torch.Tensor, l: torch.Tensor, slot: torch.Tensor
+) -> torch.Tensor:
     """The 32-bit word of stream (seed, offset, b, l, slot); b, l, slot broadcast (int64)."""
     seed &= (1 << 64) - 1
     k0, k1 = seed & MASK32, (seed >> 32) & MASK32
@@ -53,7 +55,9 @@ def random_words(seed: int, offset: int, b: torch.Tensor, l: torch.Tensor, slot:
     c3 = torch.full_like(c0, offset & MASK32)
     words = philox4x32(c0, l & MASK32, b & MASK32, c3, k0, k1)
     w = slot & 3
-    return torch.where(w == 0, words[0], torch.where(w == 1, words[1], torch.where(w == 2, words[2], words[3])))
+    return torch.where(
+        w == 0, words[0], torch.where(w == 1, words[1], torch.where(w == 2, words[2], words[3]))
+    )
 
 
 def log_det(x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +73,16 @@ def log_det(x: torch.Tensor) -> torch.Tensor:
     f = m - 1.0
     z = f * f
     y = torch.full_like(f, 7.0376836292e-2)
-    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+    for c in (
+        -1.1514610310e-1,
+        1.1676998740e-1,
+        -1.2420140846e-1,
+        1.4249322787e-1,
+        -1.6668057665e-1,
+        2.0000714765e-1,
+        -2.4999993993e-1,
+        3.3333331174e-1,
+    ):
         y = y * f + _f32(c)
     y = (y * f) * z
     fe = e.to(torch.float32)

@@ -8,9 +8,18 @@ from .. import _checks
 from . import philox
 
 
-def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, factor=None,
-                    probability=None, entropy_bound=None, strict: bool = False,
-                    seed: int | None = None, offset: int = 0) -> torch.Tensor:
+def select_transfer(
+    conf: torch.Tensor,
+    *,
+    num_transfer=None,
+    threshold=None,
+    factor=None,
+    probability=None,
+    entropy_bound=None,
+    strict: bool = False,
+    seed: int | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
     """transfer[b, l] per exactly one rule over the eligible positions (conf > -inf; NaN is not
     eligible).
 
@@ -38,15 +47,26 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
     Returns:
         [B, L] bool.
     """
-    rule = _checks.select_transfer(conf, num_transfer, threshold, factor, probability, strict,
-                                   seed, offset, entropy_bound=entropy_bound)
+    rule = _checks.select_transfer(
+        conf,
+        num_transfer,
+        threshold,
+        factor,
+        probability,
+        strict,
+        seed,
+        offset,
+        entropy_bound=entropy_bound,
+    )
     B, L = conf.shape
     eligible = conf > float("-inf")
-    count = eligible.sum(-1)                                               # [B] M_b
+    count = eligible.sum(-1)  # [B] M_b
     # Positions by confidence, descending, ties to the lower index (stable sort).
-    ranked = conf.masked_fill(~eligible, float("-inf"))                    # NaN ranks with -inf
+    ranked = conf.masked_fill(~eligible, float("-inf"))  # NaN ranks with -inf
     order = torch.sort(ranked, dim=-1, descending=True, stable=True).indices  # [B, L]
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=conf.device).expand(B, L))
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(L, device=conf.device).expand(B, L)
+    )
     if rule["kind"] == "num_transfer":
         k = torch.minimum(rule["value"].to(conf.device), count)
         return eligible & (rank < k[:, None])
@@ -56,27 +76,30 @@ def select_transfer(conf: torch.Tensor, *, num_transfer=None, threshold=None, fa
         return eligible & (above | (rank == 0))
     if rule["kind"] == "factor":
         f = rule["value"]
-        c_sorted = ranked.gather(1, order)                                 # [B, L] float32
+        c_sorted = ranked.gather(1, order)  # [B, L] float32
         i = torch.arange(L, device=conf.device)
         # 1 - f / (i + 2) by true float64 division (a Python float over a tensor would multiply by
         # the reciprocal), then rounded to float32: Fast-dLLM compares a float32 confidence with
         # a Python float, which torch does in float32.
         f_i = torch.full((L,), f, dtype=torch.float64, device=conf.device) / (i + 2).double()
         hit = (i >= 1) & (i < count[:, None]) & (c_sorted < (1 - f_i).float())
-        first = torch.where(hit, i, L).min(-1).values                      # L: no such i
+        first = torch.where(hit, i, L).min(-1).values  # L: no such i
         take = torch.where((first == L) | (first == count - 1), count, first)
         return eligible & (rank < take[:, None])
     if rule["kind"] == "entropy_bound":
-        h = (-ranked).gather(1, order)                                     # ascending H, +inf last
-        s = torch.cumsum(h.double(), dim=-1).float()                       # S_k, float64 sum
+        h = (-ranked).gather(1, order)  # ascending H, +inf last
+        s = torch.cumsum(h.double(), dim=-1).float()  # S_k, float64 sum
         gamma = torch.tensor(rule["value"], dtype=torch.float32)
-        take_sorted = (s - h) <= gamma.to(conf.device)                     # float32 compare
+        take_sorted = (s - h) <= gamma.to(conf.device)  # float32 compare
         take = torch.zeros_like(eligible).scatter_(1, order, take_sorted)
         return eligible & take
     # probability
     p = rule["value"].to(conf.device)
     b = torch.arange(B, device=conf.device)[:, None].expand(B, L)
     l = torch.arange(L, device=conf.device)[None, :].expand(B, L)
-    u = philox.closed0(philox.random_words(rule["seed"], rule["offset"], b, l,
-                                           torch.full_like(b, philox.SLOT_TRANSFER)))
+    u = philox.closed0(
+        philox.random_words(
+            rule["seed"], rule["offset"], b, l, torch.full_like(b, philox.SLOT_TRANSFER)
+        )
+    )
     return eligible & (u < p[:, None])

@@ -22,8 +22,14 @@ def _das_inputs(params: dict, device: torch.device, gen: torch.Generator) -> Inp
 
 # DiffusionGemma's sampling step: all positions eligible, temperature, neg-entropy confidences of
 # the tempered distribution, EB acceptance, renoise of the rest.
-_DG_STEP = {"eligible": 1, "temperature": 0.8, "confidence": "neg_entropy",
-            "confidence_source": "sampling", "entropy_bound": 2.0, "seed": 1234}
+_DG_STEP = {
+    "eligible": 1,
+    "temperature": 0.8,
+    "confidence": "neg_entropy",
+    "confidence_source": "sampling",
+    "entropy_bound": 2.0,
+    "seed": 1234,
+}
 
 
 DENOISE_AND_SELECT = OpSpec(
@@ -64,8 +70,9 @@ def _reference_denoise_and_select(logits, x, mask_id, commit, num_transfer=None,
     """The reference composition that denoise_and_select must equal (reference.denoise_and_select
     for the issue-16 options: eligible, CFG, entropy_bound, renoise)."""
     if num_transfer is None or "eligible" in kw or "uncond_logits" in kw:
-        return reference.denoise_and_select(logits, x, mask_id, commit=commit,
-                                            num_transfer=num_transfer, **kw)
+        return reference.denoise_and_select(
+            logits, x, mask_id, commit=commit, num_transfer=num_transfer, **kw
+        )
     seed = kw.pop("seed", 0)
     x0, conf = reference.denoise_step(logits, x, mask_id, seed=seed, **kw)
     transfer = reference.select_transfer(conf, num_transfer=num_transfer, seed=seed)

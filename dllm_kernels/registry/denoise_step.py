@@ -62,13 +62,29 @@ DENOISE_STEP = OpSpec(
         denoise_case(1, 32, LLADA_VOCAB, "bf16", confidence="neg_entropy"),
         denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0),
         denoise_case(1, 32, LLADA_VOCAB, "bf16", temperature=1.0, top_p=0.9, confidence="margin"),
-        denoise_case(1, 32, LLADA_VOCAB, "bf16", cfg=1.5),                    # LLaDA CFG
-        denoise_case(1, 32, 262_144, "bf16", eligible=1, temperature=0.8,     # DiffusionGemma
-                     confidence="neg_entropy", confidence_source="sampling"),
+        denoise_case(1, 32, LLADA_VOCAB, "bf16", cfg=1.5),  # LLaDA CFG
+        denoise_case(
+            1,
+            32,
+            262_144,
+            "bf16",
+            eligible=1,
+            temperature=0.8,  # DiffusionGemma
+            confidence="neg_entropy",
+            confidence_source="sampling",
+        ),
     ),
     cuda_cases=(
-        denoise_case(8, 256, 262_144, "bf16", eligible=1, temperature=0.8,
-                     confidence="neg_entropy", confidence_source="sampling"),
+        denoise_case(
+            8,
+            256,
+            262_144,
+            "bf16",
+            eligible=1,
+            temperature=0.8,
+            confidence="neg_entropy",
+            confidence_source="sampling",
+        ),
         denoise_case(8, 32, LLADA_VOCAB, "bf16"),
         denoise_case(64, 32, LLADA_VOCAB, "bf16"),
         denoise_case(64, 32, LLADA_VOCAB, "fp32"),

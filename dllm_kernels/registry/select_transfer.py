@@ -35,8 +35,9 @@ SELECT_TRANSFER = OpSpec(
             "B=64 L=4096 num_transfer=64", {"B": 64, "L": 4096, "rule": "num_transfer", "value": 64}
         ),
         Case("B=64 L=256 factor=1", {"B": 64, "L": 256, "rule": "factor", "value": 1.0}),
-        Case("B=8 L=256 entropy_bound=2", {"B": 8, "L": 256, "rule": "entropy_bound",
-                                           "value": 2.0}),
+        Case(
+            "B=8 L=256 entropy_bound=2", {"B": 8, "L": 256, "rule": "entropy_bound", "value": 2.0}
+        ),
     ),
     outputs=lambda result, inputs: (result,),
     bytes_moved=lambda inputs: inputs["conf"].numel() * 5,

@@ -16,12 +16,12 @@
 
 // The explicit instantiation of dllm::cuda::denoise_and_select<In> (prefix it with `extern` to
 // declare).
-#define DLLM_DENOISE_AND_SELECT_INSTANCE(In)                                                      \
-  template cudaError_t dllm::cuda::denoise_and_select<In>(                                        \
-      const In*, int64_t, int64_t, dllm::View2D<int64_t>, const int64_t*, int64_t, int64_t,       \
-      int64_t, int64_t, const dllm::DenoiseParams&, dllm::SelectRule, double, bool,               \
-      const int64_t*, const float*, int64_t, uint64_t, uint32_t, bool, bool,                      \
-      const dllm::cuda::DenoiseSelectPlan&, int64_t*, float*, dllm::View2D<uint8_t>, void*,       \
+#define DLLM_DENOISE_AND_SELECT_INSTANCE(In)                                                \
+  template cudaError_t dllm::cuda::denoise_and_select<In>(                                  \
+      const In*, int64_t, int64_t, dllm::View2D<int64_t>, const int64_t*, int64_t, int64_t, \
+      int64_t, int64_t, const dllm::DenoiseParams&, dllm::SelectRule, double, bool,         \
+      const int64_t*, const float*, int64_t, uint64_t, uint32_t, bool, bool,                \
+      const dllm::cuda::DenoiseSelectPlan&, int64_t*, float*, dllm::View2D<uint8_t>, void*, \
       cudaStream_t)
 
 extern DLLM_DENOISE_AND_SELECT_INSTANCE(float);

@@ -20,10 +20,10 @@
 #include "dllm/sampling.h"
 
 // The explicit instantiation of dllm::cuda::denoise_step<In> (prefix it with `extern` to declare).
-#define DLLM_DENOISE_STEP_INSTANCE(In)                                                           \
-  template cudaError_t dllm::cuda::denoise_step<In>(                                             \
+#define DLLM_DENOISE_STEP_INSTANCE(In)                                                            \
+  template cudaError_t dllm::cuda::denoise_step<In>(                                              \
       const In*, int64_t, int64_t, dllm::View2D<const int64_t>, const int64_t*, int64_t, int64_t, \
-      int64_t, int64_t, const dllm::DenoiseParams&, const dllm::cuda::DenoisePlan&, int64_t*,    \
+      int64_t, int64_t, const dllm::DenoiseParams&, const dllm::cuda::DenoisePlan&, int64_t*,     \
       float*, void*, cudaStream_t)
 
 extern DLLM_DENOISE_STEP_INSTANCE(float);

@@ -64,10 +64,10 @@ DLLM_HOST_DEVICE float uniform_closed0(uint32_t w) {
   return static_cast<float>(w >> 8) * 5.9604644775390625e-08f;
 }
 
-// ---- Gumbel noise, bit-identical on host, device and in the PyTorch reference ---------------------
-// log is evaluated with one fixed sequence of separately rounded float32 multiplies and adds (no
-// FMA contraction, no library call), mirrored op for op by reference/philox.py, so the three
-// backends draw the same noise and therefore the same tokens.
+// ---- Gumbel noise, bit-identical on host, device and in the PyTorch reference
+// --------------------- log is evaluated with one fixed sequence of separately rounded float32
+// multiplies and adds (no FMA contraction, no library call), mirrored op for op by
+// reference/philox.py, so the three backends draw the same noise and therefore the same tokens.
 
 #if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
@@ -115,11 +115,11 @@ DLLM_HOST_DEVICE float det_bits_float(uint32_t u) {
 DLLM_HOST_DEVICE float log_det(float x) {
   const uint32_t bits = det_float_bits(x);
   int32_t e = static_cast<int32_t>((bits >> 23) & 0xFFu) - 127;
-  float m = det_bits_float((bits & 0x007FFFFFu) | 0x3F800000u);       // [1, 2)
+  float m = det_bits_float((bits & 0x007FFFFFu) | 0x3F800000u);  // [1, 2)
   const bool big = m > 1.41421356f;
-  m = big ? det_mul(m, 0.5f) : m;                                        // exact
+  m = big ? det_mul(m, 0.5f) : m;  // exact
   e = big ? e + 1 : e;
-  const float f = det_add(m, -1.0f);                                     // exact
+  const float f = det_add(m, -1.0f);  // exact
   const float z = det_mul(f, f);
   float y = 7.0376836292e-2f;
   y = det_add(det_mul(y, f), -1.1514610310e-1f);
@@ -138,9 +138,7 @@ DLLM_HOST_DEVICE float log_det(float x) {
 }
 
 // The Gumbel draw of a Philox word: -log(-log U), U = uniform_open01(w); at most 16.64.
-DLLM_HOST_DEVICE float gumbel_of_word(uint32_t w) {
-  return -log_det(-log_det(uniform_open01(w)));
-}
+DLLM_HOST_DEVICE float gumbel_of_word(uint32_t w) { return -log_det(-log_det(uniform_open01(w))); }
 
 #if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

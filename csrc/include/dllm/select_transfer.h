@@ -8,14 +8,18 @@
 namespace dllm {
 
 enum class SelectRule : int32_t {
-  kNumTransfer = 0, kThreshold = 1, kFactor = 2, kProbability = 3, kEntropyBound = 4
+  kNumTransfer = 0,
+  kThreshold = 1,
+  kFactor = 2,
+  kProbability = 3,
+  kEntropyBound = 4
 };
 
 struct SelectParams {
   SelectRule rule;
-  double value;     // threshold / entropy_bound (compared in float32, as the reference does)
-                    // or factor
-  bool strict;      // threshold: conf > value instead of >=
+  double value;  // threshold / entropy_bound (compared in float32, as the reference does)
+                 // or factor
+  bool strict;   // threshold: conf > value instead of >=
   uint64_t seed;
   uint32_t offset;
 };

@@ -36,15 +36,15 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Running state of one position over its vocabulary.
 struct RowState {
-  float m = kNegInf;          // max of d (the confidence distribution's logits)
-  double s = 0;               // sum exp(d - m)
-  double t1 = 0;              // sum exp(d - m) * (d - m)   (for sum p log p)
+  float m = kNegInf;                     // max of d (the confidence distribution's logits)
+  double s = 0;                          // sum exp(d - m)
+  double t1 = 0;                         // sum exp(d - m) * (d - m)   (for sum p log p)
   float top1 = kNegInf, top2 = kNegInf;  // two largest d (margin)
-  float best = kNegInf;       // best choice score (scaled, or scaled + gumbel)
+  float best = kNegInf;                  // best choice score (scaled, or scaled + gumbel)
   int64_t best_idx = -1;
-  float best_d = kNegInf;     // d at best_idx (prob)
-  float am = kNegInf;         // return_argmax: the max of z (sanitised, suppressed ids skipped)
-  int64_t am_idx = -1;        //   and its first id (-1: every z is -inf)
+  float best_d = kNegInf;  // d at best_idx (prob)
+  float am = kNegInf;      // return_argmax: the max of z (sanitised, suppressed ids skipped)
+  int64_t am_idx = -1;     //   and its first id (-1: every z is -inf)
 };
 
 DLLM_CPU_CLONES static float chunk_max(const float* d, int64_t n) {
@@ -90,7 +90,10 @@ DLLM_CPU_CLONES static void accumulate_softmax(RowState& st, const float* d, int
       for (int j = 0; j < kLanes; ++j) ls[j] += exp_nonpos(d[i + j] - m);
   }
   double cs = 0, ct = 0;
-  for (int j = 0; j < kLanes; ++j) { cs += ls[j]; ct += lt[j]; }
+  for (int j = 0; j < kLanes; ++j) {
+    cs += ls[j];
+    ct += lt[j];
+  }
   for (; i < n; ++i) {
     const float dm = std::max(d[i] - m, -80.0f);
     const float e = exp_nonpos(dm);
@@ -132,7 +135,10 @@ DLLM_CPU_CLONES static void accumulate_top2(RowState& st, const float* d, int64_
     st.top2 = std::max(st.top2, std::min(st.top1, v));
     st.top1 = std::max(st.top1, v);
   };
-  for (int j = 0; j < kLanes; ++j) { insert(t1[j]); insert(t2[j]); }
+  for (int j = 0; j < kLanes; ++j) {
+    insert(t1[j]);
+    insert(t2[j]);
+  }
   for (; i < n; ++i) insert(d[i]);
 }
 
@@ -161,8 +167,8 @@ DLLM_CPU_CLONES static void gumbel_add(float* score, const float* scaled, const 
 // A group of 4 whose best possible score (scaled + kGumbelBound) is below `beat` (the best score
 // so far) cannot win: its Philox draw is skipped and its score is -inf. Exact.
 inline void gumbel_scores(float* score, const float* scaled, int64_t n, int64_t base,
-                          const DenoiseParams& p, int64_t b, int64_t l, float beat,
-                          uint32_t* words, uint8_t* skip) {
+                          const DenoiseParams& p, int64_t b, int64_t l, float beat, uint32_t* words,
+                          uint8_t* skip) {
   for (int64_t i = 0; i < n; i += 4) {
     const int64_t w = std::min<int64_t>(4, n - i);
     float top = kNegInf;
@@ -221,15 +227,29 @@ inline bool top_p_quickselect(float* tmp, float* wts, int64_t n, double need, do
     // Dutch flag: [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot.
     int64_t gt = lo, i = lo, lt = hi;
     while (i < lt) {
-      if (tmp[i] > pivot) { std::swap(tmp[i], tmp[gt]); std::swap(wts[i], wts[gt]); ++gt; ++i; }
-      else if (tmp[i] < pivot) { --lt; std::swap(tmp[i], tmp[lt]); std::swap(wts[i], wts[lt]); }
-      else ++i;
+      if (tmp[i] > pivot) {
+        std::swap(tmp[i], tmp[gt]);
+        std::swap(wts[i], wts[gt]);
+        ++gt;
+        ++i;
+      } else if (tmp[i] < pivot) {
+        --lt;
+        std::swap(tmp[i], tmp[lt]);
+        std::swap(wts[i], wts[lt]);
+      } else
+        ++i;
     }
     double mass_gt = 0, mass_eq = 0;
     for (int64_t j = lo; j < gt; ++j) mass_gt += wts[j];
     for (int64_t j = gt; j < lt; ++j) mass_eq += wts[j];
-    if (above + mass_gt >= need && gt > lo) { hi = gt; continue; }   // crosses among larger ones
-    if (above + mass_gt + mass_eq >= need) { tau = pivot; return true; }
+    if (above + mass_gt >= need && gt > lo) {
+      hi = gt;
+      continue;
+    }  // crosses among larger ones
+    if (above + mass_gt + mass_eq >= need) {
+      tau = pivot;
+      return true;
+    }
     above += mass_gt + mass_eq;
     lo = lt;
   }
@@ -351,11 +371,17 @@ inline void cfg_combine_impl(const In* c, const In* u, int64_t n, float s1, floa
   }
 }
 DLLM_CPU_CLONES static void cfg_combine(const float* c, const float* u, int64_t n, float s1,
-                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+                                        float* out) {
+  cfg_combine_impl(c, u, n, s1, out);
+}
 DLLM_CPU_CLONES static void cfg_combine(const bf16_t* c, const bf16_t* u, int64_t n, float s1,
-                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+                                        float* out) {
+  cfg_combine_impl(c, u, n, s1, out);
+}
 DLLM_CPU_CLONES static void cfg_combine(const f16_t* c, const f16_t* u, int64_t n, float s1,
-                                        float* out) { cfg_combine_impl(c, u, n, s1, out); }
+                                        float* out) {
+  cfg_combine_impl(c, u, n, s1, out);
+}
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #pragma GCC pop_options
 #endif
@@ -363,12 +389,12 @@ DLLM_CPU_CLONES static void cfg_combine(const f16_t* c, const f16_t* u, int64_t 
 // Per-thread buffers, reused across positions.
 struct Workspace {
   std::vector<float> z, scaled, score, full, tmp, wts;
-  std::vector<float> cfg;     // CFG: the position's guided logits [V] (one row, never [B, L, V])
+  std::vector<float> cfg;  // CFG: the position's guided logits [V] (one row, never [B, L, V])
   std::vector<double> hist;
   std::vector<int32_t> kept;  // filtered rows: ids of the kept tokens (vector kernel, T > 0)
   std::vector<uint32_t> words;
   std::vector<uint8_t> skip;
-  std::vector<float> am;      // return_argmax: one piece of z (kArgChunk)
+  std::vector<float> am;  // return_argmax: one piece of z (kArgChunk)
   Workspace() : z(kChunk), scaled(kChunk), score(kChunk), words(kChunk), skip(kChunk) {}
 };
 
@@ -385,7 +411,9 @@ inline void merge_state(RowState& st, const RowState& o) {
   }
   if (o.m != kNegInf) {
     if (st.m == kNegInf) {
-      st.m = o.m; st.s = o.s; st.t1 = o.t1;
+      st.m = o.m;
+      st.s = o.s;
+      st.t1 = o.t1;
     } else {
       const double m = std::max(st.m, o.m);
       const double ea = std::exp(st.m - m), eo = std::exp(o.m - m);
@@ -458,7 +486,8 @@ void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t
     const float t = top_k_step ? top_k_threshold(s, V, p.top_k, ws.tmp)
                                : top_p_threshold(s, V, p.top_p, ws.tmp, ws.wts, ws.hist);
     if (t > kNegInf)
-      for (int64_t i = 0; i < V; ++i) if (s[i] < t) s[i] = kNegInf;
+      for (int64_t i = 0; i < V; ++i)
+        if (s[i] < t) s[i] = kNegInf;
   };
   apply(!p.top_p_first);
   apply(p.top_p_first);
@@ -540,7 +569,8 @@ inline void finalize(const RowState& st, const DenoiseParams& p, int64_t b, int6
       break;
     case Confidence::kMargin: {
       const double p1 = std::exp(static_cast<double>(st.top1) - st.m) / st.s;
-      const double p2 = st.top2 == kNegInf ? 0.0 : std::exp(static_cast<double>(st.top2) - st.m) / st.s;
+      const double p2 =
+          st.top2 == kNegInf ? 0.0 : std::exp(static_cast<double>(st.top2) - st.m) / st.s;
       c = p1 - p2;
       break;
     }
@@ -572,14 +602,14 @@ void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t
 // logits, combined with the position's logits into ws.cfg (one [V] float row per thread), which
 // the float kernel then reads: the mask path is untouched.
 template <typename In>
-void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L, V], V contiguous
-                            View2D<const int64_t> x,                    // [B, L]
+void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,     // [B, L, V], V contiguous
+                            View2D<const int64_t> x,                      // [B, L]
                             const int64_t* suppress, int64_t n_suppress,  // [n] sorted ids
                             int64_t L, int64_t V, const DenoiseParams& p,
-                            View2D<int64_t> x0,                         // [B, L]
-                            View2D<float> conf,                         // [B, L]
+                            View2D<int64_t> x0,  // [B, L]
+                            View2D<float> conf,  // [B, L]
                             int64_t begin, int64_t end,
-                            const In* uncond = nullptr,                 // [B, L, V] or null
+                            const In* uncond = nullptr,  // [B, L, V] or null
                             int64_t usb = 0, int64_t usl = 0) {
   Workspace ws;
   const int level = simd::level();
@@ -597,8 +627,8 @@ void denoise_step_positions(const In* logits, int64_t sb, int64_t sl,  // [B, L,
       ws.cfg.resize(V);
       cfg_combine(logits + b * sb + src * sl, uncond + b * usb + src * usl, V, p.cfg_scale1,
                   ws.cfg.data());
-      denoise_position(static_cast<const float*>(ws.cfg.data()), V, suppress, n_suppress, p, b,
-                       l, xv, ws, &x0(b, l), &conf(b, l), level);
+      denoise_position(static_cast<const float*>(ws.cfg.data()), V, suppress, n_suppress, p, b, l,
+                       xv, ws, &x0(b, l), &conf(b, l), level);
       continue;
     }
     denoise_position(logits + b * sb + src * sl, V, suppress, n_suppress, p, b, l, xv, ws,

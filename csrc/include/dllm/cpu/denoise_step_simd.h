@@ -59,8 +59,10 @@ inline int cpu_level() {
 inline int level() {
   int cap = kAvx512;
   if (const char* env = std::getenv("DLLM_KERNELS_SIMD")) {
-    if (std::strcmp(env, "generic") == 0) cap = kGeneric;
-    else if (std::strcmp(env, "avx2") == 0) cap = kAvx2;
+    if (std::strcmp(env, "generic") == 0)
+      cap = kGeneric;
+    else if (std::strcmp(env, "avx2") == 0)
+      cap = kAvx2;
   }
   return std::min(cap, cpu_level());
 }
@@ -122,8 +124,7 @@ void accumulate_range_level(int level, const In* row, int64_t v_begin, int64_t v
                                   st);
 #endif
   (void)level;
-  dllm::cpu::accumulate_range(row, v_begin, v_end, suppress, n_suppress, p, b, l, filtered, ws,
-                              st);
+  dllm::cpu::accumulate_range(row, v_begin, v_end, suppress, n_suppress, p, b, l, filtered, ws, st);
 }
 
 // accumulate_range_level, and with return_argmax (p.argmax) also z's argmax, interleaved piece by

@@ -19,11 +19,11 @@
 namespace dllm::cpu {
 
 // Rows [row_begin, row_end). k: int64 [B] (num_transfer), prob: float [B] (probability).
-inline void select_transfer_rows(View2D<const float> conf,   // [B, L] -inf = not eligible
-                                 const int64_t* k,           // [B] or null
-                                 const float* prob,          // [B] or null
+inline void select_transfer_rows(View2D<const float> conf,  // [B, L] -inf = not eligible
+                                 const int64_t* k,          // [B] or null
+                                 const float* prob,         // [B] or null
                                  const SelectParams& p, int64_t L,
-                                 View2D<uint8_t> out,        // [B, L] bool
+                                 View2D<uint8_t> out,  // [B, L] bool
                                  int64_t row_begin, int64_t row_end) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   std::vector<int64_t> order;
@@ -68,7 +68,8 @@ inline void select_transfer_rows(View2D<const float> conf,   // [B, L] -inf = no
         std::sort(order.begin(), order.end(), before);
         int64_t first = -1;
         for (int64_t i = 1; i < M; ++i) {
-          if (conf(b, order[i]) < static_cast<float>(1.0 - p.value / (i + 2))) {  // as Fast-dLLM: in f32
+          if (conf(b, order[i]) <
+              static_cast<float>(1.0 - p.value / (i + 2))) {  // as Fast-dLLM: in f32
             first = i;
             break;
           }
@@ -83,7 +84,7 @@ inline void select_transfer_rows(View2D<const float> conf,   // [B, L] -inf = no
         for (int64_t i = 0; i < M; ++i) {
           const float h = -conf(b, order[i]);
           sum += h;
-          const float s_k = static_cast<float>(sum);  // torch.cumsum's float64 running sum
+          const float s_k = static_cast<float>(sum);   // torch.cumsum's float64 running sum
           if (s_k - h <= gamma) out(b, order[i]) = 1;  // sum_{j<=k} H_j - H_k <= gamma
         }
         break;

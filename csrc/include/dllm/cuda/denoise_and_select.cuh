@@ -55,15 +55,15 @@ struct SelectEpilogue {
   unsigned long long* row_count;  // [B] positions of the row with x0 / conf written, zeroed
   int64_t L;
   select_detail::RowRule rr;
-  const float* conf;              // [B, L] contiguous, written by the kernel's blocks
-  const int64_t* x0;              // [B, L] contiguous, written by the kernel's blocks
-  View2D<uint8_t> transfer;       // [B, L] bool bytes, written
-  View2D<int64_t> x;              // [B, L] token ids; x[b, l] = x0[b, l] where selected (commit)
+  const float* conf;         // [B, L] contiguous, written by the kernel's blocks
+  const int64_t* x0;         // [B, L] contiguous, written by the kernel's blocks
+  View2D<uint8_t> transfer;  // [B, L] bool bytes, written
+  View2D<int64_t> x;         // [B, L] token ids; x[b, l] = x0[b, l] where selected (commit)
   bool commit;
   // renoise: x[b, l] = below_of_word(Philox slot kSlotGroupRenoise of (seed, offset, b, l), V)
   // where eligible[b, l] and not selected (needs commit and eligible).
   bool renoise;
-  const uint8_t* eligible;        // [B, L] bool bytes (strides esb, esl), or null
+  const uint8_t* eligible;  // [B, L] bool bytes (strides esb, esl), or null
   int64_t esb, esl, V;
   uint64_t seed;
   uint32_t offset;
@@ -73,17 +73,16 @@ struct SelectEpilogue {
   __device__ __forceinline__ void position_done(int64_t b, unsigned char* scratch) const {
     if (!last_to_arrive(row_count + b, static_cast<unsigned long long>(L))) return;
     const long long* x0_row = reinterpret_cast<const long long*>(x0 + b * L);
-    select_detail::select_row(rr, select_detail::ConfRow{conf + b * L, 1}, b, L, scratch,
-                              [&](int64_t l, bool take) {
-                                transfer(b, l) = take ? 1 : 0;
-                                if (commit && take) {
-                                  x(b, l) = __ldcg(x0_row + l);
-                                } else if (renoise && eligible[b * esb + l * esl] != 0) {
-                                  const Philox4 w =
-                                      philox_group(seed, offset, b, l, kSlotGroupRenoise);
-                                  x(b, l) = below_of_word(w.w[0], V);
-                                }
-                              });
+    select_detail::select_row(
+        rr, select_detail::ConfRow{conf + b * L, 1}, b, L, scratch, [&](int64_t l, bool take) {
+          transfer(b, l) = take ? 1 : 0;
+          if (commit && take) {
+            x(b, l) = __ldcg(x0_row + l);
+          } else if (renoise && eligible[b * esb + l * esl] != 0) {
+            const Philox4 w = philox_group(seed, offset, b, l, kSlotGroupRenoise);
+            x(b, l) = below_of_word(w.w[0], V);
+          }
+        });
   }
 };
 
@@ -94,7 +93,7 @@ struct SelectEpilogue {
 // Only the counters (counter_bytes from counter_offset) are zeroed per call.
 struct DenoiseSelectPlan {
   DenoisePlan denoise;
-  size_t counter_offset;   // bytes: where the counters start (16-byte aligned)
+  size_t counter_offset;  // bytes: where the counters start (16-byte aligned)
   size_t counter_bytes;
   size_t workspace_bytes;  // what the caller provides, 16-byte aligned
   size_t smem_bytes;       // dynamic shared memory of the kernel (the row's selection)
@@ -118,26 +117,24 @@ inline DenoiseSelectPlan denoise_and_select_plan(int64_t B, int64_t L, int64_t V
 // work: one cudaMemsetAsync of the counters, one kernel (and first the argmax kernel when
 // p.argmax is set: return_argmax).
 template <typename In>
-cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V contiguous
+cudaError_t denoise_and_select(const In* logits,                    // [B, L, V], V contiguous
                                int64_t stride_b, int64_t stride_l,  // element strides of B, L
-                               View2D<int64_t> x,             // [B, L] token ids (commit: written)
-                               const int64_t* suppress,       // [n_suppress] sorted ids, or null
+                               View2D<int64_t> x,        // [B, L] token ids (commit: written)
+                               const int64_t* suppress,  // [n_suppress] sorted ids, or null
                                int64_t n_suppress, int64_t B, int64_t L, int64_t V,
-                               const DenoiseParams& p,
-                               SelectRule rule,
-                               double value,                  // threshold / factor
-                               bool strict,                   // threshold: > instead of >=
-                               const int64_t* k_rows,         // [B] num_transfer, or null
-                               const float* p_rows,           // [B] probability, or null
-                               int64_t rows_stride,           // element stride of the one read
-                               uint64_t select_seed, uint32_t select_offset,
-                               bool commit,
-                               bool renoise,                  // needs commit and p.eligible
+                               const DenoiseParams& p, SelectRule rule,
+                               double value,           // threshold / factor
+                               bool strict,            // threshold: > instead of >=
+                               const int64_t* k_rows,  // [B] num_transfer, or null
+                               const float* p_rows,    // [B] probability, or null
+                               int64_t rows_stride,    // element stride of the one read
+                               uint64_t select_seed, uint32_t select_offset, bool commit,
+                               bool renoise,  // needs commit and p.eligible
                                const DenoiseSelectPlan& plan,
-                               int64_t* x0,                   // [B, L] contiguous, written
-                               float* conf,                   // [B, L] contiguous, written
-                               View2D<uint8_t> transfer,      // [B, L] bool bytes, written
-                               void* workspace,               // plan.workspace_bytes, 16-aligned
+                               int64_t* x0,               // [B, L] contiguous, written
+                               float* conf,               // [B, L] contiguous, written
+                               View2D<uint8_t> transfer,  // [B, L] bool bytes, written
+                               void* workspace,           // plan.workspace_bytes, 16-aligned
                                cudaStream_t stream) {
   using namespace denoise_detail;
   if (B == 0 || L == 0) return cudaSuccess;
@@ -160,11 +157,23 @@ cudaError_t denoise_and_select(const In* logits,              // [B, L, V], V co
   err = cudaMemsetAsync(ws + plan.counter_offset, 0, plan.counter_bytes, stream);
   if (err != cudaSuccess) return err;
   const fused_detail::SelectEpilogue epi{
-      split_count, row_count, L,
+      split_count,
+      row_count,
+      L,
       select_detail::RowRule{rule, value, strict, k_rows, p_rows, rows_stride, select_seed,
                              select_offset},
-      conf, x0, transfer, x, commit, renoise, p.eligible, p.eligible_sb, p.eligible_sl, V,
-      p.seed, p.offset};
+      conf,
+      x0,
+      transfer,
+      x,
+      commit,
+      renoise,
+      p.eligible,
+      p.eligible_sb,
+      p.eligible_sl,
+      V,
+      p.seed,
+      p.offset};
   return launch_variant<In, fused_detail::SelectEpilogue>(
       logits, stride_b, stride_l, xr, suppress, n_suppress, B, L, static_cast<int>(V), p,
       plan.denoise.filtered, plan.denoise.splits, x0, conf, reinterpret_cast<RowState*>(ws), epi,

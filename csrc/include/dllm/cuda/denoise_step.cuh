@@ -6,9 +6,10 @@
 // is 8 MB, ~3 us, i.e. launch-bound. Compute per logit on the fast path: decode, sanitize, one
 // multiply, one expf and ~10 compares/adds (~30 instructions): 259M logits * 30 / ~29 T lane-ops/s
 // ~ 0.27 ms, so the T = 0 path sits near the memory floor. T > 0 adds Philox (~12 instr/logit) and
-// two deterministic logs per logit (dllm::gumbel_of_word); a logit whose score cannot reach the running best even with the largest
-// possible Gumbel draw (-log(-log(1 - 2^-24)) = 16.64 < 17) skips the noise, which removes most
-// of that cost for peaked distributions. Unmasked positions never read their logits.
+// two deterministic logs per logit (dllm::gumbel_of_word); a logit whose score cannot reach the
+// running best even with the largest possible Gumbel draw (-log(-log(1 - 2^-24)) = 16.64 < 17)
+// skips the noise, which removes most of that cost for peaked distributions. Unmasked positions
+// never read their logits.
 //
 // Fast path (no top-k / top-p): ONE pass over V per position. Every thread keeps an online state
 // in registers: max m of the confidence logits d, n = #(d == m), r = sum_{d<m} e^{d-m},
@@ -167,7 +168,10 @@ struct SuppressCursor {
     int64_t lo = 0, hi = n;  // first id >= v_start
     while (lo < hi) {
       const int64_t mid = (lo + hi) >> 1;
-      if (ids[mid] < v_start) lo = mid + 1; else hi = mid;
+      if (ids[mid] < v_start)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     i = lo;
     next = i < n ? ids[i] : INT64_MAX;
@@ -252,7 +256,11 @@ __device__ __forceinline__ void merge(RowState& a, const RowState& b) {
   if constexpr (kStats != Stats::kNone) {
     if (b.n == 0) return;
     if (a.n == 0) {
-      a.m = b.m; a.n = b.n; a.r = b.r; a.t = b.t; a.d2 = b.d2;
+      a.m = b.m;
+      a.n = b.n;
+      a.r = b.r;
+      a.t = b.t;
+      a.d2 = b.d2;
       return;
     }
     if (a.m == b.m) {
@@ -280,7 +288,11 @@ __device__ __forceinline__ void merge(RowState& a, const RowState& b) {
     const float d2 = fmaxf(hi_d2, lo_m);
     const float m = hi_m;
     const int n = hi_n;
-    a.m = m; a.n = n; a.r = r; a.t = t; a.d2 = d2;
+    a.m = m;
+    a.n = n;
+    a.r = r;
+    a.t = t;
+    a.d2 = d2;
   }
 }
 
@@ -343,10 +355,10 @@ template <Stats kStats, bool kSample, bool kFiltered>
 __device__ __forceinline__ void visit(RowState& s, GumbelCache& gc, const Ctx& c, float raw,
                                       bool suppressed, int v) {
   const float z = suppressed ? kNegInf : sanitize(raw);
-  const float sc = sanitize(__fmul_rn(z, c.inv_t));                    // z * fl32(1/T)
-  const float f = (kFiltered && !(sc >= c.thr)) ? kNegInf : sc;        // filtered
-  const float d = c.source_sampling ? f : z;                           // confidence logit
-  float y = f;                                                         // choice score
+  const float sc = sanitize(__fmul_rn(z, c.inv_t));              // z * fl32(1/T)
+  const float f = (kFiltered && !(sc >= c.thr)) ? kNegInf : sc;  // filtered
+  const float d = c.source_sampling ? f : z;                     // confidence logit
+  float y = f;                                                   // choice score
   if constexpr (kSample) {
     // f + g <= f + 16.64 <= fl(f + 17) < best: this token cannot win (nor tie); skip the noise.
     y = (f > kNegInf && __fadd_rn(f, kGumbelBound) >= s.best) ? __fadd_rn(f, gumbel(gc, c, v))
@@ -388,8 +400,10 @@ __device__ __forceinline__ RowState scan_row(const In* row,   // [V]
   const int tid = threadIdx.x, nt = blockDim.x;
 
   const auto at = [&](int v) {  // one scalar logit
-    if constexpr (kCfg) return guide(load_float(row[v]), load_float(urow[v]), s1);
-    else return load_float(row[v]);
+    if constexpr (kCfg)
+      return guide(load_float(row[v]), load_float(urow[v]), s1);
+    else
+      return load_float(row[v]);
   };
   if (split == 0)
     for (int v = tid; v < head; v += nt)
@@ -480,23 +494,23 @@ struct NoEpilogue {
 
 template <typename In, Stats kStats, bool kSample, bool kCfg, typename Epi>
 __global__ void __launch_bounds__(kFastThreads)
-denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b, stride_l, 1)
-                    int64_t stride_b, int64_t stride_l,
-                    View2D<const int64_t> x,     // [B, L] token ids
-                    const int64_t* sup,          // [n_sup] sorted unique suppressed ids
-                    int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p,
-                    int64_t* x0,                 // [B, L] contiguous
-                    float* conf,                 // [B, L] contiguous
-                    RowState* partial,           // [B*L, splits] (splits > 1 only)
-                    int splits,
-                    Epi epi) {                   // NoEpilogue, or the fused selection
+    denoise_fast_kernel(const In* logits,  // [B, L, V], strides (stride_b, stride_l, 1)
+                        int64_t stride_b, int64_t stride_l,
+                        View2D<const int64_t> x,  // [B, L] token ids
+                        const int64_t* sup,       // [n_sup] sorted unique suppressed ids
+                        int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p,
+                        int64_t* x0,        // [B, L] contiguous
+                        float* conf,        // [B, L] contiguous
+                        RowState* partial,  // [B*L, splits] (splits > 1 only)
+                        int splits,
+                        Epi epi) {  // NoEpilogue, or the fused selection
   __shared__ RowState smem[32];
   extern __shared__ __align__(16) unsigned char scratch[];  // the epilogue's (fused only)
   const int split = blockIdx.y;
   for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
     const int64_t b = pos / L, l = pos - b * L;
     const int64_t xv = x(b, l);
-    bool wrote;  // block-uniform: this block wrote x0 / conf of the position
+    bool wrote;                    // block-uniform: this block wrote x0 / conf of the position
     if (!denoised(p, xv, b, l)) {  // split 0 writes the position not denoised
       wrote = split == 0;
       if (wrote && threadIdx.x == 0) {
@@ -536,12 +550,12 @@ denoise_fast_kernel(const In* logits,           // [B, L, V], strides (stride_b,
 // merges in its last split block).
 template <Stats kStats>
 __global__ void __launch_bounds__(kMergeThreads)
-denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
-                     int64_t B, int64_t L, DenoiseParams p,
-                     int64_t* x0,               // [B, L] contiguous
-                     float* conf,               // [B, L] contiguous
-                     const RowState* partial,   // [B*L, splits]
-                     int splits) {
+    denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
+                         int64_t B, int64_t L, DenoiseParams p,
+                         int64_t* x0,              // [B, L] contiguous
+                         float* conf,              // [B, L] contiguous
+                         const RowState* partial,  // [B*L, splits]
+                         int splits) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
   for (int64_t pos = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; pos < B * L;
@@ -598,8 +612,7 @@ __device__ __forceinline__ void hist_add(uint32_t* cnt, double* mass, uint32_t b
 // Warp 0: the highest bin d with cnt[d] > 0 whose cumulative weight from the top reaches target;
 // if none (float64 rounding), the lowest non-empty bin. Returns d; *above = weight of bins > d.
 template <typename W>
-__device__ __forceinline__ int pick_bin(const uint32_t* cnt, const W* weight, W target,
-                                        W* above) {
+__device__ __forceinline__ int pick_bin(const uint32_t* cnt, const W* weight, W target, W* above) {
   const int lane = threadIdx.x & 31;
   const int top = 255 - 8 * lane;  // lane owns bins top .. top - 7 (descending)
   W total = 0;
@@ -620,7 +633,10 @@ __device__ __forceinline__ int pick_bin(const uint32_t* cnt, const W* weight, W 
     const W before = run;
     run += weight[d];
     if (cnt[d] > 0) {
-      if (found < 0 && run >= target) { found = d; found_above = before; }
+      if (found < 0 && run >= target) {
+        found = d;
+        found_above = before;
+      }
       lowest = d;
       lowest_above = before;
     }
@@ -741,8 +757,8 @@ __device__ float top_p_value(const In* row, const In* urow, float s1, int V, dou
 }
 
 template <typename In>
-__device__ float row_max_scaled(const In* row, const In* urow, float s1, int V,
-                                const int64_t* sup, int64_t n_sup, float inv_t, FilterSmem& sh) {
+__device__ float row_max_scaled(const In* row, const In* urow, float s1, int V, const int64_t* sup,
+                                int64_t n_sup, float inv_t, FilterSmem& sh) {
   SuppressCursor cur;
   cur.init(sup, n_sup, 0);
   float m = kNegInf;
@@ -760,14 +776,14 @@ __device__ float row_max_scaled(const In* row, const In* urow, float s1, int V,
 
 template <typename In, Stats kStats, bool kSample, typename Epi>
 __global__ void __launch_bounds__(kFilterThreads, 1)
-denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (stride_b, stride_l, 1)
-                        int64_t stride_b, int64_t stride_l,
-                        View2D<const int64_t> x,     // [B, L]
-                        const int64_t* sup,          // [n_sup] sorted unique suppressed ids
-                        int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p,
-                        int64_t* x0,                 // [B, L] contiguous
-                        float* conf,                 // [B, L] contiguous
-                        Epi epi) {                   // NoEpilogue, or the fused selection
+    denoise_filtered_kernel(const In* logits,  // [B, L, V], strides (stride_b, stride_l, 1)
+                            int64_t stride_b, int64_t stride_l,
+                            View2D<const int64_t> x,  // [B, L]
+                            const int64_t* sup,       // [n_sup] sorted unique suppressed ids
+                            int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p,
+                            int64_t* x0,  // [B, L] contiguous
+                            float* conf,  // [B, L] contiguous
+                            Epi epi) {    // NoEpilogue, or the fused selection
   __shared__ FilterSmem sh;
   __shared__ RowState smem[32];
   extern __shared__ __align__(16) unsigned char scratch[];  // the epilogue's (fused only)
@@ -796,15 +812,15 @@ denoise_filtered_kernel(const In* logits,           // [B, L, V], strides (strid
         const float m_s = row_max_scaled(row, urow, s1, V, sup, n_sup, inv_t, sh);
         if (m_s > kNegInf) {
           const uint32_t lo_key = (use_k && !p.top_p_first) ? float_key(kth) : 0u;
-          thr = fmaxf(thr, top_p_value(row, urow, s1, V, p.top_p, lo_key, m_s, sup, n_sup, inv_t,
-                                       sh));
+          thr = fmaxf(thr,
+                      top_p_value(row, urow, s1, V, p.top_p, lo_key, m_s, sup, n_sup, inv_t, sh));
         }
       }
       const Ctx c = make_ctx(p, thr, b, l);
-      RowState s = urow ? scan_row<In, kStats, kSample, true, true>(row, urow, s1, V, 0, 1, sup,
-                                                                    n_sup, c)
-                        : scan_row<In, kStats, kSample, true, false>(row, nullptr, s1, V, 0, 1,
-                                                                     sup, n_sup, c);
+      RowState s =
+          urow ? scan_row<In, kStats, kSample, true, true>(row, urow, s1, V, 0, 1, sup, n_sup, c)
+               : scan_row<In, kStats, kSample, true, false>(row, nullptr, s1, V, 0, 1, sup, n_sup,
+                                                            c);
       s = block_reduce<kStats>(s, smem);
       if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
     }
@@ -830,11 +846,11 @@ __device__ __forceinline__ void argmax_merge(float& z, int& i, float oz, int oi)
 
 template <typename In>
 __global__ void __launch_bounds__(kArgmaxThreads)
-denoise_argmax_kernel(const In* logits,          // [B, L, V], strides (stride_b, stride_l, 1)
-                      int64_t stride_b, int64_t stride_l,
-                      View2D<const int64_t> x,    // [B, L] token ids
-                      const int64_t* sup,         // [n_sup] sorted unique suppressed ids
-                      int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p) {
+    denoise_argmax_kernel(const In* logits,  // [B, L, V], strides (stride_b, stride_l, 1)
+                          int64_t stride_b, int64_t stride_l,
+                          View2D<const int64_t> x,  // [B, L] token ids
+                          const int64_t* sup,       // [n_sup] sorted unique suppressed ids
+                          int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p) {
   __shared__ float sz[32];
   __shared__ int si[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -911,9 +927,9 @@ cudaError_t launch(const In* logits, int64_t stride_b, int64_t stride_l, View2D<
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     const int64_t merge_blocks = ceil_div(P, kMergeThreads / 32);
-    denoise_merge_kernel<kStats><<<static_cast<unsigned>(std::min<int64_t>(merge_blocks, 1 << 30)),
-                                   kMergeThreads, 0, stream>>>(x, B, L, p, x0, conf, partial,
-                                                               splits);
+    denoise_merge_kernel<kStats>
+        <<<static_cast<unsigned>(std::min<int64_t>(merge_blocks, 1 << 30)), kMergeThreads, 0,
+           stream>>>(x, B, L, p, x0, conf, partial, splits);
   }
   return cudaGetLastError();
 }
@@ -930,8 +946,8 @@ cudaError_t launch_variant(const In* logits, int64_t stride_b, int64_t stride_l,
     constexpr Stats kS = decltype(stats_tag)::value;
     constexpr bool kSample = decltype(sample_tag)::value;
     if (p.cfg && !filtered)
-      return launch<In, kS, kSample, true, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L,
-                                                V, p, filtered, splits, x0, conf, partial, epi,
+      return launch<In, kS, kSample, true, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L, V,
+                                                p, filtered, splits, x0, conf, partial, epi,
                                                 epi_smem, stream);
     return launch<In, kS, kSample, false, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L, V,
                                                p, filtered, splits, x0, conf, partial, epi,
@@ -942,9 +958,12 @@ cudaError_t launch_variant(const In* logits, int64_t stride_b, int64_t stride_l,
   using SEnt = std::integral_constant<Stats, Stats::kEntropy>;
   const auto with_stats = [&](auto sample_tag) {
     switch (p.confidence) {
-      case Confidence::kRandom: return go(SNone{}, sample_tag);
-      case Confidence::kNegEntropy: return go(SEnt{}, sample_tag);
-      default: return go(SBasic{}, sample_tag);
+      case Confidence::kRandom:
+        return go(SNone{}, sample_tag);
+      case Confidence::kNegEntropy:
+        return go(SEnt{}, sample_tag);
+      default:
+        return go(SBasic{}, sample_tag);
     }
   };
   return p.sample ? with_stats(std::true_type{}) : with_stats(std::false_type{});
@@ -968,7 +987,7 @@ inline DenoisePlan denoise_step_plan(int64_t B, int64_t L, int64_t V, const Deno
   const int64_t P = B * L;
   if (!plan.filtered && P > 0) {
     const int64_t target_blocks = int64_t(std::max(num_sms, 1)) * 4;  // ~4 x 256 threads per SM
-    const int64_t max_splits = std::clamp<int64_t>(V / 4096, 1, 64);   // >= 4096 logits per split
+    const int64_t max_splits = std::clamp<int64_t>(V / 4096, 1, 64);  // >= 4096 logits per split
     plan.splits = static_cast<int>(std::clamp<int64_t>(ceil_div(target_blocks, P), 1, max_splits));
   }
   plan.workspace_bytes =
@@ -979,15 +998,15 @@ inline DenoisePlan denoise_step_plan(int64_t B, int64_t L, int64_t V, const Deno
 // x0 / conf of every position (x0 = x, conf = -inf where not denoised), and p.argmax when set.
 // workspace: at least plan.workspace_bytes, 16-byte aligned.
 template <typename In>
-cudaError_t denoise_step(const In* logits,              // [B, L, V], V contiguous
+cudaError_t denoise_step(const In* logits,                    // [B, L, V], V contiguous
                          int64_t stride_b, int64_t stride_l,  // element strides of B and L
-                         View2D<const int64_t> x,       // [B, L] token ids
-                         const int64_t* suppress,       // [n_suppress] sorted unique ids, or null
+                         View2D<const int64_t> x,             // [B, L] token ids
+                         const int64_t* suppress,  // [n_suppress] sorted unique ids, or null
                          int64_t n_suppress, int64_t B, int64_t L, int64_t V,
                          const DenoiseParams& p, const DenoisePlan& plan,
-                         int64_t* x0,                   // [B, L] contiguous, written
-                         float* conf,                   // [B, L] contiguous, written
-                         void* workspace,               // plan.workspace_bytes
+                         int64_t* x0,      // [B, L] contiguous, written
+                         float* conf,      // [B, L] contiguous, written
+                         void* workspace,  // plan.workspace_bytes
                          cudaStream_t stream) {
   using namespace denoise_detail;
   if (B == 0 || L == 0) return cudaSuccess;

@@ -6,8 +6,8 @@
 // Napkin math: read B*L*4 bytes, write B*L bytes: a [64, 4096] batch is 1.3 MB, <1 us of HBM time,
 // so the call is launch-bound (~3-5 us). The work is a per-row sort: L <= 4096 is a bitonic sort of
 // 64-bit (key, ~index) words in shared memory (log2(N)*(log2(N)+1)/2 = 78 barrier-separated stages
-// of N/2 compare-exchanges for N = 4096, a few us per row, rows in parallel blocks). Longer rows use
-// an O(L^2) rank count through shared-memory tiles: correct, slow (a fallback). No host sync.
+// of N/2 compare-exchanges for N = 4096, a few us per row, rows in parallel blocks). Longer rows
+// use an O(L^2) rank count through shared-memory tiles: correct, slow (a fallback). No host sync.
 //
 // Layout: one block per row (grid-stride over rows), any block size. The row's work is select_row,
 // a __device__ function that the fused denoise_and_select kernel (dllm/cuda/denoise_and_select.cuh)
@@ -28,9 +28,9 @@
 namespace dllm::cuda {
 namespace select_detail {
 
-constexpr int kSortMax = 4096;     // rows up to this length are sorted in shared memory
+constexpr int kSortMax = 4096;  // rows up to this length are sorted in shared memory
 constexpr int kCountThreads = 1024;
-constexpr int kTile = 4096;        // keys per shared-memory tile of the rank count
+constexpr int kTile = 4096;  // keys per shared-memory tile of the rank count
 constexpr float kNegInf = -__builtin_inff();
 
 // Descending order as a uint32: +inf .. -inf, NaN ranked with -inf (never eligible); -0 == +0.
@@ -42,7 +42,7 @@ __device__ __forceinline__ uint32_t sort_key(float c) {
 
 struct RowRule {
   SelectRule rule;
-  double value;         // threshold (compared as float32) or factor (float64)
+  double value;  // threshold (compared as float32) or factor (float64)
   bool strict;
   const int64_t* k;     // [B] num_transfer (element stride rows_stride)
   const float* prob;    // [B] probability (element stride rows_stride)
@@ -54,8 +54,8 @@ struct RowRule {
 // One row of confidences, conf[b, l] for l in [0, L). Loads go through L2 (__ldcg): in the fused
 // denoise_and_select kernel the row was written by other blocks of the same launch.
 struct ConfRow {
-  const float* p;   // &conf[b, 0]
-  int64_t stride;   // element stride of l
+  const float* p;  // &conf[b, 0]
+  int64_t stride;  // element stride of l
   __device__ __forceinline__ float operator()(int64_t l) const { return __ldcg(p + l * stride); }
 };
 
@@ -221,7 +221,8 @@ __device__ __forceinline__ void counted_row(ConfRow conf, const RowRule& rr, int
         }
       }
       if (l < L) {
-        if (deciding) emit(l, decide(rr, rank, c, take));
+        if (deciding)
+          emit(l, decide(rr, rank, c, take));
         else if (factor_hit(rr, rank, c, count))
           atomicMin(reinterpret_cast<long long*>(&sh.first_hit), rank);
       }
@@ -249,7 +250,7 @@ __device__ void select_row(const RowRule& rr, ConfRow conf, int64_t b, int64_t L
     sorted_row(conf, rr, b, L, count, sh, reinterpret_cast<uint64_t*>(body), emit);
     __syncthreads();  // words and first_hit are reused by the next row
   } else if (rr.rule != SelectRule::kEntropyBound) {  // (entropy_bound: L <= kSortMax only)
-    __syncthreads();  // first_hit
+    __syncthreads();                                  // first_hit
     counted_row(conf, rr, b, L, count, sh, reinterpret_cast<uint32_t*>(body), emit);
   }
 }
@@ -260,9 +261,9 @@ __device__ void select_row(const RowRule& rr, ConfRow conf, int64_t b, int64_t L
 // One block per row (grid-stride over rows).
 template <int kUnused = 0>
 __global__ void __launch_bounds__(kCountThreads)
-select_transfer_kernel(View2D<const float> conf,  // [B, L] -inf: not eligible
-                       RowRule rr, int64_t B, int64_t L,
-                       View2D<uint8_t> out) {     // [B, L] bool bytes
+    select_transfer_kernel(View2D<const float> conf,  // [B, L] -inf: not eligible
+                           RowRule rr, int64_t B, int64_t L,
+                           View2D<uint8_t> out) {           // [B, L] bool bytes
   extern __shared__ __align__(16) unsigned char scratch[];  // [select_scratch_bytes(L)]
   for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
     select_row(rr, ConfRow{&conf(b, 0), conf.stride_col}, b, L, scratch,
@@ -274,12 +275,12 @@ select_transfer_kernel(View2D<const float> conf,  // [B, L] -inf: not eligible
 
 inline cudaError_t select_transfer(View2D<const float> conf,  // [B, L] -inf: not eligible
                                    SelectRule rule,
-                                   double value,               // threshold / factor
-                                   bool strict,                // threshold: > instead of >=
-                                   const int64_t* k_rows,      // [B] num_transfer, or null
-                                   const float* p_rows,        // [B] probability, or null
+                                   double value,           // threshold / factor
+                                   bool strict,            // threshold: > instead of >=
+                                   const int64_t* k_rows,  // [B] num_transfer, or null
+                                   const float* p_rows,    // [B] probability, or null
                                    uint64_t seed, uint32_t offset, int64_t B, int64_t L,
-                                   View2D<uint8_t> out,        // [B, L] bool bytes, written
+                                   View2D<uint8_t> out,  // [B, L] bool bytes, written
                                    cudaStream_t stream,
                                    int64_t rows_stride = 1) {  // element stride of k / p_rows
   using namespace select_detail;
@@ -291,8 +292,8 @@ inline cudaError_t select_transfer(View2D<const float> conf,  // [B, L] -inf: no
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(B, 1 << 30));
   const int threads =
       L <= kSortMax ? std::clamp(sort_size(L) / 2, 32, kCountThreads) : kCountThreads;
-  select_transfer_kernel<><<<blocks, threads, select_scratch_bytes(L), stream>>>(conf, rr, B, L,
-                                                                                out);
+  select_transfer_kernel<>
+      <<<blocks, threads, select_scratch_bytes(L), stream>>>(conf, rr, B, L, out);
   return cudaGetLastError();
 }
 
