@@ -109,7 +109,7 @@ def test_eb_acceptance_equals_transformers_on_the_same_logits(model, monkeypatch
     )
     assert len(calls) >= 12
     partial = 0
-    for logits, canvas, (x0, conf, transfer), eligible, gamma in calls:
+    for logits, canvas, (x0, conf, transfer, argmax), eligible, gamma in calls:
         sampler = dg.EntropyBoundSampler(
             dg.EntropyBoundSamplerConfig(entropy_bound=gamma), CANVAS, V, 12
         )
@@ -117,6 +117,8 @@ def test_eb_acceptance_equals_transformers_on_the_same_logits(model, monkeypatch
         want = sampler.accepted_token_mask
         live = eligible[:, 0]
         assert torch.equal(transfer[live], want[live])
+        # the argmax canvas comes from the same call (return_argmax), as torch.argmax has it
+        assert torch.equal(argmax[live], logits.argmax(-1)[live])
         h = -conf[live]
         assert float(h.max() - h.min()) > 0.5, "entropies barely spread"
         n = transfer[live].sum(-1)
