@@ -39,6 +39,7 @@ EOS compaction the remaining rows are renumbered.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import sys
@@ -721,74 +722,48 @@ def generate(
             f"serves; {type(model).__name__} is a plain callable (model(input_ids).logits), which "
             f"runs cache='none' only. {MODEL_KINDS}"
         )
+    gen_cfg = getattr(model, "generation_config", None)
     if kind == "transformers":
         from .integrations.transformers import TransformersModel
 
-        with TransformersModel(model) as rt:
-            return _generate(
-                rt,
-                kind,
-                prompt_ids,
-                gen_length,
-                block_length,
-                num_blocks,
-                steps,
-                temperature,
-                remasking,
-                threshold,
-                factor,
-                schedule,
-                eps,
-                cfg_scale,
-                {"entropy_bound": entropy_bound, "edit": edit},
-                _resolve_mask_id(
-                    mask_id, rt.config, model.config, getattr(model, "generation_config", None)
-                ),
-                cache,
-                refresh_interval,
-                attention_mask,
-                eos_id,
-                backend,
-                seed,
-                progress,
-                trace,
-                profile,
-                page_size,
-                pad_id,
-                sampling_options,
-            )
-    cfg = getattr(model, "config", None)
-    rt = model if kind == "runtime" else _CallableModel(model)
-    return _generate(
-        rt,
-        kind,
-        prompt_ids,
-        gen_length,
-        block_length,
-        num_blocks,
-        steps,
-        temperature,
-        remasking,
-        threshold,
-        factor,
-        schedule,
-        eps,
-        cfg_scale,
-        {"entropy_bound": entropy_bound, "edit": edit},
-        _resolve_mask_id(mask_id, cfg, getattr(model, "generation_config", None)),
-        cache,
-        refresh_interval,
-        attention_mask,
-        eos_id,
-        backend,
-        seed,
-        progress,
-        trace,
-        profile,
-        page_size,
-        pad_id,
-        sampling_options,
-    )
+        served = TransformersModel(model)  # a context: restores the model's attention after
+    else:
+        served = contextlib.nullcontext(model if kind == "runtime" else _CallableModel(model))
+    with served as rt:
+        if kind == "transformers":
+            configs = (rt.config, model.config, gen_cfg)
+        else:
+            configs = (getattr(model, "config", None), gen_cfg)
+        return _generate(
+            rt,
+            kind,
+            prompt_ids,
+            gen_length,
+            block_length,
+            num_blocks,
+            steps,
+            temperature,
+            remasking,
+            threshold,
+            factor,
+            schedule,
+            eps,
+            cfg_scale,
+            {"entropy_bound": entropy_bound, "edit": edit},
+            _resolve_mask_id(mask_id, *configs),
+            cache,
+            refresh_interval,
+            attention_mask,
+            eos_id,
+            backend,
+            seed,
+            progress,
+            trace,
+            profile,
+            page_size,
+            pad_id,
+            sampling_options,
+        )
 
 
 @torch.no_grad()
