@@ -26,7 +26,7 @@ import warnings
 
 import torch
 
-from . import _args, _checks, reference
+from . import _args, reference
 from ._native import NATIVE, NATIVE_CUDA
 
 _warned_devices: set[str] = set()
@@ -382,41 +382,7 @@ def denoise_and_select(
             argmax,
         )
         return (*out, argmax) if return_argmax else out
-    # The reference: every argument checked before anything runs (x is written last).
-    opts = _checks.denoise_step(
-        logits,
-        x,
-        mask_id,
-        temperature,
-        top_k,
-        top_p,
-        filter_order,
-        confidence,
-        confidence_source,
-        suppress_tokens,
-        seed,
-        offset,
-        op=op,
-        eligible=eligible,
-        uncond_logits=uncond_logits,
-        cfg_scale=cfg_scale,
-    )
-    rule = _checks.select_rule(
-        x.shape[0],
-        x.device,
-        num_transfer,
-        threshold,
-        factor,
-        probability,
-        strict,
-        opts["seed"],
-        opts["offset"],
-        op=op,
-        entropy_bound=entropy_bound,
-    )
-    _checks.denoise_and_select_extras(x, eligible, confidence, rule["kind"], commit, renoise)
-    if commit:
-        _checks.check_writable(x, op, "x")
+    # The reference checks every argument (before anything is written) itself.
     return reference.denoise_and_select(
         logits,
         x,
@@ -429,10 +395,14 @@ def denoise_and_select(
         confidence_source=confidence_source,
         shift_logits=shift_logits,
         suppress_tokens=suppress_tokens,
-        **{rule["kind"]: rule["value"]},
+        num_transfer=num_transfer,
+        threshold=threshold,
+        factor=factor,
+        probability=probability,
+        entropy_bound=entropy_bound,
         strict=strict,
         commit=commit,
-        seed=opts["seed"],
+        seed=seed,
         offset=offset,
         eligible=eligible,
         uncond_logits=uncond_logits,
