@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# tools/dev.sh — set up, build and run dllm-kernels on a fresh machine (the README's two commands).
+# tools/dev.sh — set up, build and run dllm-kernels on a fresh machine (the README's two
+# commands).
 #
-#   bash tools/dev.sh main [ARGS]   set up, build, then `python -m dllm_kernels ARGS` (verify + bench)
+#   bash tools/dev.sh main [ARGS]   set up, build, then `python -m dllm_kernels ARGS` (verify +
+#                                   bench)
 #   bash tools/dev.sh test [ARGS]   set up, build, then ctest (native core) and pytest ARGS
 #   bash tools/dev.sh setup         set up and build only
 #
@@ -12,8 +14,8 @@
 # only when csrc/, setup.py or the torch version changed.
 #
 # Build variables (passed through to setup.py): DLLM_KERNELS_CUDA=0|1, TORCH_CUDA_ARCH_LIST,
-# MAX_JOBS, DEBUG=1. DLLM_EXTRAS=hf,quality,safetensors also installs the optional transformers, matplotlib,
-# safetensors (their tests then run).
+# MAX_JOBS, DEBUG=1. DLLM_EXTRAS=hf,quality,safetensors,lint also installs the optional
+# transformers, matplotlib, safetensors (their tests then run) and the linters.
 set -euo pipefail
 
 cmd=${1:-}
@@ -83,9 +85,10 @@ extra quality matplotlib matplotlib
 extra safetensors safetensors safetensors
 extra lint ruff "ruff==0.17.6"
 extra lint clang_format "clang-format==23.1.5"
-"$py" -c "import torch; print(f'torch {torch.__version__} (CUDA {torch.version.cuda}) at {torch.__file__}')"
+"$py" -c "import torch as t
+print(f'torch {t.__version__} (CUDA {t.version.cuda}) at {t.__file__}')"
 
-# ---- nvcc matching torch's CUDA release ------------------------------------------------------------
+# ---- nvcc matching torch's CUDA release ---------------------------------------------------------
 phase "nvcc"
 want=$("$py" -c "import torch; v = torch.version.cuda or ''; print('.'.join(v.split('.')[:2]))")
 if [ -n "$want" ] && [ "${DLLM_KERNELS_CUDA:-}" != 0 ]; then
@@ -110,7 +113,8 @@ for base in nvidia.__path__:
   elif [ "$have_pip" = 1 ]; then
     echo "using pip nvcc $pip_nvcc (CUDA $want); system nvcc is CUDA ${have:-absent}"
   else
-    echo "torch needs nvcc of CUDA $want, system nvcc is CUDA ${have:-absent}: installing the pinned pip nvcc set"
+    echo "torch needs nvcc of CUDA $want, system nvcc is CUDA ${have:-absent}:" \
+      "installing the pinned pip nvcc set"
     pipq "nvidia-cuda-nvcc==$want.*" "nvidia-nvvm==$want.*" "nvidia-cuda-crt==$want.*"
   fi
 fi
@@ -123,21 +127,24 @@ stamp=$( {
   env | grep -E '^(DLLM_KERNELS_CUDA|TORCH_CUDA_ARCH_LIST|DEBUG)=' | sort || true
   find csrc setup.py pyproject.toml -type f -print0 | sort -z | xargs -0 sha1sum
 } | sha1sum | cut -d' ' -f1)
-if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && ls dllm_kernels/_C*.so >/dev/null 2>&1 &&
-  [ -f dllm_kernels/_build_info.json ]; then
+if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] &&
+  ls dllm_kernels/_C*.so >/dev/null 2>&1 && [ -f dllm_kernels/_build_info.json ]; then
   echo "extension up to date (delete $stamp_file to force a rebuild)"
 else
   mkdir -p build
   log=build/dllm-build.log
-  echo "building (MAX_JOBS=${MAX_JOBS:-auto}, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-default}, log: $log)"
-  if ! "$py" -m pip install --no-build-isolation --no-deps --disable-pip-version-check -v -e . >"$log" 2>&1; then
+  echo "building (MAX_JOBS=${MAX_JOBS:-auto}," \
+    "TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-default}, log: $log)"
+  if ! "$py" -m pip install --no-build-isolation --no-deps --disable-pip-version-check -v -e . \
+    >"$log" 2>&1; then
     grep -E "error|ERROR|dllm_kernels setup" "$log" | head -40
     echo "build failed; full log: $log" >&2
     exit 1
   fi
   grep -E "dllm_kernels setup" "$log" || true
   echo "compiled:"
-  grep -E " -c " "$log" | grep -oE "csrc/(cpu|cuda|torch)/([a-z_0-9]+/)?[a-z_0-9]+\.(cu|cpp)" | sort -u | sed 's/^/  /'
+  grep -E " -c " "$log" | grep -oE "csrc/(cpu|cuda|torch)/([a-z_0-9]+/)?[a-z_0-9]+\.(cu|cpp)" |
+    sort -u | sed 's/^/  /'
   grep -E " -shared " "$log" | grep -oE "\-o [^ ]+_C[^ ]*\.so" | sed 's/^-o /linked: /'
   echo "$stamp" >"$stamp_file"
 fi
@@ -153,12 +160,18 @@ main)
 test)
   phase "ctest"
   cuda_flag=()
-  if [ "${DLLM_KERNELS_CUDA:-}" = 1 ]; then cuda_flag=(-DDLLM_CUDA=ON); elif [ "${DLLM_KERNELS_CUDA:-}" = 0 ]; then cuda_flag=(-DDLLM_CUDA=OFF); fi
+  if [ "${DLLM_KERNELS_CUDA:-}" = 1 ]; then
+    cuda_flag=(-DDLLM_CUDA=ON)
+  elif [ "${DLLM_KERNELS_CUDA:-}" = 0 ]; then
+    cuda_flag=(-DDLLM_CUDA=OFF)
+  fi
   archs=${TORCH_CUDA_ARCH_LIST:-8.0;9.0a}
   archs=$(echo "$archs" | tr ' ' ';' | sed 's/\.//g') # "8.0;9.0a" -> "80;90a"
-  [ -z "${CUDACXX:-}" ] && [ -x /usr/local/cuda/bin/nvcc ] && export CUDACXX=/usr/local/cuda/bin/nvcc
-  cmake -S . -B build/cmake -G Ninja -DDLLM_CUDA_ARCHS="$archs" "${cuda_flag[@]}" >build/cmake-configure.log 2>&1 ||
-    { cat build/cmake-configure.log; exit 1; }
+  if [ -z "${CUDACXX:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export CUDACXX=/usr/local/cuda/bin/nvcc
+  fi
+  cmake -S . -B build/cmake -G Ninja -DDLLM_CUDA_ARCHS="$archs" "${cuda_flag[@]}" \
+    >build/cmake-configure.log 2>&1 || { cat build/cmake-configure.log; exit 1; }
   grep -E "^-- dllm:" build/cmake-configure.log || true
   cmake --build build/cmake
   ctest --test-dir build/cmake --output-on-failure --no-tests=error
