@@ -57,12 +57,15 @@ def vocab_range(vocab_size: int, rank: int, world_size: int) -> tuple[int, int]:
 def _layout(group, vocab_start: int, v_shard: int, device) -> tuple[int, list[int], list]:
     """(V, rank order by vocab_start, (vocab_start, V_shard) per rank) from every rank's shard;
     checks that the shards tile [0, V)."""
-    world = dist.get_world_size(group)
     mine = torch.tensor([vocab_start, v_shard], dtype=torch.int64, device=device)
-    parts = [torch.empty_like(mine) for _ in range(world)]
-    dist.all_gather(parts, mine, group=group)
-    ranges = [(int(p[0]), int(p[1])) for p in parts]
-    order = sorted(range(world), key=lambda r: ranges[r][0])
+    ranges = [(int(p[0]), int(p[1])) for p in _gather(mine, group)]
+    return (*_tiling(ranges), ranges)
+
+
+def _tiling(ranges) -> tuple[int, list[int]]:
+    """(V, rank order by vocab_start) of the ranks' (vocab_start, V_shard); checks that they tile
+    [0, V)."""
+    order = sorted(range(len(ranges)), key=lambda r: ranges[r][0])
     end = 0
     for r in order:
         start, size = ranges[r]
@@ -72,7 +75,7 @@ def _layout(group, vocab_start: int, v_shard: int, device) -> tuple[int, list[in
                 f"[0, V) contiguously, got (vocab_start, V_shard) per rank {ranges}"
             )
         end = start + size
-    return end, order, ranges
+    return end, order
 
 
 def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
@@ -236,10 +239,13 @@ def denoise_step(
     vocab_start = _args.as_int(vocab_start, op, "vocab_start")
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
         raise ValueError(f"dllm_kernels.{op}: logits must be a [B, L, V_shard] tensor")
-    V, order, ranges = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))
-    seed = _shared_seed(seed, offset, group, op)
-    local_suppress = _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)
     native = NATIVE and logits.device.type == "cpu"
+    filtered = _args.as_int(top_k, op, "top_k") > 0 or float(top_p) < 1.0
+    V = None  # unfiltered native calls learn the layout with the states (one collective fewer)
+    if filtered or not native:
+        V, order, ranges = _layout(group, vocab_start, logits.shape[-1], logits.device)
+    seed = _shared_seed(seed, offset, group, op, logits.device)
+    local_suppress = _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)
     if not native:  # all-gather, then the unsharded op
         _warn_once(
             logits.device.type,
@@ -296,9 +302,20 @@ def denoise_step(
     shard = _Shard(logits, x, args, vocab_start, eligible, uncond_logits, cfg)
     B, L = x.shape
     top_k = _args.as_int(top_k, op, "top_k")
-    thr = _filter_threshold(shard, top_k, float(top_p), filter_order, V, B, L, group, order)
+    thr = None
+    if filtered:
+        thr = _filter_threshold(shard, top_k, float(top_p), filter_order, V, B, L, group, order)
     state = shard("state", threshold=thr, with_argmax=bool(return_argmax))
-    merged = _merge_states(_gather(state, group), order)
+    if V is None:  # the layout rides along with the states
+        shape = state.shape
+        layout = torch.tensor([vocab_start, logits.shape[-1]], dtype=torch.float64)
+        parts = _gather(torch.cat([state.reshape(-1), layout]), group)
+        V, order = _tiling([(int(p[-2]), int(p[-1])) for p in parts])
+        _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)  # the range check
+        states = [p[:-2].view(shape) for p in parts]
+    else:
+        states = _gather(state, group)
+    merged = _merge_states(states, order)
     M = merged[..., 0].float().contiguous()
     sums = shard("sums", threshold=thr, anchor=M)
     dist.all_reduce(sums, group=group)
@@ -325,7 +342,7 @@ def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
     op = "denoise_and_select"
     if renoise and (not commit or kw.get("eligible") is None):
         raise ValueError(f"dllm_kernels.{op}: renoise needs commit=True and eligible")
-    kw["seed"] = _shared_seed(kw.get("seed"), kw.get("offset", 0), group, op)
+    kw["seed"] = _shared_seed(kw.get("seed"), kw.get("offset", 0), group, op, logits.device)
     x0, conf, argmax = denoise_step(
         logits, x, mask_id, group=group, vocab_start=vocab_start, return_argmax=True, **kw
     )
@@ -335,7 +352,7 @@ def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
     if commit:
         ops.commit_(x, x0, transfer)
     if renoise:
-        V = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))[0]
+        V = _layout(group, vocab_start, logits.shape[-1], logits.device)[0]
         B, L = x.shape
         b = torch.arange(B, device=x.device)[:, None].expand(B, L)
         l = torch.arange(L, device=x.device)[None, :].expand(B, L)
@@ -347,25 +364,26 @@ def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
     return (x0, conf, transfer, argmax) if return_argmax else (x0, conf, transfer)
 
 
-def _shared_seed(seed, offset, group, op: str) -> int:
+def _shared_seed(seed, offset, group, op: str, device=None) -> int:
     """The call's seed, the same on every rank: seed None is drawn on the group's first rank and
-    broadcast."""
+    broadcast (device: the logits', so that NCCL groups get a CUDA tensor)."""
     if seed is not None:
         return _args.seed_offset(seed, offset, op)[0]
-    drawn = torch.tensor([_args.signed64(_args.seed_offset(None, offset, op)[0])])
+    drawn = torch.tensor([_args.signed64(_args.seed_offset(None, offset, op)[0])], device=device)
     dist.broadcast(drawn, src=dist.get_global_rank(group, 0) if group else 0, group=group)
     return int(drawn[0]) & (2**64 - 1)
 
 
-def _local_ids(ids, vocab_start: int, v_shard: int, V: int, op: str):
-    """GLOBAL suppress ids -> this shard's local ids (an int64 tensor), checked in [0, V)."""
+def _local_ids(ids, vocab_start: int, v_shard: int, V: int | None, op: str):
+    """GLOBAL suppress ids -> this shard's local ids (an int64 tensor), checked in [0, V) (V None:
+    only >= 0, the caller checks the bound once it knows V)."""
     if ids is None:
         return None
     t = torch.as_tensor(list(ids) if not isinstance(ids, torch.Tensor) else ids.cpu())
     t = t.to(torch.int64).reshape(-1)
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= V):
+    if t.numel() and (int(t.min()) < 0 or (V is not None and int(t.max()) >= V)):
         raise ValueError(
-            f"dllm_kernels.{op}: suppress_tokens must be token ids in [0, {V}), got "
+            f"dllm_kernels.{op}: suppress_tokens must be token ids in [0, {V or 'V'}), got "
             f"{int(t.min())}..{int(t.max())}"
         )
     keep = (t >= vocab_start) & (t < vocab_start + v_shard)
