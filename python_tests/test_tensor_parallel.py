@@ -7,6 +7,7 @@ factor decoding, T = 0 and seeded T > 0, CFG, token editing and EOS; plus the er
 
 from __future__ import annotations
 
+import datetime
 import os
 import traceback
 
@@ -48,6 +49,7 @@ CASES = {  # generate options per case (besides GEN and the prompts)
     "block-eos": dict(cache="block", steps=8, eos_id=3, suppress_tokens=[5, 20]),
 }
 TP4_CASES = ["none-fixed", "dual-thr", "block-T-thr"]
+COLLECTIVE_TIMEOUT_S = 40
 
 
 def _model(name: str):
@@ -75,7 +77,13 @@ def _forward_ids():
 
 def _run_rank(rank, tp, store, out_dir, model_name, cases, errors):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=tp)
+    dist.init_process_group(  # a rank left waiting in a collective fails instead of hanging
+        "gloo",
+        init_method=f"file://{store}",
+        rank=rank,
+        world_size=tp,
+        timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S),
+    )
     try:
         full = _model(model_name)
         shard = tensor_parallel(full)
