@@ -108,6 +108,8 @@ def denoise_step(
     uncond_logits: torch.Tensor | None = None,
     cfg_scale: float = 0.0,
     return_argmax: bool = False,
+    group=None,
+    vocab_start: int = 0,
 ) -> tuple[torch.Tensor, ...]:
     """x0 = argmax (T = 0) or Gumbel-max sample (T > 0) of softmax(filter(z / T)) per masked
     (or eligible) position, and its confidence; one pass over each such position's logits.
@@ -140,12 +142,42 @@ def denoise_step(
             suppress_tokens and sanitising; before temperature and filters), x where not
             denoised or where every z is -inf; formed in the same call (DiffusionGemma's argmax
             canvas at T > 0, where x0 is a sample).
+        group, vocab_start: tensor parallelism (dllm_kernels.tp): logits (and uncond_logits)
+            are this rank's vocabulary shard [B, L, V_shard], tokens [vocab_start, vocab_start
+            + V_shard) (vocab_start a multiple of 4), of the torch.distributed group `group`; the
+            result is the whole vocabulary's, bit for bit, on every rank, without gathering the
+            logits. suppress_tokens and mask_id stay global ids.
 
     Returns:
         x0: [B, L] int64 (x where not denoised); conf: [B, L] float32 (-inf where not denoised);
         with return_argmax also argmax: [B, L] int64.
     """
     op = "denoise_step"
+    if group is not None:
+        from . import tp
+
+        return tp.denoise_step(
+            logits,
+            x,
+            mask_id,
+            group=group,
+            vocab_start=vocab_start,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            filter_order=filter_order,
+            confidence=confidence,
+            confidence_source=confidence_source,
+            shift_logits=shift_logits,
+            suppress_tokens=suppress_tokens,
+            seed=seed,
+            offset=offset,
+            eligible=eligible,
+            uncond_logits=uncond_logits,
+            cfg_scale=cfg_scale,
+            return_argmax=return_argmax,
+        )
+    _no_shard(vocab_start, op)
     if _use_native(logits, x, eligible, uncond_logits):
         argmax = _argmax_out(x, return_argmax)
         out = torch.ops.dllm_kernels.denoise_step(
@@ -191,6 +223,15 @@ def denoise_step(
         cfg_scale=cfg_scale,
         return_argmax=bool(return_argmax),
     )
+
+
+def _no_shard(vocab_start, op: str) -> None:
+    """vocab_start means a shard: it needs a group."""
+    if vocab_start not in (0, None):
+        raise ValueError(
+            f"dllm_kernels.{op}: vocab_start={vocab_start} needs group= (the process group whose "
+            "ranks hold the other vocabulary shards)"
+        )
 
 
 def _argmax_out(x, return_argmax) -> torch.Tensor | None:
@@ -334,6 +375,8 @@ def denoise_and_select(
     entropy_bound=None,
     renoise: bool = False,
     return_argmax: bool = False,
+    group=None,
+    vocab_start: int = 0,
 ):
     """denoise_step then select_transfer in one call (same seed and offset for both); with
     commit=True also x[transfer] = x0[transfer] in place; with renoise=True (needs commit and
@@ -342,12 +385,45 @@ def denoise_and_select(
 
     eligible, uncond_logits, cfg_scale: as in denoise_step. entropy_bound: select_transfer's EB
     rule (needs confidence="neg_entropy"). return_argmax: as in denoise_step (of x before the
-    commit / renoise). See dllm_kernels.reference.denoise_and_select.
+    commit / renoise). See dllm_kernels.reference.denoise_and_select. group, vocab_start: as in
+    denoise_step (tensor parallelism over vocabulary shards; renoise draws from the whole
+    vocabulary).
 
     Returns:
         (x0 [B, L] int64 (candidates, before renoise), conf [B, L] float32, transfer [B, L] bool),
         and argmax [B, L] int64 last with return_argmax.
     """
+    if group is not None:
+        from . import tp
+
+        named = dict(
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            filter_order=filter_order,
+            confidence=confidence,
+            confidence_source=confidence_source,
+            shift_logits=shift_logits,
+            suppress_tokens=suppress_tokens,
+            num_transfer=num_transfer,
+            threshold=threshold,
+            factor=factor,
+            probability=probability,
+            entropy_bound=entropy_bound,
+            strict=strict,
+            commit=commit,
+            seed=seed,
+            offset=offset,
+            eligible=eligible,
+            uncond_logits=uncond_logits,
+            cfg_scale=cfg_scale,
+            renoise=renoise,
+            return_argmax=return_argmax,
+        )
+        return tp.denoise_and_select(
+            logits, x, mask_id, group=group, vocab_start=vocab_start, **named
+        )
+    _no_shard(vocab_start, "denoise_and_select")
     per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
     op = "denoise_and_select"
     if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):

@@ -40,6 +40,7 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
   std::vector<float> guided;  // CFG: the position's guided logits [V], combined in parallel
   // Fewer positions than threads: split each position's vocabulary, merge in slice order.
   std::vector<dllm::cpu::RowState> states;
+  std::vector<dllm::cpu::ExactSums> sums;
   for (int64_t i = 0; i < P; ++i) {
     const int64_t b = i / L, l = i - b * L;
     const int64_t xi = xv(b, l);
@@ -63,19 +64,38 @@ void run_denoise(const at::Tensor& logits, const at::Tensor& x, const at::Tensor
           dllm::cpu::cfg_combine(c_row + v0, u_row + v0, n, p.cfg_scale1, guided.data() + v0);
         }
       });
-      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t j = begin; j < end; ++j)
+    }
+    // Pass 1 (choice, max) and, with the merged max, pass 2 (exact sums), slices in parallel.
+    at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        if (p.cfg)
           dllm::cpu::denoise_slice<float>(guided.data(), 0, 0, b, l, V, sp, ns, p, j, states[j],
                                           /*row_given=*/true);
-      });
-    } else {
-      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t j = begin; j < end; ++j)
+        else
           dllm::cpu::denoise_slice<In>(lp, logits.stride(0), logits.stride(1), b, l, V, sp, ns, p,
                                        j, states[j]);
-      });
-    }
+      }
+    });
     for (int64_t j = 1; j < n_slices; ++j) dllm::cpu::merge_state(states[0], states[j]);
+    if (dllm::cpu::needs_sums(p, states[0])) {
+      sums.assign(n_slices, dllm::cpu::ExactSums{});
+      const float M = states[0].m;
+      at::parallel_for(0, n_slices, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) {
+          if (p.cfg)
+            dllm::cpu::denoise_slice_sums<float>(guided.data(), 0, 0, b, l, V, sp, ns, p, j, M,
+                                                 sums[j], /*row_given=*/true);
+          else
+            dllm::cpu::denoise_slice_sums<In>(lp, logits.stride(0), logits.stride(1), b, l, V, sp,
+                                              ns, p, j, M, sums[j]);
+        }
+      });
+      for (int64_t j = 1; j < n_slices; ++j) {
+        sums[0].s += sums[j].s;
+        sums[0].t += sums[j].t;
+      }
+      dllm::cpu::set_sums(states[0], sums[0]);
+    }
     dllm::cpu::finalize(states[0], p, b, l, xi, &x0v(b, l), &cv(b, l));
   }
 }

@@ -107,6 +107,28 @@ dllm::DenoiseParams denoise_step_check(
     const std::optional<at::Tensor>& uncond_logits = std::nullopt, double cfg_scale = 0.0,
     const std::optional<at::Tensor>& argmax = std::nullopt);
 
+// denoise_shard (vocabulary-parallel pieces, dllm_kernels/tp.py) beyond denoise_step's checks:
+// vocab_start >= 0 and a multiple of 4; threshold / anchor [B, L] f32 and bucket [B, L] int64 on
+// the CPU, contiguous; anchor needed (the hist / members / sums stages), bucket (members).
+void denoise_shard_check(const at::Tensor& x, int64_t vocab_start, int64_t top_k,
+                         const std::optional<at::Tensor>& threshold,
+                         const std::optional<at::Tensor>& anchor,
+                         const std::optional<at::Tensor>& bucket, bool needs_anchor,
+                         bool needs_bucket);
+// denoise_shard_finalize: state [B, L, 8] f64, sums [B, L, 2] int64 (CPU, contiguous), x [B, L]
+// int64; returns the parameters finalize reads (confidence, seed, offset, mask / eligible).
+dllm::DenoiseParams denoise_shard_finalize_check(const at::Tensor& state, const at::Tensor& sums,
+                                                 const at::Tensor& x, int64_t mask_id,
+                                                 c10::string_view confidence, int64_t seed,
+                                                 int64_t offset,
+                                                 const std::optional<at::Tensor>& eligible);
+// top_p_shard_plan: hist [N, 4096] f64, top_p in (0, 1), start [N] int64, above [N] f64.
+void top_p_shard_plan_check(const at::Tensor& hist, double top_p, const at::Tensor& start,
+                            const at::Tensor& above);
+// top_p_shard_walk: members [N, K] f32, m [N] f32, need / above [N] f64.
+void top_p_shard_walk_check(const at::Tensor& members, const at::Tensor& m, const at::Tensor& need,
+                            const at::Tensor& above);
+
 // denoise_and_select beyond denoise_step / select_transfer: entropy_bound needs neg_entropy
 // confidences; renoise needs commit and eligible; a committed x must not overlap eligible.
 void denoise_and_select_extras_check(const at::Tensor& x, const std::optional<at::Tensor>& eligible,

@@ -35,6 +35,28 @@ TORCH_LIBRARY(dllm_kernels, m) {
       "int seed, int offset, Tensor? eligible=None, Tensor? uncond_logits=None, "
       "float cfg_scale=0., bool renoise=False, Tensor(b!)? argmax=None) -> "
       "(Tensor x0, Tensor conf, Tensor transfer)");
+  // Vocabulary-parallel denoise_step (dllm_kernels/tp.py runs these around the collectives; CPU).
+  // logits: the shard [B, L, V_shard] of tokens [vocab_start, vocab_start + V_shard); stage:
+  // top_k -> [B, L, top_k] f32 | range -> [B, L, 2] f32 | hist -> [B, L, 4096] f64 | members ->
+  // [B, L, K] f32 (NaN padded) | state -> [B, L, 8] f64 | sums -> [B, L, 2] int64.
+  m.def(
+      "denoise_shard(Tensor logits, Tensor x, int mask_id, float temperature, int top_k, "
+      "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
+      "Tensor? suppress_tokens, int seed, int offset, Tensor? eligible, Tensor? uncond_logits, "
+      "float cfg_scale, int vocab_start, str stage, Tensor? threshold, Tensor? anchor, "
+      "Tensor? bucket, bool with_argmax=False) -> Tensor");
+  // state [B, L, 8] f64 (merged), sums [B, L, 2] int64 (all-reduced) -> x0, conf, argmax.
+  m.def(
+      "denoise_shard_finalize(Tensor state, Tensor sums, Tensor x, int mask_id, str confidence, "
+      "int seed, int offset, Tensor? eligible) -> (Tensor x0, Tensor conf, Tensor argmax)");
+  // top-p over shards: hist [N, 4096] f64 summed -> crossing bucket [N], above [N], need [N].
+  m.def(
+      "top_p_shard_plan(Tensor hist, float top_p, Tensor start, Tensor above) -> "
+      "(Tensor bucket, Tensor above_out, Tensor need)");
+  // members [N, K] f32 of the crossing bucket (all shards, token order) -> tau [N], above [N].
+  m.def(
+      "top_p_shard_walk(Tensor members, Tensor m, Tensor need, Tensor above) -> "
+      "(Tensor tau, Tensor above_out)");
   // Paged KV cache, per layer k_cache / v_cache [num_pages, page_size, H_kv, D] f32|bf16|f16.
   // Token i of k / v ([N, H_kv, D] or [B, L, H_kv, D]) -> slot slot_mapping[i] (int64, < 0 = skip).
   m.def(

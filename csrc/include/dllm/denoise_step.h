@@ -26,15 +26,18 @@ struct DenoiseParams {
   bool shift_logits;     // position l reads the logits of l - 1 (position 0 its own)
   uint64_t seed;
   uint32_t offset;
-  bool cfg;            // classifier-free guidance: z = u + cfg_scale1 * (c - u)
-  float cfg_scale1;    // fl32(cfg_scale + 1)
-  const void* uncond;  // [B, L, V] CFG's unconditional logits (read iff cfg): the logits'
-  int64_t uncond_sb;   //   element type, V contiguous, own element strides (uncond_sb,
-  int64_t uncond_sl;   //   uncond_sl)
-  int64_t* argmax;     // [B, L] output (return_argmax), row stride argmax_sb, columns
-  int64_t argmax_sb;   //   contiguous; or null. The first id maximising z (after CFG,
-                       //   suppress and sanitising; before temperature / filters), x where
-                       //   not denoised or every z is -inf.
+  bool cfg;             // classifier-free guidance: z = u + cfg_scale1 * (c - u)
+  float cfg_scale1;     // fl32(cfg_scale + 1)
+  const void* uncond;   // [B, L, V] CFG's unconditional logits (read iff cfg): the logits'
+  int64_t uncond_sb;    //   element type, V contiguous, own element strides (uncond_sb,
+  int64_t uncond_sl;    //   uncond_sl)
+  int64_t vocab_start;  // global id of the logits' token 0 (a vocabulary shard, tensor
+                        //   parallelism; a multiple of 4, the Philox group size): keys the
+                        //   Gumbel noise by the global id. 0 for the whole vocabulary.
+  int64_t* argmax;      // [B, L] output (return_argmax), row stride argmax_sb, columns
+  int64_t argmax_sb;    //   contiguous; or null. The first id maximising z (after CFG,
+                        //   suppress and sanitising; before temperature / filters), x where
+                        //   not denoised or every z is -inf.
 };
 
 // Is position (b, l), holding token xv, denoised this step?

@@ -5,8 +5,10 @@
 // Napkin math: one read of the position's V logits (4 B fp32, 2 B bf16/fp16) is the floor; for
 // [1, 32, 126464] fp32 that is 16 MB, ~0.7 ms at this machine's ~24 GB/s copy bandwidth, and one
 // exp per element (~4M) is the compute. Fast path (no top-k/top-p): one pass over V in chunks of
-// kChunk logits decoded into an L1-resident buffer, keeping max / sum-exp / sum-exp*(d-m) / top-2 /
-// argmax state; exp is a branch-free polynomial the compiler vectorises (8 lanes). T > 0 adds
+// kChunk logits decoded into an L1-resident buffer, keeping max / top-2 / argmax state, then a
+// second pass (the row is in L2) for the confidence sums, exact integers relative to the row's max
+// (exact_sums_range: the same bits for any split of the row, tensor parallelism included); exp is
+// a branch-free polynomial the compiler vectorises (8 lanes). T > 0 adds
 // Philox (scalar) + two deterministic logs (vectorised) per element for Gumbel-max, skipped for
 // groups that cannot win even with the largest possible draw.
 // Filtered path (top_k > 0 or top_p < 1): the position's scaled logits are copied to a per-thread
@@ -37,7 +39,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Running state of one position over its vocabulary.
 struct RowState {
   float m = kNegInf;                     // max of d (the confidence distribution's logits)
-  double s = 0;                          // sum exp(d - m)
+  double s = 0;                          // sum exp(d - m)             (exact_sums, after the pass)
   double t1 = 0;                         // sum exp(d - m) * (d - m)   (for sum p log p)
   float top1 = kNegInf, top2 = kNegInf;  // two largest d (margin)
   float best = kNegInf;                  // best choice score (scaled, or scaled + gumbel)
@@ -59,50 +61,54 @@ DLLM_CPU_CLONES static float chunk_max(const float* d, int64_t n) {
   return cm;
 }
 
-// Adds one chunk's d values (whose maximum is cm) to (m, s, t1), rescaling the running sums when
-// the max grows.
-DLLM_CPU_CLONES static void accumulate_softmax(RowState& st, const float* d, int64_t n,
-                                               bool need_t1, float cm) {
-  if (cm == kNegInf) return;  // nothing finite in this chunk
-  if (cm > st.m) {
-    if (st.m != kNegInf) {
-      const double scale = std::exp(static_cast<double>(st.m) - cm);
-      st.t1 = scale * (st.t1 + (static_cast<double>(st.m) - cm) * st.s);
-      st.s *= scale;
-    }
-    st.m = cm;
-  }
-  const float m = st.m;
-  float ls[kLanes] = {}, lt[kLanes] = {};
-  int64_t i = 0;
-  // Branch-free lanes: dm is clamped where exp flushes to 0, so e * dm is 0 there, never NaN.
-  if (need_t1) {
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int j = 0; j < kLanes; ++j) {
-        const float dm = std::max(d[i + j] - m, -80.0f);
-        const float e = exp_nonpos(dm);
-        ls[j] += e;
-        lt[j] += e * dm;
-      }
+// ---- the confidence sums: exact, whatever the order or split of the vocabulary ----------------
+// s = sum exp(d - M) and t1 = sum exp(d - M) (d - M), M = the position's max of d (known after the
+// pass over the row): every term is rounded to a multiple of 2^-40 and the integers are added, so
+// the sums depend neither on the summation order nor on how the vocabulary is split (threads,
+// vocabulary slices, tensor-parallel shards: dllm_kernels/tp.py): a position's confidence is the
+// same bits however the row was cut. Rounding: <= 2^-41 per term, |error| <= V 2^-41 (2^-23 of
+// s >= 1 at V = 2^18 in the worst case, ~2^-32 for independent roundings); V < 2^23 keeps the
+// integers in int64. exp(d - M) is exp_nonpos here and the vector exp at the vector levels: one
+// function per level for every element (tails included), or the split would matter.
+struct ExactSums {
+  int64_t s = 0;  // sum round(exp(d - M) 2^40)
+  int64_t t = 0;  // sum round(exp(d - M) (d - M) 2^40)   (neg_entropy)
+};
+constexpr double kSumScale = 1099511627776.0;       // 2^40
+constexpr double kRoundMagic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds |x| < 2^51
+
+// round(x * 2^40) for |x| <= 1 as the low bits of x * 2^40 + 1.5 * 2^52 (exact: the product is,
+// and the sum's ulp is 1), minus the magic's bits: plain double ops, so loops over it vectorise.
+inline int64_t round_scaled(double x) {
+  const double y = x * kSumScale + kRoundMagic;
+  int64_t bits, magic;
+  std::memcpy(&bits, &y, sizeof(bits));
+  std::memcpy(&magic, &kRoundMagic, sizeof(magic));
+  return bits - magic;
+}
+
+// d[0, n) into sums (M finite). d = -inf and d - M < -80 give 0.
+DLLM_CPU_CLONES static void exact_sums_chunk(const float* d, int64_t n, float M, bool entropy,
+                                             ExactSums& sums) {
+  int64_t s = 0, t = 0;
+  if (entropy) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float dm = std::max(d[i] - M, -80.0f);
+      const float e = exp_nonpos(dm);
+      s += round_scaled(e);
+      t += round_scaled(static_cast<double>(e) * dm);  // exact product (24 x 24 bits)
     }
   } else {
-    for (; i + kLanes <= n; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) ls[j] += exp_nonpos(d[i + j] - m);
+    for (int64_t i = 0; i < n; ++i) s += round_scaled(exp_nonpos(std::max(d[i] - M, -80.0f)));
   }
-  double cs = 0, ct = 0;
-  for (int j = 0; j < kLanes; ++j) {
-    cs += ls[j];
-    ct += lt[j];
-  }
-  for (; i < n; ++i) {
-    const float dm = std::max(d[i] - m, -80.0f);
-    const float e = exp_nonpos(dm);
-    cs += e;
-    ct += static_cast<double>(e) * dm;
-  }
-  if (!need_t1) ct = 0;
-  st.s += cs;
-  st.t1 += ct;
+  sums.s += s;
+  sums.t += t;
+}
+
+// The position's sums as the finalize step reads them.
+inline void set_sums(RowState& st, const ExactSums& sums) {
+  st.s = static_cast<double>(sums.s) / kSumScale;
+  st.t1 = static_cast<double>(sums.t) / kSumScale;
 }
 
 // First index of the chunk's maximum score cm (ties to the smallest index); merges into st.best.
@@ -175,7 +181,9 @@ inline void gumbel_scores(float* score, const float* scaled, int64_t n, int64_t 
     for (int64_t j = 0; j < w; ++j) top = std::max(top, scaled[i + j]);
     const bool cut = top + kGumbelBound < beat;
     Philox4 r{{0x3F800000u, 0x3F800000u, 0x3F800000u, 0x3F800000u}};
-    if (!cut) r = philox_group(p.seed, p.offset, b, l, static_cast<uint32_t>((base + i) >> 2));
+    if (!cut)
+      r = philox_group(p.seed, p.offset, b, l,
+                       static_cast<uint32_t>((p.vocab_start + base + i) >> 2));
     for (int64_t j = 0; j < w; ++j) {
       words[i + j] = r.w[j];
       skip[i + j] = cut ? 1 : 0;
@@ -259,6 +267,11 @@ inline bool top_p_quickselect(float* tmp, float* wts, int64_t n, double need, do
 // Buckets of the top-p histogram: a finite v goes to min(floor((m - v) * 64), 4095), i.e. 1/64-wide
 // slices of the 64 below the max and one for everything lower (weights < e^-64 of the max).
 // Monotone in v (every step rounds monotonically), the same in every clone (no FMA to contract).
+// The bucket sums are exact (the weights of a bucket lie within a factor e^(1/64) < 2, so their
+// float32 values add up exactly in double for up to 2^28 terms), hence the same in any order or
+// split of the row (tensor parallelism adds the shards' histograms); the last bucket's weights
+// (< e^-64 each, spanning every binade below) would not be: they count as 0. The reference's mass
+// includes them, a difference < V e^-64 ~ 2^-74 of the total.
 constexpr int kTopPBuckets = 4096;
 constexpr float kTopPPerUnit = 64.0f;
 
@@ -273,9 +286,9 @@ DLLM_CPU_CLONES static void top_p_histogram(const float* vals, int64_t V, float 
   int32_t bucket[kB];
   for (int64_t v0 = 0; v0 < V; v0 += kB) {
     const int64_t n = std::min(kB, V - v0);
-    for (int64_t i = 0; i < n; ++i) {  // -inf: weight 0, bucket 4095
-      w[i] = exp_nonpos(vals[v0 + i] - m);
+    for (int64_t i = 0; i < n; ++i) {  // -inf and the last bucket: weight 0
       bucket[i] = top_p_bucket(vals[v0 + i], m);
+      w[i] = bucket[i] < kTopPBuckets - 1 ? exp_nonpos(vals[v0 + i] - m) : 0.0f;
     }
     for (int64_t i = 0; i < n; ++i) hist[bucket[i]] += w[i];
   }
@@ -297,6 +310,48 @@ DLLM_CPU_CLONES static void top_p_members(const float* vals, int64_t V, float m,
 // on data in the first.
 constexpr int64_t kTopPSort = 4096;
 
+// need = top_p * the histogram's total mass (summed in bucket order).
+inline double top_p_need(const double* hist, double top_p) {
+  double total = 0;
+  for (int b = 0; b < kTopPBuckets; ++b) total += hist[b];
+  return top_p * total;
+}
+
+// The first bucket b >= start where the mass reaches need (above: the mass of the values above
+// the bucket, updated), or kTopPBuckets when none does.
+inline int32_t top_p_crossing(const double* hist, double need, int32_t start, double& above) {
+  for (int32_t b = start; b < kTopPBuckets; ++b) {
+    if (above + hist[b] >= need) return b;
+    above += hist[b];
+  }
+  return kTopPBuckets;
+}
+
+// Walks the crossing bucket's members tmp[0, n) (reordered in place): true with tau = the value at
+// which the descending cumulative mass reaches need; false (above += their whole mass) when
+// rounding leaves need unreached, and the next bucket goes on.
+inline bool top_p_walk(float* tmp, int64_t n, float m, double need, double& above, float& tau,
+                       std::vector<float>& wts) {
+  if (n > kTopPSort) {
+    wts.resize(n);
+    for (int64_t i = 0; i < n; ++i) wts[i] = exp_nonpos(tmp[i] - m);
+    return top_p_quickselect(tmp, wts.data(), n, need, above, tau);
+  }
+  std::sort(tmp, tmp + n, std::greater<float>());
+  for (int64_t i = 0; i < n;) {
+    const float v = tmp[i];
+    const float w = exp_nonpos(v - m);
+    double mass = 0;
+    for (; i < n && tmp[i] == v; ++i) mass += w;
+    above += mass;
+    if (above >= need) {
+      tau = v;
+      return true;
+    }
+  }
+  return false;
+}
+
 // histogram(vals, V, m, hist) and members(vals, V, m, b, out) are top_p_histogram /
 // top_p_members or their vector versions (dllm/cpu/denoise_step_simd_impl.h).
 template <typename Histogram, typename Members>
@@ -308,35 +363,15 @@ float top_p_threshold_with(const float* vals, int64_t V, double top_p, std::vect
   if (m == kNegInf) return kNegInf;
   hist.assign(kTopPBuckets, 0.0);
   histogram(vals, V, m, hist.data());
-  double total = 0;
-  for (int b = 0; b < kTopPBuckets; ++b) total += hist[b];
-  const double need = top_p * total;
+  const double need = top_p_need(hist.data(), top_p);
   double above = 0;  // mass of the values above the current bucket
-  for (int32_t b = 0; b < kTopPBuckets; ++b) {
-    if (above + hist[b] < need) {
-      above += hist[b];
-      continue;
-    }
+  for (int32_t b = top_p_crossing(hist.data(), need, 0, above); b < kTopPBuckets;
+       b = top_p_crossing(hist.data(), need, b + 1, above)) {
     tmp.clear();
     members(vals, V, m, b, tmp);
-    const int64_t n = static_cast<int64_t>(tmp.size());
-    if (n > kTopPSort) {
-      wts.resize(n);
-      for (int64_t i = 0; i < n; ++i) wts[i] = exp_nonpos(tmp[i] - m);
-      float tau;
-      if (top_p_quickselect(tmp.data(), wts.data(), n, need, above, tau)) return tau;
-      continue;
-    }
-    std::sort(tmp.begin(), tmp.end(), std::greater<float>());
-    for (int64_t i = 0; i < n;) {
-      const float v = tmp[i];
-      const float w = exp_nonpos(v - m);
-      double mass = 0;
-      for (; i < n && tmp[i] == v; ++i) mass += w;
-      above += mass;
-      if (above >= need) return v;
-    }
-    // Rounding left need unreached inside this bucket: go on with the next ones.
+    float tau;
+    if (top_p_walk(tmp.data(), static_cast<int64_t>(tmp.size()), m, need, above, tau, wts))
+      return tau;
   }
   // Rounding left the target unreached: the smallest value closes the set.
   float smallest = kNegInf;
@@ -409,19 +444,7 @@ inline void merge_state(RowState& st, const RowState& o) {
     st.best_idx = o.best_idx;
     st.best_d = o.best_d;
   }
-  if (o.m != kNegInf) {
-    if (st.m == kNegInf) {
-      st.m = o.m;
-      st.s = o.s;
-      st.t1 = o.t1;
-    } else {
-      const double m = std::max(st.m, o.m);
-      const double ea = std::exp(st.m - m), eo = std::exp(o.m - m);
-      st.t1 = ea * (st.t1 + (st.m - m) * st.s) + eo * (o.t1 + (o.m - m) * o.s);
-      st.s = ea * st.s + eo * o.s;
-      st.m = static_cast<float>(m);
-    }
-  }
+  st.m = std::max(st.m, o.m);  // the sums come after the whole row's max (exact_sums)
   for (const float v : {o.top1, o.top2}) {
     st.top2 = std::max(st.top2, std::min(st.top1, v));
     st.top1 = std::max(st.top1, v);
@@ -434,7 +457,6 @@ template <typename In>
 void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64_t* suppress,
                       int64_t n_suppress, const DenoiseParams& p, int64_t b, int64_t l,
                       bool filtered, Workspace& ws, RowState& st) {
-  const bool need_t1 = p.confidence == Confidence::kNegEntropy;
   const bool separate = p.inv_temperature != 1.0f;  // scaled differs from z
   int64_t next = std::lower_bound(suppress, suppress + n_suppress, v_begin) - suppress;
   for (int64_t v0 = v_begin; v0 < v_end; v0 += kChunk) {
@@ -458,9 +480,32 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
     }
     const float score_max = chunk_max(score, n);
     accumulate_argmax(st, score, d, n, v0, score_max);
-    if (p.confidence != Confidence::kRandom)
-      accumulate_softmax(st, d, n, need_t1, d == score ? score_max : chunk_max(d, n));
+    st.m = std::max(st.m, d == score ? score_max : chunk_max(d, n));  // sums: exact_sums_range
     if (p.confidence == Confidence::kMargin) accumulate_top2(st, d, n);
+  }
+}
+
+// The exact sums (ExactSums) of tokens [v_begin, v_end) of one position, M = the whole row's max
+// of d (finite). filtered: ws.full holds the position's filtered scaled logits (read when d is the
+// sampling distribution's).
+template <typename In>
+void exact_sums_range(const In* row, int64_t v_begin, int64_t v_end, const int64_t* suppress,
+                      int64_t n_suppress, const DenoiseParams& p, bool filtered, Workspace& ws,
+                      float M, ExactSums& sums) {
+  const bool entropy = p.confidence == Confidence::kNegEntropy;
+  int64_t next = std::lower_bound(suppress, suppress + n_suppress, v_begin) - suppress;
+  for (int64_t v0 = v_begin; v0 < v_end; v0 += kChunk) {
+    const int64_t n = std::min(kChunk, v_end - v0);
+    const float* d;
+    if (filtered && p.source_sampling) {
+      d = ws.full.data() + v0;
+    } else {
+      const bool scaled = p.source_sampling && p.inv_temperature != 1.0f;
+      load_chunk(row, v0, n, suppress, n_suppress, &next, p.inv_temperature, ws.z.data(),
+                 scaled ? ws.scaled.data() : ws.z.data());
+      d = scaled ? ws.scaled.data() : ws.z.data();
+    }
+    exact_sums_chunk(d, n, M, entropy, sums);
   }
 }
 
@@ -470,9 +515,10 @@ inline bool is_filtered(const DenoiseParams& p, int64_t V) {
 
 // Filtered path: ws.full = the position's scaled logits (suppressed ids -inf) with the top-k /
 // top-p filters applied in their order (filtered-out logits -inf).
+// thr (tensor parallelism): the filters' global threshold, applied instead of computing them.
 template <typename In>
 void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
-                      const DenoiseParams& p, Workspace& ws) {
+                      const DenoiseParams& p, Workspace& ws, const float* thr = nullptr) {
   // Materialise the position's scaled logits once, then find the filter threshold(s).
   ws.full.resize(V);
   int64_t next = 0;
@@ -489,6 +535,12 @@ void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t
       for (int64_t i = 0; i < V; ++i)
         if (s[i] < t) s[i] = kNegInf;
   };
+  if (thr != nullptr) {
+    if (*thr > kNegInf)
+      for (int64_t i = 0; i < V; ++i)
+        if (s[i] < *thr) s[i] = kNegInf;
+    return;
+  }
   apply(!p.top_p_first);
   apply(p.top_p_first);
 }
@@ -551,6 +603,11 @@ inline void write_argmax(const DenoiseParams& p, int64_t b, int64_t l, int64_t v
 
 namespace dllm::cpu {
 
+// Does the confidence of a position with this whole-row state need the sums (exact_sums_range)?
+inline bool needs_sums(const DenoiseParams& p, const RowState& st) {
+  return p.confidence != Confidence::kRandom && st.best_idx >= 0 && st.m != kNegInf;
+}
+
 // x0 and conf of a position from its whole-row state (x0 = x_val, conf = -inf if every
 // (filtered) logit is -inf: nothing to decode).
 inline void finalize(const RowState& st, const DenoiseParams& p, int64_t b, int64_t l,
@@ -595,6 +652,11 @@ void denoise_position(const In* row, int64_t V, const int64_t* suppress, int64_t
   if (filtered) simd::prepare_filtered_at(level, row, V, suppress, n_suppress, p, ws);
   RowState st;
   simd::accumulate_range_at(level, row, 0, V, suppress, n_suppress, p, b, l, filtered, ws, st);
+  if (needs_sums(p, st)) {
+    ExactSums sums;
+    simd::exact_sums_at(level, row, 0, V, suppress, n_suppress, p, filtered, ws, st.m, sums);
+    set_sums(st, sums);
+  }
   finalize(st, p, b, l, x_val, x0_out, conf_out);
 }
 
@@ -652,6 +714,19 @@ void denoise_slice(const In* logits, int64_t sb, int64_t sl, int64_t b, int64_t 
   simd::accumulate_range_at(simd::level(), row_given ? logits : logits + b * sb + src * sl, v0,
                             std::min(V, v0 + kSlice), suppress, n_suppress, p, b, l,
                             /*filtered=*/false, ws, out);
+}
+
+// The exact sums of one slice, M = the merged states' max of d (the second pass of the split).
+template <typename In>
+void denoise_slice_sums(const In* logits, int64_t sb, int64_t sl, int64_t b, int64_t l, int64_t V,
+                        const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
+                        int64_t slice, float M, ExactSums& out, bool row_given = false) {
+  Workspace ws;
+  const int64_t src = p.shift_logits ? std::max<int64_t>(l - 1, 0) : l;
+  const int64_t v0 = slice * kSlice;
+  simd::exact_sums_at(simd::level(), row_given ? logits : logits + b * sb + src * sl, v0,
+                      std::min(V, v0 + kSlice), suppress, n_suppress, p, /*filtered=*/false, ws, M,
+                      out);
 }
 
 }  // namespace dllm::cpu

@@ -4,20 +4,20 @@
 // DLLM_KERNELS_SIMD=generic).
 //
 // One pass over a position's V logits, straight from the input (fp32, or bf16 / fp16 widened in
-// registers): no decoded copy, no second pass over a chunk. Per block of 4W tokens:
+// registers): no decoded copy. Per block of 4W tokens:
 //   - the block's max of d (the confidence distribution's logits) against the running max m: a
-//     block that raises it (~ln(V / 4W) times per row for i.i.d. logits) folds the float lane
-//     sums into st's double sums, rescales them to the new m in double (as the generic code does
-//     per chunk) and, at T = 0, moves the choice to the block's first index holding the new max;
-//   - exp(d - m) with a vector polynomial into 4 float accumulators per lane (folded into double
-//     every kChunk tokens), + (d - m) exp(d - m) for neg_entropy, lane top-2 for margin;
+//     block that raises it (~ln(V / 4W) times per row for i.i.d. logits) at T = 0 moves the
+//     choice to the block's first index holding the new max;
+//   - lane top-2 for margin;
 //   - T > 0: Philox4x32-10 for W groups at once (the 4W words of the block), an integer-only upper
 //     bound of each token's Gumbel draw, and the exact draw (dllm::gumbel_of_word, scalar, the
 //     same bits as the reference and CUDA) only for tokens whose bound beats the best score so
 //     far. Blocks whose largest logit + the largest possible draw cannot win skip the Philox.
+// Then the confidence sums in a second pass with the row's max (exact_sums_range: exp(d - m) by the
+// vector polynomial, rounded to integers, so any split of the row sums to the same bits).
 // The choice (x0) is exact: ties go to the first index as in the generic code, the Gumbel scores
 // are the generic code's bits. The confidence differs from the generic code only by the exp
-// polynomial and summation order (float lanes, double across chunks).
+// polynomial.
 //
 // Napkin math for [1, 32, 126464] fp32 at T = 0 (4M logits, 16 MB): ~20 vector ops per 8 logits
 // (AVX2: load, sanitise, block max, d - m and its clamp, 10 for exp, sum), measured 2.8
@@ -144,15 +144,53 @@ void accumulate_range_at(int level, const In* row, int64_t v_begin, int64_t v_en
   }
 }
 
+// exact_sums_range on the given level: one exp function for every element of the row.
 template <typename In>
-void prepare_filtered_at(int level, const In* row, int64_t V, const int64_t* suppress,
-                         int64_t n_suppress, const DenoiseParams& p, Workspace& ws) {
+void exact_sums_at(int level, const In* row, int64_t v_begin, int64_t v_end,
+                   const int64_t* suppress, int64_t n_suppress, const DenoiseParams& p,
+                   bool filtered, Workspace& ws, float M, ExactSums& sums) {
 #ifdef DLLM_DENOISE_SIMD
-  if (level == kAvx512) return avx512::prepare_filtered(row, V, suppress, n_suppress, p, ws);
-  if (level == kAvx2) return avx2::prepare_filtered(row, V, suppress, n_suppress, p, ws);
+  if (level == kAvx512)
+    return avx512::exact_sums_range(row, v_begin, v_end, suppress, n_suppress, p, filtered, ws, M,
+                                    sums);
+  if (level == kAvx2)
+    return avx2::exact_sums_range(row, v_begin, v_end, suppress, n_suppress, p, filtered, ws, M,
+                                  sums);
 #endif
   (void)level;
-  dllm::cpu::prepare_filtered(row, V, suppress, n_suppress, p, ws);
+  dllm::cpu::exact_sums_range(row, v_begin, v_end, suppress, n_suppress, p, filtered, ws, M, sums);
+}
+
+template <typename In>
+void prepare_filtered_at(int level, const In* row, int64_t V, const int64_t* suppress,
+                         int64_t n_suppress, const DenoiseParams& p, Workspace& ws,
+                         const float* thr = nullptr) {
+#ifdef DLLM_DENOISE_SIMD
+  if (level == kAvx512) return avx512::prepare_filtered(row, V, suppress, n_suppress, p, ws, thr);
+  if (level == kAvx2) return avx2::prepare_filtered(row, V, suppress, n_suppress, p, ws, thr);
+#endif
+  (void)level;
+  dllm::cpu::prepare_filtered(row, V, suppress, n_suppress, p, ws, thr);
+}
+
+// top_p_histogram / top_p_members on the given level (tensor parallelism: the shards' pieces).
+inline void top_p_histogram_at(int level, const float* vals, int64_t V, float m, double* hist) {
+#ifdef DLLM_DENOISE_SIMD
+  if (level == kAvx512) return avx512::top_p_histogram(vals, V, m, hist);
+  if (level == kAvx2) return avx2::top_p_histogram(vals, V, m, hist);
+#endif
+  (void)level;
+  dllm::cpu::top_p_histogram(vals, V, m, hist);
+}
+
+inline void top_p_members_at(int level, const float* vals, int64_t V, float m, int32_t b,
+                             std::vector<float>& out) {
+#ifdef DLLM_DENOISE_SIMD
+  if (level == kAvx512) return avx512::top_p_members(vals, V, m, b, out);
+  if (level == kAvx2) return avx2::top_p_members(vals, V, m, b, out);
+#endif
+  (void)level;
+  dllm::cpu::top_p_members(vals, V, m, b, out);
 }
 
 }  // namespace dllm::cpu::simd

@@ -80,16 +80,6 @@ inline float hmax(VF a) {
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
   return _mm_cvtss_f32(m);
 }
-inline __m256d widen_sum(VF a) {  // 8 float lanes -> 4 double lanes, exact
-  return _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
-                       _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
-}
-inline double hsum(VF a) {
-  const __m256d s = widen_sum(a);
-  __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-  t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
-  return _mm_cvtsd_f64(t);
-}
 #elif defined(DLLM_SIMD_EMU16)
 // 16 lanes as two AVX2 halves with AVX-512's semantics (lane j of a mask = bit j; unpacks act
 // within 128-bit lanes): lets the native test run the 16-lane kernel logic on an AVX2-only CPU.
@@ -212,16 +202,6 @@ inline float hmax(VF a) {
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
   return _mm_cvtss_f32(m);
 }
-inline __m256d widen_sum8(__m256 a) {
-  return _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
-                       _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
-}
-inline double hsum(VF a) {
-  const __m256d s = _mm256_add_pd(widen_sum8(a.lo), widen_sum8(a.hi));
-  __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-  t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
-  return _mm_cvtsd_f64(t);
-}
 #undef DLLM_EMU_F2
 #undef DLLM_EMU_I2
 #else  // 16 lanes, AVX-512
@@ -287,12 +267,6 @@ inline VI group_lanes() {
   return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
 }
 inline float hmax(VF a) { return _mm512_reduce_max_ps(a); }
-inline __m512d widen_sum(VF a) {  // 16 float lanes -> 8 double lanes, exact
-  const __m256 lo = _mm512_castps512_ps256(a);
-  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
-  return _mm512_add_pd(_mm512_cvtps_pd(lo), _mm512_cvtps_pd(hi));
-}
-inline double hsum(VF a) { return _mm512_reduce_add_pd(widen_sum(a)); }
 #endif
 
 // NaN -> -inf, +inf -> FLT_MAX (dllm::sanitize), relying on the operand order of max/min.
@@ -423,6 +397,7 @@ struct Ctx {
   float inv_t;
   bool scale;     // scaled = sanitize(z * inv_t) (else scaled = z)
   bool d_scaled;  // d = scaled (sampling confidence), else d = z
+  int64_t id0;    // global id of token 0 (p.vocab_start): Philox groups are keyed by it
   PhiloxCtx philox;
 };
 
@@ -431,7 +406,7 @@ struct Ctx {
 // null (unfiltered: scaled is computed from z).
 // kRaw: unfiltered with inv_t == 1 (T = 0, T = 1), so scaled == d == z: no runtime switches in
 // the loop (fewer branches and live registers on the hot paths).
-template <typename In, Choice kChoice, bool kSoft, bool kMargin, bool kEntropy, bool kRaw>
+template <typename In, Choice kChoice, bool kMargin, bool kRaw>
 void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const Ctx& c,
                RowState& st) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -439,27 +414,10 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
   const bool scale = !kRaw && c.scale;
   const bool d_scaled = !kRaw && c.d_scaled;
   const bool need_z = kRaw || f_src == nullptr || !d_scaled;
-  const VF inv_t = set1(c.inv_t), lo80 = set1(-80.0f);
-  // kD keeps st.best == st.m (the max of d); without a softmax (random confidence) the generic
-  // code leaves st.m behind, so it restarts from the choice.
-  if (kChoice == Choice::kD && !kSoft) st.m = st.best;
+  const VF inv_t = set1(c.inv_t);
   VF m_v = set1(st.m);
   VF best_v = set1(st.best);
-  // One float accumulator per lane (a block's 4 vectors are added as a tree first): few live
-  // registers, and at most kChunk / (4W) block sums per lane before the fold into double.
-  VF acc = set1(0.0f), ent = acc;
   VF top1 = set1(neg_inf), top2 = top1;
-
-  // Folds the float lane sums (relative to st.m) into st's double sums.
-  const auto flush = [&] {
-    if (!kSoft) return;
-    if (st.m != neg_inf) {
-      st.s += hsum(acc);
-      if (kEntropy) st.t1 += hsum(ent);
-    }
-    acc = set1(0.0f);
-    if (kEntropy) ent = set1(0.0f);
-  };
 
   alignas(64) float s_buf[kBlock], d_buf[kBlock];
   alignas(64) uint32_t w_buf[kBlock];
@@ -474,11 +432,10 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
         s[k] = scale ? sanitize_v(mul(z[k], inv_t)) : z[k];
       d[k] = d_scaled ? s[k] : z[k];
     }
-    // Running max of d: a block that raises it (rare after the first few) folds the sums, rescales
-    // them to the new max, and at T = 0 also moves the choice (its first index with the new max).
+    // Running max of d (the anchor of the exact sums that follow the pass): a block that raises it
+    // (rare after the first few) at T = 0 also moves the choice (its first index with the new max).
     const VF dmax = vmax(vmax(d[0], d[1]), vmax(d[2], d[3]));
     if (any(gt(dmax, m_v))) {
-      flush();
       const float nm = hmax(dmax);
       if (kChoice == Choice::kD) {
         for (int k = 0; k < 4; ++k) {
@@ -489,16 +446,6 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
             st.best_d = nm;
             break;
           }
-        }
-      }
-      if (kSoft) {
-        if (st.m != neg_inf) {
-          const double scale = std::exp(static_cast<double>(st.m) - nm);
-          st.t1 = scale * (st.t1 + (static_cast<double>(st.m) - nm) * st.s);
-          st.s *= scale;
-        } else {
-          st.s = 0;
-          st.t1 = 0;
         }
       }
       st.m = nm;
@@ -529,7 +476,7 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
       const VF smax = vmax(vmax(s[0], s[1]), vmax(s[2], s[3]));
       if (any(ge(add(smax, set1(kGumbelBound)), best_v))) {
         VI w[4];
-        philox_block(c.philox, static_cast<uint32_t>((v0 + i) >> 2), w);
+        philox_block(c.philox, static_cast<uint32_t>((c.id0 + v0 + i) >> 2), w);
         Mask hit[4];
         for (int k = 0; k < 4; ++k) hit[k] = gt(add(s[k], gumbel_bound(w[k])), best_v);
         if (any(mor(mor(hit[0], hit[1]), mor(hit[2], hit[3])))) {
@@ -554,15 +501,6 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
         }
       }
     }
-    if (kSoft) {
-      // exp(d - m), clamped at -80 (also -inf and the NaN of -inf - -inf): exp(-80) ~ 2e-35
-      // cannot move a sum that holds exp(0) = 1.
-      const VF x0 = vmax(sub(d[0], m_v), lo80), x1 = vmax(sub(d[1], m_v), lo80);
-      const VF x2 = vmax(sub(d[2], m_v), lo80), x3 = vmax(sub(d[3], m_v), lo80);
-      const VF e0 = exp_v(x0), e1 = exp_v(x1), e2 = exp_v(x2), e3 = exp_v(x3);
-      acc = add(acc, add(add(e0, e1), add(e2, e3)));
-      if (kEntropy) ent = add(ent, add(fmadd(e0, x0, mul(e1, x1)), fmadd(e2, x2, mul(e3, x3))));
-    }
     if (kMargin) {
       for (int k = 0; k < 4; ++k) {
         top2 = vmax(top2, vmin(top1, d[k]));
@@ -570,7 +508,6 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
       }
     }
   }
-  flush();
   if (kMargin) {
     alignas(64) float t1[W], t2[W];
     store(t1, top1);
@@ -589,16 +526,8 @@ void row_chunk(const In* z_src, const float* f_src, int64_t v0, int64_t n, const
 template <typename In, Choice kChoice, bool kRaw = false>
 void row_chunk_conf(Confidence conf, const In* z, const float* f, int64_t v0, int64_t n,
                     const Ctx& c, RowState& st) {
-  switch (conf) {
-    case Confidence::kProb:
-      return row_chunk<In, kChoice, true, false, false, kRaw>(z, f, v0, n, c, st);
-    case Confidence::kMargin:
-      return row_chunk<In, kChoice, true, true, false, kRaw>(z, f, v0, n, c, st);
-    case Confidence::kNegEntropy:
-      return row_chunk<In, kChoice, true, false, true, kRaw>(z, f, v0, n, c, st);
-    case Confidence::kRandom:
-      return row_chunk<In, kChoice, false, false, false, kRaw>(z, f, v0, n, c, st);
-  }
+  if (conf == Confidence::kMargin) return row_chunk<In, kChoice, true, kRaw>(z, f, v0, n, c, st);
+  row_chunk<In, kChoice, false, kRaw>(z, f, v0, n, c, st);
 }
 
 // ---- the filtered path (top-k / top-p) ----------------------------------------------------------
@@ -644,20 +573,23 @@ inline void top_p_histogram(const float* vals, int64_t V, float m, double* hist)
   constexpr int64_t kB = 256;
   alignas(64) float w[kB];
   alignas(64) int32_t bucket[kB];
-  const VF mv = set1(m), lo80 = set1(-80.0f),
-           neg_inf = set1(-std::numeric_limits<float>::infinity());
+  alignas(64) float tail[W];
+  const float neg_inf_f = -std::numeric_limits<float>::infinity();
+  const VF mv = set1(m), lo80 = set1(-80.0f), neg_inf = set1(neg_inf_f);
+  const VF last = set1(float(kTopPBuckets - 1));
   for (int64_t v0 = 0; v0 < V; v0 += kB) {
     const int64_t n = std::min(kB, V - v0);
-    int64_t i = 0;
-    for (; i + W <= n; i += W) {
-      const VF v = load(vals + v0 + i);
-      const VF e = exp_v(vmax(sub(v, mv), lo80));
-      store(w + i, select(gt(v, neg_inf), e, set1(0.0f)));
-      storei(bucket + i, top_p_bucket_v(v, mv));
-    }
-    for (; i < n; ++i) {
-      w[i] = exp_nonpos(vals[v0 + i] - m);
-      bucket[i] = top_p_bucket(vals[v0 + i], m);
+    for (int64_t i = 0; i < n; i += W) {
+      const float* src = vals + v0 + i;
+      if (i + W > n) {  // the tail through the same vector exp, padded with -inf (weight 0)
+        for (int64_t j = 0; j < W; ++j) tail[j] = i + j < n ? src[j] : neg_inf_f;
+        src = tail;
+      }
+      const VF v = load(src);
+      const VI bk = top_p_bucket_v(v, mv);
+      const Mask keep = mand(gt(v, neg_inf), gt(last, cvtif(bk)));  // finite, not the last
+      store(w + i, select(keep, exp_v(vmax(sub(v, mv), lo80)), set1(0.0f)));
+      storei(bucket + i, bk);
     }
     for (int64_t j = 0; j < n; ++j) hist[bucket[j]] += w[j];
   }
@@ -684,7 +616,7 @@ inline void top_p_members(const float* vals, int64_t V, float m, int32_t b,
 // dllm::cpu::prepare_filtered with the vector helpers.
 template <typename In>
 void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
-                      const DenoiseParams& p, Workspace& ws) {
+                      const DenoiseParams& p, Workspace& ws, const float* thr = nullptr) {
   ws.full.resize(V);
   float* s = ws.full.data();
   materialize(row, V, p.inv_temperature, suppress, n_suppress, s);
@@ -699,8 +631,12 @@ void prepare_filtered(const In* row, int64_t V, const int64_t* suppress, int64_t
                                         std::vector<float>& o) { top_p_members(v, n, m, b, o); });
     if (t > -std::numeric_limits<float>::infinity()) apply_threshold(s, V, t);
   };
-  apply(!p.top_p_first);
-  apply(p.top_p_first);
+  if (thr == nullptr) {
+    apply(!p.top_p_first);
+    apply(p.top_p_first);
+  } else if (*thr > -std::numeric_limits<float>::infinity()) {
+    apply_threshold(s, V, *thr);  // tensor parallelism: the global threshold
+  }
   if (p.sample) {  // the kept tokens, for gumbel_kept
     ws.kept.clear();
     const VF neg_inf = set1(-std::numeric_limits<float>::infinity());
@@ -733,7 +669,7 @@ void gumbel_kept(const In* row, const float* f, const int32_t* kept, int64_t n_k
     int64_t e = k;
     float top = -std::numeric_limits<float>::infinity();
     for (; e < n_kept; ++e) {
-      const uint32_t g = static_cast<uint32_t>(kept[e]) >> 2;
+      const uint32_t g = static_cast<uint32_t>((c.id0 + kept[e]) >> 2);
       if (ng == 0 || groups[ng - 1] != g) {
         if (ng == W) break;
         groups[ng++] = g;
@@ -748,7 +684,7 @@ void gumbel_kept(const In* row, const float* f, const int32_t* kept, int64_t n_k
       int lane = 0;
       for (int64_t t = k; t < e; ++t) {
         const int32_t idx = kept[t];
-        while (groups[lane] != static_cast<uint32_t>(idx) >> 2) ++lane;
+        while (groups[lane] != static_cast<uint32_t>((c.id0 + idx) >> 2)) ++lane;
         const uint32_t word = words[idx & 3][lane];
         const float sc = f[idx];
         if (!(sc + gumbel_bound_scalar(word) > st.best)) continue;
@@ -775,6 +711,7 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
   c.inv_t = p.inv_temperature;
   c.scale = p.inv_temperature != 1.0f;
   c.d_scaled = p.source_sampling;
+  c.id0 = p.vocab_start;
   if (p.sample) c.philox = philox_ctx(p.seed, p.offset, b, l);
   // Filtered rows at T > 0: the softmax here, the choice over the kept tokens (gumbel_kept).
   const bool kept_choice = filtered && p.sample;
@@ -833,6 +770,55 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
     const int64_t lo = std::lower_bound(kept, kept + n_kept, v_begin) - kept;
     const int64_t hi = std::lower_bound(kept, kept + n_kept, v_end) - kept;
     gumbel_kept(row, ws.full.data(), kept + lo, hi - lo, c, st);
+  }
+}
+
+// dllm::cpu::exact_sums_range with the vector exp for every element: each chunk is decoded into
+// a buffer (exact), its tail padded with -inf (a term of 0), so no element goes through another
+// exp (the split of the vocabulary must not change a term). The rounding loop vectorises.
+template <typename In>
+void exact_sums_range(const In* row, int64_t v_begin, int64_t v_end, const int64_t* suppress,
+                      int64_t n_suppress, const DenoiseParams& p, bool filtered, Workspace& ws,
+                      float M, ExactSums& sums) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const bool entropy = p.confidence == Confidence::kNegEntropy;
+  const bool from_full = filtered && p.source_sampling;
+  const bool scale = p.source_sampling && p.inv_temperature != 1.0f;
+  const VF mv = set1(M), lo80 = set1(-80.0f), it = set1(p.inv_temperature);
+  alignas(64) float d[kChunk + W], e[kChunk + W], x[kChunk + W];
+  int64_t next = std::lower_bound(suppress, suppress + n_suppress, v_begin) - suppress;
+  for (int64_t v0 = v_begin; v0 < v_end; v0 += kChunk) {
+    const int64_t n = std::min(kChunk, v_end - v0);
+    int64_t i = 0;
+    if (from_full) {
+      std::memcpy(d, ws.full.data() + v0, n * sizeof(float));
+      i = n;
+    } else {
+      for (; i + W <= n; i += W) {
+        VF z = sanitize_v(load(row + v0 + i));
+        if (scale) z = sanitize_v(mul(z, it));
+        store(d + i, z);
+      }
+      for (; i < n; ++i) {
+        const float z = sanitize(to_float(row[v0 + i]));
+        d[i] = scale ? sanitize(z * p.inv_temperature) : z;
+      }
+      for (; next < n_suppress && suppress[next] < v0 + n; ++next)
+        if (suppress[next] >= v0) d[suppress[next] - v0] = neg_inf;
+    }
+    const int64_t padded = (n + W - 1) / W * W;
+    for (i = n; i < padded; ++i) d[i] = neg_inf;
+    for (i = 0; i < padded; i += W) {
+      const VF xv = vmax(sub(load(d + i), mv), lo80);
+      store(e + i, exp_v(xv));
+      store(x + i, xv);
+    }
+    int64_t s = 0, t = 0;
+    for (i = 0; i < padded; ++i) s += round_scaled(e[i]);
+    if (entropy)
+      for (i = 0; i < padded; ++i) t += round_scaled(static_cast<double>(e[i]) * x[i]);
+    sums.s += s;
+    sums.t += t;
   }
 }
 

@@ -1,0 +1,371 @@
+"""Tensor parallelism over torch.distributed: denoise_step / denoise_and_select on vocabulary
+shards, bit-identical to the unsharded op.
+
+Each rank of `group` holds the logits of a contiguous vocabulary range, [vocab_start,
+vocab_start + V_shard) (a vocabulary-parallel LM head, as engines shard it); together the ranges
+tile [0, V). `ops.denoise_step(logits_shard, x, ..., group=pg, vocab_start=vs)` returns on every
+rank exactly (bit for bit) what `ops.denoise_step(full_logits, x, ...)` returns, for every option
+(T = 0 and T > 0, every confidence, top-k, top-p, suppress_tokens, CFG, eligible, argmax), without
+moving the logits:
+
+    pass 1  each rank reduces its shard to a state per position (csrc/cpu/denoise_shard.cpp):
+            the choice (argmax, or the Gumbel-max winner with Philox keyed by the GLOBAL token
+            id), its logit, the max and two largest confidence logits, the argmax of z;
+            one all_gather of [world, B, L, 8] float64; every rank merges them in vocabulary
+            order (strict >, so ties go to the smaller id, as in one pass).
+    pass 2  each rank sums exp(d - M) (and its entropy term) over its shard with the global max
+            M, as integers (multiples of 2^-40: dllm::cpu::ExactSums); one all_reduce of
+            [B, L, 2] int64. The unsharded kernel sums the same integers, so the order of the
+            sum does not matter and the confidence is the same bits.
+    filters top-k: each rank's k largest values, all_gather, the k-th largest of the union (the
+            global threshold). top-p: all_reduce of the max, all_reduce of the 4096-bucket mass
+            histogram (exact in double, hence in any order), the crossing bucket's members
+            all_gathered in vocabulary order and walked as the unsharded kernel walks them.
+
+Bytes a rank sends per denoised position and step (unfiltered): 64 B (state) + 16 B (sums),
+against V_shard * sizeof(logit) for an all-gather (63,232 bf16 logits at V = 126,464 and tp = 2:
+126 KB, ~1600x more); top-k adds 4k B, top-p 32 KB (the histogram) + its members.
+
+The shard kernels are CPU kernels. On CUDA (no shard kernels yet) and on the reference backend
+the op all-gathers the logits and runs the unsharded op: the same result, with the all-gather's
+bytes (a one-time warning says so).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.distributed as dist
+
+from . import _args, reference
+from ._native import NATIVE
+
+NUM_BUCKETS = 4096  # dllm::cpu::kTopPBuckets
+_warned: set[str] = set()
+
+
+def vocab_range(vocab_size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """(vocab_start, V_shard) of `rank`: contiguous ranges of ceil(V / world / 4) * 4 tokens (the
+    shard kernels need starts that are multiples of 4), the last one shorter."""
+    per = -(-vocab_size // world_size)
+    per = -(-per // 4) * 4
+    start = min(rank * per, vocab_size)
+    return start, min(per, vocab_size - start)
+
+
+def _layout(group, vocab_start: int, v_shard: int, device) -> tuple[int, list[int]]:
+    """(V, rank order by vocab_start) from every rank's (vocab_start, V_shard); checks that the
+    shards tile [0, V)."""
+    world = dist.get_world_size(group)
+    mine = torch.tensor([vocab_start, v_shard], dtype=torch.int64, device=device)
+    parts = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(parts, mine, group=group)
+    ranges = [(int(p[0]), int(p[1])) for p in parts]
+    order = sorted(range(world), key=lambda r: ranges[r][0])
+    end = 0
+    for r in order:
+        start, size = ranges[r]
+        if start != end:
+            raise ValueError(
+                f"dllm_kernels.denoise_step: vocab_start: the ranks' vocabulary shards must tile "
+                f"[0, V) contiguously, got (vocab_start, V_shard) per rank {ranges}"
+            )
+        end = start + size
+    return end, order
+
+
+def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, t.contiguous(), group=group)
+    return parts
+
+
+def _merge_states(parts: list[torch.Tensor], order: list[int]) -> torch.Tensor:
+    """The pass-1 states [B, L, 8] (dllm/cpu/denoise_shard.h) of the shards merged in vocabulary
+    order, as one pass over the whole row would have kept them."""
+    st = parts[order[0]].clone()
+    for r in order[1:]:
+        o = parts[r]
+        st[..., 0] = torch.maximum(st[..., 0], o[..., 0])  # max of d
+        win = o[..., 1] > st[..., 1]  # best score: a later shard wins only if strictly better
+        st[..., 1:4] = torch.where(win[..., None], o[..., 1:4], st[..., 1:4])
+        for k in (4, 5):  # insert the shard's two largest d into (top1, top2)
+            v = o[..., k]
+            st[..., 5] = torch.maximum(st[..., 5], torch.minimum(st[..., 4], v))
+            st[..., 4] = torch.maximum(st[..., 4], v)
+        am = (o[..., 7] >= 0) & ((st[..., 7] < 0) | (o[..., 6] > st[..., 6]))
+        st[..., 6:8] = torch.where(am[..., None], o[..., 6:8], st[..., 6:8])
+    return st
+
+
+class _Shard:
+    """One call's shard pieces: torch.ops.dllm_kernels.denoise_shard with the call's arguments."""
+
+    def __init__(self, logits, x, schema_args, vocab_start, eligible, uncond_logits, cfg_scale):
+        self.logits, self.x, self.args = logits, x, schema_args
+        self.vocab_start = vocab_start
+        self.eligible, self.uncond, self.cfg_scale = eligible, uncond_logits, cfg_scale
+
+    def __call__(self, stage, threshold=None, anchor=None, bucket=None, with_argmax=False):
+        return torch.ops.dllm_kernels.denoise_shard(
+            self.logits,
+            self.x,
+            *self.args,
+            self.eligible,
+            self.uncond,
+            self.cfg_scale,
+            self.vocab_start,
+            stage,
+            threshold,
+            anchor,
+            bucket,
+            with_argmax,
+        )
+
+
+def _top_k_threshold(shard: _Shard, k: int, thr, group, order) -> torch.Tensor:
+    """The k-th largest filtered value of each row over all shards: [B, L] float32."""
+    parts = _gather(shard("top_k", threshold=thr), group)
+    union = torch.cat([parts[r] for r in order], dim=-1)
+    return torch.topk(union, k, dim=-1).values[..., -1]
+
+
+def _top_p_threshold(shard: _Shard, top_p: float, thr, group, order) -> torch.Tensor:
+    """tau of each row (the unsharded kernel's top_p_threshold): [B, L] float32, -inf = none."""
+    rng = shard("range", threshold=thr)  # [B, L, 2]: max, min of the finite values
+    ext = torch.stack([rng[..., 0], -rng[..., 1]], dim=-1)
+    dist.all_reduce(ext, op=dist.ReduceOp.MAX, group=group)
+    m, smallest = ext[..., 0].contiguous(), -ext[..., 1]
+    hist = shard("hist", threshold=thr, anchor=m)  # exact bucket sums: any order adds up alike
+    dist.all_reduce(hist, group=group)
+    B, L = m.shape
+    hist = hist.view(B * L, NUM_BUCKETS)
+    tau = torch.full((B * L,), float("nan"))
+    start = torch.zeros(B * L, dtype=torch.int64)
+    above = torch.zeros(B * L, dtype=torch.float64)
+    live = (m.view(-1) > float("-inf")).clone()
+    tau[~live] = float("-inf")  # nothing finite: no filter
+    while True:  # one round per crossing bucket; rounding rarely sends a row to the next one
+        bucket, above, need = torch.ops.dllm_kernels.top_p_shard_plan(hist, top_p, start, above)
+        done = live & (bucket >= NUM_BUCKETS)
+        tau[done] = smallest.reshape(-1)[done]  # the target unreached: the smallest value
+        live &= ~done
+        if not bool(live.any()):  # the same on every rank: the same numbers went in
+            break
+        b_rows = torch.where(live, bucket, torch.full_like(bucket, -1)).view(B, L)
+        members = shard("members", threshold=thr, anchor=m, bucket=b_rows)
+        width = torch.tensor([members.shape[-1]])
+        dist.all_reduce(width, op=dist.ReduceOp.MAX, group=group)
+        pad = int(width) - members.shape[-1]
+        members = torch.nn.functional.pad(members, (0, pad), value=float("nan"))
+        parts = _gather(members, group)
+        union = torch.cat([parts[r] for r in order], dim=-1).view(B * L, -1)
+        t, above = torch.ops.dllm_kernels.top_p_shard_walk(union, m.view(-1), need, above)
+        found = live & ~torch.isnan(t)
+        tau[found] = t[found]
+        live &= ~found
+        start = torch.where(live, bucket + 1, start)
+    return tau.view(B, L)
+
+
+def _filter_threshold(shard, top_k, top_p, filter_order, V, B, L, group, order):
+    """The filters' combined global threshold [B, L] (values below it are cut), or None when no
+    filter acts (the unsharded kernel's is_filtered)."""
+    use_k = 0 < top_k < V
+    if not use_k and top_p >= 1.0:
+        return None
+    thr = torch.full((B, L), float("-inf"))
+    steps = ("top_k", "top_p") if filter_order == "top_k_first" else ("top_p", "top_k")
+    for step in steps:
+        if step == "top_k" and use_k:
+            t = _top_k_threshold(shard, top_k, thr, group, order)
+        elif step == "top_p" and top_p < 1.0:
+            t = _top_p_threshold(shard, top_p, thr, group, order)
+        else:
+            continue
+        thr = torch.maximum(thr, t)
+    return thr.contiguous()
+
+
+def denoise_step(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mask_id,
+    *,
+    group,
+    vocab_start: int,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    filter_order: str = "top_k_first",
+    confidence: str = "prob",
+    confidence_source: str = "raw",
+    shift_logits: bool = False,
+    suppress_tokens=None,
+    seed: int | None = None,
+    offset: int = 0,
+    eligible: torch.Tensor | None = None,
+    uncond_logits: torch.Tensor | None = None,
+    cfg_scale: float = 0.0,
+    return_argmax: bool = False,
+):
+    """ops.denoise_step on this rank's vocabulary shard (module docstring); same arguments, plus
+
+    Args:
+        logits: [B, L, V_shard], the logits of tokens [vocab_start, vocab_start + V_shard)
+            (uncond_logits likewise).
+        group: the torch.distributed process group whose ranks hold the shards (every rank calls
+            with the same x, options and seed).
+        vocab_start: this rank's first token id (a multiple of 4; see vocab_range).
+        suppress_tokens, mask_id: GLOBAL token ids.
+
+    Returns:
+        what ops.denoise_step returns for the whole vocabulary, on every rank.
+    """
+    op = "denoise_step"
+    vocab_start = _args.as_int(vocab_start, op, "vocab_start")
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+        raise ValueError(f"dllm_kernels.{op}: logits must be a [B, L, V_shard] tensor")
+    V, order = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))
+    seed = _shared_seed(seed, offset, group, op)
+    local_suppress = _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)
+    native = NATIVE and logits.device.type == "cpu"
+    if not native:  # all-gather, then the unsharded op
+        _warn_once(
+            logits.device.type,
+            f"dllm_kernels.{op}(group=...): no shard kernels for {logits.device.type} tensors "
+            "(or the reference backend); all-gathering the logits instead (same result, more "
+            "bytes)",
+        )
+        parts = _gather(logits, group)
+        full = torch.cat([parts[r] for r in order], dim=-1)
+        full_u = None
+        if uncond_logits is not None:
+            parts = _gather(uncond_logits, group)
+            full_u = torch.cat([parts[r] for r in order], dim=-1)
+        from . import ops
+
+        return ops.denoise_step(
+            full,
+            x,
+            mask_id,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            filter_order=filter_order,
+            confidence=confidence,
+            confidence_source=confidence_source,
+            shift_logits=shift_logits,
+            suppress_tokens=suppress_tokens,
+            seed=seed,
+            offset=offset,
+            eligible=eligible,
+            uncond_logits=full_u,
+            cfg_scale=cfg_scale,
+            return_argmax=return_argmax,
+        )
+    from .ops import _denoise_args
+
+    args = (
+        *_denoise_args(
+            logits,
+            mask_id,
+            temperature,
+            top_k,
+            top_p,
+            filter_order,
+            confidence,
+            confidence_source,
+            shift_logits,
+            local_suppress,
+            op,
+            eligible,
+        ),
+        _args.signed64(seed),
+        offset,
+    )
+    cfg = _args.as_float(cfg_scale, op, "cfg_scale")
+    shard = _Shard(logits, x, args, vocab_start, eligible, uncond_logits, cfg)
+    B, L = x.shape
+    top_k = _args.as_int(top_k, op, "top_k")
+    thr = _filter_threshold(shard, top_k, float(top_p), filter_order, V, B, L, group, order)
+    state = shard("state", threshold=thr, with_argmax=bool(return_argmax))
+    merged = _merge_states(_gather(state, group), order)
+    M = merged[..., 0].float().contiguous()
+    sums = shard("sums", threshold=thr, anchor=M)
+    dist.all_reduce(sums, group=group)
+    x0, conf, argmax = torch.ops.dllm_kernels.denoise_shard_finalize(
+        merged, sums, x, args[0], confidence, args[-2], offset, eligible
+    )
+    return (x0, conf, argmax) if return_argmax else (x0, conf)
+
+
+def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
+    """ops.denoise_and_select on this rank's vocabulary shard: the sharded denoise_step, then
+    select_transfer, commit and renoise (with the global V) on the identical confidences."""
+    from . import ops
+
+    select = {
+        k: kw.pop(k)
+        for k in ("num_transfer", "threshold", "factor", "probability", "entropy_bound")
+        if k in kw
+    }
+    strict = kw.pop("strict", False)
+    commit = kw.pop("commit", False)
+    renoise = kw.pop("renoise", False)
+    return_argmax = kw.pop("return_argmax", False)
+    op = "denoise_and_select"
+    if renoise and (not commit or kw.get("eligible") is None):
+        raise ValueError(f"dllm_kernels.{op}: renoise needs commit=True and eligible")
+    kw["seed"] = _shared_seed(kw.get("seed"), kw.get("offset", 0), group, op)
+    x0, conf, argmax = denoise_step(
+        logits, x, mask_id, group=group, vocab_start=vocab_start, return_argmax=True, **kw
+    )
+    transfer = ops.select_transfer(
+        conf, **select, strict=strict, seed=kw["seed"], offset=kw.get("offset", 0)
+    )
+    if commit:
+        ops.commit_(x, x0, transfer)
+    if renoise:
+        V, _ = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))
+        B, L = x.shape
+        b = torch.arange(B, device=x.device)[:, None].expand(B, L)
+        l = torch.arange(L, device=x.device)[None, :].expand(B, L)
+        philox = reference.philox
+        slot = torch.full_like(b, philox.SLOT_RENOISE)
+        words = philox.random_words(kw["seed"], kw.get("offset", 0), b, l, slot)
+        where = kw["eligible"] & ~transfer
+        x[where] = philox.below(words, V)[where]
+    return (x0, conf, transfer, argmax) if return_argmax else (x0, conf, transfer)
+
+
+def _shared_seed(seed, offset, group, op: str) -> int:
+    """The call's seed, the same on every rank: seed None is drawn on the group's first rank and
+    broadcast."""
+    if seed is not None:
+        return _args.seed_offset(seed, offset, op)[0]
+    drawn = torch.tensor([_args.signed64(_args.seed_offset(None, offset, op)[0])])
+    dist.broadcast(drawn, src=dist.get_global_rank(group, 0) if group else 0, group=group)
+    return int(drawn[0]) & (2**64 - 1)
+
+
+def _local_ids(ids, vocab_start: int, v_shard: int, V: int, op: str):
+    """GLOBAL suppress ids -> this shard's local ids (an int64 tensor), checked in [0, V)."""
+    if ids is None:
+        return None
+    t = torch.as_tensor(list(ids) if not isinstance(ids, torch.Tensor) else ids.cpu())
+    t = t.to(torch.int64).reshape(-1)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= V):
+        raise ValueError(
+            f"dllm_kernels.{op}: suppress_tokens must be token ids in [0, {V}), got "
+            f"{int(t.min())}..{int(t.max())}"
+        )
+    keep = (t >= vocab_start) & (t < vocab_start + v_shard)
+    return (t[keep] - vocab_start).contiguous()
+
+
+def _warn_once(key: str, msg: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)

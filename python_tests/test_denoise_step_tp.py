@@ -1,0 +1,317 @@
+"""Vocabulary-parallel denoise_step / denoise_and_select (dllm_kernels.tp) over gloo at tp = 2
+and 4: every rank's result equals the unsharded op's bit for bit (integers and floats alike).
+
+One spawn per world size runs every case (CI has 2 cores); the parent runs the unsharded op on the
+whole logits and compares. On the reference backend the sharded op all-gathers and runs the
+reference, and the same comparisons hold.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tp_util import available, run_ranks
+
+from dllm_kernels import ops, tp
+
+OK, WHY = available()
+pytestmark = pytest.mark.skipif(not OK, reason=WHY)
+
+WORLDS = (2, 4)
+
+
+def _case(
+    name,
+    V,
+    L,
+    dtype,
+    *,
+    scale=4.0,
+    ties=False,
+    flat=False,
+    cfg=False,
+    eligible=False,
+    select=None,
+    **opts,
+):
+    return dict(
+        name=name,
+        V=V,
+        L=L,
+        dtype=dtype,
+        scale=scale,
+        ties=ties,
+        flat=flat,
+        cfg=cfg,
+        eligible=eligible,
+        select=select,
+        opts=opts,
+    )
+
+
+F32, BF16, F16 = torch.float32, torch.bfloat16, torch.float16
+CASES = [
+    _case("argmax_prob", 1000, 7, F32),
+    _case("sample_prob", 4099, 33, BF16, temperature=0.7, seed=11),
+    _case("margin_L1", 1000, 1, F16, confidence="margin"),
+    _case("neg_entropy_sample", 4099, 7, F32, temperature=1.0, seed=12, confidence="neg_entropy"),
+    _case("random_conf", 1000, 7, BF16, temperature=0.5, seed=13, confidence="random"),
+    _case("top_k_sample", 4099, 7, F32, top_k=5, temperature=1.0, seed=14),
+    _case("top_k_argmax_raw", 4099, 7, F32, top_k=50),
+    _case("top_p_sample", 4099, 7, BF16, top_p=0.9, temperature=0.8, seed=15),
+    _case(
+        "top_p_sampling_entropy",
+        4099,
+        7,
+        F32,
+        top_p=0.3,
+        temperature=1.5,
+        seed=16,
+        confidence="neg_entropy",
+        confidence_source="sampling",
+    ),
+    _case(
+        "top_p_first",
+        4099,
+        7,
+        F32,
+        top_p=0.5,
+        top_k=20,
+        filter_order="top_p_first",
+        temperature=1.0,
+        seed=17,
+        confidence_source="sampling",
+    ),
+    _case(
+        "top_k_first_margin",
+        1000,
+        7,
+        F16,
+        top_k=10,
+        top_p=0.8,
+        temperature=0.9,
+        seed=18,
+        confidence="margin",
+    ),
+    _case(
+        "suppress_argmax",
+        1000,
+        7,
+        F32,
+        temperature=0.7,
+        seed=19,
+        return_argmax=True,
+        suppress_tokens=[0, 3, 250, 251, 499, 500, 501, 998],
+    ),
+    _case("cfg_argmax", 1000, 7, BF16, cfg=True, cfg_scale=1.5),
+    _case(
+        "cfg_top_p_sample",
+        1000,
+        7,
+        F32,
+        cfg=True,
+        cfg_scale=0.5,
+        top_p=0.9,
+        temperature=1.0,
+        seed=20,
+    ),
+    _case(
+        "eligible_canvas", 1000, 7, F32, eligible=True, temperature=1.0, seed=21, return_argmax=True
+    ),
+    _case("shift_logits", 1000, 7, F32, shift_logits=True),
+    _case("ties_prob", 1000, 7, F32, ties=True),
+    _case(
+        "ties_margin_sample", 1000, 7, F32, ties=True, confidence="margin", temperature=0.3, seed=22
+    ),
+    _case("flat_top_p", 50257, 1, BF16, flat=True, top_p=0.9, temperature=1.0, seed=23),
+    _case("large_top_p", 50257, 7, BF16, top_p=0.95, temperature=0.7, seed=24),
+    _case("select_threshold_commit", 1000, 7, F32, select=dict(threshold=0.3, commit=True)),
+    _case(
+        "select_num_transfer",
+        1000,
+        7,
+        BF16,
+        temperature=0.7,
+        seed=25,
+        select=dict(num_transfer=torch.tensor([2, 3]), commit=True),
+    ),
+    _case(
+        "select_entropy_bound",
+        1000,
+        7,
+        F32,
+        confidence="neg_entropy",
+        select=dict(entropy_bound=0.5),
+    ),
+    _case(
+        "select_renoise",
+        1000,
+        7,
+        F32,
+        eligible=True,
+        temperature=1.0,
+        seed=26,
+        select=dict(threshold=0.2, commit=True, renoise=True),
+        return_argmax=True,
+    ),
+]
+
+
+def _inputs(case, seed=0):
+    """(logits, x, uncond, eligible) of a case: random, varied, never all-equal (unless flat)."""
+    g = torch.Generator().manual_seed(seed + 1000 * CASES.index(case))
+    V, L = case["V"], case["L"]
+    logits = torch.randn(2, L, V, generator=g) * case["scale"]
+    if case["ties"]:
+        logits = logits.round() / 2  # many equal values, within and across shards
+    if case["flat"]:
+        logits = torch.zeros(2, L, V) + torch.randn(2, L, 1, generator=g)
+    logits = logits.to(case["dtype"])
+    x = torch.randint(0, V - 1, (2, L), generator=g)
+    x[:, ::2] = V - 1  # mask_id = V - 1 at even positions
+    uncond = (torch.randn(2, L, V, generator=g) * 3).to(case["dtype"]) if case["cfg"] else None
+    eligible = torch.rand(2, L, generator=g) < 0.6 if case["eligible"] else None
+    return logits, x, uncond, eligible
+
+
+def _call(case, logits, x, uncond, eligible, **shard):
+    opts = dict(case["opts"])
+    if uncond is not None:
+        opts["uncond_logits"] = uncond
+    if eligible is not None:
+        opts["eligible"] = eligible
+    mask_id = shard.pop("V", logits.shape[-1]) - 1  # a shard's call names the whole vocabulary
+    if case["select"] is None:
+        return ops.denoise_step(logits, x, mask_id, **opts, **shard)
+    x = x.clone()
+    out = ops.denoise_and_select(logits, x, mask_id, **opts, **case["select"], **shard)
+    return (*out, x)
+
+
+def _sharded(rank, world):
+    """Every case on this rank's shard: [outputs per case]."""
+    import torch.distributed as dist
+
+    results = []
+    for case in CASES:
+        logits, x, uncond, eligible = _inputs(case)
+        vs, n = tp.vocab_range(case["V"], rank, world)
+        u = uncond[..., vs : vs + n] if uncond is not None else None
+        out = _call(
+            case,
+            logits[..., vs : vs + n],
+            x,
+            u,
+            eligible,
+            group=dist.group.WORLD,
+            vocab_start=vs,
+            V=case["V"],
+        )
+        results.append(out)
+    # seed None: drawn on rank 0 and broadcast, so every rank samples alike
+    logits, x, _, _ = _inputs(CASES[1])
+    vs, n = tp.vocab_range(logits.shape[-1], rank, world)
+    drawn = ops.denoise_step(
+        logits[..., vs : vs + n],
+        x,
+        logits.shape[-1] - 1,
+        temperature=1.0,
+        group=dist.group.WORLD,
+        vocab_start=vs,
+    )
+    # shards that do not tile the vocabulary: a clear error on every rank
+    try:
+        ops.denoise_step(logits[..., :8], x, 0, group=dist.group.WORLD, vocab_start=0)
+        tiling = "no error"
+    except ValueError as e:
+        tiling = str(e)
+    return results, drawn, tiling
+
+
+@pytest.fixture(scope="module", params=WORLDS, ids=lambda w: f"tp{w}")
+def sharded(request):
+    return request.param, run_ranks(_sharded, request.param)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_sharded_equals_unsharded(sharded, case):
+    world, per_rank = sharded
+    logits, x, uncond, eligible = _inputs(case)
+    want = _call(case, logits, x, uncond, eligible)
+    x0 = want[0]
+    masked = x == logits.shape[-1] - 1 if eligible is None else eligible
+    assert len(set(x0[masked].tolist())) > 1 or case["flat"], "degenerate case: one token"
+    for rank, (results, _, _) in enumerate(per_rank):
+        got = results[CASES.index(case)]
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and g.shape == w.shape
+            assert torch.equal(g, w), f"rank {rank} of {world}: {case['name']} differs"
+
+
+def test_confidences_spread(sharded):
+    """The cases are not degenerate: confidences take many values."""
+    _, per_rank = sharded
+    conf = per_rank[0][0][CASES.index(CASES[1])][1]
+    finite = conf[torch.isfinite(conf)]
+    assert finite.unique().numel() > 10 and float(finite.max() - finite.min()) > 0.1
+
+
+def test_drawn_seed_shared(sharded):
+    _, per_rank = sharded
+    first = per_rank[0][1]
+    for _, drawn, _ in per_rank[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(drawn, first))
+
+
+def test_shards_must_tile(sharded):
+    _, per_rank = sharded
+    for _, _, tiling in per_rank:
+        assert "vocab_start" in tiling and "tile" in tiling
+
+
+def test_vocab_start_needs_group():
+    logits = torch.randn(1, 2, 16)
+    with pytest.raises(ValueError, match="vocab_start=4 needs group="):
+        ops.denoise_step(logits, torch.zeros(1, 2, dtype=torch.int64), 0, vocab_start=4)
+
+
+@pytest.mark.native
+def test_shard_op_checks_vocab_start():
+    logits = torch.randn(1, 2, 16)
+    x = torch.full((1, 2), 15, dtype=torch.int64)
+    args = (15, 0.0, 0, 1.0, "top_k_first", "prob", "raw", False, None, 0, 0, None, None, 0.0)
+    with pytest.raises(RuntimeError, match="denoise_shard: vocab_start must be >= 0 and a multi"):
+        torch.ops.dllm_kernels.denoise_shard(logits, x, *args, 2, "state", None, None, None)
+    with pytest.raises(RuntimeError, match="denoise_shard: stage must be one of"):
+        torch.ops.dllm_kernels.denoise_shard(logits, x, *args, 0, "nope", None, None, None)
+    with pytest.raises(RuntimeError, match="denoise_shard: anchor is needed"):
+        torch.ops.dllm_kernels.denoise_shard(logits, x, *args, 0, "sums", None, None, None)
+
+
+def test_vocab_range_tiles():
+    for V in (1000, 4099, 126464, 262144):
+        for world in (1, 2, 3, 4, 8):
+            ranges = [tp.vocab_range(V, r, world) for r in range(world)]
+            assert ranges[0][0] == 0 and sum(n for _, n in ranges) == V
+            assert all(s % 4 == 0 for s, _ in ranges)
+            assert all(a[0] + a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("confidence", ["prob", "margin", "neg_entropy"])
+def test_split_invariant_confidence(confidence):
+    """The exact sums make the unsharded CPU kernel's confidence the same bits whether a position
+    runs on one thread or split over vocabulary slices (fewer positions than threads)."""
+    g = torch.Generator().manual_seed(5)
+    logits = (torch.randn(1, 2, 70001, generator=g) * 5).to(torch.bfloat16)
+    x = torch.full((1, 2), 70000, dtype=torch.int64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.denoise_step(logits, x, 70000, confidence=confidence)
+        torch.set_num_threads(4)
+        split = ops.denoise_step(logits, x, 70000, confidence=confidence)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], split[0]) and torch.equal(one[1], split[1])
