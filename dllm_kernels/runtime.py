@@ -106,10 +106,9 @@ class _Backend:
         and every rank gets the result of the unsharded op on the full [b, L, V] logits."""
         if not self.tp:
             return fn(logits, *args, **kw)
-        # TEMPORARY (issue 18): the all-gather shim until the ops take group= / vocab_start=.
-        # When they do, this line becomes:
-        #   return fn(logits, *args, **kw, group=self.tp_group, vocab_start=self.vocab_start)
-        return _tp_sampling_shim(
+        if self.name == "kernels":  # the vocabulary-parallel op (dllm_kernels.tp)
+            return fn(logits, *args, **kw, group=self.tp_group, vocab_start=self.vocab_start)
+        return _gathered_reference(
             fn, logits, *args, group=self.tp_group, vocab_start=self.vocab_start, **kw
         )
 
@@ -169,13 +168,13 @@ class _Backend:
         return fn(mask_index, steps)
 
 
-def _tp_sampling_shim(fn, logits, *args, group, vocab_start: int, **kw):
-    """TEMPORARY (issue 18), until ops.denoise_step / denoise_and_select take group= and
-    vocab_start= themselves: all-gathers the ranks' vocabulary shards of logits (and
-    uncond_logits) along V into the full [b, L, V] logits on every rank (shards may differ in
-    size; ordered by vocab_start, which must tile 0 .. V) and calls the unsharded fn on them. Same
-    result on every rank (same full logits, deterministic op); costs a [b, L, V] all-gather per
-    step, which the real sharded op avoids."""
+def _gathered_reference(fn, logits, *args, group, vocab_start: int, **kw):
+    """The reference backend under tensor parallelism (the reference ops have no sharded form):
+    all-gathers the ranks' vocabulary shards of logits (and uncond_logits) along V into the full
+    [b, L, V] logits on every rank (shards may differ in size; ordered by vocab_start, which must
+    tile 0 .. V) and calls the unsharded reference fn on them: the same result on every rank, at
+    the cost of a [b, L, V] all-gather per step (the kernels' sharded op moves a few bytes per
+    position instead)."""
     import torch.distributed as dist
 
     tp = dist.get_world_size(group)

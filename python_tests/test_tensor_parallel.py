@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import traceback
+import warnings
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import dllm_kernels as dk
+from dllm_kernels import _native
 from dllm_kernels.models import (
     TinyLLaDA,
     TinyLLaDAConfig,
@@ -24,17 +26,17 @@ from dllm_kernels.models import (
     load_pretrained,
     tensor_parallel,
 )
-from dllm_kernels.models.tensor_parallel import vocab_range
 from dllm_kernels.models.tiny_llada import full_attention
 from dllm_kernels.runtime import model_kind
+from dllm_kernels.tp import vocab_range
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
     reason="torch.distributed with the gloo backend is not available",
 )
 
-# random models: hidden 256 / 4 heads (head_dim 64, a kernel size), odd vocabulary (uneven
-# vocabulary shards at tp = 2 and 4); GQA (2 kv heads) at tp = 2, 4 kv heads at tp = 4
+# random models: hidden 256 / 4 heads (head_dim 64, a kernel size), vocabulary 97 (uneven shards:
+# 52 + 45 at tp = 2, 28 + 28 + 28 + 13 at tp = 4); GQA (2 kv heads) at tp = 2, 4 kv heads at 4
 GQA = TinyLLaDAConfig(vocab_size=97, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2)
 MHA = TinyLLaDAConfig(vocab_size=97, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=4)
 GEN = dict(gen_length=8, block_length=4)
@@ -47,6 +49,7 @@ CASES = {  # generate options per case (besides GEN and the prompts)
     "none-cfg": dict(cache="none", steps=8, cfg_scale=1.0),
     "dual-edit": dict(cache="dual", threshold=0.6, edit_threshold=0.4, penalty_lambda=1.0),
     "block-eos": dict(cache="block", steps=8, eos_id=3, suppress_tokens=[5, 20]),
+    "dual-reference": dict(cache="dual", threshold=0.5, backend="reference"),
 }
 TP4_CASES = ["none-fixed", "dual-thr", "block-T-thr"]
 COLLECTIVE_TIMEOUT_S = 40
@@ -75,7 +78,7 @@ def _forward_ids():
 # --------------------------------------------------------
 
 
-def _run_rank(rank, tp, store, out_dir, model_name, cases, errors):
+def _run_rank(rank, tp, store, out_dir, jobs):
     torch.set_num_threads(1)
     dist.init_process_group(  # a rank left waiting in a collective fails instead of hanging
         "gloo",
@@ -85,30 +88,11 @@ def _run_rank(rank, tp, store, out_dir, model_name, cases, errors):
         timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S),
     )
     try:
-        full = _model(model_name)
-        shard = tensor_parallel(full)
-        res = {
-            "meta": (shard.vocab_start, shard.vocab_size_local, shard.vocab_size),
-            "kv_heads": shard.config.num_kv_heads,
-            "is_tp": is_tensor_parallel(shard) and not is_tensor_parallel(full),
-            "kind": model_kind(shard),
-        }
-        ids = _forward_ids()
-        res["logits"] = shard(ids).logits
-        res["logits_range"] = shard.forward(
-            ids, None, full_attention(), logits_range=(3, 8)
-        )
-        prompts = _prompts(model_name)
-        res["tokens"] = {
-            c: dk.generate(shard, prompts, **GEN, **CASES[c], tp_group=shard.tp_group).tokens
-            for c in cases
-        }
-        # a drawn seed (seed=None) at T > 0: rank 0's, so every rank decodes the same
-        res["drawn_seed"] = dk.generate(
-            shard, prompts, **GEN, steps=8, temperature=1.0, tp_group=dist.group.WORLD
-        ).tokens
-        if errors:
-            res["errors"] = _errors(rank, full, shard, prompts)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = {name: _rank_results(rank, name, cases, err) for name, cases, err in jobs}
+        for r in res.values():
+            r["warnings"] = [str(w.message) for w in caught]
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     except BaseException:
         with open(os.path.join(out_dir, f"rank{rank}.err"), "w") as f:
@@ -116,6 +100,34 @@ def _run_rank(rank, tp, store, out_dir, model_name, cases, errors):
         raise
     finally:
         dist.destroy_process_group()
+
+
+def _rank_results(rank, model_name, cases, errors):
+    full = _model(model_name)
+    shard = tensor_parallel(full)
+    res = {
+        "meta": (shard.vocab_start, shard.vocab_size_local, shard.vocab_size),
+        "kv_heads": shard.config.num_kv_heads,
+        "is_tp": is_tensor_parallel(shard) and not is_tensor_parallel(full),
+        "kind": model_kind(shard),
+    }
+    ids = _forward_ids()
+    res["logits"] = shard(ids).logits
+    res["logits_range"] = shard.forward(
+        ids, None, full_attention(), logits_range=(3, 8)
+    )
+    prompts = _prompts(model_name)
+    res["tokens"] = {
+        c: dk.generate(shard, prompts, **GEN, **CASES[c], tp_group=shard.tp_group).tokens
+        for c in cases
+    }
+    # a drawn seed (seed=None) at T > 0: rank 0's, so every rank decodes the same
+    res["drawn_seed"] = dk.generate(
+        shard, prompts, **GEN, steps=8, temperature=1.0, tp_group=dist.group.WORLD
+    ).tokens
+    if errors:
+        res["errors"] = _errors(rank, full, shard, prompts)
+    return res
 
 
 def _errors(rank, full, shard, prompts):
@@ -145,21 +157,31 @@ def _errors(rank, full, shard, prompts):
     return out
 
 
-def _spawn(tmp_path, tp, model_name, cases, errors=False):
-    out = tmp_path / f"tp{tp}-{model_name}"
+def _spawn(tmp_path, tp, jobs):
+    """{model name: [rank 0's results, rank 1's, ...]} of one spawn of tp processes running the
+    jobs [(model name, cases, errors too)] (one spawn per tp: starting processes costs most)."""
+    out = tmp_path / f"tp{tp}"
     out.mkdir()
-    store = tmp_path / f"store-{tp}-{model_name}"
     try:
         mp.spawn(
-            _run_rank,
-            args=(tp, str(store), str(out), model_name, cases, errors),
-            nprocs=tp,
-            join=True,
+            _run_rank, args=(tp, str(tmp_path / f"store{tp}"), str(out), jobs), nprocs=tp, join=True
         )
     except Exception:
         errs = "\n".join(p.read_text() for p in sorted(out.glob("*.err")))
         pytest.fail(f"a tensor-parallel worker failed:\n{errs}")
-    return [torch.load(out / f"rank{r}.pt") for r in range(tp)]
+    ranks = [torch.load(out / f"rank{r}.pt") for r in range(tp)]
+    return {name: [res[name] for res in ranks] for name, _, _ in jobs}
+
+
+TINY_CASES = [c for c in CASES if c.endswith(("-fixed", "-thr"))] + ["dual-T1"]
+
+
+@pytest.fixture(scope="module")
+def tp2(tmp_path_factory):
+    """tp = 2: the trained model (every cache mode, fixed / threshold, T > 0) and the random GQA
+    model (every case, then the misuse errors), in one spawn."""
+    jobs = [("tiny-tasks", TINY_CASES, False), ("gqa", list(CASES), True)]
+    return _spawn(tmp_path_factory.mktemp("tp2"), 2, jobs)
 
 
 # ---- the tests
@@ -169,13 +191,16 @@ def _spawn(tmp_path, tp, model_name, cases, errors=False):
 def _check(results, model_name, cases, tp):
     full = _model(model_name)
     c = full.config
-    # the layout: contiguous vocabulary ranges of arange(V).tensor_split(tp), the rank's kv heads
-    split = torch.arange(c.vocab_size).tensor_split(tp)
+    # the layout: the sampling op's contiguous vocabulary ranges, the rank's kv heads
+    per = -(-(-(-c.vocab_size // tp)) // 4) * 4  # ceil(ceil(V / tp) / 4) * 4
     for r, res in enumerate(results):
-        assert res["meta"] == (int(split[r][0]), len(split[r]), c.vocab_size)
-        assert res["meta"][:2] == vocab_range(c.vocab_size, tp, r)
+        start = r * per
+        assert res["meta"] == (start, min(per, c.vocab_size - start), c.vocab_size)
+        assert res["meta"][:2] == vocab_range(c.vocab_size, r, tp)
         assert res["kv_heads"] == c.num_kv_heads // tp
         assert res["is_tp"] and res["kind"] == "runtime"
+        if _native.NATIVE:  # the kernels sampled from the shards (no all-gather fallback)
+            assert not [w for w in res["warnings"] if "all-gathering" in w], res["warnings"]
     # (a) the logits shards concatenated == the unsharded logits (up to summation order)
     ids = _forward_ids()
     want = full(ids).logits
@@ -198,24 +223,27 @@ def _check(results, model_name, cases, tp):
         assert torch.equal(res["drawn_seed"], results[0]["drawn_seed"])
 
 
-def test_tp2_tiny_tasks(tmp_path):
-    """The trained model (2 heads, vocabulary 25 -> shards of 13 + 12) at tp = 2, every case."""
-    results = _spawn(tmp_path, 2, "tiny-tasks", list(CASES))
-    _check(results, "tiny-tasks", list(CASES), 2)
+def test_tp2_tiny_tasks(tp2):
+    """The trained model (2 heads, vocabulary 25 -> shards of 16 + 9) at tp = 2."""
+    _check(tp2["tiny-tasks"], "tiny-tasks", TINY_CASES, 2)
     full, tok = load_pretrained("tiny-tasks")
     out = dk.generate(full, _prompts("tiny-tasks"), **GEN, steps=8).tokens
     answers = {tok.decode(row[-8:].tolist()) for row in out}
     assert len(answers) == 3, answers  # three different, meaningful answers
 
 
-def test_tp2_random_gqa_and_errors(tmp_path):
-    """A random GQA model (4 query / 2 kv heads, vocabulary 97 -> 49 + 48) at tp = 2, whose
-    confidences spread over (0, 1), every case; then the misuse errors on every rank."""
-    results = _spawn(tmp_path, 2, "gqa", list(CASES), errors=True)
-    _check(results, "gqa", list(CASES), 2)
+def test_tp2_random_gqa(tp2):
+    """A random GQA model (4 query / 2 kv heads, vocabulary 97 -> 52 + 45) at tp = 2, whose
+    confidences spread over (0, 1), every case."""
+    _check(tp2["gqa"], "gqa", list(CASES), 2)
     ref = dk.generate(_model("gqa"), _prompts("gqa"), **GEN, steps=8, trace=True)
     conf = torch.cat([s["conf"][s["committed"]] for s in ref.trace])
     assert conf.min() < 0.6 and conf.max() > 0.95 and conf.std() > 0.1, conf  # spread
+
+
+def test_tp2_errors(tp2):
+    """The misuse errors, raised on every rank (and the group still works after them)."""
+    results = tp2["gqa"]
     for res in results:
         e = res["errors"]
         assert "tensor-parallel shard (tp_size=2" in e["no_group"]
@@ -232,9 +260,8 @@ def test_tp2_random_gqa_and_errors(tmp_path):
 
 
 def test_tp4_uneven_vocabulary(tmp_path):
-    """tp = 4 (vocabulary 97 -> 25 + 24 + 24 + 24, one query and one kv head per rank)."""
-    results = _spawn(tmp_path, 4, "mha", TP4_CASES)
-    _check(results, "mha", TP4_CASES, 4)
+    """tp = 4 (vocabulary 97 -> 28 + 28 + 28 + 13, one query and one kv head per rank)."""
+    _check(_spawn(tmp_path, 4, [("mha", TP4_CASES, False)])["mha"], "mha", TP4_CASES, 4)
 
 
 def test_errors_without_torch_distributed():

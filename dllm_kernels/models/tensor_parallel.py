@@ -18,7 +18,8 @@ r = the rank in it, rank r holds:
   w_up (column-parallel) and the matching columns of w_down (row-parallel, all_reduce);
 - embedding and the RMSNorm weights: replicated;
 - LM head and lm_bias: a contiguous vocabulary range [vocab_start, vocab_start + vocab_size_local)
-  from torch.arange(V).tensor_split(tp) (uneven splits allowed).
+  of dllm_kernels.tp.vocab_range(V, r, tp), the layout the vocabulary-parallel sampling op takes:
+  ceil(V / tp / 4) * 4 tokens per rank (its starts must be multiples of 4), the last rank fewer.
 
 forward returns the rank's LOCAL logits shard [B, n, vocab_size_local] (the full logits are the
 shards concatenated in rank order); two all_reduce per layer. The weights are slices of the
@@ -34,6 +35,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from ..tp import vocab_range
 from .tiny_llada import TinyLLaDA, TinyLLaDAConfig, full_attention, rope
 
 
@@ -75,12 +77,10 @@ def _group_size_rank(group) -> tuple:
     return group, dist.get_world_size(group), rank
 
 
-def vocab_range(vocab_size: int, tp_size: int, rank: int) -> tuple[int, int]:
-    """(vocab_start, vocab_size_local) of rank `rank`: the ranges of
-    torch.arange(vocab_size).tensor_split(tp_size), rank-contiguous (first ranks get the extra)."""
-    base, extra = divmod(vocab_size, tp_size)
-    start = rank * base + min(rank, extra)
-    return start, base + (1 if rank < extra else 0)
+def _split(n: int, parts: int, i: int) -> tuple[int, int]:
+    """(start, size) of part i of torch.arange(n).tensor_split(parts)."""
+    base, extra = divmod(n, parts)
+    return i * base + min(i, extra), base + (1 if i < extra else 0)
 
 
 class TensorParallelLLaDA(torch.nn.Module):
@@ -110,14 +110,15 @@ class TensorParallelLLaDA(torch.nn.Module):
                 f"dllm_kernels.models.tensor_parallel: num_heads ({H}) and num_kv_heads ({Hkv}) "
                 f"must both be multiples of the tensor-parallel size ({tp})"
             )
-        if V < tp:
+        if vocab_range(V, tp - 1, tp)[1] < 1:
             raise ValueError(
-                f"dllm_kernels.models.tensor_parallel: vocab_size ({V}) is smaller than the "
-                f"tensor-parallel size ({tp})"
+                f"dllm_kernels.models.tensor_parallel: vocab_size ({V}) is too small for "
+                f"{tp} ranks of dllm_kernels.tp.vocab_range's ceil(V / tp / 4) * 4 tokens each "
+                "(the last rank would hold none)"
             )
         self.tp_group, self.tp_size, self.tp_rank = group, tp, r
         self.vocab_size = V
-        self.vocab_start, self.vocab_size_local = vocab_range(V, tp, r)
+        self.vocab_start, self.vocab_size_local = vocab_range(V, r, tp)
         Hl, Hkvl = H // tp, Hkv // tp
         self.config = TensorParallelConfig(
             base=c,
@@ -137,7 +138,7 @@ class TensorParallelLLaDA(torch.nn.Module):
             return torch.nn.Parameter(t.narrow(dim, lo, hi - lo).clone(), requires_grad=False)
 
         F_ = c.intermediate_size
-        f0, f1 = vocab_range(F_, tp, r)  # the MLP units: the same tensor_split ranges
+        f0, f1 = _split(F_, tp, r)  # the MLP units: torch.arange(F).tensor_split(tp)
         f1 += f0
         q0, q1 = r * Hl * D, (r + 1) * Hl * D
         k0, k1 = r * Hkvl * D, (r + 1) * Hkvl * D
