@@ -87,13 +87,13 @@ class TensorParallelLLaDA(torch.nn.Module):
     """One rank's shard of a TinyLLaDA (see the module docstring); build it with
     tensor_parallel(model, group) or model.shard(group).
 
-    Attributes: tp_group (the process group; torch.distributed.group.WORLD for None), tp_size, tp_rank, vocab_start,
-    vocab_size_local, vocab_size (the full vocabulary), config (a TensorParallelConfig: the
-    rank's heads, the global vocabulary / mask_id), num_layers. forward(input_ids, positions,
-    attn, logits_range=) -> the local logits shard [B, n, vocab_size_local] (the runtime
-    interface; called as shard(input_ids) with no attn it runs full bidirectional attention and
-    returns an object with .logits, the local shard). Every rank of the group must run every
-    forward (collectives)."""
+    Attributes: tp_group (the process group; torch.distributed.group.WORLD for None), tp_size,
+    tp_rank, vocab_start, vocab_size_local, vocab_size (the full vocabulary), config (a
+    TensorParallelConfig: the rank's heads, the global vocabulary / mask_id), num_layers.
+    forward(input_ids, positions, attn, logits_range=) -> the local logits shard
+    [B, n, vocab_size_local] (the runtime interface; called as shard(input_ids) with no attn it
+    runs full bidirectional attention and returns an object with .logits, the local shard).
+    Every rank of the group must run every forward (collectives)."""
 
     def __init__(self, model: TinyLLaDA, group=None):
         super().__init__()
