@@ -110,6 +110,7 @@ def _rank_results(rank, model_name, cases, errors):
         "kv_heads": shard.config.num_kv_heads,
         "is_tp": is_tensor_parallel(shard) and not is_tensor_parallel(full),
         "kind": model_kind(shard),
+        "shard_method": torch.equal(full.shard().lm_head, shard.lm_head),
     }
     ids = _forward_ids()
     res["logits"] = shard(ids).logits
@@ -150,6 +151,8 @@ def _errors(rank, full, shard, prompts):
     catch("rank_options", lambda: dk.generate(shard, prompts, **kw, seed=rank, tp_group=world))
     three = TinyLLaDAConfig(vocab_size=40, hidden_size=192, num_heads=3, num_kv_heads=3)
     catch("heads", lambda: tensor_parallel(TinyLLaDA(three)))
+    four = TinyLLaDAConfig(vocab_size=4, hidden_size=128, num_heads=2)  # ranges of 4: [0, 4), []
+    catch("vocab", lambda: tensor_parallel(TinyLLaDA(four)))
     # the group still works after every error (no rank left waiting in a collective)
     out["after"] = dk.generate(shard, prompts, **kw, tp_group=world).tokens
     return out
@@ -196,7 +199,7 @@ def _check(results, model_name, cases, tp):
         assert res["meta"] == (start, min(per, c.vocab_size - start), c.vocab_size)
         assert res["meta"][:2] == vocab_range(c.vocab_size, r, tp)
         assert res["kv_heads"] == c.num_kv_heads // tp
-        assert res["is_tp"] and res["kind"] == "runtime"
+        assert res["is_tp"] and res["kind"] == "runtime" and res["shard_method"]
         if _native.NATIVE:  # the kernels sampled from the shards (no all-gather fallback)
             assert not [w for w in res["warnings"] if "all-gathering" in w], res["warnings"]
     # (a) the logits shards concatenated == the unsharded logits (up to summation order)
@@ -252,6 +255,7 @@ def test_tp2_errors(tp2):
         assert "different prompts or options" in e["rank_prompts"]
         assert "different prompts or options" in e["rank_options"]
         assert "must both be multiples of the tensor-parallel size (2)" in e["heads"]
+        assert "vocab_size (4) is too small for 2 ranks" in e["vocab"]
         assert torch.equal(e["after"], results[0]["errors"]["after"])
 
 
