@@ -54,9 +54,9 @@ def vocab_range(vocab_size: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, min(per, vocab_size - start)
 
 
-def _layout(group, vocab_start: int, v_shard: int, device) -> tuple[int, list[int]]:
-    """(V, rank order by vocab_start) from every rank's (vocab_start, V_shard); checks that the
-    shards tile [0, V)."""
+def _layout(group, vocab_start: int, v_shard: int, device) -> tuple[int, list[int], list]:
+    """(V, rank order by vocab_start, (vocab_start, V_shard) per rank) from every rank's shard;
+    checks that the shards tile [0, V)."""
     world = dist.get_world_size(group)
     mine = torch.tensor([vocab_start, v_shard], dtype=torch.int64, device=device)
     parts = [torch.empty_like(mine) for _ in range(world)]
@@ -72,13 +72,22 @@ def _layout(group, vocab_start: int, v_shard: int, device) -> tuple[int, list[in
                 f"[0, V) contiguously, got (vocab_start, V_shard) per rank {ranges}"
             )
         end = start + size
-    return end, order
+    return end, order, ranges
 
 
 def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
     dist.all_gather(parts, t.contiguous(), group=group)
     return parts
+
+
+def _gather_shards(t: torch.Tensor, group, order, ranges) -> torch.Tensor:
+    """The whole [B, L, V] from every rank's [B, L, V_shard] (shards padded to the largest for
+    the all_gather, which needs equal sizes, then cut back)."""
+    width = max(n for _, n in ranges)
+    padded = torch.nn.functional.pad(t, (0, width - t.shape[-1]))
+    parts = _gather(padded, group)
+    return torch.cat([parts[r][..., : ranges[r][1]] for r in order], dim=-1)
 
 
 def _merge_states(parts: list[torch.Tensor], order: list[int]) -> torch.Tensor:
@@ -227,7 +236,7 @@ def denoise_step(
     vocab_start = _args.as_int(vocab_start, op, "vocab_start")
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
         raise ValueError(f"dllm_kernels.{op}: logits must be a [B, L, V_shard] tensor")
-    V, order = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))
+    V, order, ranges = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))
     seed = _shared_seed(seed, offset, group, op)
     local_suppress = _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)
     native = NATIVE and logits.device.type == "cpu"
@@ -238,12 +247,10 @@ def denoise_step(
             "(or the reference backend); all-gathering the logits instead (same result, more "
             "bytes)",
         )
-        parts = _gather(logits, group)
-        full = torch.cat([parts[r] for r in order], dim=-1)
+        full = _gather_shards(logits, group, order, ranges)
         full_u = None
         if uncond_logits is not None:
-            parts = _gather(uncond_logits, group)
-            full_u = torch.cat([parts[r] for r in order], dim=-1)
+            full_u = _gather_shards(uncond_logits, group, order, ranges)
         from . import ops
 
         return ops.denoise_step(
@@ -328,7 +335,7 @@ def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
     if commit:
         ops.commit_(x, x0, transfer)
     if renoise:
-        V, _ = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))
+        V = _layout(group, vocab_start, logits.shape[-1], torch.device("cpu"))[0]
         B, L = x.shape
         b = torch.arange(B, device=x.device)[:, None].expand(B, L)
         l = torch.arange(L, device=x.device)[None, :].expand(B, L)

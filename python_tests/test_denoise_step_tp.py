@@ -315,3 +315,33 @@ def test_split_invariant_confidence(confidence):
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one[0], split[0]) and torch.equal(one[1], split[1])
+
+
+@pytest.mark.native
+def test_shard_ops_opcheck():
+    """The shard pieces are CPU-only internal ops (no Meta kernels: the members stage's width is
+    data-dependent, and tp.py never traces them): their schemas and autograd registration."""
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(2, 3, 40, generator=g) * 3
+    x = torch.full((2, 3), 39, dtype=torch.int64)
+    args = (39, 0.8, 0, 1.0, "top_k_first", "neg_entropy", "raw", False, None, 5, 0, None, None)
+    utils = ("test_schema", "test_autograd_registration")
+    op = torch.ops.dllm_kernels
+    state = op.denoise_shard(logits, x, *args, 0.0, 0, "state", None, None, None)
+    M = state[..., 0].float().contiguous()
+    torch.library.opcheck(
+        op.denoise_shard, (logits, x, *args, 0.0, 0, "state", None, None, None), test_utils=utils
+    )
+    torch.library.opcheck(
+        op.denoise_shard, (logits, x, *args, 0.0, 0, "sums", None, M, None), test_utils=utils
+    )
+    sums = op.denoise_shard(logits, x, *args, 0.0, 0, "sums", None, M, None)
+    fin = (state, sums, x, 39, "neg_entropy", 5, 0, None)
+    torch.library.opcheck(op.denoise_shard_finalize, fin, test_utils=utils)
+    # one shard = the whole vocabulary: the pieces give the unsharded op's result
+    x0, conf, _ = op.denoise_shard_finalize(*fin)
+    want = ops.denoise_step(logits, x, 39, temperature=0.8, confidence="neg_entropy", seed=5)
+    assert torch.equal(x0, want[0]) and torch.equal(conf, want[1])
+    hist = torch.rand(4, 4096, dtype=torch.float64, generator=g)
+    plan = (hist, 0.5, torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.float64))
+    torch.library.opcheck(op.top_p_shard_plan, plan, test_utils=utils)

@@ -53,8 +53,8 @@ struct StageIO {
 // One position's stage on its shard row (the logits row, or CFG's guided float row).
 template <typename R>
 void run_position(const R* row, int64_t V, const int64_t* sp, int64_t ns,
-                  const dllm::DenoiseParams& p, int64_t b, int64_t l, int64_t i,
-                  const StageIO& io, dllm::cpu::Workspace& ws) {
+                  const dllm::DenoiseParams& p, int64_t b, int64_t l, int64_t i, const StageIO& io,
+                  dllm::cpu::Workspace& ws) {
   const float thr = io.thr ? io.thr[i] : kNegInf;
   const bool filtered = io.thr != nullptr;
   const int level = dllm::cpu::simd::level();
@@ -92,8 +92,7 @@ void run_position(const R* row, int64_t V, const int64_t* sp, int64_t ns,
     }
     case Stage::kState: {
       if (filtered) dllm::cpu::shard_values(row, V, sp, ns, p, thr, ws);
-      const dllm::cpu::RowState st =
-          dllm::cpu::shard_pass1(row, V, sp, ns, p, b, l, filtered, ws);
+      const dllm::cpu::RowState st = dllm::cpu::shard_pass1(row, V, sp, ns, p, b, l, filtered, ws);
       dllm::cpu::export_state(st, p.vocab_start, io.f64_out + i * dllm::cpu::kStateSize);
       return;
     }
@@ -149,18 +148,18 @@ at::Tensor denoise_shard_cpu(
     double cfg_scale, int64_t vocab_start, c10::string_view stage,
     const std::optional<at::Tensor>& threshold,  // [B, L] f32: the filters' global threshold
     const std::optional<at::Tensor>& anchor,     // [B, L] f32: the global max (hist/members/sums)
-    const std::optional<at::Tensor>& bucket,  // [B, L] int64: top-p crossing bucket (members)
-    bool with_argmax) {                       // state: also z's argmax (return_argmax)
+    const std::optional<at::Tensor>& bucket,     // [B, L] int64: top-p crossing bucket (members)
+    bool with_argmax) {                          // state: also z's argmax (return_argmax)
   const char* op = "denoise_shard";
   dllm::DenoiseParams p = denoise_step_check(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
       shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale);
   StageIO io{};
   io.stage = parse_stage(stage);
-  denoise_shard_check(x, vocab_start, top_k, threshold, anchor, bucket,
-                      io.stage == Stage::kHist || io.stage == Stage::kMembers ||
-                          io.stage == Stage::kSums,
-                      io.stage == Stage::kMembers);
+  denoise_shard_check(
+      x, vocab_start, top_k, threshold, anchor, bucket,
+      io.stage == Stage::kHist || io.stage == Stage::kMembers || io.stage == Stage::kSums,
+      io.stage == Stage::kMembers);
   p.vocab_start = vocab_start;
   // Pass 1 keeps z's argmax when p.argmax is set (accumulate_range_at); finalize writes it.
   int64_t argmax_unused = 0;
@@ -240,8 +239,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_shard_finalize_cpu(
     const at::Tensor& x,      // [B, L] int64
     int64_t mask_id, c10::string_view confidence, int64_t seed, int64_t offset,
     const std::optional<at::Tensor>& eligible) {  // [B, L] bool, or none
-  dllm::DenoiseParams p = denoise_shard_finalize_check(state, sums, x, mask_id, confidence, seed,
-                                                       offset, eligible);
+  dllm::DenoiseParams p =
+      denoise_shard_finalize_check(state, sums, x, mask_id, confidence, seed, offset, eligible);
   const int64_t B = x.size(0), L = x.size(1);
   at::Tensor x0 = at::empty({B, L}, x.options());
   at::Tensor conf = at::empty({B, L}, x.options().dtype(at::kFloat));
@@ -272,9 +271,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> denoise_shard_finalize_cpu(
 // The top-p crossing of the summed histograms: need = top_p * total; from bucket start (with the
 // mass above it, above), the first bucket where the mass reaches need (4096: none).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> top_p_shard_plan_cpu(
-    const at::Tensor& hist,   // [N, 4096] f64
-    double top_p,             //
-    const at::Tensor& start,  // [N] int64
+    const at::Tensor& hist,     // [N, 4096] f64
+    double top_p,               //
+    const at::Tensor& start,    // [N] int64
     const at::Tensor& above) {  // [N] f64
   top_p_shard_plan_check(hist, top_p, start, above);
   const int64_t N = hist.size(0);

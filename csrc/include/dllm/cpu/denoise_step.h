@@ -67,25 +67,18 @@ DLLM_CPU_CLONES static float chunk_max(const float* d, int64_t n) {
 // the sums depend neither on the summation order nor on how the vocabulary is split (threads,
 // vocabulary slices, tensor-parallel shards: dllm_kernels/tp.py): a position's confidence is the
 // same bits however the row was cut. Rounding: <= 2^-41 per term, |error| <= V 2^-41 (2^-23 of
-// s >= 1 at V = 2^18 in the worst case, ~2^-32 for independent roundings); V < 2^23 keeps the
+// s >= 1 at V = 2^18 in the worst case, ~2^-32 typically: unbiased); V < 2^23 keeps the
 // integers in int64. exp(d - M) is exp_nonpos here and the vector exp at the vector levels: one
 // function per level for every element (tails included), or the split would matter.
 struct ExactSums {
   int64_t s = 0;  // sum round(exp(d - M) 2^40)
-  int64_t t = 0;  // sum round(exp(d - M) (d - M) 2^40)   (neg_entropy)
+  int64_t t = 0;  // sum round(fl32(exp(d - M) (d - M)) 2^40)   (neg_entropy)
 };
-constexpr double kSumScale = 1099511627776.0;       // 2^40
-constexpr double kRoundMagic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds |x| < 2^51
+constexpr double kSumScale = 1099511627776.0;  // 2^40
 
-// round(x * 2^40) for |x| <= 1 as the low bits of x * 2^40 + 1.5 * 2^52 (exact: the product is,
-// and the sum's ulp is 1), minus the magic's bits: plain double ops, so loops over it vectorise.
-inline int64_t round_scaled(double x) {
-  const double y = x * kSumScale + kRoundMagic;
-  int64_t bits, magic;
-  std::memcpy(&bits, &y, sizeof(bits));
-  std::memcpy(&magic, &kRoundMagic, sizeof(magic));
-  return bits - magic;
-}
+// round(v 2^40), nearest with ties to even (the default rounding mode), for |v| <= 1 (the vector
+// code computes the same integer in two int32 halves).
+inline int64_t quantize(float v) { return std::llrint(static_cast<double>(v) * kSumScale); }
 
 // d[0, n) into sums (M finite). d = -inf and d - M < -80 give 0.
 DLLM_CPU_CLONES static void exact_sums_chunk(const float* d, int64_t n, float M, bool entropy,
@@ -95,11 +88,11 @@ DLLM_CPU_CLONES static void exact_sums_chunk(const float* d, int64_t n, float M,
     for (int64_t i = 0; i < n; ++i) {
       const float dm = std::max(d[i] - M, -80.0f);
       const float e = exp_nonpos(dm);
-      s += round_scaled(e);
-      t += round_scaled(static_cast<double>(e) * dm);  // exact product (24 x 24 bits)
+      s += quantize(e);
+      t += quantize(e * dm);
     }
   } else {
-    for (int64_t i = 0; i < n; ++i) s += round_scaled(exp_nonpos(std::max(d[i] - M, -80.0f)));
+    for (int64_t i = 0; i < n; ++i) s += quantize(exp_nonpos(std::max(d[i] - M, -80.0f)));
   }
   sums.s += s;
   sums.t += t;

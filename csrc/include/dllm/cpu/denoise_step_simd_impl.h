@@ -773,9 +773,39 @@ void accumulate_range(const In* row, int64_t v_begin, int64_t v_end, const int64
   }
 }
 
+// q = round(v 2^40) (nearest, ties to even) for |v| <= 1 in two int32 halves, exactly, by the
+// rounding sum: y = v 2^20 + 1.5 2^23 (one FMA, v 2^20 exact) holds round(v 2^20) in its low
+// mantissa bits, so its raw bits are added (the magic's bits come off once per lane sum, modulo
+// 2^32); the rest r = v 2^20 - (y - 1.5 2^23) is exact (|r| <= 1/2) and r 2^20 is rounded alike.
+// q = hi 2^20 + lo: the generic code's quantize(), bit for bit, in 6 vector ops.
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+constexpr int32_t kMagicBits = 0x4B400000;
+inline void quantize_add(VF v, VI& hi, VI& lo) {
+  const VF two20 = set1(1048576.0f), magic = set1(kMagic);
+  const VF y = fmadd(v, two20, magic);
+  hi = addi(hi, castfi(y));
+  const VF r = fmsub(v, two20, sub(y, magic));
+  lo = addi(lo, castfi(fmadd(r, two20, magic)));
+}
+
+// The lane sums of `terms` quantize_add calls per lane -> sum of q (int64).
+inline int64_t lanes_to_q(VI hi, VI lo, int64_t terms) {
+  alignas(64) int32_t h[W], l[W];
+  storei(h, hi);
+  storei(l, lo);
+  const uint32_t off = static_cast<uint32_t>(kMagicBits) * static_cast<uint32_t>(terms);
+  int64_t q = 0;
+  for (int j = 0; j < W; ++j) {
+    const int32_t hj = static_cast<int32_t>(static_cast<uint32_t>(h[j]) - off);
+    const int32_t lj = static_cast<int32_t>(static_cast<uint32_t>(l[j]) - off);
+    q += static_cast<int64_t>(hj) * 1048576 + lj;
+  }
+  return q;
+}
+
 // dllm::cpu::exact_sums_range with the vector exp for every element: each chunk is decoded into
 // a buffer (exact), its tail padded with -inf (a term of 0), so no element goes through another
-// exp (the split of the vocabulary must not change a term). The rounding loop vectorises.
+// exp (the split of the vocabulary must not change a term).
 template <typename In>
 void exact_sums_range(const In* row, int64_t v_begin, int64_t v_end, const int64_t* suppress,
                       int64_t n_suppress, const DenoiseParams& p, bool filtered, Workspace& ws,
@@ -785,14 +815,21 @@ void exact_sums_range(const In* row, int64_t v_begin, int64_t v_end, const int64
   const bool from_full = filtered && p.source_sampling;
   const bool scale = p.source_sampling && p.inv_temperature != 1.0f;
   const VF mv = set1(M), lo80 = set1(-80.0f), it = set1(p.inv_temperature);
-  alignas(64) float d[kChunk + W], e[kChunk + W], x[kChunk + W];
+  alignas(64) float d[kChunk + W];
   int64_t next = std::lower_bound(suppress, suppress + n_suppress, v_begin) - suppress;
   for (int64_t v0 = v_begin; v0 < v_end; v0 += kChunk) {
     const int64_t n = std::min(kChunk, v_end - v0);
+    const bool has_suppress = next < n_suppress && suppress[next] < v0 + n;
+    const float* src = d;
     int64_t i = 0;
     if (from_full) {
-      std::memcpy(d, ws.full.data() + v0, n * sizeof(float));
-      i = n;
+      src = ws.full.data() + v0;
+      i = n / W * W;  // whole vectors read in place, the tail copied
+      std::memcpy(d + i, src + i, (n - i) * sizeof(float));
+    } else if (!has_suppress && !scale && std::is_same<In, float>::value) {
+      src = reinterpret_cast<const float*>(row + v0);  // read in place (sanitised below)
+      i = n / W * W;
+      for (int64_t j = i; j < n; ++j) d[j] = sanitize(to_float(row[v0 + j]));
     } else {
       for (; i + W <= n; i += W) {
         VF z = sanitize_v(load(row + v0 + i));
@@ -805,20 +842,20 @@ void exact_sums_range(const In* row, int64_t v_begin, int64_t v_end, const int64
       }
       for (; next < n_suppress && suppress[next] < v0 + n; ++next)
         if (suppress[next] >= v0) d[suppress[next] - v0] = neg_inf;
+      i = n;
     }
-    const int64_t padded = (n + W - 1) / W * W;
-    for (i = n; i < padded; ++i) d[i] = neg_inf;
-    for (i = 0; i < padded; i += W) {
-      const VF xv = vmax(sub(load(d + i), mv), lo80);
-      store(e + i, exp_v(xv));
-      store(x + i, xv);
+    const int64_t body = n / W * W, padded = (n + W - 1) / W * W;
+    for (int64_t j = n; j < padded; ++j) d[j] = neg_inf;
+    VI shi = set1i(0), slo = shi, thi = shi, tlo = shi;
+    for (int64_t j = 0; j < padded; j += W) {
+      const float* at = j < body && src != d ? src + j : d + j;
+      const VF x = vmax(sub(sanitize_v(load(at)), mv), lo80);
+      const VF e = exp_v(x);
+      quantize_add(e, shi, slo);
+      if (entropy) quantize_add(mul(e, x), thi, tlo);
     }
-    int64_t s = 0, t = 0;
-    for (i = 0; i < padded; ++i) s += round_scaled(e[i]);
-    if (entropy)
-      for (i = 0; i < padded; ++i) t += round_scaled(static_cast<double>(e[i]) * x[i]);
-    sums.s += s;
-    sums.t += t;
+    sums.s += lanes_to_q(shi, slo, padded / W);
+    if (entropy) sums.t += lanes_to_q(thi, tlo, padded / W);
   }
 }
 
