@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import _native, ops, reference
+from . import ops, reference
 from ._checks import ATTN_HEAD_DIMS
 from .cache import CachePolicy, PagedKVCache
 from .schedules import dream_num_transfer, dream_timesteps
@@ -106,15 +106,9 @@ class _Backend:
         and every rank gets the result of the unsharded op on the full [b, L, V] logits."""
         if not self.tp:
             return fn(logits, *args, **kw)
-        if self.name == "kernels" and _native.NATIVE and logits.device.type == "cpu":
-            # the vocabulary-parallel op (dllm_kernels.tp): its shard kernels, a few bytes per
-            # position between the ranks
+        if self.name == "kernels":  # the vocabulary-parallel op (dllm_kernels.tp)
             return fn(logits, *args, **kw, group=self.tp_group, vocab_start=self.vocab_start)
-        # The reference backend (no sharded reference ops), and for now CUDA / no native
-        # kernels: there the op itself would all-gather the logits, but with all_gather, which
-        # needs shards of equal size (gloo aborts otherwise) while vocab_range's last shard is
-        # usually shorter. Once dllm_kernels.tp's fallback takes uneven shards, only the
-        # reference backend needs this path.
+        # the reference backend: the reference ops have no sharded form
         return _gathered_call(
             fn, logits, *args, group=self.tp_group, vocab_start=self.vocab_start, **kw
         )
@@ -176,12 +170,12 @@ class _Backend:
 
 
 def _gathered_call(fn, logits, *args, group, vocab_start: int, **kw):
-    """A sampling op under tensor parallelism without the sharded kernels (see _Backend._sample):
-    all-gathers the ranks' vocabulary shards of logits (and uncond_logits) along V into the full
-    [b, L, V] logits on every rank (shards may differ in size: padded to the largest; ordered by
-    vocab_start, which must tile 0 .. V) and calls the unsharded fn on them: the same result on
-    every rank, at the cost of a [b, L, V] all-gather per step (the sharded op moves a few bytes
-    per position instead)."""
+    """A reference sampling op under tensor parallelism (backend="reference"): all-gathers the
+    ranks' vocabulary shards of logits (and uncond_logits) along V into the full [b, L, V] logits
+    on every rank (shards may differ in size: padded to the largest; ordered by vocab_start,
+    which must tile 0 .. V) and calls the unsharded fn on them: the same result on every rank,
+    at the cost of a [b, L, V] all-gather per step (the kernels' sharded op moves a few bytes per
+    position instead; on CUDA or without the native build it all-gathers the same way)."""
     import torch.distributed as dist
 
     tp = dist.get_world_size(group)
