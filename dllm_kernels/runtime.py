@@ -971,11 +971,10 @@ def _generate(
     entropy_bound, edit = decoding["entropy_bound"], decoding["edit"]
     parallel = threshold is not None or factor is not None or entropy_bound is not None
     device, dtype = _model_device_dtype(model.model if kind == "callable" else model, prompt_ids)
+    seed_arg, drawn = seed, False
     if seed is None:  # drawn only when something is random (keeps the caller's RNG state otherwise)
-        random = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
-        seed = int(torch.empty((), dtype=torch.int64).random_().item()) if random else 0
-        if tp is not None and random:
-            seed = _tp_broadcast_seed(seed, tp[0], device)
+        drawn = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
+        seed = int(torch.empty((), dtype=torch.int64).random_().item()) if drawn else 0
     shift = bool(sampling_options.pop("shift_logits", False))
     if isinstance(sampling_options.get("suppress_tokens"), (list, tuple)):  # once, not per step
         ids = sorted({int(t) for t in sampling_options["suppress_tokens"]})
@@ -1003,12 +1002,14 @@ def _generate(
             prompt_lens,
             (gen_length, block_length, steps, temperature, remasking, threshold, factor),
             (schedule, eps, cfg_scale, decoding, mask_id, cache, refresh_interval, eos_id),
-            (backend, seed, page_size, pad_id, shift),
+            (backend, seed_arg, page_size, pad_id, shift),
             sorted(
                 (k, v.tolist() if isinstance(v, torch.Tensor) else v)
                 for k, v in sampling_options.items()
             ),
         )
+        if drawn:  # after the check: every rank agrees that there is a seed to share
+            seed = _tp_broadcast_seed(seed, tp[0], device)
     B, P = x_prompt.shape
     T = P + gen_length
     # xm: the rows the model sees; with CFG the unconditional copies (prompt masked) follow the

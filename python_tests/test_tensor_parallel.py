@@ -149,6 +149,8 @@ def _errors(rank, full, shard, prompts):
     catch("other_group", lambda: dk.generate(shard, prompts, **kw, tp_group=other))
     catch("rank_prompts", lambda: dk.generate(shard, prompts[rank:], **kw, tp_group=world))
     catch("rank_options", lambda: dk.generate(shard, prompts, **kw, seed=rank, tp_group=world))
+    # only rank 1 draws a seed (T > 0, seed=None): refused before the seed's broadcast
+    catch("rank_drawn", lambda: dk.generate(shard, prompts, **kw, temperature=rank, tp_group=world))
     three = TinyLLaDAConfig(vocab_size=40, hidden_size=192, num_heads=3, num_kv_heads=3)
     catch("heads", lambda: tensor_parallel(TinyLLaDA(three)))
     four = TinyLLaDAConfig(vocab_size=4, hidden_size=128, num_heads=2)  # ranges of 4: [0, 4), []
@@ -254,6 +256,7 @@ def test_tp2_errors(tp2):
         assert "not the process group the model was sharded over" in e["other_group"]
         assert "different prompts or options" in e["rank_prompts"]
         assert "different prompts or options" in e["rank_options"]
+        assert "different prompts or options" in e["rank_drawn"]
         assert "must both be multiples of the tensor-parallel size (2)" in e["heads"]
         assert "vocab_size (4) is too small for 2 ranks" in e["vocab"]
         assert torch.equal(e["after"], results[0]["errors"]["after"])
