@@ -27,7 +27,7 @@ from dllm_kernels.models import (
     tensor_parallel,
 )
 from dllm_kernels.models.tiny_llada import full_attention
-from dllm_kernels.runtime import model_kind
+from dllm_kernels.runtime import _penalize_previous_token, model_kind
 from dllm_kernels.tp import vocab_range
 
 pytestmark = pytest.mark.skipif(
@@ -279,3 +279,17 @@ def test_errors_without_torch_distributed():
         dk.generate(model, [[1, 2]], **GEN, steps=8, tp_group=object())
     with pytest.raises(ValueError, match="not supported for a plain callable"):
         dk.generate(lambda x: model(x), [[1, 2]], **GEN, steps=8, tp_group=object())
+
+
+def test_edit_penalty_on_vocabulary_shards():
+    """Token editing's repetition penalty on each shard (its tokens only) == on the full logits."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 6, 97, generator=g)
+    block = torch.randint(0, 97, (3, 6), generator=g)
+    want = logits.clone()
+    _penalize_previous_token(want, block, 1.5)
+    shards = [logits[..., s : s + n].clone() for s, n in (vocab_range(97, r, 4) for r in range(4))]
+    for r, t in enumerate(shards):
+        _penalize_previous_token(t, block, 1.5, vocab_range(97, r, 4)[0])
+    assert torch.equal(torch.cat(shards, -1), want)
+    assert not torch.equal(want, logits)
