@@ -50,6 +50,11 @@ CASES = {  # generate options per case (besides GEN and the prompts)
     "dual-edit": dict(cache="dual", threshold=0.6, edit_threshold=0.4, penalty_lambda=1.0),
     "block-eos": dict(cache="block", steps=8, eos_id=3, suppress_tokens=[5, 20]),
     "dual-reference": dict(cache="dual", threshold=0.5, backend="reference"),
+    "none-entropy-bound": dict(cache="none", entropy_bound=0.5),
+    "prefix-dream": dict(
+        cache="prefix", steps=8, schedule="dream", temperature=0.5, top_p=0.9, seed=5
+    ),
+    "block-mdlm": dict(cache="block", steps=8, schedule="mdlm", seed=11),
 }
 TP4_CASES = ["none-fixed", "dual-thr", "block-T-thr"]
 COLLECTIVE_TIMEOUT_S = 40
