@@ -85,14 +85,33 @@ class GenerateOutput:
 
 
 class _Backend:
-    """The ops a generation runs on: the kernels or the reference (the specification)."""
+    """The ops a generation runs on: the kernels or the reference (the specification).
 
-    def __init__(self, name: str):
+    tp_group: tensor parallelism (generate's tp_group); then the logits every sampling call gets
+    are this rank's vocabulary shard, tokens vocab_start .. (see _sample)."""
+
+    def __init__(self, name: str, tp_group=None, vocab_start: int = 0):
         if name not in ("kernels", "reference"):
             raise ValueError(
                 f"dllm_kernels.generate: backend must be 'kernels' or 'reference', got {name!r}"
             )
         self.name = name
+        self.tp = tp_group is not None
+        self.tp_group, self.vocab_start = tp_group, int(vocab_start)
+
+    def _sample(self, fn, logits, *args, **kw):
+        """fn(logits, *args, **kw) for a sampling op fn (one that reads logits rows: denoise_step,
+        denoise_and_select): every sampling call of a generation goes through here. Under tensor
+        parallelism logits (and uncond_logits) are the rank's vocabulary shard [b, L, V_local]
+        and every rank gets the result of the unsharded op on the full [b, L, V] logits."""
+        if not self.tp:
+            return fn(logits, *args, **kw)
+        if self.name == "kernels":  # the vocabulary-parallel op (dllm_kernels.tp)
+            return fn(logits, *args, **kw, group=self.tp_group, vocab_start=self.vocab_start)
+        # the reference backend: the reference ops have no sharded form
+        return _gathered_call(
+            fn, logits, *args, group=self.tp_group, vocab_start=self.vocab_start, **kw
+        )
 
     def cache_write(self, kc, vc, k, v, slots):
         if self.name == "kernels":
@@ -116,17 +135,27 @@ class _Backend:
     def denoise_and_select(self, logits, x, mask_id, rule, seed, offset, sampling):
         """sampling may hold uncond_logits / cfg_scale (CFG formed inside the op's pass)."""
         if self.name == "kernels":
-            return ops.denoise_and_select(
-                logits, x, mask_id, **rule, **sampling, commit=True, seed=seed, offset=offset
+            return self._sample(
+                ops.denoise_and_select,
+                logits,
+                x,
+                mask_id,
+                **rule,
+                **sampling,
+                commit=True,
+                seed=seed,
+                offset=offset,
             )
-        x0, conf = reference.denoise_step(logits, x, mask_id, **sampling, seed=seed, offset=offset)
+        x0, conf = self._sample(
+            reference.denoise_step, logits, x, mask_id, **sampling, seed=seed, offset=offset
+        )
         transfer = reference.select_transfer(conf, **rule, seed=seed, offset=offset)
         reference.commit_(x, x0, transfer)
         return x0, conf, transfer
 
     def denoise_step(self, logits, x, mask_id, seed, offset, sampling):
         fn = ops.denoise_step if self.name == "kernels" else reference.denoise_step
-        return fn(logits, x, mask_id, **sampling, seed=seed, offset=offset)
+        return self._sample(fn, logits, x, mask_id, **sampling, seed=seed, offset=offset)
 
     def select_transfer(self, conf, **rule):
         fn = ops.select_transfer if self.name == "kernels" else reference.select_transfer
@@ -138,6 +167,43 @@ class _Backend:
     def num_transfer_tokens(self, mask_index, steps):
         fn = ops.num_transfer_tokens if self.name == "kernels" else reference.num_transfer_tokens
         return fn(mask_index, steps)
+
+
+def _gathered_call(fn, logits, *args, group, vocab_start: int, **kw):
+    """A reference sampling op under tensor parallelism (backend="reference"): all-gathers the
+    ranks' vocabulary shards of logits (and uncond_logits) along V into the full [b, L, V] logits
+    on every rank (shards may differ in size: padded to the largest; ordered by vocab_start,
+    which must tile 0 .. V) and calls the unsharded fn on them: the same result on every rank,
+    at the cost of a [b, L, V] all-gather per step (the kernels' sharded op moves a few bytes per
+    position instead; on CUDA or without the native build it all-gathers the same way)."""
+    import torch.distributed as dist
+
+    tp = dist.get_world_size(group)
+
+    def gather(t):
+        t = t.contiguous()
+        meta = torch.tensor([vocab_start, t.shape[-1]], dtype=torch.int64, device=t.device)
+        metas = [torch.empty_like(meta) for _ in range(tp)]
+        dist.all_gather(metas, meta, group=group)
+        starts, sizes = zip(*(m.tolist() for m in metas))
+        width = max(sizes)
+        padded = F.pad(t, (0, width - t.shape[-1]))
+        parts = [torch.empty_like(padded) for _ in range(tp)]
+        dist.all_gather(parts, padded, group=group)
+        order = sorted(range(tp), key=lambda i: starts[i])
+        pos = 0
+        for i in order:
+            if starts[i] != pos:
+                raise ValueError(
+                    f"dllm_kernels.generate: the ranks' vocabulary shards do not tile the "
+                    f"vocabulary (vocab_start {list(starts)}, sizes {list(sizes)})"
+                )
+            pos += sizes[i]
+        return torch.cat([parts[i][..., : sizes[i]] for i in order], dim=-1)
+
+    if kw.get("uncond_logits") is not None:
+        kw["uncond_logits"] = gather(kw["uncond_logits"])
+    return fn(gather(logits), *args, **kw)
 
 
 _warned: set[str] = set()
@@ -382,6 +448,85 @@ class _CallableModel:
         return logits
 
 
+def _tp_setup(model, kind: str, tp_group):
+    """generate's tp_group checked against the model: (tp_group, vocab_start), or None without
+    tensor parallelism."""
+    from .models.tensor_parallel import is_tensor_parallel
+
+    sharded = kind == "runtime" and is_tensor_parallel(model)
+    if tp_group is None:
+        if sharded and model.tp_size > 1:
+            raise ValueError(
+                f"dllm_kernels.generate: {type(model).__name__} is a tensor-parallel shard "
+                f"(tp_size={model.tp_size}; its forward returns the logits of tokens "
+                f"{model.vocab_start} .. {model.vocab_start + model.vocab_size_local - 1} only): "
+                "pass tp_group=model.tp_group, and call generate on every rank of the group"
+            )
+        return None
+    if kind != "runtime":
+        raise ValueError(
+            f"dllm_kernels.generate: tp_group (tensor parallelism) is not supported for a "
+            f"{'transformers model' if kind == 'transformers' else 'plain callable'} "
+            f"({type(model).__name__}); it needs a tensor-parallel model of the runtime "
+            "interface, e.g. dllm_kernels.models.tensor_parallel(TinyLLaDA(...), group)"
+        )
+    if not sharded:
+        raise ValueError(
+            f"dllm_kernels.generate: tp_group needs a tensor-parallel model (attributes tp_group, "
+            f"tp_size, vocab_start, vocab_size_local, vocab_size; its forward returning the "
+            f"rank's vocabulary shard), e.g. dllm_kernels.models.tensor_parallel(model, group); "
+            f"{type(model).__name__} is not one"
+        )
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            "dllm_kernels.generate: tp_group given but torch.distributed is not initialized"
+        )
+    if (
+        tp_group is not (model.tp_group if model.tp_group is not None else dist.group.WORLD)
+        or dist.get_world_size(tp_group) != model.tp_size
+        or dist.get_rank(tp_group) != getattr(model, "tp_rank", dist.get_rank(tp_group))
+    ):
+        raise ValueError(
+            f"dllm_kernels.generate: tp_group is not the process group the model was sharded "
+            f"over (model: tp_size={model.tp_size}, rank {getattr(model, 'tp_rank', '?')}; "
+            f"tp_group: size {dist.get_world_size(tp_group)}, rank {dist.get_rank(tp_group)}); "
+            "pass tp_group=model.tp_group"
+        )
+    return tp_group, int(model.vocab_start)
+
+
+def _tp_broadcast_seed(seed: int, group, device) -> int:
+    """The seed of the group's first rank, on every rank (a drawn seed differs per rank)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([seed], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=dist.get_global_rank(group, 0), group=group)
+    return int(t.item())
+
+
+def _tp_check_same(group, device, *args) -> None:
+    """Raises ValueError on every rank unless every rank of the group passed equal args (the
+    prompt and the options): a rank that decodes differently would desynchronise the
+    collectives. One all_gather of one int64 per generation."""
+    import zlib
+
+    import torch.distributed as dist
+
+    digest = zlib.crc32(
+        repr([a.tolist() if isinstance(a, torch.Tensor) else a for a in args]).encode()
+    )
+    t = torch.tensor([digest], dtype=torch.int64, device=device)
+    got = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(got, t, group=group)
+    if len({int(g.item()) for g in got}) > 1:
+        raise ValueError(
+            "dllm_kernels.generate: the ranks of tp_group called generate with different "
+            "prompts or options; every rank must pass the same ones"
+        )
+
+
 def _resolve_mask_id(mask_id, *configs) -> int:
     if mask_id is not None:
         return int(mask_id)
@@ -474,14 +619,21 @@ def _edit_options(
     }
 
 
-def _penalize_previous_token(logits: torch.Tensor, block: torch.Tensor, lam: float) -> None:
+def _penalize_previous_token(
+    logits: torch.Tensor, block: torch.Tensor, lam: float, vocab_start: int | None = None
+) -> None:
     """logits[b, l, block[b, l - 1]] -= lam for l >= 1, in place, in the logits' dtype (sglang
     JointThreshold's repetition penalty): B * (L - 1) elements, no [B, L, V] pass.
-    logits [b, L, V] (any strides), block [b, L] int64."""
+    logits [b, L, V] (any strides), block [b, L] int64. Under tensor parallelism (vocab_start
+    given) logits is the vocabulary shard of tokens vocab_start .. vocab_start + V - 1, and
+    tokens outside it are skipped (no host read)."""
     prev = block[:, :-1].unsqueeze(-1)  # [b, L-1, 1]
-    logits[:, 1:].scatter_add_(
-        2, prev, torch.full(prev.shape, -lam, dtype=logits.dtype, device=logits.device)
-    )
+    val = torch.full(prev.shape, -lam, dtype=logits.dtype, device=logits.device)
+    if vocab_start is not None:
+        prev = prev - vocab_start
+        inside = (prev >= 0) & (prev < logits.shape[-1])
+        prev, val = prev.clamp(0, logits.shape[-1] - 1), val * inside
+    logits[:, 1:].scatter_add_(2, prev, val)
 
 
 def edit_step(
@@ -496,7 +648,9 @@ def edit_step(
     if edit["penalty_lambda"] > 0:
         for t in (logits, uncond):  # on c and u: z - lambda = (u - l) + (s+1)(c - u)
             if t is not None:
-                _penalize_previous_token(t, block, edit["penalty_lambda"])
+                _penalize_previous_token(
+                    t, block, edit["penalty_lambda"], ops_.vocab_start if ops_.tp else None
+                )
     x0, p = ops_.denoise_step(
         logits, block, mask_id, seed, offset, {**sampling, "eligible": editable & ~done[:, None]}
     )
@@ -544,6 +698,7 @@ def generate(
     profile: bool = False,
     page_size: int = 16,
     pad_id: int | None = None,
+    tp_group=None,
     **sampling_options,
 ) -> GenerateOutput:
     """tokens = prompt + gen_length tokens decoded by blockwise masked diffusion.
@@ -609,6 +764,16 @@ def generate(
             (synchronises the device around each part).
         page_size: of the paged KV cache the runtime allocates.
         pad_id: the token written into the left padding of out.tokens (default eos_id, else 0).
+        tp_group: tensor parallelism over this torch.distributed process group: every rank of the
+            group calls generate with the same prompt and options and its shard of the model (a
+            runtime-interface model with tp_group / tp_size / vocab_start / vocab_size_local /
+            vocab_size whose forward returns the rank's vocabulary shard of the logits and whose
+            config.num_kv_heads are the rank's kv heads, e.g.
+            dllm_kernels.models.tensor_parallel(model, group)); the K/V cache holds the rank's
+            heads, every sampling call reads the local logits shard, and every rank returns the
+            same tokens (those of the unsharded model up to float summation order). Every cache
+            mode and decoding option works; a drawn seed (seed=None) is rank 0's. Needs a model
+            of kind (a).
         sampling_options: top_k, top_p, filter_order, confidence_source, suppress_tokens,
             shift_logits (Dream-style models: position i reads the logits of i - 1; cache="none"
             only), passed to denoise_and_select.
@@ -716,6 +881,7 @@ def generate(
             f"{cache!r}"
         )
     kind = model_kind(model)
+    tp = _tp_setup(model, kind, tp_group)
     if kind == "callable" and cache != "none":
         raise ValueError(
             f"dllm_kernels.generate: cache={cache!r} needs a model whose attention the runtime "
@@ -763,6 +929,7 @@ def generate(
             page_size,
             pad_id,
             sampling_options,
+            tp,
         )
 
 
@@ -796,15 +963,18 @@ def _generate(
     page_size,
     pad_id,
     sampling_options,
+    tp=None,
 ) -> GenerateOutput:
-    """generate() after its arguments are checked and the model resolved (see generate)."""
-    ops_ = _Backend(backend)
+    """generate() after its arguments are checked and the model resolved (see generate); tp:
+    (tp_group, vocab_start) under tensor parallelism."""
+    ops_ = _Backend(backend, *(tp or ()))
     entropy_bound, edit = decoding["entropy_bound"], decoding["edit"]
     parallel = threshold is not None or factor is not None or entropy_bound is not None
     device, dtype = _model_device_dtype(model.model if kind == "callable" else model, prompt_ids)
+    seed_arg, drawn = seed, False
     if seed is None:  # drawn only when something is random (keeps the caller's RNG state otherwise)
-        random = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
-        seed = int(torch.empty((), dtype=torch.int64).random_().item()) if random else 0
+        drawn = temperature > 0 or remasking in ("random", "origin") or schedule == "mdlm"
+        seed = int(torch.empty((), dtype=torch.int64).random_().item()) if drawn else 0
     shift = bool(sampling_options.pop("shift_logits", False))
     if isinstance(sampling_options.get("suppress_tokens"), (list, tuple)):  # once, not per step
         ids = sorted({int(t) for t in sampling_options["suppress_tokens"]})
@@ -824,6 +994,22 @@ def _generate(
     t_start = time.perf_counter()
 
     x_prompt, prompt_lens = _left_pad(prompt_ids, attention_mask, pad_id, device)
+    if tp is not None:
+        _tp_check_same(
+            tp[0],
+            device,
+            x_prompt,
+            prompt_lens,
+            (gen_length, block_length, steps, temperature, remasking, threshold, factor),
+            (schedule, eps, cfg_scale, decoding, mask_id, cache, refresh_interval, eos_id),
+            (backend, seed_arg, page_size, pad_id, shift),
+            sorted(
+                (k, v.tolist() if isinstance(v, torch.Tensor) else v)
+                for k, v in sampling_options.items()
+            ),
+        )
+        if drawn:  # after the check: every rank agrees that there is a seed to share
+            seed = _tp_broadcast_seed(seed, tp[0], device)
     B, P = x_prompt.shape
     T = P + gen_length
     # xm: the rows the model sees; with CFG the unconditional copies (prompt masked) follow the

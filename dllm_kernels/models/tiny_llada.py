@@ -148,6 +148,13 @@ class TinyLLaDA(torch.nn.Module):
     def num_layers(self) -> int:
         return self.config.num_layers
 
+    def shard(self, group=None):
+        """This rank's tensor-parallel shard over torch.distributed process group `group` (None:
+        the default group): dllm_kernels.models.tensor_parallel(self, group)."""
+        from .tensor_parallel import tensor_parallel
+
+        return tensor_parallel(self, group)
+
     def _rms(self, x, weight):
         x32 = x.float()
         return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.config.rms_eps)).to(
