@@ -393,9 +393,10 @@ def denoise_and_select(
         (x0 [B, L] int64 (candidates, before renoise), conf [B, L] float32, transfer [B, L] bool),
         and argmax [B, L] int64 last with return_argmax.
     """
-    if group is not None:
-        from . import tp
-
+    per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
+    op = "denoise_and_select"
+    if group is not None or not _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
+        # Keyword options of the sharded op and of the reference (which checks them itself).
         named = dict(
             temperature=temperature,
             top_k=top_k,
@@ -418,74 +419,46 @@ def denoise_and_select(
             uncond_logits=uncond_logits,
             cfg_scale=cfg_scale,
             renoise=renoise,
-            return_argmax=return_argmax,
+            return_argmax=bool(return_argmax),
         )
-        return tp.denoise_and_select(
-            logits, x, mask_id, group=group, vocab_start=vocab_start, **named
-        )
-    _no_shard(vocab_start, "denoise_and_select")
-    per_row_tensors = [v for v in (num_transfer, probability) if isinstance(v, torch.Tensor)]
-    op = "denoise_and_select"
-    if _use_native(logits, x, eligible, uncond_logits, *per_row_tensors):
-        argmax = _argmax_out(x, return_argmax)
-        out = torch.ops.dllm_kernels.denoise_and_select(
-            logits,
-            x,
-            *_denoise_args(
-                logits,
-                mask_id,
-                temperature,
-                top_k,
-                top_p,
-                filter_order,
-                confidence,
-                confidence_source,
-                shift_logits,
-                suppress_tokens,
-                op,
-                eligible,
-            ),
-            *_select_args(
-                x, num_transfer, threshold, factor, probability, strict, op, entropy_bound
-            ),
-            strict,
-            bool(commit),
-            *_seed_args(seed, offset, op),
-            eligible,
-            uncond_logits,
-            _args.as_float(cfg_scale, op, "cfg_scale"),
-            bool(renoise),
-            argmax,
-        )
-        return (*out, argmax) if return_argmax else out
-    # The reference checks every argument (before anything is written) itself.
-    return reference.denoise_and_select(
+        if group is not None:
+            from . import tp
+
+            return tp.denoise_and_select(
+                logits, x, mask_id, group=group, vocab_start=vocab_start, **named
+            )
+        _no_shard(vocab_start, op)
+        return reference.denoise_and_select(logits, x, mask_id, **named)  # checks everything
+    _no_shard(vocab_start, op)
+    argmax = _argmax_out(x, return_argmax)
+    out = torch.ops.dllm_kernels.denoise_and_select(
         logits,
         x,
-        mask_id,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        filter_order=filter_order,
-        confidence=confidence,
-        confidence_source=confidence_source,
-        shift_logits=shift_logits,
-        suppress_tokens=suppress_tokens,
-        num_transfer=num_transfer,
-        threshold=threshold,
-        factor=factor,
-        probability=probability,
-        entropy_bound=entropy_bound,
-        strict=strict,
-        commit=commit,
-        seed=seed,
-        offset=offset,
-        eligible=eligible,
-        uncond_logits=uncond_logits,
-        cfg_scale=cfg_scale,
-        renoise=renoise,
-        return_argmax=bool(return_argmax),
+        *_denoise_args(
+            logits,
+            mask_id,
+            temperature,
+            top_k,
+            top_p,
+            filter_order,
+            confidence,
+            confidence_source,
+            shift_logits,
+            suppress_tokens,
+            op,
+            eligible,
+        ),
+        *_select_args(x, num_transfer, threshold, factor, probability, strict, op, entropy_bound),
+        strict,
+        bool(commit),
+        *_seed_args(seed, offset, op),
+        eligible,
+        uncond_logits,
+        _args.as_float(cfg_scale, op, "cfg_scale"),
+        bool(renoise),
+        argmax,
     )
+    return (*out, argmax) if return_argmax else out
 
 
 # ---- paged KV cache ------------------------------------------------------------------------------

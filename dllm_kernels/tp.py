@@ -280,9 +280,18 @@ def denoise_step(
         )
     from .ops import _denoise_args
 
+    shard_logits, shard_uncond, shard_start = logits, uncond_logits, vocab_start
+    if logits.shape[-1] == 0:
+        # An empty shard (a vocabulary smaller than the group's ranges): one -inf token, never
+        # chosen and adding nothing, so that this rank checks the arguments and joins every
+        # collective like the others.
+        shard_logits = logits.new_full((*logits.shape[:2], 1), float("-inf"))
+        if uncond_logits is not None:
+            shard_uncond = uncond_logits.new_full((*logits.shape[:2], 1), float("-inf"))
+        shard_start = 0
     args = (
         *_denoise_args(
-            logits,
+            shard_logits,
             mask_id,
             temperature,
             top_k,
@@ -299,7 +308,7 @@ def denoise_step(
         offset,
     )
     cfg = _args.as_float(cfg_scale, op, "cfg_scale")
-    shard = _Shard(logits, x, args, vocab_start, eligible, uncond_logits, cfg)
+    shard = _Shard(shard_logits, x, args, shard_start, eligible, shard_uncond, cfg)
     B, L = x.shape
     top_k = _args.as_int(top_k, op, "top_k")
     thr = None

@@ -125,6 +125,11 @@ CASES = [
     ),
     _case("flat_top_p", 50257, 1, BF16, flat=True, top_p=0.9, temperature=1.0, seed=23),
     _case("large_top_p", 50257, 7, BF16, top_p=0.95, temperature=0.7, seed=24),
+    # V = 10: shards of 8 + 2 at tp = 2, 4 + 4 + 2 + 0 at tp = 4 (an empty shard)
+    _case("tiny_vocab_top_k", 10, 7, F32, top_k=3, temperature=0.7, seed=27, return_argmax=True,
+          suppress_tokens=[1, 8]),
+    _case("tiny_vocab_top_p_cfg", 10, 7, BF16, top_p=0.8, temperature=1.0, seed=28, cfg=True,
+          cfg_scale=0.5, confidence="margin"),
     _case("select_threshold_commit", 1000, 7, F32, select=dict(threshold=0.3, commit=True)),
     _case(
         "select_num_transfer",

@@ -112,6 +112,11 @@ void run_positions(const std::vector<In>& logits, int64_t P, int64_t V,
       if (filtered) simd::emu16::prepare_filtered(row, V, sup.data(), ns, p, ws);
       RowState st;
       simd::emu16::accumulate_range(row, 0, V, sup.data(), ns, p, 1, i, filtered, ws, st);
+      if (needs_sums(p, st)) {  // the second pass (denoise_position's, without the fused sums)
+        ExactSums sums;
+        simd::emu16::exact_sums_range(row, 0, V, sup.data(), ns, p, filtered, ws, st.m, sums);
+        set_sums(st, sums);
+      }
       finalize(st, p, 1, i, p.mask_id, &x0[i], &conf[i]);
       continue;
     }

@@ -30,13 +30,11 @@ tp_group=shard.tp_group) samples from the shards (every rank gets the same token
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 
 from ..tp import vocab_range
-from .tiny_llada import TinyLLaDA, TinyLLaDAConfig, full_attention, rope
+from .tiny_llada import TinyLLaDA, TinyLLaDAConfig
 
 
 @dataclass(frozen=True)
@@ -165,54 +163,19 @@ class TensorParallelLLaDA(torch.nn.Module):
     def num_layers(self) -> int:
         return self.config.base.num_layers
 
-    def _rms(self, x, weight):
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.config.rms_eps)).to(
-            x.dtype
-        ) * weight
-
-    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+    def _reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """The row-parallel o-proj / down-proj outputs summed over the group (all_reduce)."""
         import torch.distributed as dist
 
         if self.tp_size > 1:
             dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.tp_group)
         return t
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        attn=None,
-        attention_mask: torch.Tensor | None = None,
-        logits_range: tuple[int, int] | None = None,
-    ):
-        """As TinyLLaDA.forward, but q / k / v hold the rank's heads and the logits are the
-        rank's vocabulary shard [B, n, vocab_size_local] (tokens vocab_start ..)."""
-        c = self.config
-        B, n = input_ids.shape
-        hf_style = attn is None
-        if positions is None:
-            if attention_mask is not None:
-                positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-            else:
-                positions = torch.arange(n, device=input_ids.device).unsqueeze(0).expand(B, -1)
-        if attn is None:
-            attn = full_attention(attention_mask)
-        H, Hkv, D = c.num_heads, c.num_kv_heads, c.head_dim
-        x = self.embed[input_ids]
-        for i, layer in enumerate(self.layers):
-            h = self._rms(x, layer.attn_norm)
-            q = rope((h @ layer.wq.T).view(B, n, H, D), positions, c.rope_theta)
-            k = rope((h @ layer.wk.T).view(B, n, Hkv, D), positions, c.rope_theta)
-            v = (h @ layer.wv.T).view(B, n, Hkv, D)
-            x = x + self._all_reduce(attn(i, q, k, v).reshape(B, n, H * D) @ layer.wo.T)
-            h = self._rms(x, layer.mlp_norm)
-            mlp = (F.silu(h @ layer.w_gate.T) * (h @ layer.w_up.T)) @ layer.w_down.T
-            x = x + self._all_reduce(mlp)
-        if logits_range is not None:
-            x = x[:, logits_range[0] : logits_range[1]]
-        logits = self._rms(x, self.norm) @ self.lm_head.T + self.lm_bias
-        return SimpleNamespace(logits=logits) if hf_style else logits
+    # TinyLLaDA's forward with this rank's heads (config.num_heads / num_kv_heads are the rank's),
+    # the all-reduces above, and the rank's vocabulary shard of the LM head: the logits are
+    # [B, n, vocab_size_local] (tokens vocab_start ..).
+    forward = TinyLLaDA.forward
+    _rms = TinyLLaDA._rms
 
 
 def tensor_parallel(model: TinyLLaDA, group=None) -> TensorParallelLLaDA:

@@ -161,6 +161,11 @@ class TinyLLaDA(torch.nn.Module):
             x.dtype
         ) * weight
 
+    def _reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum of a row-parallel layer's partial outputs over the tensor-parallel ranks: on
+        one rank, t itself (models.tensor_parallel all-reduces)."""
+        return t
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -191,9 +196,9 @@ class TinyLLaDA(torch.nn.Module):
             q = rope((h @ layer.wq.T).view(B, n, H, D), positions, c.rope_theta)
             k = rope((h @ layer.wk.T).view(B, n, Hkv, D), positions, c.rope_theta)
             v = (h @ layer.wv.T).view(B, n, Hkv, D)
-            x = x + attn(i, q, k, v).reshape(B, n, H * D) @ layer.wo.T
+            x = x + self._reduce(attn(i, q, k, v).reshape(B, n, H * D) @ layer.wo.T)
             h = self._rms(x, layer.mlp_norm)
-            x = x + (F.silu(h @ layer.w_gate.T) * (h @ layer.w_up.T)) @ layer.w_down.T
+            x = x + self._reduce((F.silu(h @ layer.w_gate.T) * (h @ layer.w_up.T)) @ layer.w_down.T)
         if logits_range is not None:
             x = x[:, logits_range[0] : logits_range[1]]
         logits = self._rms(x, self.norm) @ self.lm_head.T + self.lm_bias

@@ -19,11 +19,13 @@
 // are the generic code's bits. The confidence differs from the generic code only by the exp
 // polynomial.
 //
-// Napkin math for [1, 32, 126464] fp32 at T = 0 (4M logits, 16 MB): ~20 vector ops per 8 logits
-// (AVX2: load, sanitise, block max, d - m and its clamp, 10 for exp, sum), measured 2.8
-// instructions per logit (callgrind), ~1.8 ms on one core of the 2026-12-05 EPYC VM and ~1 ms on
-// two (16 MB at ~16 GB/s). AVX-512 halves the op count. T > 0 adds ~9 instructions per logit for
-// Philox (10 rounds x ~18 ops per W groups), the transposes and the bound.
+// Napkin math for [1, 32, 126464] fp32 at T = 0 (4M logits, 16 MB): the pass is ~8 vector ops per
+// 8 logits (AVX2: load, sanitise, block max and the compares) and memory-bound: ~0.7 ms on one core
+// of the 2026-12-06 EPYC VM (~24 GB/s). The sums pass is ~21 ops per 8 logits from L2 / L3 (load,
+// sanitise, d - m and its clamp, 10 for exp, 6 to round and add the term) and compute-bound:
+// ~1.1 ms more (the old one-pass float sums hid their ~13 ops under the memory time: 0.8 ms in
+// all). AVX-512 halves the op count. T > 0 adds ~9 instructions per logit for Philox (10 rounds x
+// ~18 ops per W groups), the transposes and the bound.
 #pragma once
 
 #include <algorithm>
