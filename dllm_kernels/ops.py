@@ -153,30 +153,27 @@ def denoise_step(
         with return_argmax also argmax: [B, L] int64.
     """
     op = "denoise_step"
+    # Keyword options of the sharded op and of the reference.
+    named = dict(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        filter_order=filter_order,
+        confidence=confidence,
+        confidence_source=confidence_source,
+        shift_logits=shift_logits,
+        suppress_tokens=suppress_tokens,
+        seed=seed,
+        offset=offset,
+        eligible=eligible,
+        uncond_logits=uncond_logits,
+        cfg_scale=cfg_scale,
+        return_argmax=bool(return_argmax),
+    )
     if group is not None:
         from . import tp
 
-        return tp.denoise_step(
-            logits,
-            x,
-            mask_id,
-            group=group,
-            vocab_start=vocab_start,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            filter_order=filter_order,
-            confidence=confidence,
-            confidence_source=confidence_source,
-            shift_logits=shift_logits,
-            suppress_tokens=suppress_tokens,
-            seed=seed,
-            offset=offset,
-            eligible=eligible,
-            uncond_logits=uncond_logits,
-            cfg_scale=cfg_scale,
-            return_argmax=return_argmax,
-        )
+        return tp.denoise_step(logits, x, mask_id, group=group, vocab_start=vocab_start, **named)
     _no_shard(vocab_start, op)
     if _use_native(logits, x, eligible, uncond_logits):
         argmax = _argmax_out(x, return_argmax)
@@ -204,25 +201,7 @@ def denoise_step(
             argmax,
         )
         return (*out, argmax) if return_argmax else out
-    return reference.denoise_step(
-        logits,
-        x,
-        mask_id,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        filter_order=filter_order,
-        confidence=confidence,
-        confidence_source=confidence_source,
-        shift_logits=shift_logits,
-        suppress_tokens=suppress_tokens,
-        seed=seed,
-        offset=offset,
-        eligible=eligible,
-        uncond_logits=uncond_logits,
-        cfg_scale=cfg_scale,
-        return_argmax=bool(return_argmax),
-    )
+    return reference.denoise_step(logits, x, mask_id, **named)
 
 
 def _no_shard(vocab_start, op: str) -> None:

@@ -200,29 +200,27 @@ def _filter_threshold(shard, top_k, top_p, filter_order, V, B, L, group, order):
     return thr.contiguous()
 
 
-def denoise_step(
-    logits: torch.Tensor,
-    x: torch.Tensor,
-    mask_id,
-    *,
-    group,
-    vocab_start: int,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    filter_order: str = "top_k_first",
-    confidence: str = "prob",
-    confidence_source: str = "raw",
-    shift_logits: bool = False,
-    suppress_tokens=None,
-    seed: int | None = None,
-    offset: int = 0,
-    eligible: torch.Tensor | None = None,
-    uncond_logits: torch.Tensor | None = None,
-    cfg_scale: float = 0.0,
-    return_argmax: bool = False,
-):
-    """ops.denoise_step on this rank's vocabulary shard (module docstring); same arguments, plus
+OPTIONS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "filter_order",
+    "confidence",
+    "confidence_source",
+    "shift_logits",
+    "suppress_tokens",
+    "seed",
+    "offset",
+    "eligible",
+    "uncond_logits",
+    "cfg_scale",
+    "return_argmax",
+)
+
+
+def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab_start, **opts):
+    """ops.denoise_step on this rank's vocabulary shard (module docstring); ops.denoise_step(...,
+    group=, vocab_start=) calls it with every keyword option of its own (OPTIONS), and
 
     Args:
         logits: [B, L, V_shard], the logits of tokens [vocab_start, vocab_start + V_shard)
@@ -230,11 +228,27 @@ def denoise_step(
         group: the torch.distributed process group whose ranks hold the shards (every rank calls
             with the same x, options and seed).
         vocab_start: this rank's first token id (a multiple of 4; see vocab_range).
-        suppress_tokens, mask_id: GLOBAL token ids.
+        opts: suppress_tokens and mask_id are GLOBAL token ids.
 
     Returns:
         what ops.denoise_step returns for the whole vocabulary, on every rank.
     """
+    (
+        temperature,
+        top_k,
+        top_p,
+        filter_order,
+        confidence,
+        confidence_source,
+        shift_logits,
+        suppress_tokens,
+        seed,
+        offset,
+        eligible,
+        uncond_logits,
+        cfg_scale,
+        return_argmax,
+    ) = (opts[k] for k in OPTIONS)
     op = "denoise_step"
     vocab_start = _args.as_int(vocab_start, op, "vocab_start")
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
@@ -259,25 +273,7 @@ def denoise_step(
             full_u = _gather_shards(uncond_logits, group, order, ranges)
         from . import ops
 
-        return ops.denoise_step(
-            full,
-            x,
-            mask_id,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            filter_order=filter_order,
-            confidence=confidence,
-            confidence_source=confidence_source,
-            shift_logits=shift_logits,
-            suppress_tokens=suppress_tokens,
-            seed=seed,
-            offset=offset,
-            eligible=eligible,
-            uncond_logits=full_u,
-            cfg_scale=cfg_scale,
-            return_argmax=return_argmax,
-        )
+        return ops.denoise_step(full, x, mask_id, **{**opts, "seed": seed, "uncond_logits": full_u})
     from .ops import _denoise_args
 
     shard_logits, shard_uncond, shard_start = logits, uncond_logits, vocab_start
