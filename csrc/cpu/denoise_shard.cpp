@@ -58,34 +58,28 @@ void run_position(const R* row, int64_t V, const int64_t* sp, int64_t ns,
   const float thr = io.thr ? io.thr[i] : kNegInf;
   const bool filtered = io.thr != nullptr;
   const int level = dllm::cpu::simd::level();
+  // The filter stages read the values only (no kept-token list for the sampling choice).
+  dllm::DenoiseParams values_only = p;
+  values_only.sample = false;
   switch (io.stage) {
     case Stage::kTopK:
-      dllm::cpu::shard_values(row, V, sp, ns, p, thr, ws);
+      dllm::cpu::shard_values(row, V, sp, ns, values_only, thr, ws);
       dllm::cpu::shard_top_k(ws, V, io.width, io.f32_out + i * io.width);
       return;
-    case Stage::kRange: {
-      dllm::cpu::shard_values(row, V, sp, ns, p, thr, ws);
-      float hi = kNegInf, lo = std::numeric_limits<float>::infinity();
-      for (int64_t v = 0; v < V; ++v) {
-        const float s = ws.full[v];
-        if (s == kNegInf) continue;
-        hi = std::max(hi, s);
-        lo = std::min(lo, s);
-      }
-      io.f32_out[2 * i] = hi;
-      io.f32_out[2 * i + 1] = lo;
+    case Stage::kRange:
+      dllm::cpu::shard_values(row, V, sp, ns, values_only, thr, ws);
+      dllm::cpu::finite_range(ws.full.data(), V, io.f32_out + 2 * i);
       return;
-    }
     case Stage::kHist:
       if (io.anchor[i] == kNegInf) return;
-      dllm::cpu::shard_values(row, V, sp, ns, p, thr, ws);
+      dllm::cpu::shard_values(row, V, sp, ns, values_only, thr, ws);
       dllm::cpu::simd::top_p_histogram_at(level, ws.full.data(), V, io.anchor[i],
                                           io.f64_out + i * dllm::cpu::kTopPBuckets);
       return;
     case Stage::kMembers: {
       const int64_t bk = io.bucket[i];
       if (io.anchor[i] == kNegInf || bk < 0 || bk >= dllm::cpu::kTopPBuckets) return;
-      dllm::cpu::shard_values(row, V, sp, ns, p, thr, ws);
+      dllm::cpu::shard_values(row, V, sp, ns, values_only, thr, ws);
       dllm::cpu::simd::top_p_members_at(level, ws.full.data(), V, io.anchor[i],
                                         static_cast<int32_t>(bk), (*io.members)[i]);
       return;

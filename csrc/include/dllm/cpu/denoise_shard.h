@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "dllm/cpu/denoise_step.h"
@@ -72,6 +73,38 @@ template <typename In>
 void shard_values(const In* row, int64_t V, const int64_t* suppress, int64_t n_suppress,
                   const DenoiseParams& p, float thr, Workspace& ws) {
   simd::prepare_filtered_at(simd::level(), row, V, suppress, n_suppress, p, ws, &thr);
+}
+
+// out = (max, min) of the finite values of vals[0, V): (-inf, +inf) when none. Branch-free lanes
+// (the -inf values are +inf for the min), so the loop vectorises.
+DLLM_CPU_CLONES static void finite_range(const float* vals, int64_t V, float* out) {
+  constexpr int kL = 8;
+  const float inf = std::numeric_limits<float>::infinity();
+  float hi[kL], lo[kL];
+  for (int j = 0; j < kL; ++j) {
+    hi[j] = kNegInf;
+    lo[j] = inf;
+  }
+  int64_t i = 0;
+  for (; i + kL <= V; i += kL) {
+    for (int j = 0; j < kL; ++j) {
+      const float v = vals[i + j];
+      hi[j] = v > hi[j] ? v : hi[j];
+      const float w = v == kNegInf ? inf : v;
+      lo[j] = w < lo[j] ? w : lo[j];
+    }
+  }
+  for (; i < V; ++i) {
+    hi[0] = vals[i] > hi[0] ? vals[i] : hi[0];
+    const float w = vals[i] == kNegInf ? inf : vals[i];
+    lo[0] = w < lo[0] ? w : lo[0];
+  }
+  for (int j = 1; j < kL; ++j) {
+    hi[0] = std::max(hi[0], hi[j]);
+    lo[0] = std::min(lo[0], lo[j]);
+  }
+  out[0] = hi[0];
+  out[1] = lo[0];
 }
 
 // The shard's k largest values of ws.full, descending, -inf padded: out[0, k).
