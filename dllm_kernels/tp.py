@@ -79,6 +79,10 @@ def _tiling(ranges) -> tuple[int, list[int]]:
 
 
 def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
+    """all_gather of t; a gloo group gathers CUDA tensors through the host (gloo's all_gather
+    takes CPU tensors only), so the CUDA fallback also runs on one GPU shared by the ranks."""
+    if t.device.type != "cpu" and dist.get_backend(group) == "gloo":
+        return [p.to(t.device) for p in _gather(t.cpu(), group)]
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
     dist.all_gather(parts, t.contiguous(), group=group)
     return parts

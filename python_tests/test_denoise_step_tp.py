@@ -369,3 +369,41 @@ def test_shard_ops_opcheck():
     hist = torch.rand(4, 4096, dtype=torch.float64, generator=g)
     plan = (hist, 0.5, torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.float64))
     torch.library.opcheck(op.top_p_shard_plan, plan, test_utils=utils)
+
+
+CUDA_CASES = [c for c in CASES if c["name"] in ("sample_prob", "top_p_sample", "suppress_argmax")]
+
+
+def _cuda_sharded(rank, world):
+    """CUDA shards on one GPU shared by the ranks (gloo gathers through the host)."""
+    import torch.distributed as dist
+
+    out = []
+    for case in CUDA_CASES:
+        logits, x, uncond, eligible = _inputs(case)
+        vs, n = tp.vocab_range(case["V"], rank, world)
+        got = _call(
+            case,
+            logits[..., vs : vs + n].cuda(),
+            x.cuda(),
+            None,
+            None,
+            group=dist.group.WORLD,
+            vocab_start=vs,
+            V=case["V"],
+        )
+        out.append([g.cpu() for g in got])
+    return out
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_shards_equal_unsharded():
+    """CUDA tensors (no shard kernels yet): group= all-gathers the shards and runs the CUDA op,
+    so every rank gets the unsharded CUDA op's result bit for bit."""
+    per_rank = run_ranks(_cuda_sharded, 2)
+    for case, *got in zip(CUDA_CASES, *per_rank):
+        logits, x, _, _ = _inputs(case)
+        want = [w.cpu() for w in _call(case, logits.cuda(), x.cuda(), None, None)]
+        for rank_out in got:
+            assert all(torch.equal(g, w) for g, w in zip(rank_out, want)), case["name"]
