@@ -26,9 +26,11 @@ Bytes a rank sends per denoised position and step (unfiltered): 64 B (state) + 1
 against V_shard * sizeof(logit) for an all-gather (63,232 bf16 logits at V = 126,464 and tp = 2:
 126 KB, ~1600x more); top-k adds 4k B, top-p 32 KB (the histogram) + its members.
 
-The shard kernels are CPU kernels. On CUDA (no shard kernels yet) and on the reference backend
-the op all-gathers the logits and runs the unsharded op: the same result, with the all-gather's
-bytes (a one-time warning says so).
+CPU and CUDA have shard kernels (csrc/cpu/denoise_shard.cpp, dllm/cuda/denoise_shard.cuh; the
+CUDA ones have not run on a GPU yet), except top-p on CUDA: its unsharded threshold sums float64
+masses with atomics (not exactly), so with top_p < 1 CUDA logits are all-gathered and the unsharded
+op runs: the same result, with the all-gather's bytes (a one-time warning says so). The reference
+backend does the same for every call.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch
 import torch.distributed as dist
 
 from . import _args, reference
-from ._native import NATIVE
+from ._native import NATIVE, _has_kernel
 
 NUM_BUCKETS = 4096  # dllm::cpu::kTopPBuckets
 _warned: set[str] = set()
@@ -78,14 +80,36 @@ def _tiling(ranges) -> tuple[int, list[int]]:
     return end, order
 
 
+def _through_host(t: torch.Tensor, group) -> bool:
+    """A gloo group moves CUDA tensors through the host (gloo's collectives take CPU tensors), so
+    the ranks may also share one GPU."""
+    return t.device.type != "cpu" and dist.get_backend(group) == "gloo"
+
+
 def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
-    """all_gather of t; a gloo group gathers CUDA tensors through the host (gloo's all_gather
-    takes CPU tensors only), so the CUDA fallback also runs on one GPU shared by the ranks."""
-    if t.device.type != "cpu" and dist.get_backend(group) == "gloo":
+    """all_gather of t (any device; see _through_host)."""
+    if _through_host(t, group):
         return [p.to(t.device) for p in _gather(t.cpu(), group)]
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
     dist.all_gather(parts, t.contiguous(), group=group)
     return parts
+
+
+def _broadcast(t: torch.Tensor, group) -> torch.Tensor:
+    """t from the group's first rank, on every rank (any device; see _through_host)."""
+    if _through_host(t, group):
+        return _broadcast(t.cpu(), group).to(t.device)
+    t = t.contiguous()
+    dist.broadcast(t, src=dist.get_global_rank(group, 0) if group else 0, group=group)
+    return t
+
+
+def _all_reduce(t: torch.Tensor, group, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """all_reduce of t (any device; see _through_host), returned."""
+    if _through_host(t, group):
+        return _all_reduce(t.cpu(), group, op).to(t.device)
+    dist.all_reduce(t, op=op, group=group)
+    return t
 
 
 def _gather_shards(t: torch.Tensor, group, order, ranges) -> torch.Tensor:
@@ -151,10 +175,10 @@ def _top_p_threshold(shard: _Shard, top_p: float, thr, group, order) -> torch.Te
     """tau of each row (the unsharded kernel's top_p_threshold): [B, L] float32, -inf = none."""
     rng = shard("range", threshold=thr)  # [B, L, 2]: max, min of the finite values
     ext = torch.stack([rng[..., 0], -rng[..., 1]], dim=-1)
-    dist.all_reduce(ext, op=dist.ReduceOp.MAX, group=group)
+    ext = _all_reduce(ext, group, dist.ReduceOp.MAX)
     m, smallest = ext[..., 0].contiguous(), -ext[..., 1]
     hist = shard("hist", threshold=thr, anchor=m)  # exact bucket sums: any order adds up alike
-    dist.all_reduce(hist, group=group)
+    hist = _all_reduce(hist, group)
     B, L = m.shape
     hist = hist.view(B * L, NUM_BUCKETS)
     tau = torch.full((B * L,), float("nan"))
@@ -171,8 +195,7 @@ def _top_p_threshold(shard: _Shard, top_p: float, thr, group, order) -> torch.Te
             break
         b_rows = torch.where(live, bucket, torch.full_like(bucket, -1)).view(B, L)
         members = shard("members", threshold=thr, anchor=m, bucket=b_rows)
-        width = torch.tensor([members.shape[-1]])
-        dist.all_reduce(width, op=dist.ReduceOp.MAX, group=group)
+        width = _all_reduce(torch.tensor([members.shape[-1]]), group, dist.ReduceOp.MAX)
         pad = int(width) - members.shape[-1]
         members = torch.nn.functional.pad(members, (0, pad), value=float("nan"))
         parts = _gather(members, group)
@@ -186,12 +209,12 @@ def _top_p_threshold(shard: _Shard, top_p: float, thr, group, order) -> torch.Te
 
 
 def _filter_threshold(shard, top_k, top_p, filter_order, V, B, L, group, order):
-    """The filters' combined global threshold [B, L] (values below it are cut), or None when no
-    filter acts (the unsharded kernel's is_filtered)."""
+    """The filters' combined global threshold [B, L] (values below it are cut; on the logits'
+    device), or None when no filter acts (the unsharded kernel's is_filtered)."""
     use_k = 0 < top_k < V
     if not use_k and top_p >= 1.0:
         return None
-    thr = torch.full((B, L), float("-inf"))
+    thr = torch.full((B, L), float("-inf"), device=shard.logits.device)
     steps = ("top_k", "top_p") if filter_order == "top_k_first" else ("top_p", "top_k")
     for step in steps:
         if step == "top_k" and use_k:
@@ -257,7 +280,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
     vocab_start = _args.as_int(vocab_start, op, "vocab_start")
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
         raise ValueError(f"dllm_kernels.{op}: logits must be a [B, L, V_shard] tensor")
-    native = NATIVE and logits.device.type == "cpu"
+    native = _has_shard_kernels(logits.device.type, float(top_p))
     filtered = _args.as_int(top_k, op, "top_k") > 0 or float(top_p) < 1.0
     V = None  # unfiltered native calls learn the layout with the states (one collective fewer)
     if filtered or not native:
@@ -265,11 +288,13 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
     seed = _shared_seed(seed, offset, group, op, logits.device)
     local_suppress = _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)
     if not native:  # all-gather, then the unsharded op
+        what = f"{logits.device.type} tensors (or the reference backend)"
+        if NATIVE and logits.device.type == "cuda":
+            what = "top_p < 1 on CUDA (its threshold's mass sums are not exact)"
         _warn_once(
-            logits.device.type,
-            f"dllm_kernels.{op}(group=...): no shard kernels for {logits.device.type} tensors "
-            "(or the reference backend); all-gathering the logits instead (same result, more "
-            "bytes)",
+            what,
+            f"dllm_kernels.{op}(group=...): no shard kernels for {what}; all-gathering the "
+            "logits instead (same result, more bytes)",
         )
         full = _gather_shards(logits, group, order, ranges)
         full_u = None
@@ -277,7 +302,12 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
             full_u = _gather_shards(uncond_logits, group, order, ranges)
         from . import ops
 
-        return ops.denoise_step(full, x, mask_id, **{**opts, "seed": seed, "uncond_logits": full_u})
+        out = ops.denoise_step(full, x, mask_id, **{**opts, "seed": seed, "uncond_logits": full_u})
+        if logits.device.type == "cpu":
+            return out
+        # The CUDA top-p threshold sums float64 masses with atomics, so two ranks could (very
+        # rarely) differ in the last bit of a mass: every rank takes the group's first rank's result.
+        return tuple(_broadcast(t, group) for t in out)
     from .ops import _denoise_args
 
     shard_logits, shard_uncond, shard_start = logits, uncond_logits, vocab_start
@@ -317,17 +347,23 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
     state = shard("state", threshold=thr, with_argmax=bool(return_argmax))
     if V is None:  # the layout rides along with the states
         shape = state.shape
-        layout = torch.tensor([vocab_start, logits.shape[-1]], dtype=torch.float64)
+        layout = torch.tensor(
+            [vocab_start, logits.shape[-1]], dtype=torch.float64, device=state.device
+        )
         parts = _gather(torch.cat([state.reshape(-1), layout]), group)
         V, order = _tiling([(int(p[-2]), int(p[-1])) for p in parts])
         _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)  # the range check
         states = [p[:-2].view(shape) for p in parts]
     else:
         states = _gather(state, group)
+    if V >= 2**23:  # as the unsharded op: the shards' exact sums add up in int64
+        raise ValueError(
+            f"dllm_kernels.{op}: logits: the vocabulary must have < 2^23 tokens (the exact "
+            f"confidence sums are int64), got V = {V}"
+        )
     merged = _merge_states(states, order)
     M = merged[..., 0].float().contiguous()
-    sums = shard("sums", threshold=thr, anchor=M)
-    dist.all_reduce(sums, group=group)
+    sums = _all_reduce(shard("sums", threshold=thr, anchor=M), group)
     x0, conf, argmax = torch.ops.dllm_kernels.denoise_shard_finalize(
         merged, sums, x, args[0], confidence, args[-2], offset, eligible
     )
@@ -373,12 +409,23 @@ def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
     return (x0, conf, transfer, argmax) if return_argmax else (x0, conf, transfer)
 
 
+def _has_shard_kernels(device_type: str, top_p: float) -> bool:
+    """Does this call run the shard kernels (else: all-gather, then the unsharded op)?"""
+    if device_type == "cpu":
+        return NATIVE
+    return (
+        NATIVE and device_type == "cuda" and top_p >= 1.0 and _has_kernel("denoise_shard", "CUDA")
+    )
+
+
 def _shared_seed(seed, offset, group, op: str, device=None) -> int:
     """The call's seed, the same on every rank: seed None is drawn on the group's first rank and
     broadcast (device: the logits', so that NCCL groups get a CUDA tensor)."""
     if seed is not None:
         return _args.seed_offset(seed, offset, op)[0]
     drawn = torch.tensor([_args.signed64(_args.seed_offset(None, offset, op)[0])], device=device)
+    if _through_host(drawn, group):
+        drawn = drawn.cpu()
     dist.broadcast(drawn, src=dist.get_global_rank(group, 0) if group else 0, group=group)
     return int(drawn[0]) & (2**64 - 1)
 

@@ -13,6 +13,7 @@ import torch
 from tp_util import available, run_ranks
 
 from dllm_kernels import ops, tp
+from dllm_kernels._native import NATIVE
 
 OK, WHY = available()
 pytestmark = pytest.mark.skipif(not OK, reason=WHY)
@@ -249,7 +250,17 @@ def _sharded(rank, world):
         tiling = "no error"
     except ValueError as e:
         tiling = str(e)
-    return results, drawn, tiling
+    # a vocabulary of 2^23 tokens over the ranks (each shard alone is smaller): refused on every
+    # rank, as the unsharded op refuses it (the exact sums are int64)
+    per = 2**23 // world
+    try:
+        big = torch.randn(1, 1, per)
+        x1 = torch.full((1, 1), 2**23 - 1)
+        ops.denoise_step(big, x1, 2**23 - 1, group=dist.group.WORLD, vocab_start=rank * per)
+        too_big = "no error"
+    except ValueError as e:
+        too_big = str(e)
+    return results, drawn, tiling, too_big
 
 
 @pytest.fixture(scope="module", params=WORLDS, ids=lambda w: f"tp{w}")
@@ -265,7 +276,7 @@ def test_sharded_equals_unsharded(sharded, case):
     x0 = want[0]
     masked = x == logits.shape[-1] - 1 if eligible is None else eligible
     assert len(set(x0[masked].tolist())) > 1 or case["flat"], "degenerate case: one token"
-    for rank, (results, _, _) in enumerate(per_rank):
+    for rank, (results, *_) in enumerate(per_rank):
         got = results[CASES.index(case)]
         assert len(got) == len(want)
         for g, w in zip(got, want):
@@ -284,14 +295,26 @@ def test_confidences_spread(sharded):
 def test_drawn_seed_shared(sharded):
     _, per_rank = sharded
     first = per_rank[0][1]
-    for _, drawn, _ in per_rank[1:]:
+    for _, drawn, *_ in per_rank[1:]:
         assert all(torch.equal(a, b) for a, b in zip(drawn, first))
 
 
 def test_shards_must_tile(sharded):
     _, per_rank = sharded
-    for _, _, tiling in per_rank:
+    for _, _, tiling, _ in per_rank:
         assert "vocab_start" in tiling and "tile" in tiling
+
+
+def test_global_vocabulary_limit(sharded):
+    """The shards' exact sums add up in int64: a vocabulary of 2^23 tokens is refused on every
+    rank (each shard alone is smaller), as the unsharded op refuses it. The reference backend
+    all-gathers and has no such limit."""
+    _, per_rank = sharded
+    for *_, too_big in per_rank:
+        if NATIVE:
+            assert "denoise_step: logits: the vocabulary must have < 2^23 tokens" in too_big
+        else:
+            assert too_big == "no error"
 
 
 def test_vocab_start_needs_group():
@@ -341,13 +364,92 @@ def test_split_invariant_confidence(confidence):
     assert torch.equal(one[0], split[0]) and torch.equal(one[1], split[1])
 
 
-@pytest.mark.native
-def test_shard_ops_opcheck():
-    """The shard pieces are CPU-only internal ops (no Meta kernels: the members stage's width is
+DEVICES = [
+    pytest.param("cpu", marks=pytest.mark.native),
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
+    ),
+]
+
+
+def _pieces(logits, x, world, top_k=0, **opts):
+    """The sharded step run in one process: the shard ops on `world` vocabulary ranges, merged
+    and summed as tp.py does after its collectives (unfiltered, or top-k)."""
+    from dllm_kernels.ops import _denoise_args
+
+    V, mask_id = logits.shape[-1], opts.pop("mask_id")
+    seed, conf = opts["seed"], opts["confidence"]
+    shards = []
+    for r in range(world):
+        vs, n = tp.vocab_range(V, r, world)
+        part = logits[..., vs : vs + n]
+        args = _denoise_args(
+            part,
+            mask_id,
+            opts["temperature"],
+            top_k,
+            1.0,
+            "top_k_first",
+            conf,
+            "raw",
+            False,
+            None,
+            "denoise_step",
+        )
+        shards.append(tp._Shard(part, x, (*args, seed, 0), vs, None, None, 0.0))
+    thr = None
+    if 0 < top_k < V:
+        union = torch.cat([sh("top_k") for sh in shards], dim=-1)
+        thr = torch.topk(union, top_k, dim=-1).values[..., -1].contiguous()
+    states = [sh("state", threshold=thr, with_argmax=True) for sh in shards]
+    merged = tp._merge_states(states, list(range(world)))
+    M = merged[..., 0].float().contiguous()
+    sums = sum(sh("sums", threshold=thr, anchor=M) for sh in shards)
+    fin = torch.ops.dllm_kernels.denoise_shard_finalize
+    return fin(merged, sums, x, mask_id, conf, seed, 0, None)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "V,dtype,confidence,temperature,top_k",
+    [
+        (50257, torch.bfloat16, "prob", 0.0, 0),
+        (126464, torch.float32, "margin", 1.0, 0),
+        (151936, torch.float16, "neg_entropy", 0.7, 0),
+        (262144, torch.bfloat16, "random", 1.0, 0),
+        (126464, torch.bfloat16, "prob", 0.8, 40),
+    ],
+)
+def test_simulated_shards_equal_unsharded(device, V, dtype, confidence, temperature, top_k):
+    """The shard kernels at tp = 1, 2, 3 (unequal shards) and odd vocabularies, in one process:
+    x0, conf and argmax equal the unsharded op's bit for bit (on CUDA the unsharded op splits V
+    over blocks differently from every shard)."""
+    g = torch.Generator().manual_seed(V + 7)
+    B, L = 2, 7
+    logits = (torch.randn(B, L, V, generator=g) * 4).to(dtype).to(device)
+    x = torch.randint(0, V - 1, (B, L), generator=g)
+    x[:, 1::2] = V - 1
+    x = x.to(device)
+    opts = dict(mask_id=V - 1, temperature=temperature, confidence=confidence, seed=99)
+    want = ops.denoise_step(logits, x, top_k=top_k, return_argmax=True, **opts)
+    assert want[1][x == V - 1].unique().numel() > 3  # varied confidences: the test means something
+    for world in (1, 2, 3):
+        got = _pieces(logits, x, world, top_k=top_k, **dict(opts))
+        for g_, w_, name in zip(got, want, ("x0", "conf", "argmax")):
+            assert torch.equal(g_, w_), (world, name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_shard_ops_opcheck(device):
+    """The shard pieces are internal ops (no Meta kernels: the members stage's width is
     data-dependent, and tp.py never traces them): their schemas and autograd registration."""
     g = torch.Generator().manual_seed(7)
-    logits = torch.randn(2, 3, 40, generator=g) * 3
-    x = torch.full((2, 3), 39, dtype=torch.int64)
+    logits = (torch.randn(2, 3, 40, generator=g) * 3).to(device)
+    x = torch.full((2, 3), 39, dtype=torch.int64, device=device)
     args = (39, 0.8, 0, 1.0, "top_k_first", "neg_entropy", "raw", False, None, 5, 0, None, None)
     utils = ("test_schema", "test_autograd_registration")
     op = torch.ops.dllm_kernels
@@ -366,44 +468,70 @@ def test_shard_ops_opcheck():
     x0, conf, _ = op.denoise_shard_finalize(*fin)
     want = ops.denoise_step(logits, x, 39, temperature=0.8, confidence="neg_entropy", seed=5)
     assert torch.equal(x0, want[0]) and torch.equal(conf, want[1])
+    if device == "cuda":  # top-p over shards is CPU-only: a clear error, not a crash
+        with pytest.raises(RuntimeError, match=r"denoise_shard: stage 'hist' has no CUDA kernel"):
+            op.denoise_shard(logits, x, *args, 0.0, 0, "hist", None, M, None)
+        return
     hist = torch.rand(4, 4096, dtype=torch.float64, generator=g)
     plan = (hist, 0.5, torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.float64))
     torch.library.opcheck(op.top_p_shard_plan, plan, test_utils=utils)
 
 
-CUDA_CASES = [c for c in CASES if c["name"] in ("sample_prob", "top_p_sample", "suppress_argmax")]
+def _to_cuda(case, tensors):
+    """The case (its select tensors) and its inputs on cuda:0."""
+    select = case["select"]
+    if select is not None:
+        select = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in select.items()}
+    moved = [t.cuda() if t is not None else None for t in tensors]
+    return {**case, "select": select}, moved
 
 
 def _cuda_sharded(rank, world):
-    """CUDA shards on one GPU shared by the ranks (gloo gathers through the host)."""
+    """Every case on CUDA shards of one GPU shared by the ranks (gloo moves the small tensors
+    through the host); per case the outputs and whether the logits were all-gathered (the
+    fallback) instead of running the shard kernels."""
     import torch.distributed as dist
 
+    gathered = []
+    all_gather = tp._gather_shards
+
+    def spy(*args, **kwargs):
+        gathered.append(1)
+        return all_gather(*args, **kwargs)
+
+    tp._gather_shards = spy
     out = []
-    for case in CUDA_CASES:
-        logits, x, uncond, eligible = _inputs(case)
+    for case in CASES:
+        case, (logits, x, uncond, eligible) = _to_cuda(case, _inputs(case))
         vs, n = tp.vocab_range(case["V"], rank, world)
+        u = uncond[..., vs : vs + n] if uncond is not None else None
+        before = len(gathered)
         got = _call(
             case,
-            logits[..., vs : vs + n].cuda(),
-            x.cuda(),
-            None,
-            None,
+            logits[..., vs : vs + n],
+            x,
+            u,
+            eligible,
             group=dist.group.WORLD,
             vocab_start=vs,
             V=case["V"],
         )
-        out.append([g.cpu() for g in got])
+        out.append(([g.cpu() for g in got], len(gathered) > before))
     return out
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_shards_equal_unsharded():
-    """CUDA tensors (no shard kernels yet): group= all-gathers the shards and runs the CUDA op,
-    so every rank gets the unsharded CUDA op's result bit for bit."""
+    """CUDA shards at tp = 2 (two gloo ranks on cuda:0): every rank gets the unsharded CUDA op's
+    result bit for bit, through the CUDA shard kernels for every case without top-p (top-p on
+    CUDA all-gathers the logits: its threshold's mass sums are not exact)."""
     per_rank = run_ranks(_cuda_sharded, 2)
-    for case, *got in zip(CUDA_CASES, *per_rank):
-        logits, x, _, _ = _inputs(case)
-        want = [w.cpu() for w in _call(case, logits.cuda(), x.cuda(), None, None)]
-        for rank_out in got:
-            assert all(torch.equal(g, w) for g, w in zip(rank_out, want)), case["name"]
+    for i, case in enumerate(CASES):
+        cuda_case, (logits, x, uncond, eligible) = _to_cuda(case, _inputs(case))
+        want = [w.cpu() for w in _call(cuda_case, logits, x, uncond, eligible)]
+        top_p = float(case["opts"].get("top_p", 1.0))
+        for rank_out in per_rank:
+            got, gathered = rank_out[i]
+            assert gathered == (top_p < 1.0 or not NATIVE), case["name"]
+            assert all(torch.equal(g, w) for g, w in zip(got, want)), case["name"]

@@ -23,18 +23,7 @@ namespace {
 using dllm::cpu::kNegInf;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-enum class Stage { kTopK, kRange, kHist, kMembers, kState, kSums };
-
-Stage parse_stage(c10::string_view s) {
-  if (s == "top_k") return Stage::kTopK;
-  if (s == "range") return Stage::kRange;
-  if (s == "hist") return Stage::kHist;
-  if (s == "members") return Stage::kMembers;
-  if (s == "state") return Stage::kState;
-  DLLM_CHECK_ARG(s == "sums", "denoise_shard", "stage",
-                 "must be one of top_k, range, hist, members, state, sums; got '", s, "'");
-  return Stage::kSums;
-}
+using Stage = ShardStage;
 
 // What one stage needs besides the logits: the per-position threshold / anchor / bucket and the
 // output rows (one row of `width` elements per position, [B, L, width] contiguous).
@@ -149,11 +138,7 @@ at::Tensor denoise_shard_cpu(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
       shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale);
   StageIO io{};
-  io.stage = parse_stage(stage);
-  denoise_shard_check(
-      x, vocab_start, top_k, threshold, anchor, bucket,
-      io.stage == Stage::kHist || io.stage == Stage::kMembers || io.stage == Stage::kSums,
-      io.stage == Stage::kMembers);
+  io.stage = denoise_shard_check(x, vocab_start, stage, threshold, anchor, bucket);
   p.vocab_start = vocab_start;
   // Pass 1 keeps z's argmax when p.argmax is set (accumulate_range_at); finalize writes it.
   int64_t argmax_unused = 0;

@@ -117,9 +117,10 @@ dllm::DenoiseParams denoise_step_check(
                 confidence, "'");
   DLLM_CHECK_ARG(confidence_source == "raw" || confidence_source == "sampling", op,
                  "confidence_source", "must be 'raw' or 'sampling', got '", confidence_source, "'");
-  // The CPU kernel's exact confidence sums (multiples of 2^-40 in int64) hold up to 2^23 terms.
-  DLLM_CHECK_ARG(!logits.device().is_cpu() || logits.size(2) < (int64_t(1) << 23), op, "logits",
-                 "must have a vocabulary (last dim) of < 2^23 tokens on the CPU, got ",
+  // The kernels' exact confidence sums (multiples of 2^-40 in int64) hold up to 2^23 terms.
+  DLLM_CHECK_ARG(logits.is_meta() || logits.size(2) < (int64_t(1) << 23), op, "logits",
+                 "must have a vocabulary (last dim) of < 2^23 tokens (the exact confidence sums "
+                 "are int64), got ",
                  logits.size(2));
   if (suppress_tokens.has_value()) {
     const at::Tensor& s = *suppress_tokens;
@@ -171,34 +172,53 @@ dllm::DenoiseParams denoise_step_check(
 }
 
 namespace {
-// A small CPU tensor of the shard pieces: dtype, shape, contiguous.
-void check_cpu_rows(const at::Tensor& t, at::ScalarType dtype, at::IntArrayRef shape,
-                    const char* op, const char* arg) {
+// A small tensor of the shard pieces: dtype, shape, device, contiguous.
+void check_rows(const at::Tensor& t, at::ScalarType dtype, at::IntArrayRef shape,
+                const at::Device& device, const char* op, const char* arg) {
   check_dtype(t, dtype, op, arg);
-  DLLM_CHECK_ARG(t.device().is_cpu(), op, arg, "must be a CPU tensor, got ", t.device());
+  DLLM_CHECK_ARG(t.device() == device, op, arg, "must be on ", device, ", got ", t.device());
   DLLM_CHECK_ARG(t.sizes() == shape, op, arg, "must have shape ", shape, ", got ", t.sizes());
   DLLM_CHECK_ARG(t.is_contiguous(), op, arg, "must be contiguous");
 }
+const at::Device kCpu{at::kCPU};
 }  // namespace
 
-void denoise_shard_check(const at::Tensor& x, int64_t vocab_start, int64_t top_k,
-                         const std::optional<at::Tensor>& threshold,
-                         const std::optional<at::Tensor>& anchor,
-                         const std::optional<at::Tensor>& bucket, bool needs_anchor,
-                         bool needs_bucket) {
+ShardStage denoise_shard_stage(c10::string_view s) {
+  if (s == "top_k") return ShardStage::kTopK;
+  if (s == "range") return ShardStage::kRange;
+  if (s == "hist") return ShardStage::kHist;
+  if (s == "members") return ShardStage::kMembers;
+  if (s == "state") return ShardStage::kState;
+  DLLM_CHECK_ARG(s == "sums", "denoise_shard", "stage",
+                 "must be one of top_k, range, hist, members, state, sums; got '", s, "'");
+  return ShardStage::kSums;
+}
+
+ShardStage denoise_shard_check(const at::Tensor& x, int64_t vocab_start, c10::string_view stage,
+                               const std::optional<at::Tensor>& threshold,
+                               const std::optional<at::Tensor>& anchor,
+                               const std::optional<at::Tensor>& bucket) {
   const char* op = "denoise_shard";
+  const ShardStage st = denoise_shard_stage(stage);
   DLLM_CHECK_ARG(vocab_start >= 0 && vocab_start % 4 == 0, op, "vocab_start",
                  "must be >= 0 and a multiple of 4 (the Gumbel noise comes in groups of 4 token "
                  "ids), got ",
                  vocab_start);
-  DLLM_CHECK_ARG(x.device().is_cpu(), op, "x", "must be a CPU tensor, got ", x.device());
+  DLLM_CHECK_ARG(!x.is_cuda() || st == ShardStage::kTopK || st == ShardStage::kState ||
+                     st == ShardStage::kSums,
+                 op, "stage", "'", stage,
+                 "' has no CUDA kernel (top-p over vocabulary shards: dllm_kernels.tp "
+                 "all-gathers CUDA logits instead)");
   const std::vector<int64_t> bl{x.size(0), x.size(1)};
-  if (threshold.has_value()) check_cpu_rows(*threshold, at::kFloat, bl, op, "threshold");
+  if (threshold.has_value()) check_rows(*threshold, at::kFloat, bl, x.device(), op, "threshold");
+  const bool needs_anchor =
+      st == ShardStage::kHist || st == ShardStage::kMembers || st == ShardStage::kSums;
   DLLM_CHECK_ARG(!needs_anchor || anchor.has_value(), op, "anchor", "is needed by this stage");
-  if (anchor.has_value()) check_cpu_rows(*anchor, at::kFloat, bl, op, "anchor");
+  if (anchor.has_value()) check_rows(*anchor, at::kFloat, bl, x.device(), op, "anchor");
+  const bool needs_bucket = st == ShardStage::kMembers;
   DLLM_CHECK_ARG(!needs_bucket || bucket.has_value(), op, "bucket", "is needed by this stage");
-  if (bucket.has_value()) check_cpu_rows(*bucket, at::kLong, bl, op, "bucket");
-  (void)top_k;
+  if (bucket.has_value()) check_rows(*bucket, at::kLong, bl, x.device(), op, "bucket");
+  return st;
 }
 
 dllm::DenoiseParams denoise_shard_finalize_check(const at::Tensor& state, const at::Tensor& sums,
@@ -209,9 +229,8 @@ dllm::DenoiseParams denoise_shard_finalize_check(const at::Tensor& state, const 
   const char* op = "denoise_shard_finalize";
   check_dim(x, 2, op, "x");
   check_dtype(x, at::kLong, op, "x");
-  DLLM_CHECK_ARG(x.device().is_cpu(), op, "x", "must be a CPU tensor, got ", x.device());
-  check_cpu_rows(state, at::kDouble, {x.size(0), x.size(1), 8}, op, "state");
-  check_cpu_rows(sums, at::kLong, {x.size(0), x.size(1), 2}, op, "sums");
+  check_rows(state, at::kDouble, {x.size(0), x.size(1), 8}, x.device(), op, "state");
+  check_rows(sums, at::kLong, {x.size(0), x.size(1), 2}, x.device(), op, "sums");
   // The rest as denoise_step checks it (a one-token logits stand-in: no value is read).
   const at::Tensor stand_in = at::empty({x.size(0), x.size(1), 1}, x.options().dtype(at::kFloat));
   return denoise_step_check(stand_in, x, mask_id, 0.0, 0, 1.0, "top_k_first", confidence, "raw",
@@ -222,10 +241,10 @@ void top_p_shard_plan_check(const at::Tensor& hist, double top_p, const at::Tens
                             const at::Tensor& above) {
   const char* op = "top_p_shard_plan";
   check_dim(hist, 2, op, "hist");
-  check_cpu_rows(hist, at::kDouble, {hist.size(0), 4096}, op, "hist");
+  check_rows(hist, at::kDouble, {hist.size(0), 4096}, kCpu, op, "hist");
   DLLM_CHECK_ARG(top_p > 0 && top_p < 1, op, "top_p", "must be in (0, 1), got ", top_p);
-  check_cpu_rows(start, at::kLong, {hist.size(0)}, op, "start");
-  check_cpu_rows(above, at::kDouble, {hist.size(0)}, op, "above");
+  check_rows(start, at::kLong, {hist.size(0)}, kCpu, op, "start");
+  check_rows(above, at::kDouble, {hist.size(0)}, kCpu, op, "above");
 }
 
 void top_p_shard_walk_check(const at::Tensor& members, const at::Tensor& m, const at::Tensor& need,
@@ -233,10 +252,10 @@ void top_p_shard_walk_check(const at::Tensor& members, const at::Tensor& m, cons
   const char* op = "top_p_shard_walk";
   check_dim(members, 2, op, "members");
   const int64_t N = members.size(0);
-  check_cpu_rows(members, at::kFloat, {N, members.size(1)}, op, "members");
-  check_cpu_rows(m, at::kFloat, {N}, op, "m");
-  check_cpu_rows(need, at::kDouble, {N}, op, "need");
-  check_cpu_rows(above, at::kDouble, {N}, op, "above");
+  check_rows(members, at::kFloat, {N, members.size(1)}, kCpu, op, "members");
+  check_rows(m, at::kFloat, {N}, kCpu, op, "m");
+  check_rows(need, at::kDouble, {N}, kCpu, op, "need");
+  check_rows(above, at::kDouble, {N}, kCpu, op, "above");
 }
 
 void denoise_and_select_extras_check(const at::Tensor& x, const std::optional<at::Tensor>& eligible,

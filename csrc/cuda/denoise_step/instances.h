@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "dllm/common.h"
+#include "dllm/cuda/denoise_shard.cuh"
 #include "dllm/cuda/denoise_step.cuh"
 #include "dllm/denoise_step.h"
 #include "dllm/sampling.h"
@@ -26,6 +27,23 @@
       int64_t, int64_t, const dllm::DenoiseParams&, const dllm::cuda::DenoisePlan&, int64_t*,     \
       float*, void*, cudaStream_t)
 
+// The vocabulary-parallel stages (dllm/cuda/denoise_shard.cuh) run denoise_step's own kernels on
+// the shard: instantiated in the same units, they share those kernels' instances. `prefix`: empty
+// to instantiate, `extern` to declare.
+#define DLLM_DENOISE_SHARD_INSTANCES(prefix, In)                                                  \
+  prefix template cudaError_t dllm::cuda::denoise_shard_state<In>(                                \
+      const dllm::cuda::denoise_detail::Rows<In>&, const dllm::DenoiseParams&, const float*, int, \
+      float*, double*, void*, cudaStream_t);                                                      \
+  prefix template cudaError_t dllm::cuda::denoise_shard_sums<In>(                                 \
+      const dllm::cuda::denoise_detail::Rows<In>&, const dllm::DenoiseParams&, const float*,      \
+      const float*, int, long long*, cudaStream_t);                                               \
+  prefix template cudaError_t dllm::cuda::denoise_shard_top_k<In>(                                \
+      const dllm::cuda::denoise_detail::Rows<In>&, const dllm::DenoiseParams&, const float*,      \
+      int64_t, float*, cudaStream_t)
+
 extern DLLM_DENOISE_STEP_INSTANCE(float);
 extern DLLM_DENOISE_STEP_INSTANCE(dllm::bf16_t);
 extern DLLM_DENOISE_STEP_INSTANCE(dllm::f16_t);
+DLLM_DENOISE_SHARD_INSTANCES(extern, float);
+DLLM_DENOISE_SHARD_INSTANCES(extern, dllm::bf16_t);
+DLLM_DENOISE_SHARD_INSTANCES(extern, dllm::f16_t);

@@ -1,24 +1,25 @@
-// dllm/cuda/denoise_and_select.cuh — CUDA launcher for denoise_and_select as ONE kernel: the kernel
-// of denoise_step (dllm/cuda/denoise_step.cuh: fast, fast with V split over blocks, or filtered)
-// with an epilogue that counts the finished positions of each row; the block that finishes a row
-// runs that row's selection (select_row of dllm/cuda/select_transfer.cuh, the code of the
-// select_transfer kernel) and, with commit, writes x[b, l] = x0[b, l] for the selected l. The
-// specification is reference.denoise_step followed by reference.select_transfer (same seed and
-// offset).
+// dllm/cuda/denoise_and_select.cuh — CUDA launcher for denoise_and_select as one fused launch: the
+// kernels of denoise_step (dllm/cuda/denoise_step.cuh: fast, fast + sums with V split over blocks,
+// or filtered) with an epilogue that counts the finished positions of each row; the block that
+// finishes a row runs that row's selection (select_row of dllm/cuda/select_transfer.cuh, the code
+// of the select_transfer kernel) and, with commit, writes x[b, l] = x0[b, l] for the selected l.
+// The specification is reference.denoise_step followed by reference.select_transfer (same seed
+// and offset).
 //
 // Handshake (dllm/cuda/last_block.cuh, "last block done"): every position arrives exactly once on
 // row_count[b] (target L): an unmasked one from the block (split 0) that wrote x0 = x, conf = -inf;
-// a masked one from the block that finalised it. With V split over S blocks a masked position
-// first counts its S partial states on split_count[pos] and the last split block merges them
-// (replacing denoise_step's merge kernel). Writers fence before counting; the last block reads
-// conf / x0 / partial states with __ldcg. No block ever waits, so any block order works; the
-// counters are zeroed by one cudaMemsetAsync before the kernel. No host sync: graph capturable.
+// a masked one from the block that finalised it (with V split over S blocks: the last of the S
+// blocks of denoise_step's sums kernel, which merges the partial states and adds the S exact sums
+// first). Writers fence before counting; the last block reads conf / x0 / partial states with
+// __ldcg. No block ever waits, so any block order works; the counters (and the sums) are zeroed by
+// one cudaMemsetAsync before the kernels. No host sync: graph capturable.
 //
 // Napkin math (what fusion saves). Separate ops: denoise (+ merge when V is split), then
 // select_transfer, then commit: 3-4 launches, each ~3-5 us of launch latency plus a dependent
 // gap, and a conf / x0 round trip through HBM between them (write x0 + conf, 12 B per position;
 // read conf 4 B + write transfer 1 B; commit reads transfer + x0 + x, 17 B, writes x). Fused: one
-// memset node + one kernel; conf / x0 are still written (they are outputs) but the selection reads
+// memset node + one kernel (two when V is split: pass 1, then pass 2 with the selection as its
+// epilogue); conf / x0 are still written (they are outputs) but the selection reads
 // its row from L2 right after the blocks wrote it, and the commit reads x0 only where selected.
 // The bytes were never the cost (a [64, 32] step moves ~80 KB of them, ~30 ns of HBM time): the
 // launches are. At [1, 32, 126464] bf16 (8 MB of logits, ~3 us floor at ~3 TB/s) the separate
@@ -30,7 +31,9 @@
 //
 // Shared memory: the kernel gets select_scratch_bytes(L) of dynamic shared memory for the
 // selection (16 B + 8 * pow2(L) for L <= 4096, i.e. <= 32 KB; 16 KB + 16 B for longer rows) on
-// top of its static 1 KB (fast) / 4.3 KB (filtered): under the 48 KB default, no opt-in.
+// top of its static ~1.6 KB (fast, sums) / ~5 KB (filtered): under the 48 KB default, no opt-in.
+//
+// NOT YET RUN ON A GPU: compiled for sm_90a in CI only.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -51,7 +54,6 @@ namespace fused_detail {
 // The epilogue of the fused kernel (see NoEpilogue in dllm/cuda/denoise_step.cuh for the contract).
 struct SelectEpilogue {
   static constexpr bool kFused = true;
-  unsigned* split_count;          // [B*L] arrivals of a position's V splits (splits > 1), zeroed
   unsigned long long* row_count;  // [B] positions of the row with x0 / conf written, zeroed
   int64_t L;
   select_detail::RowRule rr;
@@ -88,34 +90,33 @@ struct SelectEpilogue {
 
 }  // namespace fused_detail
 
-// The layout of a fused call: denoise_step's plan, then the workspace: partial states
-// [B*L, splits] (splits > 1), row counters [B] (8 B), split counters [B*L] (4 B, splits > 1).
-// Only the counters (counter_bytes from counter_offset) are zeroed per call.
+// The layout of a fused call: denoise_step's workspace (partial states, sums and split counters
+// when V is split), then row counters [B] (8 B). Everything from counter_offset on (counter_bytes:
+// the sums, the split and the row counters) is zeroed per call.
 struct DenoiseSelectPlan {
   DenoisePlan denoise;
-  size_t counter_offset;  // bytes: where the counters start (16-byte aligned)
+  size_t counter_offset;  // bytes: where the zeroed part starts (16-byte aligned)
   size_t counter_bytes;
   size_t workspace_bytes;  // what the caller provides, 16-byte aligned
-  size_t smem_bytes;       // dynamic shared memory of the kernel (the row's selection)
+  size_t smem_bytes;       // dynamic shared memory of the kernels (the row's selection)
 };
 
 inline DenoiseSelectPlan denoise_and_select_plan(int64_t B, int64_t L, int64_t V,
                                                  const DenoiseParams& p, int num_sms) {
   DenoiseSelectPlan plan{};
   plan.denoise = denoise_step_plan(B, L, V, p, num_sms);
-  const int64_t P = B * L;
-  plan.counter_offset = (plan.denoise.workspace_bytes + 15) / 16 * 16;
-  plan.counter_bytes = size_t(B) * sizeof(unsigned long long) +
-                       (plan.denoise.splits > 1 ? size_t(P) * sizeof(unsigned) : 0);
-  plan.workspace_bytes = plan.counter_offset + plan.counter_bytes;
+  const size_t rows_offset = plan.denoise.workspace_bytes;  // 16-byte aligned
+  plan.counter_offset = plan.denoise.zeroed_bytes > 0 ? plan.denoise.zeroed_offset : rows_offset;
+  plan.workspace_bytes = rows_offset + (size_t(B) * sizeof(unsigned long long) + 15) / 16 * 16;
+  plan.counter_bytes = plan.workspace_bytes - plan.counter_offset;
   plan.smem_bytes = select_detail::select_scratch_bytes(L);
   return plan;
 }
 
 // x0 / conf of every position (as denoise_step), transfer of every row (as select_transfer on
 // that conf, same seed / offset), and with commit x[b, l] = x0[b, l] where transfer[b, l]. Stream
-// work: one cudaMemsetAsync of the counters, one kernel (and first the argmax kernel when
-// p.argmax is set: return_argmax).
+// work: one cudaMemsetAsync of the counters, one kernel (two when V is split; and first the argmax
+// kernel when p.argmax is set: return_argmax).
 template <typename In>
 cudaError_t denoise_and_select(const In* logits,                    // [B, L, V], V contiguous
                                int64_t stride_b, int64_t stride_l,  // element strides of B, L
@@ -147,17 +148,15 @@ cudaError_t denoise_and_select(const In* logits,                    // [B, L, V]
   if (renoise && (!commit || p.eligible == nullptr)) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
   unsigned char* ws = static_cast<unsigned char*>(workspace);
-  auto* row_count = reinterpret_cast<unsigned long long*>(ws + plan.counter_offset);
-  auto* split_count = reinterpret_cast<unsigned*>(row_count + B);
+  auto* row_count = reinterpret_cast<unsigned long long*>(ws + plan.denoise.workspace_bytes);
   const View2D<const int64_t> xr{x.data, x.stride_row, x.stride_col};
+  const Rows<In> r{logits, stride_b, stride_l, xr, suppress, n_suppress, B, L, static_cast<int>(V)};
   // argmax (p.argmax) first: it reads x before the commit rewrites it.
-  cudaError_t err = launch_argmax(logits, stride_b, stride_l, xr, suppress, n_suppress, B, L,
-                                  static_cast<int>(V), p, stream);
+  cudaError_t err = launch_argmax(r, p, nullptr, stream);
   if (err != cudaSuccess) return err;
   err = cudaMemsetAsync(ws + plan.counter_offset, 0, plan.counter_bytes, stream);
   if (err != cudaSuccess) return err;
   const fused_detail::SelectEpilogue epi{
-      split_count,
       row_count,
       L,
       select_detail::RowRule{rule, value, strict, k_rows, p_rows, rows_stride, select_seed,
@@ -174,10 +173,7 @@ cudaError_t denoise_and_select(const In* logits,                    // [B, L, V]
       V,
       p.seed,
       p.offset};
-  return launch_variant<In, fused_detail::SelectEpilogue>(
-      logits, stride_b, stride_l, xr, suppress, n_suppress, B, L, static_cast<int>(V), p,
-      plan.denoise.filtered, plan.denoise.splits, x0, conf, reinterpret_cast<RowState*>(ws), epi,
-      plan.smem_bytes, stream);
+  return launch_denoise(r, p, plan.denoise, x0, conf, workspace, epi, plan.smem_bytes, stream);
 }
 
 }  // namespace dllm::cuda

@@ -4,25 +4,34 @@
 // Napkin math. The floor is one read of every masked position's V logits: B*L*V*sizeof(In) bytes.
 // A [64, 32, 126464] bf16 step is 518 MB, ~0.17 ms at ~3 TB/s (H100 HBM3); [1, 32, 126464] bf16
 // is 8 MB, ~3 us, i.e. launch-bound. Compute per logit on the fast path: decode, sanitize, one
-// multiply, one expf and ~10 compares/adds (~30 instructions): 259M logits * 30 / ~29 T lane-ops/s
-// ~ 0.27 ms, so the T = 0 path sits near the memory floor. T > 0 adds Philox (~12 instr/logit) and
-// two deterministic logs per logit (dllm::gumbel_of_word); a logit whose score cannot reach the
+// multiply, ~6 compares (pass 1), then one expf and two float->int64 roundings (pass 2): ~30
+// instructions, 259M logits * 30 / ~29 T lane-ops/s ~ 0.27 ms. T > 0 adds Philox (~12 instr/logit)
+// and two deterministic logs per logit (dllm::gumbel_of_word); a logit whose score cannot reach the
 // running best even with the largest possible Gumbel draw (-log(-log(1 - 2^-24)) = 16.64 < 17)
 // skips the noise, which removes most of that cost for peaked distributions. Unmasked positions
 // never read their logits.
 //
-// Fast path (no top-k / top-p): ONE pass over V per position. Every thread keeps an online state
-// in registers: max m of the confidence logits d, n = #(d == m), r = sum_{d<m} e^{d-m},
-// t = sum_{d<m} e^{d-m}(d-m), d2 = largest d < m, and the best choice score with its token id.
-// Keeping the max group out of r gives S = n + r and log S = log1p(r) for n = 1, so neg_entropy
-// = t/S - log S is a sum of two non-positive terms (no cancellation) and margin = -expm1(d2-m)/S
-// is exact for near ties: everything in float32, within ~1e-6 relative of the float64 spec.
-// 16-byte vector loads (unaligned head / tail elements scalar), warp shuffles + shared memory
-// merge the block. When B*L is small the vocabulary is split over gridDim.y blocks per position;
-// each writes its partial state to workspace [B*L, splits] and a one-warp-per-position kernel
-// merges them (no atomics, deterministic). denoise_and_select runs these kernels with an epilogue
-// (dllm/cuda/denoise_and_select.cuh): there the last split block of a position merges the states,
-// in the same fixed order, and the merge kernel is not launched.
+// Two passes over a position's row, as the CPU kernel (dllm/cpu/denoise_step.h):
+//   pass 1  the choice (argmax, or the Gumbel-max winner keyed by the GLOBAL token id), its
+//           confidence logit d, the max m of d and the second largest d2 (duplicates count: the
+//           margin). Order-free: maxima, and ties to the smaller id.
+//   pass 2  the confidence sums with the row's max M: every term exp(d - M) (and its entropy term
+//           exp(d - M)(d - M)) rounded to a multiple of 2^-40, added as int64 (Sums, the CPU's
+//           ExactSums). Integer sums do not depend on the order or on how the row is split over
+//           threads, blocks or tensor-parallel shards (dllm/cuda/denoise_shard.cuh): that is what
+//           makes a sharded step the unsharded step's bits. Rounding: <= 2^-41 per term.
+// The finalize turns (m, d2, best_d, sums) into the confidence in float64, as the CPU kernel does.
+// Cost of exactness: the second read of the row. It comes from L2 when the row fits (V split over
+// blocks for small B*L: <= 64 KB per block; [1, 32, 126464] bf16 is 8 MB in all), from HBM for
+// large batches of whole rows (up to 2x the floor there).
+//
+// Layout. 16-byte vector loads (unaligned head / tail elements scalar), warp shuffles + shared
+// memory merge the block. When B*L is small the vocabulary is split over gridDim.y blocks per
+// position: the fast kernel writes each split's pass-1 state to workspace [B*L, splits]; the sums
+// kernel (grid B*L x splits again) merges them for M, sums its split, adds it with int64 atomics
+// (exact: any order), and the last split block to arrive (dllm/cuda/last_block.cuh) finalises the
+// position. No float atomics, deterministic. denoise_and_select runs the same kernels with an
+// epilogue (dllm/cuda/denoise_and_select.cuh) called where a position is finalised.
 //
 // CFG (p.cfg): every element the kernels read is the guided logit u + s1 * (c - u) of the
 // position's two rows, formed in float32 right after decoding, op by op (__fsub_rn, __fmul_rn,
@@ -35,8 +44,10 @@
 // the order-preserving uint32 key of the scaled logits, 8 bits per pass (4 passes) with
 // histograms in shared memory: element counts for top-k (exact k-th largest), float64 mass
 // e^{s-max} for top-p (tau = the value where the descending cumulative mass first reaches top_p).
-// Then the fast path's single pass with the threshold applied. ~9-10 passes over V (L2-resident
+// Then the fast path's two passes with the threshold applied. ~10-11 passes over V (L2-resident
 // for small batches); exactness over speed.
+//
+// NOT YET RUN ON A GPU: this file compiles for sm_90a in CI; no kernel of it has executed.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -59,27 +70,36 @@ constexpr int kNoToken = 0x7FFFFFFF;
 constexpr float kGumbelBound = 17.0f;  // > max Gumbel draw -log(-log(1 - 2^-24)) = 16.64
 constexpr int kFastThreads = 256;
 constexpr int kFilterThreads = 512;
-constexpr int kMergeThreads = 256;  // one warp per position
+constexpr int kWarpThreads = 256;  // one warp per position (merge / export / finalize kernels)
 
-// What the confidence needs from the softmax: nothing (random), max / sum / top-2 (prob, margin),
-// or also sum e^{d-m}(d-m) (neg_entropy).
+// What the confidence needs: nothing (random), max / top-2 / sum e^{d-M} (prob, margin), or also
+// sum e^{d-M}(d-M) (neg_entropy).
 enum class Stats : int { kNone = 0, kBasic = 1, kEntropy = 2 };
 
-// Online state of (part of) one position's vocabulary. 32 bytes, two 16-byte words.
+// Pass-1 state of (part of) one position's vocabulary. 32 bytes, two 16-byte words.
 struct alignas(16) RowState {
   float m;       // max of the confidence logits d (-inf: none finite yet)
-  int n;         // how many d == m
-  float r;       // sum over finite d < m of e^{d-m}
-  float t;       // sum over finite d < m of e^{d-m} * (d-m)      (neg_entropy only)
-  float d2;      // largest d < m (-inf: none)                   (margin)
+  float d2;      // second largest d, duplicates counted (== m when the max is shared)  (margin)
   float best;    // best choice score: filtered (+ Gumbel); -inf: none
-  int best_i;    // its token id (kNoToken: none)
-  float best_d;  // d at best_i                                  (prob)
+  int best_i;    // its token id in the logits row (kNoToken: none)
+  float best_d;  // d at best_i                                                         (prob)
+  float pad0, pad1, pad2;
 };
 
 __device__ __forceinline__ RowState empty_state() {
-  return RowState{kNegInf, 0, 0.0f, 0.0f, kNegInf, kNegInf, kNoToken, kNegInf};
+  return RowState{kNegInf, kNegInf, kNegInf, kNoToken, kNegInf, 0.0f, 0.0f, 0.0f};
 }
+
+// Pass-2 sums (the CPU kernel's dllm::cpu::ExactSums): s = sum round(exp(d - M) 2^40),
+// t = sum round(fl32(exp(d - M) (d - M)) 2^40) (neg_entropy). V < 2^23 keeps them in int64.
+struct Sums {
+  long long s, t;
+};
+constexpr double kSumScale = 1099511627776.0;  // 2^40
+constexpr float kSumScaleF = 1099511627776.0f;
+// A term with d - M < -40 rounds to 0 in both sums (e^-40 2^40 < 5e-6; |e^x x| 2^40 < 2e-4 for
+// x < -40), so it is skipped: the same integers, no expf.
+constexpr float kSumCut = -40.0f;
 
 // Per-position constants of the element loop.
 struct Ctx {
@@ -89,6 +109,7 @@ struct Ctx {
   uint64_t seed;
   uint32_t offset;
   int64_t b, l;
+  int64_t v0;  // global id of the row's token 0 (p.vocab_start): keys the Gumbel noise
 };
 
 // ---- 16-bit decoding and the order-preserving key ---------------------------------------------
@@ -195,8 +216,9 @@ struct GumbelCache {
   uint32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0;
 };
 
+// v: the id in the row; the noise is that of the global id c.v0 + v (c.v0 % 4 == 0: same word).
 __device__ __forceinline__ float gumbel(GumbelCache& gc, const Ctx& c, int v) {
-  const uint32_t g = static_cast<uint32_t>(v) >> 2;
+  const uint32_t g = static_cast<uint32_t>((c.v0 + v) >> 2);
   if (g != gc.group) {
     const Philox4 w = philox_group(c.seed, c.offset, c.b, c.l, g);
     gc.group = g;
@@ -210,42 +232,19 @@ __device__ __forceinline__ float gumbel(GumbelCache& gc, const Ctx& c, int v) {
   return gumbel_of_word(word);  // bit-identical to the CPU kernel and the reference
 }
 
-// ---- the online softmax / top-2 / argmax state ------------------------------------------------
+// ---- pass 1: the choice, max and second largest ------------------------------------------------
 
-// Moves the state's reference max up to m_new (> s.m): the old max group joins r and t.
-template <Stats kStats>
-__device__ __forceinline__ void rescale(RowState& s, float m_new) {
-  if (s.n > 0) {
-    const float dm = s.m - m_new;  // < 0 (may be -inf on overflow: then f = 0)
-    const float f = expf(dm);
-    const float mass = s.r + static_cast<float>(s.n);
-    if constexpr (kStats == Stats::kEntropy) s.t = f > 0.0f ? f * fmaf(dm, mass, s.t) : 0.0f;
-    s.r = f * mass;
-    s.d2 = s.m;
-  }
-  s.m = m_new;
-  s.n = 0;
-}
-
-// Adds one confidence logit d (d = -inf has no mass and is ignored).
-template <Stats kStats>
+// Adds one confidence logit d to (m, d2).
 __device__ __forceinline__ void add_conf(RowState& s, float d) {
-  if (!(d > kNegInf)) return;
-  if (d > s.m) rescale<kStats>(s, d);
-  if (d == s.m) {
-    ++s.n;
-    return;
+  if (d > s.m) {
+    s.d2 = s.m;
+    s.m = d;
+  } else {
+    s.d2 = fmaxf(s.d2, d);
   }
-  const float dm = d - s.m;
-  const float e = expf(dm);
-  s.r += e;
-  if constexpr (kStats == Stats::kEntropy) {
-    if (e > 0.0f) s.t = fmaf(e, dm, s.t);
-  }
-  s.d2 = fmaxf(s.d2, d);
 }
 
-// a = a (+) b. Choice ties go to the smaller token id.
+// a = a (+) b. Choice ties go to the smaller token id. Order-free: any merge tree gives the same.
 template <Stats kStats>
 __device__ __forceinline__ void merge(RowState& a, const RowState& b) {
   if (b.best > a.best || (b.best == a.best && b.best_i < a.best_i)) {
@@ -254,54 +253,14 @@ __device__ __forceinline__ void merge(RowState& a, const RowState& b) {
     a.best_d = b.best_d;
   }
   if constexpr (kStats != Stats::kNone) {
-    if (b.n == 0) return;
-    if (a.n == 0) {
-      a.m = b.m;
-      a.n = b.n;
-      a.r = b.r;
-      a.t = b.t;
-      a.d2 = b.d2;
-      return;
-    }
-    if (a.m == b.m) {
-      a.n += b.n;
-      a.r += b.r;
-      a.t += b.t;
-      a.d2 = fmaxf(a.d2, b.d2);
-      return;
-    }
-    // hi: the state with the larger max, lo: the other (scalars, so nothing goes to local memory)
-    const bool a_hi = a.m > b.m;
-    const float hi_m = a_hi ? a.m : b.m, lo_m = a_hi ? b.m : a.m;
-    const int hi_n = a_hi ? a.n : b.n, lo_n = a_hi ? b.n : a.n;
-    const float hi_r = a_hi ? a.r : b.r, lo_r = a_hi ? b.r : a.r;
-    const float hi_t = a_hi ? a.t : b.t, lo_t = a_hi ? b.t : a.t;
-    const float hi_d2 = a_hi ? a.d2 : b.d2;
-    const float dm = lo_m - hi_m;  // < 0
-    const float f = expf(dm);
-    const float lo_mass = lo_r + static_cast<float>(lo_n);
-    float r = hi_r, t = hi_t;
-    if (f > 0.0f) {
-      r += f * lo_mass;
-      if constexpr (kStats == Stats::kEntropy) t += f * fmaf(dm, lo_mass, lo_t);
-    }
-    const float d2 = fmaxf(hi_d2, lo_m);
-    const float m = hi_m;
-    const int n = hi_n;
-    a.m = m;
-    a.n = n;
-    a.r = r;
-    a.t = t;
-    a.d2 = d2;
+    a.d2 = fmaxf(fmaxf(a.d2, b.d2), fminf(a.m, b.m));
+    a.m = fmaxf(a.m, b.m);
   }
 }
 
 __device__ __forceinline__ RowState shfl_down_state(const RowState& s, int delta) {
-  RowState o;
+  RowState o = s;
   o.m = __shfl_down_sync(0xFFFFFFFFu, s.m, delta);
-  o.n = __shfl_down_sync(0xFFFFFFFFu, s.n, delta);
-  o.r = __shfl_down_sync(0xFFFFFFFFu, s.r, delta);
-  o.t = __shfl_down_sync(0xFFFFFFFFu, s.t, delta);
   o.d2 = __shfl_down_sync(0xFFFFFFFFu, s.d2, delta);
   o.best = __shfl_down_sync(0xFFFFFFFFu, s.best, delta);
   o.best_i = __shfl_down_sync(0xFFFFFFFFu, s.best_i, delta);
@@ -316,16 +275,24 @@ __device__ __forceinline__ RowState warp_reduce(RowState s) {
   return s;  // lane 0
 }
 
-// Full block reduction; the result is valid in thread 0. smem: [32]. Ends with a barrier so the
-// caller may reuse smem.
+// What the fast, sums and filtered kernels keep in shared memory.
+struct BlockSmem {
+  RowState states[32];  // block_reduce
+  Sums sums[32];        // block_reduce_sums
+  RowState merged;      // the sums kernel: the position's merged pass-1 state
+  float M;              // the position's max of d, for every thread
+};
+
+// Full block reduction; the result is valid in thread 0. Ends with a barrier so the caller may
+// reuse the shared memory.
 template <Stats kStats>
-__device__ __forceinline__ RowState block_reduce(RowState s, RowState* smem) {
+__device__ __forceinline__ RowState block_reduce(RowState s, BlockSmem& sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   s = warp_reduce<kStats>(s);
-  if (lane == 0) smem[warp] = s;
+  if (lane == 0) sh.states[warp] = s;
   __syncthreads();
   if (warp == 0) {
-    s = lane < warps ? smem[lane] : empty_state();
+    s = lane < warps ? sh.states[lane] : empty_state();
     s = warp_reduce<kStats>(s);
   }
   __syncthreads();
@@ -337,11 +304,10 @@ __device__ __forceinline__ RowState block_reduce(RowState s, RowState* smem) {
 __device__ __forceinline__ RowState load_state(const RowState* p) {
   const float4 a = __ldcg(reinterpret_cast<const float4*>(p));
   const float4 c = __ldcg(reinterpret_cast<const float4*>(p) + 1);
-  return RowState{a.x, __float_as_int(a.y), a.z, a.w, c.x, c.y, __float_as_int(c.z), c.w};
+  return RowState{a.x, a.y, a.z, __float_as_int(a.w), c.x, c.y, c.z, c.w};
 }
 
 // The merged state of one position's splits, valid in lane 0; all 32 lanes of the warp call.
-// The order of the merges depends only on `splits`: the result is deterministic.
 template <Stats kStats>
 __device__ __forceinline__ RowState merge_splits(const RowState* partial,  // [splits]
                                                  int splits) {
@@ -350,37 +316,90 @@ __device__ __forceinline__ RowState merge_splits(const RowState* partial,  // [s
   return warp_reduce<kStats>(s);
 }
 
-// One logit: raw value (decoded, unsanitised) of token v.
-template <Stats kStats, bool kSample, bool kFiltered>
+// ---- pass 2: the exact sums --------------------------------------------------------------------
+
+template <Stats kStats>
+__device__ __forceinline__ void add_exact(Sums& q, float d, float M) {
+  const float dm = __fsub_rn(d, M);
+  if (!(dm >= kSumCut)) return;  // d = -inf, or a term that rounds to 0
+  const float e = expf(dm);
+  // v 2^40 is exact in float32 (|v| <= 1), so one float->int64 rounding (nearest, ties to even)
+  // gives the CPU's llrint(double(v) 2^40).
+  q.s += __float2ll_rn(__fmul_rn(e, kSumScaleF));
+  if constexpr (kStats == Stats::kEntropy)
+    q.t += __float2ll_rn(__fmul_rn(__fmul_rn(e, dm), kSumScaleF));
+}
+
+// Block sum of the threads' Sums, valid in thread 0 (integers: any order gives the same). Ends
+// with a barrier.
+__device__ __forceinline__ Sums block_reduce_sums(Sums q, BlockSmem& sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    q.s += __shfl_down_sync(0xFFFFFFFFu, q.s, o);
+    q.t += __shfl_down_sync(0xFFFFFFFFu, q.t, o);
+  }
+  if (lane == 0) sh.sums[warp] = q;
+  __syncthreads();
+  if (warp == 0) {
+    q = lane < warps ? sh.sums[lane] : Sums{0, 0};
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      q.s += __shfl_down_sync(0xFFFFFFFFu, q.s, o);
+      q.t += __shfl_down_sync(0xFFFFFFFFu, q.t, o);
+    }
+  }
+  __syncthreads();
+  return q;
+}
+
+// ---- one logit ---------------------------------------------------------------------------------
+
+// What the passes read of token v, from its raw value (decoded, unsanitised): z (sanitised,
+// suppressed -inf), f (z scaled by fl32(1/T), cut below c.thr) and the confidence logit d.
+struct Values {
+  float z, f, d;
+};
+
+// s, or -inf below the threshold thr (thr = -inf keeps every non-NaN s).
+__device__ __forceinline__ float cut_below(float s, float thr) { return !(s >= thr) ? kNegInf : s; }
+
+__device__ __forceinline__ Values values_of(const Ctx& c, float raw, bool suppressed) {
+  const float z = suppressed ? kNegInf : sanitize(raw);
+  const float f = cut_below(sanitize(__fmul_rn(z, c.inv_t)), c.thr);
+  return Values{z, f, c.source_sampling ? f : z};
+}
+
+// Pass 1 of one logit (v: its id in the row).
+template <Stats kStats, bool kSample>
 __device__ __forceinline__ void visit(RowState& s, GumbelCache& gc, const Ctx& c, float raw,
                                       bool suppressed, int v) {
-  const float z = suppressed ? kNegInf : sanitize(raw);
-  const float sc = sanitize(__fmul_rn(z, c.inv_t));              // z * fl32(1/T)
-  const float f = (kFiltered && !(sc >= c.thr)) ? kNegInf : sc;  // filtered
-  const float d = c.source_sampling ? f : z;                     // confidence logit
-  float y = f;                                                   // choice score
+  const Values e = values_of(c, raw, suppressed);
+  float y = e.f;  // choice score
   if constexpr (kSample) {
     // f + g <= f + 16.64 <= fl(f + 17) < best: this token cannot win (nor tie); skip the noise.
-    y = (f > kNegInf && __fadd_rn(f, kGumbelBound) >= s.best) ? __fadd_rn(f, gumbel(gc, c, v))
-                                                              : kNegInf;
+    y = (e.f > kNegInf && __fadd_rn(e.f, kGumbelBound) >= s.best) ? __fadd_rn(e.f, gumbel(gc, c, v))
+                                                                  : kNegInf;
   }
   if (y > s.best) {  // a thread visits increasing ids: strict > keeps the smallest id
     s.best = y;
     s.best_i = v;
-    s.best_d = d;
+    s.best_d = e.d;
   }
-  if constexpr (kStats != Stats::kNone) add_conf<kStats>(s, d);
+  if constexpr (kStats != Stats::kNone) add_conf(s, e.d);
 }
 
-// This thread's share of the state of `row` (token ids [0, V)), split `split` of `splits`:
-// vectors of 16 bytes over the aligned body, head / tail elements scalar (split 0 / the last).
-// kCfg: the logits are guide(row, urow, s1), both rows read side by side (vectors only when the
-// two rows share their alignment mod 16).
-template <typename In, Stats kStats, bool kSample, bool kFiltered, bool kCfg>
-__device__ __forceinline__ RowState scan_row(const In* row,   // [V]
-                                             const In* urow,  // [V] unconditional (kCfg) or null
-                                             float s1, int V, int split, int splits,
-                                             const int64_t* sup, int64_t n_sup, const Ctx& c) {
+// ---- the walk over a row -----------------------------------------------------------------------
+
+// Calls fn(raw, suppressed, v) for this thread's share of `row` (token ids [0, V)), split `split`
+// of `splits`, in increasing v: vectors of 16 bytes over the aligned body, head / tail elements
+// scalar (split 0 / the last). kCfg: the logits are guide(row, urow, s1), both rows read side by
+// side (vectors only when the two rows share their alignment mod 16).
+template <typename In, bool kCfg, typename Fn>
+__device__ __forceinline__ void for_each_logit(const In* row,   // [V]
+                                               const In* urow,  // [V] unconditional, or null
+                                               float s1, int V, int split, int splits,
+                                               const int64_t* sup, int64_t n_sup, Fn&& fn) {
   constexpr int kVec = 16 / static_cast<int>(sizeof(In));
   const uintptr_t addr = reinterpret_cast<uintptr_t>(row);
   const uintptr_t uaddr = kCfg ? reinterpret_cast<uintptr_t>(urow) : addr;
@@ -393,8 +412,6 @@ __device__ __forceinline__ RowState scan_row(const In* row,   // [V]
   const int vb = static_cast<int>(int64_t(nvec) * split / splits);
   const int ve = static_cast<int>(int64_t(nvec) * (split + 1) / splits);
 
-  RowState s = empty_state();
-  GumbelCache gc;
   SuppressCursor cur;
   cur.init(sup, n_sup, split == 0 ? 0 : head + int64_t(vb) * kVec);
   const int tid = threadIdx.x, nt = blockDim.x;
@@ -406,8 +423,7 @@ __device__ __forceinline__ RowState scan_row(const In* row,   // [V]
       return load_float(row[v]);
   };
   if (split == 0)
-    for (int v = tid; v < head; v += nt)
-      visit<kStats, kSample, kFiltered>(s, gc, c, at(v), cur.hit(v), v);
+    for (int v = tid; v < head; v += nt) fn(at(v), cur.hit(v), v);
 
   const uint4* vrow = reinterpret_cast<const uint4*>(row + head);
   const uint4* vurow = reinterpret_cast<const uint4*>((kCfg ? urow : row) + head);
@@ -423,122 +439,182 @@ __device__ __forceinline__ RowState scan_row(const In* row,   // [V]
     const int v0 = head + i * kVec;
     const uint32_t hits = cur.hits(v0, kVec);
 #pragma unroll
-    for (int j = 0; j < kVec; ++j)
-      visit<kStats, kSample, kFiltered>(s, gc, c, vals[j], (hits >> j) & 1u, v0 + j);
+    for (int j = 0; j < kVec; ++j) fn(vals[j], ((hits >> j) & 1u) != 0, v0 + j);
   };
   // The unconditional vector (kCfg), or q itself (not read).
-  const auto uload = [&](int i, const uint4& q) { return kCfg ? __ldcs(vurow + i) : q; };
+  const auto uload = [&](int i, const uint4& q) { return kCfg ? __ldcg(vurow + i) : q; };
   int i = vb + tid;
   for (; i + nt < ve; i += 2 * nt) {  // two 16-byte loads (four with CFG) in flight per thread
-    const uint4 q0 = __ldcs(vrow + i);
-    const uint4 q1 = __ldcs(vrow + i + nt);
+    const uint4 q0 = __ldcg(vrow + i);
+    const uint4 q1 = __ldcg(vrow + i + nt);
     const uint4 u0 = uload(i, q0);
     const uint4 u1 = uload(i + nt, q1);
     body(q0, u0, i);
     body(q1, u1, i + nt);
   }
   if (i < ve) {
-    const uint4 q = __ldcs(vrow + i);
+    const uint4 q = __ldcg(vrow + i);
     body(q, uload(i, q), i);
   }
 
   if (split == splits - 1)
-    for (int v = tail + tid; v < V; v += nt)
-      visit<kStats, kSample, kFiltered>(s, gc, c, at(v), cur.hit(v), v);
+    for (int v = tail + tid; v < V; v += nt) fn(at(v), cur.hit(v), v);
+}
+
+// Pass 1 of this thread's share.
+template <typename In, Stats kStats, bool kSample, bool kCfg>
+__device__ __forceinline__ RowState scan_states(const In* row, const In* urow, float s1, int V,
+                                                int split, int splits, const int64_t* sup,
+                                                int64_t n_sup, const Ctx& c) {
+  RowState s = empty_state();
+  GumbelCache gc;
+  for_each_logit<In, kCfg>(row, urow, s1, V, split, splits, sup, n_sup,
+                           [&](float raw, bool suppressed, int v) {
+                             visit<kStats, kSample>(s, gc, c, raw, suppressed, v);
+                           });
   return s;
 }
 
-// Writes x0 and conf of position (b, l) from its complete state.
-__device__ __forceinline__ void finalize(const RowState& s, const DenoiseParams& p, int64_t b,
-                                         int64_t l, int64_t xv, int64_t* x0, float* conf) {
+// Pass 2 of this thread's share, M = the whole row's max of d (finite).
+template <typename In, Stats kStats, bool kCfg>
+__device__ __forceinline__ Sums scan_sums(const In* row, const In* urow, float s1, int V, int split,
+                                          int splits, const int64_t* sup, int64_t n_sup,
+                                          const Ctx& c, float M) {
+  Sums q{0, 0};
+  for_each_logit<In, kCfg>(row, urow, s1, V, split, splits, sup, n_sup,
+                           [&](float raw, bool suppressed, int) {
+                             add_exact<kStats>(q, values_of(c, raw, suppressed).d, M);
+                           });
+  return q;
+}
+
+// Writes x0 and conf of position (b, l) from its whole-row state and sums, as the CPU kernel's
+// finalize (float64, the same formulas). x0 = s.best_i (a global id: the shards' states carry
+// them).
+__device__ __forceinline__ void finalize(const RowState& s, const Sums& q, const DenoiseParams& p,
+                                         int64_t b, int64_t l, int64_t xv, int64_t* x0,
+                                         float* conf) {
   if (!(s.best > kNegInf)) {  // every filtered logit is -inf: nothing to decode
     *x0 = xv;
     *conf = kNegInf;
     return;
   }
   *x0 = s.best_i;
-  const float S = static_cast<float>(s.n) + s.r;
-  float c = 0.0f;
+  const double S = static_cast<double>(q.s) / kSumScale;  // >= 1: the max's own term is 2^40
+  double c = 0.0;
   switch (p.confidence) {
     case Confidence::kProb:
-      c = expf(s.best_d - s.m) / S;
+      c = exp(static_cast<double>(s.best_d) - s.m) / S;
       break;
-    case Confidence::kMargin:  // p1 - p2 = (1 - e^{d2 - m}) / S; 0 when the max is shared
-      c = s.n >= 2 ? 0.0f : -expm1f(s.d2 - s.m) / S;
+    case Confidence::kMargin:  // p1 - p2; 0 when the max is shared (d2 == m)
+      c = 1.0 / S - (s.d2 == kNegInf ? 0.0 : exp(static_cast<double>(s.d2) - s.m) / S);
       break;
-    case Confidence::kNegEntropy:  // sum p log p = t/S - log S, both terms <= 0
-      c = s.t / S - (s.n == 1 ? log1pf(s.r) : logf(S));
+    case Confidence::kNegEntropy:  // sum p log p = T/S - log S
+      c = static_cast<double>(q.t) / kSumScale / S - log(S);
       break;
     case Confidence::kRandom:
       c = uniform_closed0(philox_group(p.seed, p.offset, b, l, kSlotGroupConfidence).w[0]);
       break;
   }
-  *conf = c;
+  *conf = static_cast<float>(c);
 }
 
 __device__ __forceinline__ Ctx make_ctx(const DenoiseParams& p, float thr, int64_t b, int64_t l) {
-  return Ctx{p.inv_temperature, thr, p.source_sampling, p.seed, p.offset, b, l};
+  return Ctx{p.inv_temperature, thr, p.source_sampling, p.seed, p.offset, b, l, p.vocab_start};
+}
+
+// The positions' logits and what selects them: every kernel's first argument.
+template <typename In>
+struct Rows {
+  const In* logits;  // [B, L, V], strides (stride_b, stride_l, 1)
+  int64_t stride_b, stride_l;
+  View2D<const int64_t> x;  // [B, L] token ids
+  const int64_t* sup;       // [n_sup] sorted unique suppressed ids of the row (or null)
+  int64_t n_sup;
+  int64_t B, L;
+  int V;
+
+  // The logits row position (b, l) reads (shift_logits: l - 1's, position 0 its own).
+  __device__ __forceinline__ int64_t src(const DenoiseParams& p, int64_t l) const {
+    return p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
+  }
+  __device__ __forceinline__ const In* row(int64_t b, int64_t src) const {
+    return logits + b * stride_b + src * stride_l;
+  }
+};
+
+// Pass 2 and the finalize of a position whose whole row this block scanned (s: its block-reduced
+// pass-1 state, valid in thread 0). Every thread calls.
+template <typename In, Stats kStats, bool kCfg>
+__device__ __forceinline__ void finish_row(const RowState& s, const Rows<In>& r, const In* row,
+                                           const In* urow, const Ctx& c, const DenoiseParams& p,
+                                           int64_t xv, int64_t* x0, float* conf, BlockSmem& sh) {
+  if (threadIdx.x == 0) sh.M = s.m;
+  __syncthreads();
+  const float M = sh.M;
+  Sums q{0, 0};
+  if (kStats != Stats::kNone && M > kNegInf) {  // block-uniform
+    q = scan_sums<In, kStats, kCfg>(row, urow, p.cfg_scale1, r.V, 0, 1, r.sup, r.n_sup, c, M);
+    q = block_reduce_sums(q, sh);
+  }
+  if (threadIdx.x == 0) finalize(s, q, p, c.b, c.l, xv, x0, conf);
 }
 
 // ---- what a kernel does after writing a position's result --------------------------------------
-// Nothing for denoise_step (NoEpilogue). denoise_and_select's fused kernel passes an epilogue
-// with kFused = true (dllm/cuda/denoise_and_select.cuh): then split blocks count their arrivals on
-// split_count[pos], the last one merges the partial states itself (instead of the merge kernel),
-// and epi.position_done(b, scratch) is called by every thread of the block once thread 0 has
-// written x0 / conf of a position of row b (scratch: the kernel's dynamic shared memory).
+// Nothing for denoise_step (NoEpilogue). denoise_and_select's fused kernels pass an epilogue with
+// kFused = true (dllm/cuda/denoise_and_select.cuh): epi.position_done(b, scratch) is called by
+// every thread of the block once thread 0 has written x0 / conf of a position of row b (scratch:
+// the kernel's dynamic shared memory).
 struct NoEpilogue {
   static constexpr bool kFused = false;
 };
 
-// ---- fast path ---------------------------------------------------------------------------------
+// ---- fast path (no filters of its own) ---------------------------------------------------------
 
+// Where the fast kernel's pass-1 results go.
+struct FastIO {
+  const float* thr;   // [B*L] filter threshold (tensor parallelism: the filters' global one), or
+                      //   null: none
+  RowState* partial;  // [B*L, splits] pass-1 states (splits > 1, or states_only)
+  bool states_only;   // write the states, never finalise (denoise_shard's state stage)
+};
+
+// splits == 1 (and not states_only): both passes and the finalize of whole rows, one block per
+// position. Else pass 1 of split blockIdx.y into io.partial (the sums kernel goes on).
 template <typename In, Stats kStats, bool kSample, bool kCfg, typename Epi>
 __global__ void __launch_bounds__(kFastThreads)
-    denoise_fast_kernel(const In* logits,  // [B, L, V], strides (stride_b, stride_l, 1)
-                        int64_t stride_b, int64_t stride_l,
-                        View2D<const int64_t> x,  // [B, L] token ids
-                        const int64_t* sup,       // [n_sup] sorted unique suppressed ids
-                        int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p,
-                        int64_t* x0,        // [B, L] contiguous
-                        float* conf,        // [B, L] contiguous
-                        RowState* partial,  // [B*L, splits] (splits > 1 only)
-                        int splits,
+    denoise_fast_kernel(Rows<In> r, DenoiseParams p,
+                        int64_t* x0,  // [B, L] contiguous (null: states_only)
+                        float* conf,  // [B, L] contiguous (null: states_only)
+                        FastIO io, int splits,
                         Epi epi) {  // NoEpilogue, or the fused selection
-  __shared__ RowState smem[32];
+  __shared__ BlockSmem sh;
   extern __shared__ __align__(16) unsigned char scratch[];  // the epilogue's (fused only)
   const int split = blockIdx.y;
-  for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
-    const int64_t b = pos / L, l = pos - b * L;
-    const int64_t xv = x(b, l);
+  const bool whole = splits == 1 && !io.states_only;
+  for (int64_t pos = blockIdx.x; pos < r.B * r.L; pos += gridDim.x) {
+    const int64_t b = pos / r.L, l = pos - b * r.L;
+    const int64_t xv = r.x(b, l);
     bool wrote;                    // block-uniform: this block wrote x0 / conf of the position
     if (!denoised(p, xv, b, l)) {  // split 0 writes the position not denoised
-      wrote = split == 0;
+      wrote = split == 0 && !io.states_only;
       if (wrote && threadIdx.x == 0) {
         x0[pos] = xv;
         conf[pos] = kNegInf;
       }
     } else {
-      const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
-      const In* row = logits + b * stride_b + src * stride_l;
+      const int64_t src = r.src(p, l);
+      const In* row = r.row(b, src);
       const In* urow = kCfg ? uncond_row<In>(p, b, src) : nullptr;
-      const Ctx c = make_ctx(p, kNegInf, b, l);
-      RowState s = scan_row<In, kStats, kSample, false, kCfg>(row, urow, p.cfg_scale1, V, split,
-                                                              splits, sup, n_sup, c);
-      s = block_reduce<kStats>(s, smem);
-      wrote = splits == 1;
-      if (wrote) {
-        if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
-      } else {
-        if (threadIdx.x == 0) partial[pos * splits + split] = s;
-        if constexpr (Epi::kFused) {
-          // The last split to arrive merges the position (the merge kernel's work).
-          wrote = last_to_arrive(epi.split_count + pos, static_cast<unsigned>(splits));
-          if (wrote && threadIdx.x < 32) {
-            s = merge_splits<kStats>(partial + pos * splits, splits);
-            if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
-          }
-        }
-      }
+      const Ctx c = make_ctx(p, io.thr ? io.thr[pos] : kNegInf, b, l);
+      RowState s = scan_states<In, kStats, kSample, kCfg>(row, urow, p.cfg_scale1, r.V, split,
+                                                          splits, r.sup, r.n_sup, c);
+      s = block_reduce<kStats>(s, sh);
+      wrote = whole;
+      if (whole)
+        finish_row<In, kStats, kCfg>(s, r, row, urow, c, p, xv, x0 + pos, conf + pos, sh);
+      else if (threadIdx.x == 0)
+        io.partial[pos * splits + split] = s;
     }
     if constexpr (Epi::kFused) {
       if (wrote) epi.position_done(b, scratch);  // one call site: one inlined copy
@@ -546,28 +622,70 @@ __global__ void __launch_bounds__(kFastThreads)
   }
 }
 
-// Merges the splits' partial states: one warp per position (denoise_step only; the fused kernel
-// merges in its last split block).
-template <Stats kStats>
-__global__ void __launch_bounds__(kMergeThreads)
-    denoise_merge_kernel(View2D<const int64_t> x,  // [B, L]
-                         int64_t B, int64_t L, DenoiseParams p,
-                         int64_t* x0,              // [B, L] contiguous
-                         float* conf,              // [B, L] contiguous
-                         const RowState* partial,  // [B*L, splits]
-                         int splits) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
-  for (int64_t pos = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; pos < B * L;
-       pos += warps) {
-    const int64_t b = pos / L, l = pos - b * L;
-    const int64_t xv = x(b, l);
-    if (!denoised(p, xv, b, l)) continue;  // written by the fast kernel
-    const RowState s = merge_splits<kStats>(partial + pos * splits, splits);
-    if (lane == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
+// What the sums kernel reads and writes.
+struct SumsIO {
+  const float* thr;          // [B*L] filter threshold, or null: none
+  const RowState* partial;   // [B*L, splits] pass-1 states: M = their max; or null: M = anchor
+  const float* anchor;       // [B*L] the row's max of d (tensor parallelism: over every shard)
+  unsigned long long* sums;  // [B*L, 2] zeroed: Sums (two's complement), added by every split
+  unsigned* split_count;     // [B*L] zeroed: the last split to arrive finalises; null: none does
+};
+
+// Pass 2 of split blockIdx.y of every denoised position, after the fast kernel's pass 1 (or with
+// the shards' global max, io.anchor); the last split of a position finalises it (io.split_count).
+template <typename In, Stats kStats, bool kCfg, typename Epi>
+__global__ void __launch_bounds__(kFastThreads)
+    denoise_sums_kernel(Rows<In> r, DenoiseParams p,
+                        int64_t* x0,  // [B, L] contiguous (io.split_count only)
+                        float* conf,  // [B, L] contiguous (io.split_count only)
+                        SumsIO io, int splits, Epi epi) {
+  __shared__ BlockSmem sh;
+  extern __shared__ __align__(16) unsigned char scratch[];  // the epilogue's (fused only)
+  const int split = blockIdx.y;
+  for (int64_t pos = blockIdx.x; pos < r.B * r.L; pos += gridDim.x) {
+    const int64_t b = pos / r.L, l = pos - b * r.L;
+    const int64_t xv = r.x(b, l);
+    if (!denoised(p, xv, b, l)) continue;  // block-uniform; the fast kernel wrote it
+    if (io.partial != nullptr) {
+      if (threadIdx.x < 32) {
+        const RowState s = merge_splits<kStats>(io.partial + pos * splits, splits);
+        if (threadIdx.x == 0) {
+          sh.merged = s;
+          sh.M = s.m;
+        }
+      }
+    } else if (threadIdx.x == 0) {
+      sh.M = io.anchor[pos];
+    }
+    __syncthreads();
+    const float M = sh.M;
+    const Ctx c = make_ctx(p, io.thr ? io.thr[pos] : kNegInf, b, l);
+    if (kStats != Stats::kNone && M > kNegInf) {  // block-uniform
+      const int64_t src = r.src(p, l);
+      const Sums q0 =
+          scan_sums<In, kStats, kCfg>(r.row(b, src), kCfg ? uncond_row<In>(p, b, src) : nullptr,
+                                      p.cfg_scale1, r.V, split, splits, r.sup, r.n_sup, c, M);
+      const Sums q = block_reduce_sums(q0, sh);
+      if (threadIdx.x == 0) {
+        atomicAdd(io.sums + 2 * pos, static_cast<unsigned long long>(q.s));
+        atomicAdd(io.sums + 2 * pos + 1, static_cast<unsigned long long>(q.t));
+      }
+    }
+    bool wrote = false;
+    if (io.split_count != nullptr) {
+      wrote = last_to_arrive(io.split_count + pos, static_cast<unsigned>(splits));
+      if (wrote && threadIdx.x == 0) {
+        const Sums tot{static_cast<long long>(__ldcg(io.sums + 2 * pos)),
+                       static_cast<long long>(__ldcg(io.sums + 2 * pos + 1))};
+        finalize(sh.merged, tot, p, b, l, xv, x0 + pos, conf + pos);
+      }
+    }
+    if constexpr (Epi::kFused) {
+      if (wrote) epi.position_done(b, scratch);
+    }
+    __syncthreads();  // sh.M / sh.merged belong to the next position
   }
 }
-
 // ---- filtered path: radix select of the top-k / top-p threshold --------------------------------
 
 // The scaled logit of token v (suppressed -> -inf), as the element loop computes it.
@@ -664,10 +782,12 @@ struct FilterSmem {
   float fmax[32];
 };
 
-// The k-th largest scaled logit of the row (duplicates counted), 1 <= k < V.
+// The k-th largest scaled logit of the row (duplicates counted), 1 <= k < V; values below `cut`
+// count as -inf (tensor parallelism: an earlier filter's global threshold; else -inf).
 template <typename In>
 __device__ float top_k_value(const In* row, const In* urow, float s1, int V, int64_t k,
-                             const int64_t* sup, int64_t n_sup, float inv_t, FilterSmem& sh) {
+                             const int64_t* sup, int64_t n_sup, float inv_t, float cut,
+                             FilterSmem& sh) {
   uint32_t prefix = 0, pmask = 0;
   if (threadIdx.x == 0) sh.remaining = k;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -680,7 +800,7 @@ __device__ float top_k_value(const In* row, const In* urow, float s1, int V, int
       uint32_t key = 0;
       bool in = false;
       if (v < V) {
-        key = float_key(scaled_at(row, urow, s1, v, cur.hit(v), inv_t));
+        key = float_key(cut_below(scaled_at(row, urow, s1, v, cur.hit(v), inv_t), cut));
         in = (key & pmask) == prefix;
       }
       hist_add<false>(sh.cnt, nullptr, (key >> shift) & 255u, 0.0, in);
@@ -776,53 +896,55 @@ __device__ float row_max_scaled(const In* row, const In* urow, float s1, int V, 
 
 template <typename In, Stats kStats, bool kSample, typename Epi>
 __global__ void __launch_bounds__(kFilterThreads, 1)
-    denoise_filtered_kernel(const In* logits,  // [B, L, V], strides (stride_b, stride_l, 1)
-                            int64_t stride_b, int64_t stride_l,
-                            View2D<const int64_t> x,  // [B, L]
-                            const int64_t* sup,       // [n_sup] sorted unique suppressed ids
-                            int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p,
+    denoise_filtered_kernel(Rows<In> r, DenoiseParams p,
                             int64_t* x0,  // [B, L] contiguous
                             float* conf,  // [B, L] contiguous
                             Epi epi) {    // NoEpilogue, or the fused selection
-  __shared__ FilterSmem sh;
-  __shared__ RowState smem[32];
+  __shared__ FilterSmem fsh;
+  __shared__ BlockSmem sh;
   extern __shared__ __align__(16) unsigned char scratch[];  // the epilogue's (fused only)
-  const bool use_k = p.top_k > 0 && p.top_k < V;
+  const bool use_k = p.top_k > 0 && p.top_k < r.V;
   const bool use_p = p.top_p < 1.0;
-  for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
-    const int64_t b = pos / L, l = pos - b * L;
-    const int64_t xv = x(b, l);
+  for (int64_t pos = blockIdx.x; pos < r.B * r.L; pos += gridDim.x) {
+    const int64_t b = pos / r.L, l = pos - b * r.L;
+    const int64_t xv = r.x(b, l);
     if (!denoised(p, xv, b, l)) {  // block-uniform
       if (threadIdx.x == 0) {
         x0[pos] = xv;
         conf[pos] = kNegInf;
       }
     } else {
-      const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
-      const In* row = logits + b * stride_b + src * stride_l;
+      const int64_t src = r.src(p, l);
+      const In* row = r.row(b, src);
       const In* urow = uncond_row<In>(p, b, src);  // CFG's unconditional row, or null
       const float s1 = p.cfg_scale1;
       const float inv_t = p.inv_temperature;
+      const int V = r.V;
       // top_k_first: thr = tau(top-p over {s >= kth}) (>= kth); top_p_first: the k-th largest of
       // the top-p survivors = max(tau(full row), kth(full row)).
       const float kth =
-          use_k ? top_k_value(row, urow, s1, V, p.top_k, sup, n_sup, inv_t, sh) : kNegInf;
+          use_k ? top_k_value(row, urow, s1, V, p.top_k, r.sup, r.n_sup, inv_t, kNegInf, fsh)
+                : kNegInf;
       float thr = kth;
       if (use_p) {
-        const float m_s = row_max_scaled(row, urow, s1, V, sup, n_sup, inv_t, sh);
+        const float m_s = row_max_scaled(row, urow, s1, V, r.sup, r.n_sup, inv_t, fsh);
         if (m_s > kNegInf) {
           const uint32_t lo_key = (use_k && !p.top_p_first) ? float_key(kth) : 0u;
-          thr = fmaxf(thr,
-                      top_p_value(row, urow, s1, V, p.top_p, lo_key, m_s, sup, n_sup, inv_t, sh));
+          thr = fmaxf(
+              thr, top_p_value(row, urow, s1, V, p.top_p, lo_key, m_s, r.sup, r.n_sup, inv_t, fsh));
         }
       }
       const Ctx c = make_ctx(p, thr, b, l);
-      RowState s =
-          urow ? scan_row<In, kStats, kSample, true, true>(row, urow, s1, V, 0, 1, sup, n_sup, c)
-               : scan_row<In, kStats, kSample, true, false>(row, nullptr, s1, V, 0, 1, sup, n_sup,
-                                                            c);
-      s = block_reduce<kStats>(s, smem);
-      if (threadIdx.x == 0) finalize(s, p, b, l, xv, x0 + pos, conf + pos);
+      RowState s;
+      if (urow) {
+        s = scan_states<In, kStats, kSample, true>(row, urow, s1, V, 0, 1, r.sup, r.n_sup, c);
+        s = block_reduce<kStats>(s, sh);
+        finish_row<In, kStats, true>(s, r, row, urow, c, p, xv, x0 + pos, conf + pos, sh);
+      } else {
+        s = scan_states<In, kStats, kSample, false>(row, nullptr, s1, V, 0, 1, r.sup, r.n_sup, c);
+        s = block_reduce<kStats>(s, sh);
+        finish_row<In, kStats, false>(s, r, row, nullptr, c, p, xv, x0 + pos, conf + pos, sh);
+      }
     }
     if constexpr (Epi::kFused) epi.position_done(b, scratch);  // one call site: one inlined copy
   }
@@ -846,30 +968,30 @@ __device__ __forceinline__ void argmax_merge(float& z, int& i, float oz, int oi)
 
 template <typename In>
 __global__ void __launch_bounds__(kArgmaxThreads)
-    denoise_argmax_kernel(const In* logits,  // [B, L, V], strides (stride_b, stride_l, 1)
-                          int64_t stride_b, int64_t stride_l,
-                          View2D<const int64_t> x,  // [B, L] token ids
-                          const int64_t* sup,       // [n_sup] sorted unique suppressed ids
-                          int64_t n_sup, int64_t B, int64_t L, int V, DenoiseParams p) {
+    denoise_argmax_kernel(Rows<In> r, DenoiseParams p,
+                          float* zmax) {  // [B*L]: the max of z (-inf: none), or null
   __shared__ float sz[32];
   __shared__ int si[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int64_t pos = blockIdx.x; pos < B * L; pos += gridDim.x) {
-    const int64_t b = pos / L, l = pos - b * L;
-    const int64_t xv = x(b, l);
+  for (int64_t pos = blockIdx.x; pos < r.B * r.L; pos += gridDim.x) {
+    const int64_t b = pos / r.L, l = pos - b * r.L;
+    const int64_t xv = r.x(b, l);
     int64_t* out = p.argmax + b * p.argmax_sb + l;
     if (!denoised(p, xv, b, l)) {  // block-uniform
-      if (threadIdx.x == 0) *out = xv;
+      if (threadIdx.x == 0) {
+        *out = xv;
+        if (zmax) zmax[pos] = kNegInf;
+      }
       continue;
     }
-    const int64_t src = p.shift_logits ? (l > 0 ? l - 1 : 0) : l;
-    const In* row = logits + b * stride_b + src * stride_l;
+    const int64_t src = r.src(p, l);
+    const In* row = r.row(b, src);
     const In* urow = uncond_row<In>(p, b, src);
     SuppressCursor cur;
-    cur.init(sup, n_sup, 0);
+    cur.init(r.sup, r.n_sup, 0);
     float best = kNegInf;
     int best_i = kNoToken;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {  // increasing v: strict > keeps the first
+    for (int v = threadIdx.x; v < r.V; v += blockDim.x) {  // increasing v: strict > keeps the first
       const float z = cur.hit(v) ? kNegInf : sanitize(logit_at(row, urow, p.cfg_scale1, v));
       if (z > best) {
         best = z;
@@ -887,83 +1009,46 @@ __global__ void __launch_bounds__(kArgmaxThreads)
     __syncthreads();
     if (threadIdx.x == 0) {
       for (int w = 1; w < int(blockDim.x >> 5); ++w) argmax_merge(best, best_i, sz[w], si[w]);
-      *out = best > kNegInf ? best_i : xv;
+      *out = best > kNegInf ? best_i + p.vocab_start : xv;
+      if (zmax) zmax[pos] = best;
     }
     __syncthreads();
   }
 }
 
+inline unsigned position_blocks(int64_t P) {
+  return static_cast<unsigned>(std::min<int64_t>(P, 1 << 30));
+}
+
 // Launches denoise_argmax_kernel when p.argmax is set (else nothing).
 template <typename In>
-cudaError_t launch_argmax(const In* logits, int64_t stride_b, int64_t stride_l,
-                          View2D<const int64_t> x, const int64_t* sup, int64_t n_sup, int64_t B,
-                          int64_t L, int V, const DenoiseParams& p, cudaStream_t stream) {
+cudaError_t launch_argmax(const Rows<In>& r, const DenoiseParams& p, float* zmax,
+                          cudaStream_t stream) {
   if (p.argmax == nullptr) return cudaSuccess;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(B * L, 1 << 30));
-  denoise_argmax_kernel<In><<<blocks, kArgmaxThreads, 0, stream>>>(logits, stride_b, stride_l, x,
-                                                                   sup, n_sup, B, L, V, p);
+  denoise_argmax_kernel<In><<<position_blocks(r.B * r.L), kArgmaxThreads, 0, stream>>>(r, p, zmax);
   return cudaGetLastError();
 }
 
-// Launches the kernels of one (stats, sampling, CFG) variant. Standalone (NoEpilogue): the fast or
-// the filtered kernel, plus the merge kernel when V is split. Fused: exactly one kernel, with
-// epi_smem bytes of dynamic shared memory for the epilogue.
-template <typename In, Stats kStats, bool kSample, bool kCfg, typename Epi>
-cudaError_t launch(const In* logits, int64_t stride_b, int64_t stride_l, View2D<const int64_t> x,
-                   const int64_t* sup, int64_t n_sup, int64_t B, int64_t L, int V,
-                   const DenoiseParams& p, bool filtered, int splits, int64_t* x0, float* conf,
-                   RowState* partial, const Epi& epi, size_t epi_smem, cudaStream_t stream) {
-  const int64_t P = B * L;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(P, 1 << 30));
-  if (filtered) {
-    denoise_filtered_kernel<In, kStats, kSample, Epi><<<blocks, kFilterThreads, epi_smem, stream>>>(
-        logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p, x0, conf, epi);
-    return cudaGetLastError();
-  }
-  const dim3 grid(blocks, static_cast<unsigned>(splits));
-  denoise_fast_kernel<In, kStats, kSample, kCfg, Epi><<<grid, kFastThreads, epi_smem, stream>>>(
-      logits, stride_b, stride_l, x, sup, n_sup, B, L, V, p, x0, conf, partial, splits, epi);
-  if (!Epi::kFused && splits > 1) {
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return err;
-    const int64_t merge_blocks = ceil_div(P, kMergeThreads / 32);
-    denoise_merge_kernel<kStats>
-        <<<static_cast<unsigned>(std::min<int64_t>(merge_blocks, 1 << 30)), kMergeThreads, 0,
-           stream>>>(x, B, L, p, x0, conf, partial, splits);
-  }
-  return cudaGetLastError();
-}
-
-// Picks the (stats, sampling, CFG) variant of p and launches it (the filtered kernel branches on
-// CFG per position instead: one instance fewer of the largest kernel).
-template <typename In, typename Epi>
-cudaError_t launch_variant(const In* logits, int64_t stride_b, int64_t stride_l,
-                           View2D<const int64_t> x, const int64_t* sup, int64_t n_sup, int64_t B,
-                           int64_t L, int V, const DenoiseParams& p, bool filtered, int splits,
-                           int64_t* x0, float* conf, RowState* partial, const Epi& epi,
-                           size_t epi_smem, cudaStream_t stream) {
-  const auto go = [&](auto stats_tag, auto sample_tag) {
-    constexpr Stats kS = decltype(stats_tag)::value;
-    constexpr bool kSample = decltype(sample_tag)::value;
-    if (p.cfg && !filtered)
-      return launch<In, kS, kSample, true, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L, V,
-                                                p, filtered, splits, x0, conf, partial, epi,
-                                                epi_smem, stream);
-    return launch<In, kS, kSample, false, Epi>(logits, stride_b, stride_l, x, sup, n_sup, B, L, V,
-                                               p, filtered, splits, x0, conf, partial, epi,
-                                               epi_smem, stream);
-  };
+// Calls go(stats_tag, sample_tag, cfg_tag) with std::integral_constant tags of p's variant (the
+// confidence's statistics, T > 0, CFG; cfg_tag is false unless `cfg` is set: the filtered kernel
+// branches on CFG per position instead, one instance fewer of the largest kernel).
+template <typename Go>
+cudaError_t with_variant(const DenoiseParams& p, bool cfg, Go&& go) {
   using SNone = std::integral_constant<Stats, Stats::kNone>;
   using SBasic = std::integral_constant<Stats, Stats::kBasic>;
   using SEnt = std::integral_constant<Stats, Stats::kEntropy>;
+  const auto with_cfg = [&](auto stats_tag, auto sample_tag) {
+    return cfg ? go(stats_tag, sample_tag, std::true_type{})
+               : go(stats_tag, sample_tag, std::false_type{});
+  };
   const auto with_stats = [&](auto sample_tag) {
     switch (p.confidence) {
       case Confidence::kRandom:
-        return go(SNone{}, sample_tag);
+        return with_cfg(SNone{}, sample_tag);
       case Confidence::kNegEntropy:
-        return go(SEnt{}, sample_tag);
+        return with_cfg(SEnt{}, sample_tag);
       default:
-        return go(SBasic{}, sample_tag);
+        return with_cfg(SBasic{}, sample_tag);
     }
   };
   return p.sample ? with_stats(std::true_type{}) : with_stats(std::false_type{});
@@ -972,11 +1057,14 @@ cudaError_t launch_variant(const In* logits, int64_t stride_b, int64_t stride_l,
 }  // namespace denoise_detail
 
 // How a call is laid out: splits of V per position (fast path, small B*L) and the workspace the
-// caller must provide (partial states [B*L, splits], 32 B each; never B*L*V).
+// caller must provide: pass-1 states [B*L, splits] (32 B each), then the zeroed part: sums
+// [B*L, 2] (16 B) and split counters [B*L] (4 B). Never B*L*V.
 struct DenoisePlan {
   bool filtered;
   int splits;
-  size_t workspace_bytes;
+  size_t zeroed_offset;  // bytes: sums, then split counters (splits > 1), zeroed per call
+  size_t zeroed_bytes;
+  size_t workspace_bytes;  // 16-byte aligned
 };
 
 inline DenoisePlan denoise_step_plan(int64_t B, int64_t L, int64_t V, const DenoiseParams& p,
@@ -990,13 +1078,68 @@ inline DenoisePlan denoise_step_plan(int64_t B, int64_t L, int64_t V, const Deno
     const int64_t max_splits = std::clamp<int64_t>(V / 4096, 1, 64);  // >= 4096 logits per split
     plan.splits = static_cast<int>(std::clamp<int64_t>(ceil_div(target_blocks, P), 1, max_splits));
   }
-  plan.workspace_bytes =
-      plan.splits > 1 ? size_t(P) * plan.splits * sizeof(denoise_detail::RowState) : 0;
+  if (plan.splits > 1) {
+    plan.zeroed_offset = size_t(P) * plan.splits * sizeof(denoise_detail::RowState);
+    const size_t per_position = sizeof(denoise_detail::Sums) + sizeof(unsigned);
+    plan.zeroed_bytes = (size_t(P) * per_position + 15) / 16 * 16;
+  }
+  plan.workspace_bytes = plan.zeroed_offset + plan.zeroed_bytes;
   return plan;
 }
 
+namespace denoise_detail {
+
+// The workspace pieces of a plan (splits > 1).
+struct Workspace {
+  RowState* partial;         // [B*L, splits]
+  unsigned long long* sums;  // [B*L, 2]
+  unsigned* split_count;     // [B*L]
+};
+
+inline Workspace carve(void* workspace, const DenoisePlan& plan, int64_t P) {
+  unsigned char* w = static_cast<unsigned char*>(workspace);
+  auto* sums = reinterpret_cast<unsigned long long*>(w + plan.zeroed_offset);
+  return Workspace{reinterpret_cast<RowState*>(w), sums, reinterpret_cast<unsigned*>(sums + 2 * P)};
+}
+
+// Launches the kernels of p's variant: the filtered kernel; or the fast kernel (whole rows), or
+// with V split the fast kernel (pass 1) then the sums kernel (pass 2, merge, finalize). The
+// plan's zeroed part must be zero (the caller's cudaMemsetAsync). epi_smem: dynamic shared memory
+// for the epilogue.
+template <typename In, typename Epi>
+cudaError_t launch_denoise(const Rows<In>& r, const DenoiseParams& p, const DenoisePlan& plan,
+                           int64_t* x0, float* conf, void* workspace, const Epi& epi,
+                           size_t epi_smem, cudaStream_t stream) {
+  const int64_t P = r.B * r.L;
+  const unsigned blocks = position_blocks(P);
+  const Workspace ws = plan.splits > 1 ? carve(workspace, plan, P) : Workspace{};
+  return with_variant(
+      p, p.cfg && !plan.filtered, [&](auto stats_tag, auto sample_tag, auto cfg_tag) {
+        constexpr Stats kS = decltype(stats_tag)::value;
+        constexpr bool kSample = decltype(sample_tag)::value;
+        constexpr bool kCfg = decltype(cfg_tag)::value;
+        if (plan.filtered) {
+          denoise_filtered_kernel<In, kS, kSample, Epi>
+              <<<blocks, kFilterThreads, epi_smem, stream>>>(r, p, x0, conf, epi);
+          return cudaGetLastError();
+        }
+        const dim3 grid(blocks, static_cast<unsigned>(plan.splits));
+        const FastIO fio{nullptr, ws.partial, false};
+        denoise_fast_kernel<In, kS, kSample, kCfg, Epi>
+            <<<grid, kFastThreads, epi_smem, stream>>>(r, p, x0, conf, fio, plan.splits, epi);
+        cudaError_t err = cudaGetLastError();
+        if (err != cudaSuccess || plan.splits == 1) return err;
+        const SumsIO sio{nullptr, ws.partial, nullptr, ws.sums, ws.split_count};
+        denoise_sums_kernel<In, kS, kCfg, Epi>
+            <<<grid, kFastThreads, epi_smem, stream>>>(r, p, x0, conf, sio, plan.splits, epi);
+        return cudaGetLastError();
+      });
+}
+
+}  // namespace denoise_detail
+
 // x0 / conf of every position (x0 = x, conf = -inf where not denoised), and p.argmax when set.
-// workspace: at least plan.workspace_bytes, 16-byte aligned.
+// workspace: at least plan.workspace_bytes, 16-byte aligned (its zeroed part is zeroed here).
 template <typename In>
 cudaError_t denoise_step(const In* logits,                    // [B, L, V], V contiguous
                          int64_t stride_b, int64_t stride_l,  // element strides of B and L
@@ -1013,13 +1156,13 @@ cudaError_t denoise_step(const In* logits,                    // [B, L, V], V co
   if (V < 1 || V > INT32_MAX - 1024) return cudaErrorInvalidValue;  // int loops step <= 512
   if (plan.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
   if (suppress == nullptr) n_suppress = 0;
-  const cudaError_t err = launch_argmax(logits, stride_b, stride_l, x, suppress, n_suppress, B, L,
-                                        static_cast<int>(V), p, stream);
+  const Rows<In> r{logits, stride_b, stride_l, x, suppress, n_suppress, B, L, static_cast<int>(V)};
+  cudaError_t err = launch_argmax(r, p, nullptr, stream);
+  if (err == cudaSuccess && plan.zeroed_bytes > 0)
+    err = cudaMemsetAsync(static_cast<unsigned char*>(workspace) + plan.zeroed_offset, 0,
+                          plan.zeroed_bytes, stream);
   if (err != cudaSuccess) return err;
-  return launch_variant<In, NoEpilogue>(logits, stride_b, stride_l, x, suppress, n_suppress, B, L,
-                                        static_cast<int>(V), p, plan.filtered, plan.splits, x0,
-                                        conf, static_cast<RowState*>(workspace), NoEpilogue{}, 0,
-                                        stream);
+  return launch_denoise(r, p, plan, x0, conf, workspace, NoEpilogue{}, 0, stream);
 }
 
 }  // namespace dllm::cuda
