@@ -22,6 +22,9 @@
 #   ctest         30  the native CUDA tests (csrc/tests/test_*_cuda.cu)
 #   cpu_simd      25  the CPU denoise_step SIMD paths vs generic (AVX-512 runs only on a host that
 #                     has it: the lent machines' CPUs may; the 2-core dev/CI VMs have AVX2 only)
+#   bench_denoise_step_tp   60  tp = 2 denoise_step on one GPU: rank 0's shard work (the CUDA
+#                               shard kernels + tp.py's glue, no collectives) vs the unsharded op,
+#                               checked bit-equal; its NCCL table needs 2 GPUs (skipped here)
 #   bench_denoise_step     120  LLaDA shapes vs the eager LLaDA step, the reference, torch.compile
 #   bench_block_attention   75  vs gather + SDPA (every backend) and SDPA on gathered K/V
 #   bench_generate          75  LLaDA-8B-shaped TinyLLaDA, runtime vs literal loops
@@ -29,7 +32,8 @@
 # returns): summary.txt (environment, plan, one line + log tail per step, final tables), build.log,
 # tests.log (verify, pytest, ctest), sanitize.log, bench.log (the three benchmarks' output) and
 # bench_denoise_step.json, bench_block_attention.json, bench_generate.json (rewritten after each
-# case, so a benchmark cut off by the deadline keeps what it finished). Commit them under
+# case, so a benchmark cut off by the deadline keeps what it finished; bench_denoise_step_tp's
+# table is in bench.log only, a ninth file would not come back). Commit them under
 # benchmarks/results/<date>-<gpu>/.
 #
 # The device has torch (python3), nvcc and compute-sanitizer but no network: nothing is installed,
@@ -68,6 +72,7 @@ PLAN=(
   "pytest 100 python -m pytest -m cuda python_tests -n 8 (DLLM_REQUIRE_GPU=1)"
   "ctest 30 ctest -R _cuda (native CUDA tests)"
   "cpu_simd 25 pytest test_denoise_step_simd.py: the host's AVX-512 denoise_step path, if any"
+  "bench_denoise_step_tp 60 benchmarks/bench_denoise_step_tp.py --device cuda, tp=2 on one GPU"
   "bench_denoise_step 120 benchmarks/bench_denoise_step.py, LLaDA shapes"
   "bench_block_attention 75 benchmarks/bench_block_attention.py, LLaDA / Dream steps + prefill"
   "bench_generate 75 benchmarks/bench_generate.py, llada8b-shaped"
@@ -96,6 +101,8 @@ VERIFY_ARGS=(verify --device cuda)
 SAN_ARGS=(benchmarks/sanitize_cases.py)  # all but memcheck add --quick
 # -v: one line per test as it ends, so a run stopped by its limit still names its failures.
 PYTEST_ARGS=(-m pytest -m cuda python_tests -v -ra -p no:cacheprovider --durations=10)
+# default shapes (1x32x126464, 8x32x126464) and dtypes (bf16, fp32); the configs without top_p
+BDTP_ARGS=(benchmarks/bench_denoise_step_tp.py --device cuda --reps 20 --rounds 5)
 BDS_ARGS=(benchmarks/bench_denoise_step.py --device cuda
           --shapes 1x32x126464,64x32x126464,8x32x126464
           --dtypes bf16,fp32)
@@ -120,6 +127,7 @@ if [ "$mode" = dry ]; then
   if bash -n "${BASH_SOURCE[0]}"; then ok "bash syntax of gpu_session.sh"
   else bad "bash syntax of gpu_session.sh"; fi
   for f in setup.py CMakeLists.txt benchmarks/sanitize_cases.py benchmarks/bench_denoise_step.py \
+    benchmarks/bench_denoise_step_tp.py \
     benchmarks/bench_block_attention.py benchmarks/bench_generate.py dllm_kernels/__main__.py; do
     [ -f "$f" ] || { bad "missing $f"; continue; }
     case "$f" in
@@ -138,7 +146,8 @@ if [ "$mode" = dry ]; then
   # One python process (torch is imported once): the package with its native ops, every script
   # the run calls with the exact arguments it passes them (parsed, not run), then the first CPU
   # part: the sanitizer cases on the CPU kernels.
-  if "$PY" - "${VERIFY_ARGS[@]}" --- "${SAN_ARGS[@]:1}" --quick --- "${BDS_ARGS[@]:1}" \
+  if "$PY" - "${VERIFY_ARGS[@]}" --- "${SAN_ARGS[@]:1}" --quick --- "${BDTP_ARGS[@]:1}" \
+    --- "${BDS_ARGS[@]:1}" \
     --- "${BBA_ARGS[@]:1}" --- "${BGEN_ARGS[@]:1}" <<'EOF'
 import argparse, contextlib, importlib, importlib.util, sys, time
 try:
@@ -182,6 +191,7 @@ def parse_then_stop(self, args=None, namespace=None):
 argparse.ArgumentParser.parse_args = parse_then_stop
 scripts = [("python -m dllm_kernels", "dllm_kernels.__main__"),
            ("sanitize_cases.py", "benchmarks/sanitize_cases.py"),
+           ("bench_denoise_step_tp.py", "benchmarks/bench_denoise_step_tp.py"),
            ("bench_denoise_step.py", "benchmarks/bench_denoise_step.py"),
            ("bench_block_attention.py", "benchmarks/bench_block_attention.py"),
            ("bench_generate.py", "benchmarks/bench_generate.py")]
@@ -390,6 +400,7 @@ if [ "$mode" = run ]; then
   step pytest tests.log "$PY" "${PYTEST_ARGS[@]}" "${xdist[@]}"
   step ctest tests.log bash -c ctest_run
   step cpu_simd tests.log "$PY" "${SIMD_ARGS[@]}"
+  step bench_denoise_step_tp bench.log "$PY" "${BDTP_ARGS[@]}"
   step bench_denoise_step bench.log "$PY" "${BDS_ARGS[@]}" --json "$OUT/bench_denoise_step.json"
   step bench_block_attention bench.log "$PY" "${BBA_ARGS[@]}" \
     --json "$OUT/bench_block_attention.json"
@@ -429,7 +440,8 @@ fi
 section() { awk -v h="==== $2:" 'index($0, h) == 1 { on = 1; next } /^==== / { on = 0 } on' "$1"; }
 {
   echo "== tables ($((SECONDS - START)) s elapsed)"
-  for name in bench bench_denoise_step bench_block_attention bench_generate; do
+  for name in bench bench_denoise_step_tp bench_denoise_step bench_block_attention \
+    bench_generate; do
     for log in "$OUT/bench.log" "$OUT/$name.log"; do
       [ -f "$log" ] && grep -q "^==== $name:" "$log" || continue
       echo "-- $name"
