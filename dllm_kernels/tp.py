@@ -20,17 +20,19 @@ moving the logits:
     filters top-k: each rank's k largest values, all_gather, the k-th largest of the union (the
             global threshold). top-p: all_reduce of the max, all_reduce of the 4096-bucket mass
             histogram (exact in double, hence in any order), the crossing bucket's members
-            all_gathered in vocabulary order and walked as the unsharded kernel walks them.
+            all_gathered in vocabulary order and walked as the unsharded kernel walks them (CPU;
+            CUDA: below).
 
 Bytes a rank sends per denoised position and step (unfiltered): 64 B (state) + 16 B (sums),
 against V_shard * sizeof(logit) for an all-gather (63,232 bf16 logits at V = 126,464 and tp = 2:
 126 KB, ~1600x more); top-k adds 4k B, top-p 32 KB (the histogram) + its members.
 
 CPU and CUDA have shard kernels (csrc/cpu/denoise_shard.cpp, dllm/cuda/denoise_shard.cuh; the
-CUDA ones have not run on a GPU yet), except top-p on CUDA: its unsharded threshold sums float64
-masses with atomics (not exactly), so with top_p < 1 CUDA logits are all-gathered and the unsharded
-op runs: the same result, with the all-gather's bytes (a one-time warning says so). The reference
-backend does the same for every call.
+CUDA ones have not run on a GPU yet). The filters follow each device's unsharded kernel: on CUDA
+top-k is the k-th largest of the whole row and top-p the kernel's radix select, whose four levels
+are [B, L, 256, 2] histograms of counts and integer masses (all-reduced, exact), picked as the
+kernel picks (_pick_bin). On the reference backend the op all-gathers the logits and runs the
+unsharded op: the same result, with the all-gather's bytes (a one-time warning says so).
 """
 
 from __future__ import annotations
@@ -95,15 +97,6 @@ def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
     return parts
 
 
-def _broadcast(t: torch.Tensor, group) -> torch.Tensor:
-    """t from the group's first rank, on every rank (any device; see _through_host)."""
-    if _through_host(t, group):
-        return _broadcast(t.cpu(), group).to(t.device)
-    t = t.contiguous()
-    dist.broadcast(t, src=dist.get_global_rank(group, 0) if group else 0, group=group)
-    return t
-
-
 def _all_reduce(t: torch.Tensor, group, op=dist.ReduceOp.SUM) -> torch.Tensor:
     """all_reduce of t (any device; see _through_host), returned."""
     if _through_host(t, group):
@@ -147,7 +140,7 @@ class _Shard:
         self.vocab_start = vocab_start
         self.eligible, self.uncond, self.cfg_scale = eligible, uncond_logits, cfg_scale
 
-    def __call__(self, stage, threshold=None, anchor=None, bucket=None, with_argmax=False):
+    def __call__(self, stage, threshold=None, anchor=None, bucket=None, with_argmax=False, shift=0):
         return torch.ops.dllm_kernels.denoise_shard(
             self.logits,
             self.x,
@@ -161,6 +154,7 @@ class _Shard:
             anchor,
             bucket,
             with_argmax,
+            shift,
         )
 
 
@@ -208,12 +202,69 @@ def _top_p_threshold(shard: _Shard, top_p: float, thr, group, order) -> torch.Te
     return tau.view(B, L)
 
 
+def _key_float(key: torch.Tensor) -> torch.Tensor:
+    """The float32 of an order-preserving uint32 key held in int64 (dllm::cuda key_float)."""
+    bits = torch.where(key >= 2**31, key - 2**31, (~key) & 0xFFFFFFFF)
+    bits = torch.where(bits >= 2**31, bits - 2**32, bits)
+    return bits.to(torch.int32).view(torch.float32)
+
+
+def _pick_bin(cnt, mass, done, need):
+    """The CUDA kernel's pick_bin on [..., 256] histograms (int64, exact): the highest bin d with
+    cnt > 0 where float64(done + the mass of bins >= d) >= need, else the lowest non-empty bin;
+    returns (d, the mass of the bins above d)."""
+    c, w = cnt.flip(-1), mass.flip(-1)  # index j = bin 255 - j: from the top
+    incl = w.cumsum(-1)
+    ok = (c > 0) & ((done[..., None] + incl).double() >= need[..., None])
+    first = ok.int().argmax(-1)
+    lowest = 255 - (c > 0).flip(-1).int().argmax(-1)
+    j = torch.where(ok.any(-1), first, lowest)
+    above = (incl - w).gather(-1, j[..., None])[..., 0]
+    return 255 - j, above
+
+
+def _top_p_threshold_cuda(shard: _Shard, top_p: float, lo, group) -> torch.Tensor:
+    """tau of each row as the unsharded CUDA kernel finds it (dllm/cuda/denoise_step.cuh,
+    top_p_value): the max over the shards, then four levels of the radix select, each on the
+    all-reduced [B, L, 256, 2] histogram of counts and integer masses (exact in any order).
+    lo: top_k_first's k-th values (the set's lower bound), or None. [B, L] float32."""
+    m = _all_reduce(shard("range")[..., 0].contiguous(), group, dist.ReduceOp.MAX)
+    prefix = torch.zeros(m.shape, dtype=torch.int64, device=m.device)
+    done = torch.zeros_like(prefix)
+    need = None
+    for shift in (24, 16, 8, 0):
+        h = shard("top_p_level", threshold=lo, anchor=m, bucket=prefix, shift=shift)
+        h = _all_reduce(h, group)
+        cnt, mass = h[..., 0], h[..., 1]
+        if need is None:  # every token of the set is in the first level
+            need = top_p * mass.sum(-1).double()
+        d, above = _pick_bin(cnt, mass, done, need)
+        done = done + above
+        prefix = prefix | (d << shift)
+    return torch.where(m > float("-inf"), _key_float(prefix), float("-inf"))
+
+
+def _filter_threshold_cuda(shard, top_k, top_p, filter_order, V, group, order):
+    """As the unsharded CUDA kernel combines the filters: kth = the k-th largest of the whole
+    row; top_k_first: max(kth, tau of top-p over the values >= kth); top_p_first: max(kth, tau
+    of the whole row)."""
+    use_k = 0 < top_k < V
+    kth = _top_k_threshold(shard, top_k, None, group, order) if use_k else None
+    if top_p >= 1.0:
+        return kth.contiguous()
+    lo = kth.contiguous() if use_k and filter_order == "top_k_first" else None
+    tau = _top_p_threshold_cuda(shard, top_p, lo, group)
+    return (tau if kth is None else torch.maximum(kth, tau)).contiguous()
+
+
 def _filter_threshold(shard, top_k, top_p, filter_order, V, B, L, group, order):
     """The filters' combined global threshold [B, L] (values below it are cut; on the logits'
     device), or None when no filter acts (the unsharded kernel's is_filtered)."""
     use_k = 0 < top_k < V
     if not use_k and top_p >= 1.0:
         return None
+    if shard.logits.device.type == "cuda":
+        return _filter_threshold_cuda(shard, top_k, top_p, filter_order, V, group, order)
     thr = torch.full((B, L), float("-inf"), device=shard.logits.device)
     steps = ("top_k", "top_p") if filter_order == "top_k_first" else ("top_p", "top_k")
     for step in steps:
@@ -280,7 +331,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
     vocab_start = _args.as_int(vocab_start, op, "vocab_start")
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
         raise ValueError(f"dllm_kernels.{op}: logits must be a [B, L, V_shard] tensor")
-    native = _has_shard_kernels(logits.device.type, float(top_p))
+    native = _has_shard_kernels(logits.device.type)
     filtered = _args.as_int(top_k, op, "top_k") > 0 or float(top_p) < 1.0
     V = None  # unfiltered native calls learn the layout with the states (one collective fewer)
     if filtered or not native:
@@ -289,8 +340,6 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
     local_suppress = _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)
     if not native:  # all-gather, then the unsharded op
         what = f"{logits.device.type} tensors (or the reference backend)"
-        if NATIVE and logits.device.type == "cuda":
-            what = "top_p < 1 on CUDA (its threshold's mass sums are not exact)"
         _warn_once(
             what,
             f"dllm_kernels.{op}(group=...): no shard kernels for {what}; all-gathering the "
@@ -302,12 +351,7 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
             full_u = _gather_shards(uncond_logits, group, order, ranges)
         from . import ops
 
-        out = ops.denoise_step(full, x, mask_id, **{**opts, "seed": seed, "uncond_logits": full_u})
-        if logits.device.type == "cpu":
-            return out
-        # The CUDA top-p threshold sums float64 masses with atomics, so two ranks could (very
-        # rarely) differ in the last bit of a mass: every rank takes the group's first rank's result.
-        return tuple(_broadcast(t, group) for t in out)
+        return ops.denoise_step(full, x, mask_id, **{**opts, "seed": seed, "uncond_logits": full_u})
     from .ops import _denoise_args
 
     shard_logits, shard_uncond, shard_start = logits, uncond_logits, vocab_start
@@ -409,13 +453,11 @@ def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
     return (x0, conf, transfer, argmax) if return_argmax else (x0, conf, transfer)
 
 
-def _has_shard_kernels(device_type: str, top_p: float) -> bool:
+def _has_shard_kernels(device_type: str) -> bool:
     """Does this call run the shard kernels (else: all-gather, then the unsharded op)?"""
     if device_type == "cpu":
         return NATIVE
-    return (
-        NATIVE and device_type == "cuda" and top_p >= 1.0 and _has_kernel("denoise_shard", "CUDA")
-    )
+    return NATIVE and device_type == "cuda" and _has_kernel("denoise_shard", "CUDA")
 
 
 def _shared_seed(seed, offset, group, op: str, device=None) -> int:

@@ -334,6 +334,10 @@ def test_shard_op_checks_vocab_start():
         torch.ops.dllm_kernels.denoise_shard(logits, x, *args, 0, "nope", None, None, None)
     with pytest.raises(RuntimeError, match="denoise_shard: anchor is needed"):
         torch.ops.dllm_kernels.denoise_shard(logits, x, *args, 0, "sums", None, None, None)
+    M = torch.zeros(1, 2)
+    prefix = torch.zeros(1, 2, dtype=torch.int64)
+    with pytest.raises(RuntimeError, match="denoise_shard: stage 'top_p_level' is CUDA's"):
+        torch.ops.dllm_kernels.denoise_shard(logits, x, *args, 0, "top_p_level", None, M, prefix)
 
 
 def test_vocab_range_tiles():
@@ -443,6 +447,67 @@ def test_simulated_shards_equal_unsharded(device, V, dtype, confidence, temperat
             assert torch.equal(g_, w_), (world, name)
 
 
+def _float_key(v: torch.Tensor) -> torch.Tensor:
+    """dllm::cuda float_key of float32 values, as int64 (-0 and +0 share a key)."""
+    u = (v + 0.0).view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    return torch.where(u >= 2**31, (~u) & 0xFFFFFFFF, u | 2**31)
+
+
+def _level_hist(vals, lo_key, m, prefix, shift):
+    """The CUDA top_p_level stage in torch: [B, L, 256, 2] counts and integer masses."""
+    key = _float_key(vals)
+    pmask = 0 if shift == 24 else (0xFFFFFFFF << (shift + 8)) & 0xFFFFFFFF
+    inside = (key >= lo_key[..., None]) & ((key & pmask) == prefix[..., None])
+    dm = vals - m[..., None]
+    w = torch.where(dm >= -40, torch.round(torch.exp(dm).double() * 2.0**40), 0).to(torch.int64)
+    bins = (key >> shift) & 255
+    h = torch.zeros(*vals.shape[:2], 256, 2, dtype=torch.int64)
+    h[..., 0].scatter_add_(-1, bins, inside.to(torch.int64))
+    h[..., 1].scatter_add_(-1, bins, torch.where(inside, w, 0))
+    return h
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_cuda_top_p_protocol(world, monkeypatch):
+    """tp.py's CUDA top-p (four radix levels on all-reduced histograms, _pick_bin, _key_float)
+    on CPU, the stages emulated in torch and the all-reduce a sum over the shards: tau equals the
+    definition, the largest value whose mass of values >= it reaches top_p of the total (as
+    float64(integer sum) >= top_p * float64(total)), with lo_key, ties and -inf values."""
+    g = torch.Generator().manual_seed(world)
+    B, L, V, top_p = 2, 5, 3001, 0.9
+    vals = (torch.randn(B, L, V, generator=g) * 3).round(decimals=1)  # ties
+    vals[0, 0, :100] = float("-inf")
+    lo = torch.full((B, L), float("-inf"))
+    lo[1] = vals[1].topk(40, dim=-1).values[..., -1]  # top_k_first's bound on batch row 1
+    ranges = [tp.vocab_range(V, r, world) for r in range(world)]
+
+    class Shard:
+        def __call__(self, stage, threshold=None, anchor=None, bucket=None, shift=0):
+            if stage == "range":
+                return torch.stack([vals.amax(-1), vals.amin(-1)], dim=-1)
+            lo_key = _float_key(threshold) if threshold is not None else torch.zeros_like(bucket)
+            parts = [
+                _level_hist(vals[..., vs : vs + n], lo_key, anchor, bucket, shift)
+                for vs, n in ranges
+            ]
+            return sum(parts)
+
+    monkeypatch.setattr(tp, "_all_reduce", lambda t, group, op=None: t)
+    tau = tp._top_p_threshold_cuda(Shard(), top_p, lo, None)
+    m = vals.amax(-1)
+    for b in range(B):
+        for l in range(L):
+            v = vals[b, l][vals[b, l] >= lo[b, l]]
+            w = torch.where(
+                v - m[b, l] >= -40, torch.round(torch.exp(v - m[b, l]).double() * 2.0**40), 0
+            ).to(torch.int64)
+            need = top_p * float(w.sum())
+            uniq = v.unique(sorted=True).flip(0)  # descending
+            cum = torch.stack([w[v >= u].sum() for u in uniq])
+            want = uniq[(cum.double() >= need).nonzero()[0, 0]]
+            assert float(tau[b, l]) == float(want), (b, l)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_shard_ops_opcheck(device):
     """The shard pieces are internal ops (no Meta kernels: the members stage's width is
@@ -468,9 +533,17 @@ def test_shard_ops_opcheck(device):
     x0, conf, _ = op.denoise_shard_finalize(*fin)
     want = ops.denoise_step(logits, x, 39, temperature=0.8, confidence="neg_entropy", seed=5)
     assert torch.equal(x0, want[0]) and torch.equal(conf, want[1])
-    if device == "cuda":  # top-p over shards is CPU-only: a clear error, not a crash
+    if device == "cuda":  # top-p over CUDA shards: range and top_p_level (hist is CPU's)
         with pytest.raises(RuntimeError, match=r"denoise_shard: stage 'hist' has no CUDA kernel"):
             op.denoise_shard(logits, x, *args, 0.0, 0, "hist", None, M, None)
+        prefix = torch.zeros(2, 3, dtype=torch.int64, device=device)
+        level = (logits, x, *args, 0.0, 0, "top_p_level", None, M, prefix, False, 24)
+        torch.library.opcheck(op.denoise_shard, level, test_utils=utils)
+        h = op.denoise_shard(*level)  # every token of the row in the first level's counts
+        counts = h[..., 0].sum(-1)
+        assert h.shape == (2, 3, 256, 2) and bool((counts == 40).all())
+        with pytest.raises(RuntimeError, match="denoise_shard: shift must be 24, 16, 8 or 0"):
+            op.denoise_shard(*level[:-1], 12)
         return
     hist = torch.rand(4, 4096, dtype=torch.float64, generator=g)
     plan = (hist, 0.5, torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.float64))
@@ -524,14 +597,12 @@ def _cuda_sharded(rank, world):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_shards_equal_unsharded():
     """CUDA shards at tp = 2 (two gloo ranks on cuda:0): every rank gets the unsharded CUDA op's
-    result bit for bit, through the CUDA shard kernels for every case without top-p (top-p on
-    CUDA all-gathers the logits: its threshold's mass sums are not exact)."""
+    result bit for bit, through the CUDA shard kernels in every case (top-p: the radix levels)."""
     per_rank = run_ranks(_cuda_sharded, 2)
     for i, case in enumerate(CASES):
         cuda_case, (logits, x, uncond, eligible) = _to_cuda(case, _inputs(case))
         want = [w.cpu() for w in _call(cuda_case, logits, x, uncond, eligible)]
-        top_p = float(case["opts"].get("top_p", 1.0))
         for rank_out in per_rank:
             got, gathered = rank_out[i]
-            assert gathered == (top_p < 1.0 or not NATIVE), case["name"]
+            assert gathered == (not NATIVE), case["name"]
             assert all(torch.equal(g, w) for g, w in zip(got, want)), case["name"]

@@ -88,6 +88,8 @@ void run_position(const R* row, int64_t V, const int64_t* sp, int64_t ns,
       io.i64_out[2 * i + 1] = s.t;
       return;
     }
+    case Stage::kTopPLevel:  // CUDA's; denoise_shard_check refuses it on CPU
+      return;
   }
 }
 
@@ -132,13 +134,14 @@ at::Tensor denoise_shard_cpu(
     const std::optional<at::Tensor>& threshold,  // [B, L] f32: the filters' global threshold
     const std::optional<at::Tensor>& anchor,     // [B, L] f32: the global max (hist/members/sums)
     const std::optional<at::Tensor>& bucket,     // [B, L] int64: top-p crossing bucket (members)
-    bool with_argmax) {                          // state: also z's argmax (return_argmax)
+    bool with_argmax,                            // state: also z's argmax (return_argmax)
+    int64_t shift) {                             // top_p_level (CUDA's): refused here
   const char* op = "denoise_shard";
   dllm::DenoiseParams p = denoise_step_check(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
       shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale);
   StageIO io{};
-  io.stage = denoise_shard_check(x, vocab_start, stage, threshold, anchor, bucket);
+  io.stage = denoise_shard_check(x, vocab_start, stage, threshold, anchor, bucket, shift);
   p.vocab_start = vocab_start;
   // Pass 1 keeps z's argmax when p.argmax is set (accumulate_range_at); finalize writes it.
   int64_t argmax_unused = 0;
@@ -183,6 +186,8 @@ at::Tensor denoise_shard_cpu(
     case Stage::kSums:
       out = at::zeros({B, L, 2}, x.options().dtype(at::kLong));
       io.i64_out = out.data_ptr<int64_t>();
+      break;
+    case Stage::kTopPLevel:  // CUDA's; denoise_shard_check refuses it on CPU
       break;
   }
   at::Tensor suppress;

@@ -1,5 +1,6 @@
 // csrc/cuda/denoise_shard.cu — CUDA implementation of the vocabulary-parallel pieces of
-// denoise_step (dllm_kernels::denoise_shard: stages top_k / state / sums; denoise_shard_finalize);
+// denoise_step (dllm_kernels::denoise_shard: stages top_k / range / top_p_level / state / sums;
+// denoise_shard_finalize);
 // dllm_kernels/tp.py runs them around the collectives. The launchers are in
 // dllm/cuda/denoise_shard.cuh (instances: csrc/cuda/denoise_step/*.cu), the checks in
 // csrc/torch/checks.cpp, the CPU pieces in csrc/cpu/denoise_shard.cpp.
@@ -32,14 +33,17 @@ at::Tensor denoise_shard_cuda(
     const std::optional<at::Tensor>& uncond_logits,  // like logits (CFG), or none
     double cfg_scale, int64_t vocab_start, c10::string_view stage,
     const std::optional<at::Tensor>& threshold,  // [B, L] f32: the filters' global threshold
-    const std::optional<at::Tensor>& anchor,     // [B, L] f32: the global max of d (sums)
-    const std::optional<at::Tensor>& bucket,     // unused on CUDA (top-p members)
-    bool with_argmax) {                          // state: also z's argmax (return_argmax)
+    const std::optional<at::Tensor>& anchor,     // [B, L] f32: the global max (sums: of d,
+                                                 //   top_p_level: of the scaled logits)
+    const std::optional<at::Tensor>& bucket,     // [B, L] int64: top_p_level's key prefix
+    bool with_argmax,                            // state: also z's argmax (return_argmax)
+    int64_t shift) {                             // top_p_level: the level (24, 16, 8, 0)
   constexpr const char* op = "denoise_shard";
   dllm::DenoiseParams p = denoise_step_check(
       logits, x, mask_id, temperature, top_k, top_p, filter_order, confidence, confidence_source,
       shift_logits, suppress_tokens, seed, offset, op, eligible, uncond_logits, cfg_scale);
-  const ShardStage st = denoise_shard_check(x, vocab_start, stage, threshold, anchor, bucket);
+  const ShardStage st =
+      denoise_shard_check(x, vocab_start, stage, threshold, anchor, bucket, shift);
   p.vocab_start = vocab_start;
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = x.size(0), L = x.size(1), V = logits.size(2);
@@ -58,14 +62,21 @@ at::Tensor denoise_shard_cuda(
   with_logits(logits, op, [&](const auto* ptr) {
     using In = std::remove_cv_t<std::remove_pointer_t<decltype(ptr)>>;
     const dllm::cuda::denoise_detail::Rows<In> r{
-        ptr,         logits.stride(0), logits.stride(1), xv, sup.defined() ? sup.const_data_ptr<int64_t>() : nullptr,
-        sup.defined() ? sup.numel() : 0, B, L, static_cast<int>(V)};
+        ptr,
+        logits.stride(0),
+        logits.stride(1),
+        xv,
+        sup.defined() ? sup.const_data_ptr<int64_t>() : nullptr,
+        sup.defined() ? sup.numel() : 0,
+        B,
+        L,
+        static_cast<int>(V)};
     switch (st) {
       case ShardStage::kTopK:
         out = at::full({B, L, top_k}, -std::numeric_limits<double>::infinity(),
                        opts.dtype(at::kFloat));
-        DLLM_CUDA_CHECK(op, dllm::cuda::denoise_shard_top_k(r, p, thr, top_k,
-                                                            out.data_ptr<float>(), stream));
+        DLLM_CUDA_CHECK(
+            op, dllm::cuda::denoise_shard_top_k(r, p, thr, top_k, out.data_ptr<float>(), stream));
         break;
       case ShardStage::kState: {
         out = at::empty({B, L, 8}, opts.dtype(at::kDouble));
@@ -88,6 +99,18 @@ at::Tensor denoise_shard_cuda(
         out = at::empty({B, L, 2}, opts);
         DLLM_CUDA_CHECK(op, dllm::cuda::denoise_shard_sums(
                                 r, p, thr, anchor->const_data_ptr<float>(), splits,
+                                reinterpret_cast<long long*>(out.data_ptr<int64_t>()), stream));
+        break;
+      case ShardStage::kRange:
+        out = at::empty({B, L, 2}, opts.dtype(at::kFloat));
+        DLLM_CUDA_CHECK(op,
+                        dllm::cuda::denoise_shard_range(r, p, thr, out.data_ptr<float>(), stream));
+        break;
+      case ShardStage::kTopPLevel:  // threshold: top_k_first's k-th value (the lower key bound)
+        out = at::empty({B, L, 256, 2}, opts);
+        DLLM_CUDA_CHECK(op, dllm::cuda::denoise_shard_top_p_level(
+                                r, p, thr, anchor->const_data_ptr<float>(),
+                                bucket->const_data_ptr<int64_t>(), static_cast<int>(shift),
                                 reinterpret_cast<long long*>(out.data_ptr<int64_t>()), stream));
         break;
       default:  // denoise_shard_check refused the CPU-only stages

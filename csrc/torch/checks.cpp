@@ -189,33 +189,38 @@ ShardStage denoise_shard_stage(c10::string_view s) {
   if (s == "hist") return ShardStage::kHist;
   if (s == "members") return ShardStage::kMembers;
   if (s == "state") return ShardStage::kState;
+  if (s == "top_p_level") return ShardStage::kTopPLevel;
   DLLM_CHECK_ARG(s == "sums", "denoise_shard", "stage",
-                 "must be one of top_k, range, hist, members, state, sums; got '", s, "'");
+                 "must be one of top_k, range, hist, members, state, sums, top_p_level; got '", s,
+                 "'");
   return ShardStage::kSums;
 }
 
 ShardStage denoise_shard_check(const at::Tensor& x, int64_t vocab_start, c10::string_view stage,
                                const std::optional<at::Tensor>& threshold,
                                const std::optional<at::Tensor>& anchor,
-                               const std::optional<at::Tensor>& bucket) {
+                               const std::optional<at::Tensor>& bucket, int64_t shift) {
   const char* op = "denoise_shard";
   const ShardStage st = denoise_shard_stage(stage);
   DLLM_CHECK_ARG(vocab_start >= 0 && vocab_start % 4 == 0, op, "vocab_start",
                  "must be >= 0 and a multiple of 4 (the Gumbel noise comes in groups of 4 token "
                  "ids), got ",
                  vocab_start);
-  DLLM_CHECK_ARG(!x.is_cuda() || st == ShardStage::kTopK || st == ShardStage::kState ||
-                     st == ShardStage::kSums,
-                 op, "stage", "'", stage,
-                 "' has no CUDA kernel (top-p over vocabulary shards: dllm_kernels.tp "
-                 "all-gathers CUDA logits instead)");
+  const bool cpu_only = st == ShardStage::kHist || st == ShardStage::kMembers;
+  DLLM_CHECK_ARG(!x.is_cuda() || !cpu_only, op, "stage", "'", stage,
+                 "' has no CUDA kernel (top-p over CUDA shards: the top_p_level stage)");
+  DLLM_CHECK_ARG(x.is_cuda() || st != ShardStage::kTopPLevel, op, "stage",
+                 "'top_p_level' is CUDA's (top-p over CPU shards: the hist and members stages)");
+  DLLM_CHECK_ARG(
+      st != ShardStage::kTopPLevel || shift == 24 || shift == 16 || shift == 8 || shift == 0, op,
+      "shift", "must be 24, 16, 8 or 0, got ", shift);
   const std::vector<int64_t> bl{x.size(0), x.size(1)};
   if (threshold.has_value()) check_rows(*threshold, at::kFloat, bl, x.device(), op, "threshold");
-  const bool needs_anchor =
-      st == ShardStage::kHist || st == ShardStage::kMembers || st == ShardStage::kSums;
+  const bool needs_anchor = st == ShardStage::kHist || st == ShardStage::kMembers ||
+                            st == ShardStage::kSums || st == ShardStage::kTopPLevel;
   DLLM_CHECK_ARG(!needs_anchor || anchor.has_value(), op, "anchor", "is needed by this stage");
   if (anchor.has_value()) check_rows(*anchor, at::kFloat, bl, x.device(), op, "anchor");
-  const bool needs_bucket = st == ShardStage::kMembers;
+  const bool needs_bucket = st == ShardStage::kMembers || st == ShardStage::kTopPLevel;
   DLLM_CHECK_ARG(!needs_bucket || bucket.has_value(), op, "bucket", "is needed by this stage");
   if (bucket.has_value()) check_rows(*bucket, at::kLong, bl, x.device(), op, "bucket");
   return st;

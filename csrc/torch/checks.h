@@ -108,18 +108,19 @@ dllm::DenoiseParams denoise_step_check(
     const std::optional<at::Tensor>& argmax = std::nullopt);
 
 // The stages of denoise_shard (its `stage` argument): what each computes is in registration.cpp.
-// CUDA has kernels for top_k, state and sums (top-p over shards runs on CPU tensors).
-enum class ShardStage { kTopK, kRange, kHist, kMembers, kState, kSums };
+// Both devices: top_k, range, state, sums; CPU top-p: hist, members; CUDA top-p: top_p_level.
+enum class ShardStage { kTopK, kRange, kHist, kMembers, kState, kSums, kTopPLevel };
 ShardStage denoise_shard_stage(c10::string_view stage);
 
 // denoise_shard (vocabulary-parallel pieces, dllm_kernels/tp.py) beyond denoise_step's checks:
 // vocab_start >= 0 and a multiple of 4; threshold / anchor [B, L] f32 and bucket [B, L] int64 on
-// x's device, contiguous; anchor needed (the hist / members / sums stages), bucket (members);
-// on CUDA, a stage with a CUDA kernel. Returns the stage.
+// x's device, contiguous; anchor needed (the hist / members / sums / top_p_level stages), bucket
+// (members, top_p_level); a stage of x's device; shift in {24, 16, 8, 0} (top_p_level). Returns
+// the stage.
 ShardStage denoise_shard_check(const at::Tensor& x, int64_t vocab_start, c10::string_view stage,
                                const std::optional<at::Tensor>& threshold,
                                const std::optional<at::Tensor>& anchor,
-                               const std::optional<at::Tensor>& bucket);
+                               const std::optional<at::Tensor>& bucket, int64_t shift);
 // denoise_shard_finalize: state [B, L, 8] f64, sums [B, L, 2] int64 (x's device, contiguous), x
 // [B, L] int64; returns the parameters finalize reads (confidence, seed, offset, mask / eligible).
 dllm::DenoiseParams denoise_shard_finalize_check(const at::Tensor& state, const at::Tensor& sums,

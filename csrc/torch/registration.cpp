@@ -35,16 +35,17 @@ TORCH_LIBRARY(dllm_kernels, m) {
       "int seed, int offset, Tensor? eligible=None, Tensor? uncond_logits=None, "
       "float cfg_scale=0., bool renoise=False, Tensor(b!)? argmax=None) -> "
       "(Tensor x0, Tensor conf, Tensor transfer)");
-  // Vocabulary-parallel denoise_step (dllm_kernels/tp.py runs these around the collectives; CPU).
+  // Vocabulary-parallel denoise_step (dllm_kernels/tp.py runs these around the collectives).
   // logits: the shard [B, L, V_shard] of tokens [vocab_start, vocab_start + V_shard); stage:
-  // top_k -> [B, L, top_k] f32 | range -> [B, L, 2] f32 | hist -> [B, L, 4096] f64 | members ->
-  // [B, L, K] f32 (NaN padded) | state -> [B, L, 8] f64 | sums -> [B, L, 2] int64.
+  // top_k -> [B, L, top_k] f32 | range -> [B, L, 2] f32 | state -> [B, L, 8] f64 | sums ->
+  // [B, L, 2] int64 (CPU and CUDA); CPU top-p: hist -> [B, L, 4096] f64 | members -> [B, L, K]
+  // f32 (NaN padded); CUDA top-p: top_p_level -> [B, L, 256, 2] int64 (level `shift`).
   m.def(
       "denoise_shard(Tensor logits, Tensor x, int mask_id, float temperature, int top_k, "
       "float top_p, str filter_order, str confidence, str confidence_source, bool shift_logits, "
       "Tensor? suppress_tokens, int seed, int offset, Tensor? eligible, Tensor? uncond_logits, "
       "float cfg_scale, int vocab_start, str stage, Tensor? threshold, Tensor? anchor, "
-      "Tensor? bucket, bool with_argmax=False) -> Tensor");
+      "Tensor? bucket, bool with_argmax=False, int shift=0) -> Tensor");
   // state [B, L, 8] f64 (merged), sums [B, L, 2] int64 (all-reduced) -> x0, conf, argmax.
   m.def(
       "denoise_shard_finalize(Tensor state, Tensor sums, Tensor x, int mask_id, str confidence, "

@@ -39,7 +39,13 @@
       const float*, int, long long*, cudaStream_t);                                               \
   prefix template cudaError_t dllm::cuda::denoise_shard_top_k<In>(                                \
       const dllm::cuda::denoise_detail::Rows<In>&, const dllm::DenoiseParams&, const float*,      \
-      int64_t, float*, cudaStream_t)
+      int64_t, float*, cudaStream_t);                                                             \
+  prefix template cudaError_t dllm::cuda::denoise_shard_range<In>(                                \
+      const dllm::cuda::denoise_detail::Rows<In>&, const dllm::DenoiseParams&, const float*,      \
+      float*, cudaStream_t);                                                                      \
+  prefix template cudaError_t dllm::cuda::denoise_shard_top_p_level<In>(                          \
+      const dllm::cuda::denoise_detail::Rows<In>&, const dllm::DenoiseParams&, const float*,      \
+      const float*, const int64_t*, int, long long*, cudaStream_t)
 
 extern DLLM_DENOISE_STEP_INSTANCE(float);
 extern DLLM_DENOISE_STEP_INSTANCE(dllm::bf16_t);

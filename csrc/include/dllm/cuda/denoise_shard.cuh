@@ -12,16 +12,19 @@
 // unsharded finalize on the same numbers.
 //
 // A step (tp.py): [top-k: each shard's k largest values -> all_gather -> the k-th largest of the
-// union] -> state (pass 1, [B*L, 8] float64 in the CPU layout, dllm::cpu::ShardState) ->
-// all_gather, merge -> sums (pass 2 with the global max) -> all_reduce -> finalize. top-p on CUDA
-// is not sharded: the CUDA top-p threshold's float64 mass histogram is summed with atomics (not
-// exact), so a sharded top-p could differ in the last bit of a mass; tp.py all-gathers the logits
-// for top_p < 1 on CUDA instead.
+// union] [top-p: range (the max) -> all_reduce -> four levels of the radix select, each a
+// [256, 2] histogram of counts and integer masses per position -> all_reduce -> the same bin
+// choice as the unsharded kernel's pick_bin] -> state (pass 1, [B*L, 8] float64 in the CPU layout,
+// dllm::cpu::ShardState) -> all_gather, merge -> sums (pass 2 with the global max) -> all_reduce
+// -> finalize. top-p's masses are integers (denoise_detail::top_p_weight), so the all-reduced
+// histograms are the unsharded kernel's to the bit.
 //
 // Napkin math (per denoised position and step, unfiltered): the state 64 B + the sums 16 B leave
 // a rank, against V_shard * 2 B of bf16 logits for an all-gather (126 KB at V = 126,464, tp = 2);
 // the kernels read the shard twice (pass 1, pass 2: from L2 for small batches) like the unsharded
-// op, plus one read for z's argmax when asked (return_argmax / denoise_and_select).
+// op, plus one read for z's argmax when asked (return_argmax / denoise_and_select). top-p adds
+// 8 B (the max) + 4 x 4 KB (the levels' histograms) per position: 3 % of the bf16 shard at
+// V = 126,464, tp = 2; top-k 4k B.
 //
 // NOT YET RUN ON A GPU: compiled for sm_90a in CI only.
 #pragma once
@@ -52,9 +55,9 @@ __global__ void __launch_bounds__(denoise_detail::kWarpThreads)
                         int64_t B, int64_t L, DenoiseParams p,
                         const RowState* partial,  // [B*L, splits]
                         int splits,
-                        const float* zmax,      // [B*L] or null
-                        const int64_t* am,      // [B*L] global ids (p.argmax's output) or null
-                        double* out) {          // [B*L, 8]
+                        const float* zmax,  // [B*L] or null
+                        const int64_t* am,  // [B*L] global ids (p.argmax's output) or null
+                        double* out) {      // [B*L, 8]
   const int lane = threadIdx.x & 31;
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
   for (int64_t pos = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; pos < B * L;
@@ -157,6 +160,89 @@ __global__ void __launch_bounds__(denoise_detail::kFilterThreads, 1)
   }
 }
 
+// The max and the smallest finite value of each position's shard values (scaled logits cut below
+// thr): out [B*L, 2] (-inf, +inf where not denoised or nothing finite). One block per position.
+template <typename In>
+__global__ void __launch_bounds__(denoise_detail::kFilterThreads)
+    shard_range_kernel(denoise_detail::Rows<In> r, DenoiseParams p,
+                       const float* thr,  // [B*L] or null
+                       float* out) {      // [B*L, 2]
+  __shared__ float s_hi[32], s_lo[32];
+  constexpr float kInf = __builtin_inff();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t pos = blockIdx.x; pos < r.B * r.L; pos += gridDim.x) {
+    const int64_t b = pos / r.L, l = pos - b * r.L;
+    float hi = kNegInf, lo = kInf;
+    if (denoised(p, r.x(b, l), b, l)) {  // block-uniform
+      const int64_t src = r.src(p, l);
+      const In* row = r.row(b, src);
+      const In* urow = denoise_detail::uncond_row<In>(p, b, src);
+      const float cut = thr ? thr[pos] : kNegInf;
+      denoise_detail::SuppressCursor cur;
+      cur.init(r.sup, r.n_sup, 0);
+      for (int v = threadIdx.x; v < r.V; v += blockDim.x) {
+        const float s = denoise_detail::cut_below(
+            denoise_detail::scaled_at(row, urow, p.cfg_scale1, v, cur.hit(v), p.inv_temperature),
+            cut);
+        hi = fmaxf(hi, s);
+        if (s > kNegInf) lo = fminf(lo, s);
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      hi = fmaxf(hi, __shfl_xor_sync(0xFFFFFFFFu, hi, o));
+      lo = fminf(lo, __shfl_xor_sync(0xFFFFFFFFu, lo, o));
+    }
+    if (lane == 0) {
+      s_hi[warp] = hi;
+      s_lo[warp] = lo;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < int(blockDim.x >> 5); ++w) {
+        hi = fmaxf(hi, s_hi[w]);
+        lo = fminf(lo, s_lo[w]);
+      }
+      out[2 * pos] = hi;
+      out[2 * pos + 1] = lo;
+    }
+    __syncthreads();
+  }
+}
+
+// One level of the unsharded top-p radix select (denoise_detail::top_p_level) on the shard:
+// out[pos, bin] = (count, mass) of the shard's tokens with key >= float_key(lo[pos]) (lo null: all)
+// whose key matches prefix[pos] above the byte at `shift`. Left as given (zeros) where not
+// denoised or m_s[pos] = -inf. One block per position.
+template <typename In>
+__global__ void __launch_bounds__(denoise_detail::kFilterThreads, 1)
+    shard_top_p_level_kernel(denoise_detail::Rows<In> r, DenoiseParams p,
+                             const float* lo,        // [B*L] top_k_first's k-th value, or null
+                             const float* m_s,       // [B*L] the row's max over every shard
+                             const int64_t* prefix,  // [B*L] the key bits chosen so far
+                             int shift,              // 24, 16, 8, 0
+                             long long* out) {       // [B*L, 256, 2]
+  __shared__ denoise_detail::FilterSmem fsh;
+  const uint32_t pmask = shift >= 24 ? 0u : (0xFFFFFFFFu << (shift + 8));
+  for (int64_t pos = blockIdx.x; pos < r.B * r.L; pos += gridDim.x) {
+    const int64_t b = pos / r.L, l = pos - b * r.L;
+    if (!denoised(p, r.x(b, l), b, l) || !(m_s[pos] > kNegInf)) continue;  // block-uniform
+    const int64_t src = r.src(p, l);
+    const In* row = r.row(b, src);
+    const In* urow = denoise_detail::uncond_row<In>(p, b, src);
+    const uint32_t lo_key = lo ? denoise_detail::float_key(lo[pos]) : 0u;
+    denoise_detail::top_p_level(row, urow, p.cfg_scale1, r.V, lo_key, m_s[pos],
+                                static_cast<uint32_t>(prefix[pos]), pmask, shift, r.sup, r.n_sup,
+                                p.inv_temperature, fsh);
+    long long* o = out + pos * 512;
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      o[2 * i] = fsh.cnt[i];
+      o[2 * i + 1] = static_cast<long long>(fsh.mass[i]);
+    }
+    __syncthreads();
+  }
+}
+
 }  // namespace shard_detail
 
 // Stage "state": pass 1 of every denoised position of the shard -> out [B*L, 8] float64 (the
@@ -186,10 +272,8 @@ cudaError_t denoise_shard_state(const denoise_detail::Rows<In>& r, const Denoise
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     const int64_t blocks = ceil_div(P, kWarpThreads / 32);
-    shard_detail::shard_export_kernel<kS>
-        <<<position_blocks(blocks), kWarpThreads, 0, stream>>>(r.x, r.B, r.L, p, partial, splits,
-                                                               p.argmax ? zmax : nullptr,
-                                                               p.argmax, out);
+    shard_detail::shard_export_kernel<kS><<<position_blocks(blocks), kWarpThreads, 0, stream>>>(
+        r.x, r.B, r.L, p, partial, splits, p.argmax ? zmax : nullptr, p.argmax, out);
     return cudaGetLastError();
   });
 }
@@ -211,8 +295,8 @@ cudaError_t denoise_shard_sums(const denoise_detail::Rows<In>& r, const DenoiseP
     constexpr bool kCfg = decltype(cfg_tag)::value;
     const dim3 grid(position_blocks(P), static_cast<unsigned>(splits));
     const SumsIO io{thr, nullptr, anchor, reinterpret_cast<unsigned long long*>(out), nullptr};
-    denoise_sums_kernel<In, kS, kCfg, NoEpilogue><<<grid, kFastThreads, 0, stream>>>(
-        r, p, nullptr, nullptr, io, splits, NoEpilogue{});
+    denoise_sums_kernel<In, kS, kCfg, NoEpilogue>
+        <<<grid, kFastThreads, 0, stream>>>(r, p, nullptr, nullptr, io, splits, NoEpilogue{});
     return cudaGetLastError();
   });
 }
@@ -226,8 +310,37 @@ cudaError_t denoise_shard_top_k(const denoise_detail::Rows<In>& r, const Denoise
   if (P == 0) return cudaSuccess;
   if (k < 1) return cudaErrorInvalidValue;
   shard_detail::shard_top_k_kernel<In>
+      <<<denoise_detail::position_blocks(P), denoise_detail::kFilterThreads, 0, stream>>>(r, p, thr,
+                                                                                          k, out);
+  return cudaGetLastError();
+}
+
+// Stage "range": out [B*L, 2] = the max and the smallest finite shard value per position.
+template <typename In>
+cudaError_t denoise_shard_range(const denoise_detail::Rows<In>& r, const DenoiseParams& p,
+                                const float* thr, float* out, cudaStream_t stream) {
+  const int64_t P = r.B * r.L;
+  if (P == 0) return cudaSuccess;
+  shard_detail::shard_range_kernel<In>
+      <<<denoise_detail::position_blocks(P), denoise_detail::kFilterThreads, 0, stream>>>(r, p, thr,
+                                                                                          out);
+  return cudaGetLastError();
+}
+
+// Stage "top_p_level": one level of the top-p radix select on the shard -> out [B*L, 256, 2]
+// (count, mass) int64, zeroed here.
+template <typename In>
+cudaError_t denoise_shard_top_p_level(const denoise_detail::Rows<In>& r, const DenoiseParams& p,
+                                      const float* lo, const float* m_s, const int64_t* prefix,
+                                      int shift, long long* out, cudaStream_t stream) {
+  const int64_t P = r.B * r.L;
+  if (P == 0) return cudaSuccess;
+  if (shift != 24 && shift != 16 && shift != 8 && shift != 0) return cudaErrorInvalidValue;
+  cudaError_t err = cudaMemsetAsync(out, 0, size_t(P) * 512 * sizeof(long long), stream);
+  if (err != cudaSuccess) return err;
+  shard_detail::shard_top_p_level_kernel<In>
       <<<denoise_detail::position_blocks(P), denoise_detail::kFilterThreads, 0, stream>>>(
-          r, p, thr, k, out);
+          r, p, lo, m_s, prefix, shift, out);
   return cudaGetLastError();
 }
 

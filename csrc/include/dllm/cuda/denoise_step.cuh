@@ -42,10 +42,12 @@
 //
 // Filtered path (top_k > 0 or top_p < 1): one block per position, sorting-free radix select over
 // the order-preserving uint32 key of the scaled logits, 8 bits per pass (4 passes) with
-// histograms in shared memory: element counts for top-k (exact k-th largest), float64 mass
-// e^{s-max} for top-p (tau = the value where the descending cumulative mass first reaches top_p).
-// Then the fast path's two passes with the threshold applied. ~10-11 passes over V (L2-resident
-// for small batches); exactness over speed.
+// histograms in shared memory: element counts for top-k (exact k-th largest), masses for top-p as
+// integers round(e^{s-max} 2^40) (tau = the value where the descending cumulative mass first
+// reaches top_p of the total; integer sums are exact, so the result does not depend on the order
+// of the atomics, and vocabulary shards reproduce it from their all-reduced histograms). Then the
+// fast path's two passes with the threshold applied. ~10-11 passes over V (L2-resident for small
+// batches); exactness over speed.
 //
 // NOT YET RUN ON A GPU: this file compiles for sm_90a in CI; no kernel of it has executed.
 #pragma once
@@ -698,10 +700,11 @@ __device__ __forceinline__ float scaled_at(const In* row, const In* urow, float 
 
 // hist[bin] += (1, w) from every active lane, aggregating lanes of the same bin first (the
 // leading digit of a logit's key is shared by most of the vocabulary: plain shared atomics would
-// serialise). All 32 lanes of the warp must call.
+// serialise). Integer weights: any order of the adds gives the same sums. All 32 lanes of the
+// warp must call.
 template <bool kMass>
-__device__ __forceinline__ void hist_add(uint32_t* cnt, double* mass, uint32_t bin, double w,
-                                         bool active) {
+__device__ __forceinline__ void hist_add(uint32_t* cnt, unsigned long long* mass, uint32_t bin,
+                                         unsigned long long w, bool active) {
   const int lane = threadIdx.x & 31;
   const uint32_t act = __ballot_sync(0xFFFFFFFFu, active);
   if (act == 0) return;
@@ -711,7 +714,7 @@ __device__ __forceinline__ void hist_add(uint32_t* cnt, double* mass, uint32_t b
   if constexpr (kMass) {
     const uint32_t leaders = __ballot_sync(0xFFFFFFFFu, active && lane == leader);
     if (__popc(leaders) * 4 > __popc(act)) {  // bins mostly distinct: direct atomics
-      if (active && w > 0.0) atomicAdd(mass + bin, w);
+      if (active && w > 0) atomicAdd(mass + bin, w);
       return;
     }
     uint32_t todo = leaders;  // few distinct bins: one warp sum per bin
@@ -719,18 +722,21 @@ __device__ __forceinline__ void hist_add(uint32_t* cnt, double* mass, uint32_t b
       const int lead = __ffs(todo) - 1;
       todo &= todo - 1;
       const uint32_t lb = __shfl_sync(0xFFFFFFFFu, bin, lead);
-      double v = (active && bin == lb) ? w : 0.0;
+      unsigned long long v = (active && bin == lb) ? w : 0;
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-      if (lane == lead && v > 0.0) atomicAdd(mass + lb, v);
+      if (lane == lead && v > 0) atomicAdd(mass + lb, v);
     }
   }
 }
 
-// Warp 0: the highest bin d with cnt[d] > 0 whose cumulative weight from the top reaches target;
-// if none (float64 rounding), the lowest non-empty bin. Returns d; *above = weight of bins > d.
-template <typename W>
-__device__ __forceinline__ int pick_bin(const uint32_t* cnt, const W* weight, W target, W* above) {
+// Warp 0: the highest bin d with cnt[d] > 0 for which reach(the cumulative weight of bins >= d)
+// holds; if none, the lowest non-empty bin. Returns d; *above = weight of bins > d. Integer
+// weights: the scan is exact, so tensor parallelism (dllm_kernels/tp.py, _pick_bin) picks the
+// same bin from the all-reduced histogram.
+template <typename W, typename Reach>
+__device__ __forceinline__ int pick_bin(const uint32_t* cnt, const W* weight, Reach reach,
+                                        W* above) {
   const int lane = threadIdx.x & 31;
   const int top = 255 - 8 * lane;  // lane owns bins top .. top - 7 (descending)
   W total = 0;
@@ -751,7 +757,7 @@ __device__ __forceinline__ int pick_bin(const uint32_t* cnt, const W* weight, W 
     const W before = run;
     run += weight[d];
     if (cnt[d] > 0) {
-      if (found < 0 && run >= target) {
+      if (found < 0 && reach(run)) {
         found = d;
         found_above = before;
       }
@@ -775,10 +781,11 @@ __device__ __forceinline__ int pick_bin(const uint32_t* cnt, const W* weight, W 
 
 struct FilterSmem {
   uint32_t cnt[256];
-  double mass[256];
+  unsigned long long mass[256];  // top-p: sums of top_p_weight
   uint32_t prefix;
   int64_t remaining;
-  double above, target;
+  unsigned long long above;  // top-p: the mass of the levels' bins above the current prefix
+  double need;               // top-p: top_p * the set's total mass
   float fmax[32];
 };
 
@@ -803,13 +810,14 @@ __device__ float top_k_value(const In* row, const In* urow, float s1, int V, int
         key = float_key(cut_below(scaled_at(row, urow, s1, v, cur.hit(v), inv_t), cut));
         in = (key & pmask) == prefix;
       }
-      hist_add<false>(sh.cnt, nullptr, (key >> shift) & 255u, 0.0, in);
+      hist_add<false>(sh.cnt, nullptr, (key >> shift) & 255u, 0, in);
     }
     __syncthreads();
     if (threadIdx.x < 32) {
       uint32_t above;
-      const int64_t rem = sh.remaining;  // <= V < 2^31
-      const int d = pick_bin<uint32_t>(sh.cnt, sh.cnt, static_cast<uint32_t>(rem), &above);
+      const uint32_t rem = static_cast<uint32_t>(sh.remaining);  // <= V < 2^31
+      const int d =
+          pick_bin<uint32_t>(sh.cnt, sh.cnt, [rem](uint32_t run) { return run >= rem; }, &above);
       if (threadIdx.x == 0) {
         sh.remaining = rem - above;
         sh.prefix = prefix | (uint32_t(d) << shift);
@@ -822,48 +830,73 @@ __device__ float top_k_value(const In* row, const In* urow, float s1, int V, int
   return key_float(prefix);
 }
 
+// The top-p mass of a scaled logit s, m_s = the row's max: round(e^{s - m_s} 2^40) (the exact
+// confidence sums' quantum: integers add up exactly, in any order and over any shards; a value
+// more than 40 below the max weighs 0).
+__device__ __forceinline__ unsigned long long top_p_weight(float s, float m_s) {
+  const float dm = __fsub_rn(s, m_s);
+  if (!(dm >= kSumCut)) return 0;
+  return static_cast<unsigned long long>(__float2ll_rn(__fmul_rn(expf(dm), kSumScaleF)));
+}
+
+// One level of the top-p radix select: sh.cnt / sh.mass = the count and top_p_weight sums of the
+// tokens with key >= lo_key and (key & pmask) == prefix, by the byte (key >> shift) & 255. Ends
+// with a barrier.
+template <typename In>
+__device__ void top_p_level(const In* row, const In* urow, float s1, int V, uint32_t lo_key,
+                            float m_s, uint32_t prefix, uint32_t pmask, int shift,
+                            const int64_t* sup, int64_t n_sup, float inv_t, FilterSmem& sh) {
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+    sh.cnt[i] = 0;
+    sh.mass[i] = 0;
+  }
+  __syncthreads();
+  SuppressCursor cur;
+  cur.init(sup, n_sup, 0);
+  for (int base = 0; base < V; base += blockDim.x) {
+    const int v = base + threadIdx.x;
+    uint32_t key = 0;
+    bool in = false;
+    unsigned long long w = 0;
+    if (v < V) {
+      const float s = scaled_at(row, urow, s1, v, cur.hit(v), inv_t);
+      key = float_key(s);
+      in = key >= lo_key && (key & pmask) == prefix;
+      if (in) w = top_p_weight(s, m_s);
+    }
+    hist_add<true>(sh.cnt, sh.mass, (key >> shift) & 255u, w, in);
+  }
+  __syncthreads();
+}
+
 // tau of top-p over the tokens whose key >= lo_key: the value at which the descending cumulative
-// float64 mass e^{s - m_s} first reaches top_p of the set's total. m_s: the row's max (finite).
+// mass (top_p_weight, integers) first reaches top_p of the set's total, compared in float64:
+// double(cumulative) >= top_p * double(total). m_s: the row's max (finite). Exact and order-free
+// (tensor parallelism runs the same levels on the shards' all-reduced histograms: tp.py).
 template <typename In>
 __device__ float top_p_value(const In* row, const In* urow, float s1, int V, double top_p,
                              uint32_t lo_key, float m_s, const int64_t* sup, int64_t n_sup,
                              float inv_t, FilterSmem& sh) {
   uint32_t prefix = 0, pmask = 0;
-  if (threadIdx.x == 0) sh.above = 0.0;
+  if (threadIdx.x == 0) sh.above = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
-      sh.cnt[i] = 0;
-      sh.mass[i] = 0.0;
-    }
-    __syncthreads();
-    SuppressCursor cur;
-    cur.init(sup, n_sup, 0);
-    for (int base = 0; base < V; base += blockDim.x) {
-      const int v = base + threadIdx.x;
-      uint32_t key = 0;
-      bool in = false;
-      double w = 0.0;
-      if (v < V) {
-        const float s = scaled_at(row, urow, s1, v, cur.hit(v), inv_t);
-        key = float_key(s);
-        in = key >= lo_key && (key & pmask) == prefix;
-        if (in) w = exp(static_cast<double>(s) - static_cast<double>(m_s));
-      }
-      hist_add<true>(sh.cnt, sh.mass, (key >> shift) & 255u, w, in);
-    }
-    __syncthreads();
+    top_p_level(row, urow, s1, V, lo_key, m_s, prefix, pmask, shift, sup, n_sup, inv_t, sh);
     if (threadIdx.x < 32) {
       if (shift == 24) {  // the set's total mass: all of it is in this first histogram
-        double tot = 0.0;
+        unsigned long long tot = 0;
         for (int j = 0; j < 8; ++j) tot += sh.mass[255 - 8 * threadIdx.x - j];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(0xFFFFFFFFu, tot, o);
-        if (threadIdx.x == 0) sh.target = top_p * tot;
+        if (threadIdx.x == 0) sh.need = top_p * static_cast<double>(tot);
         __syncwarp();
       }
-      double above;
-      const double done = sh.above;
-      const int d = pick_bin<double>(sh.cnt, sh.mass, sh.target - done, &above);
+      unsigned long long above;
+      const unsigned long long done = sh.above;
+      const double need = sh.need;
+      const int d = pick_bin<unsigned long long>(
+          sh.cnt, sh.mass,
+          [done, need](unsigned long long run) { return static_cast<double>(done + run) >= need; },
+          &above);
       if (threadIdx.x == 0) {
         sh.above = done + above;
         sh.prefix = prefix | (uint32_t(d) << shift);
