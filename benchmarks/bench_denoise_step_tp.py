@@ -39,8 +39,8 @@ unsharded op; plus gloo's cost of a 16-byte all_reduce and of the all_gather of 
 alone (the ranks in step after a barrier; rank 0's means; gloo only).
 
 --device cuda runs two tables. First, in one process on cuda:0 (so that a one-GPU machine times
-the CUDA shard kernels; nothing is sent), per case without top_p (top_p < 1 has no CUDA shard
-kernels: tp.py all-gathers):
+the CUDA shard kernels; nothing is sent), per case without top_p (this emulation of a rank's
+work has no top-p levels; the NCCL table has them):
   shard work  rank 0's tp.denoise_step at tp = --world but for the collectives: its argument
               handling, its shard kernels on its [B, L, V/world] shard (top_k, state, sums,
               finalize) and the torch glue (the union's k-th value, the merge of the states, the
@@ -164,7 +164,7 @@ def time_kernels(log: list):
         def inner(*args, **kw):
             t0 = time.perf_counter()
             out = fn(*args, **kw)
-            stage = f"[{args[-5]}]" if name == "denoise_shard" else ""  # tp._Shard's order
+            stage = f"[{args[-6]}]" if name == "denoise_shard" else ""  # tp._Shard's order
             log.append((name + stage, time.perf_counter() - t0))
             return out
 
@@ -179,17 +179,20 @@ def time_kernels(log: list):
             setattr(ns, n, fn)
 
 
-def napkin(B, L, V, world, dtype_size, opts) -> dict:
+def napkin(B, L, V, world, dtype_size, opts, device_type="cpu") -> dict:
     """Payload bytes per rank and step from the shapes (dllm_kernels/tp.py): sharded = layout
     (2 int64) + states [B, L, 8] f64 + sums [B, L, 2] int64 (+ top-k candidates [B, L, k] f32,
-    + top-p range [B, L, 2] f32 and histogram [B, L, 4096] f64; members not counted); all-gather
-    = the rank's logits shard."""
+    + top-p: on CPU the range [B, L, 2] f32 and histogram [B, L, 4096] f64, members not counted;
+    on CUDA the max [B, L] f32 and four levels [B, L, 256, 2] int64); all-gather = the rank's
+    logits shard."""
     _, v_shard = tp.vocab_range(V, 0, world)
     sharded = 16 + B * L * (8 * 8 + 2 * 8)
     top_k, top_p = opts.get("top_k", 0), opts.get("top_p", 1.0)
     if 0 < top_k < V:
         sharded += B * L * top_k * 4
-    if top_p < 1.0:
+    if top_p < 1.0 and device_type == "cuda":
+        sharded += B * L * (4 + 4 * 256 * 2 * 8)
+    elif top_p < 1.0:
         sharded += B * L * (2 * 4 + tp.NUM_BUCKETS * 8)
     return {"sharded": sharded, "allgather": B * L * v_shard * dtype_size}
 
@@ -305,7 +308,7 @@ def run_case(rank, world, device, B, L, V, dtype, config, reps, rounds, profile,
     }
     ratio_ag = sorted(a / s for a, s in zip(med["allgather"], med["sharded"]))
     ratio_1 = sorted(a / s for a, s in zip(med["single"], med["sharded"]))
-    nap = napkin(B, L, V, world, registry.DTYPES[dtype].itemsize, opts)
+    nap = napkin(B, L, V, world, registry.DTYPES[dtype].itemsize, opts, device.type)
     row = {
         "case": _label(B, L, V, dtype, config),
         "B": B,
@@ -517,7 +520,7 @@ def run_pieces(device, world, B, L, V, dtype, configs, reps, rounds, seed):
             bm.time_paired([work, kernels, unsharded], device, warmup=3, reps=reps)
             for _ in range(rounds)
         ]
-        nap = napkin(B, L, V, world, itemsize, opts)
+        nap = napkin(B, L, V, world, itemsize, opts, device.type)
         return {
             "case": _label(B, L, V, dtype, config),
             "options": opts,
@@ -672,7 +675,7 @@ def run_cuda(args, shapes, dtypes, configs) -> int:
     if not torch.cuda.is_available():
         print("bench_denoise_step_tp: --device cuda: no CUDA device", file=sys.stderr)
         return 1
-    if not tp._has_shard_kernels("cuda", 1.0):
+    if not tp._has_shard_kernels("cuda"):
         print(
             "bench_denoise_step_tp: --device cuda: dllm_kernels has no CUDA shard kernels "
             "(built without CUDA, or stale)",
@@ -697,7 +700,7 @@ def run_cuda(args, shapes, dtypes, configs) -> int:
         f"one process on {device}: rank 0's shard work at tp = {world} (all but the collectives) "
         f"vs the unsharded op; CUDA events, {args.rounds} rounds x {args.reps} calls, median of "
         f"round medians; sent/rank: the napkin's"
-        + (f"; not here: {left} (no CUDA shard kernels for top_p < 1)" if left else "")
+        + (f"; not here: {left} (no top-p levels in this emulation)" if left else "")
         + "\n"
     )
     print(TABLE_PIECES, flush=True)

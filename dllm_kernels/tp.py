@@ -336,6 +336,8 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
     V = None  # unfiltered native calls learn the layout with the states (one collective fewer)
     if filtered or not native:
         V, order, ranges = _layout(group, vocab_start, logits.shape[-1], logits.device)
+        if native:
+            _check_vocab(V, op)
     seed = _shared_seed(seed, offset, group, op, logits.device)
     local_suppress = _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)
     if not native:  # all-gather, then the unsharded op
@@ -396,15 +398,11 @@ def denoise_step(logits: torch.Tensor, x: torch.Tensor, mask_id, *, group, vocab
         )
         parts = _gather(torch.cat([state.reshape(-1), layout]), group)
         V, order = _tiling([(int(p[-2]), int(p[-1])) for p in parts])
+        _check_vocab(V, op)
         _local_ids(suppress_tokens, vocab_start, logits.shape[-1], V, op)  # the range check
         states = [p[:-2].view(shape) for p in parts]
     else:
         states = _gather(state, group)
-    if V >= 2**23:  # as the unsharded op: the shards' exact sums add up in int64
-        raise ValueError(
-            f"dllm_kernels.{op}: logits: the vocabulary must have < 2^23 tokens (the exact "
-            f"confidence sums are int64), got V = {V}"
-        )
     merged = _merge_states(states, order)
     M = merged[..., 0].float().contiguous()
     sums = _all_reduce(shard("sums", threshold=thr, anchor=M), group)
@@ -451,6 +449,15 @@ def denoise_and_select(logits, x, mask_id, *, group, vocab_start, **kw):
         where = kw["eligible"] & ~transfer
         x[where] = philox.below(words, V)[where]
     return (x0, conf, transfer, argmax) if return_argmax else (x0, conf, transfer)
+
+
+def _check_vocab(V: int, op: str) -> None:
+    """As the unsharded op: the shards' exact sums (and CUDA top-p masses) add up in int64."""
+    if V >= 2**23:
+        raise ValueError(
+            f"dllm_kernels.{op}: logits: the vocabulary must have < 2^23 tokens (the exact "
+            f"confidence sums are int64), got V = {V}"
+        )
 
 
 def _has_shard_kernels(device_type: str) -> bool:

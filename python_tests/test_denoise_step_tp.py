@@ -537,7 +537,9 @@ def test_shard_ops_opcheck(device):
         with pytest.raises(RuntimeError, match=r"denoise_shard: stage 'hist' has no CUDA kernel"):
             op.denoise_shard(logits, x, *args, 0.0, 0, "hist", None, M, None)
         prefix = torch.zeros(2, 3, dtype=torch.int64, device=device)
-        level = (logits, x, *args, 0.0, 0, "top_p_level", None, M, prefix, False, 24)
+        m_s = op.denoise_shard(logits, x, *args, 0.0, 0, "range", None, None, None)[..., 0]
+        level = (logits, x, *args, 0.0, 0, "top_p_level", None, m_s.contiguous(), prefix)
+        level = (*level, False, 24)
         torch.library.opcheck(op.denoise_shard, level, test_utils=utils)
         h = op.denoise_shard(*level)  # every token of the row in the first level's counts
         counts = h[..., 0].sum(-1)

@@ -23,7 +23,7 @@
 // a rank, against V_shard * 2 B of bf16 logits for an all-gather (126 KB at V = 126,464, tp = 2);
 // the kernels read the shard twice (pass 1, pass 2: from L2 for small batches) like the unsharded
 // op, plus one read for z's argmax when asked (return_argmax / denoise_and_select). top-p adds
-// 8 B (the max) + 4 x 4 KB (the levels' histograms) per position: 3 % of the bf16 shard at
+// 4 B (the max) + 4 x 4 KB (the levels' histograms) per position: 13 % of the bf16 shard at
 // V = 126,464, tp = 2; top-k 4k B.
 //
 // NOT YET RUN ON A GPU: compiled for sm_90a in CI only.
