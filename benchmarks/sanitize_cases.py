@@ -244,6 +244,58 @@ def _das4(device, gen):
     )
 
 
+# ---- tensor parallelism: the shard kernels (dllm_kernels.tp, ranks as threads)
+# --------------------------------------------------------------
+
+
+def _tp(device, gen, world, B, L, V, dtype, **kw):
+    """The sharded denoise_step at tp = world through tp.py's real code path, the ranks as threads
+    of this process (tp.LocalGroup): every rank's outputs must equal the unsharded op's on the
+    same device bit for bit (the reference is that op, checked against the reference elsewhere)."""
+    from dllm_kernels import tp
+
+    logits, x = logits_x(B, L, V, dtype, device, gen)
+    want = dk.denoise_step(logits, x, MASK, return_argmax=True, **kw)
+    group = tp.LocalGroup(world)
+
+    def rank_call(rank):
+        vs, n = tp.vocab_range(V, rank, world)
+        shard = logits[..., vs : vs + n]
+        return dk.denoise_step(
+            shard, x, MASK, group=group, vocab_start=vs, return_argmax=True, **kw
+        )
+
+    return [
+        (f"rank {r} x0, conf, argmax", got, want, None)
+        for r, got in enumerate(group.run(rank_call))
+    ]
+
+
+@case("tp shards: state / sums / finalize, V split, bf16 neg_entropy T=1, tp=2")
+def _tp1(device, gen):
+    return _tp(
+        device, gen, 2, 1, 3, 20000, "bf16", temperature=1.0, confidence="neg_entropy", seed=9
+    )
+
+
+@case("tp shards: top_k + top_p levels, f32 margin T=0.8, tp=3 (unequal shards)")
+def _tp2(device, gen):
+    return _tp(
+        device,
+        gen,
+        3,
+        2,
+        3,
+        3001,
+        "f32",
+        temperature=0.8,
+        top_k=40,
+        top_p=0.9,
+        confidence="margin",
+        seed=10,
+    )
+
+
 # ---- paged KV cache
 # ----------------------------------------------------------------------------------
 

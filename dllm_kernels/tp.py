@@ -37,6 +37,7 @@ unsharded op: the same result, with the all-gather's bytes (a one-time warning s
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import torch
@@ -82,14 +83,63 @@ def _tiling(ranges) -> tuple[int, list[int]]:
     return end, order
 
 
+class LocalGroup:
+    """`world` ranks as threads of this process, in place of a torch.distributed group: tp.py's
+    collectives on it exchange the tensors in memory. run(fn) calls fn(rank) on each rank's
+    thread and returns the results in rank order (the first error, if any, is raised). Tests and
+    sanitizer runs use it to run the sharded ops' real code path on one device, without
+    torch.distributed or processes."""
+
+    def __init__(self, world: int):
+        self.world = world
+        self._barrier = threading.Barrier(world)
+        self._slots: list = [None] * world
+        self._local = threading.local()
+
+    def run(self, fn) -> list:
+        self._barrier.reset()
+        results, errors = [None] * self.world, [None] * self.world
+
+        def body(rank):
+            self._local.rank = rank
+            try:
+                results[rank] = fn(rank)
+            except BaseException as e:  # re-raised below, after every thread ended
+                errors[rank] = e
+                self._barrier.abort()  # the other ranks stop waiting for this one
+
+        threads = [threading.Thread(target=body, args=(r,)) for r in range(self.world)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        first = [e for e in errors if e is not None]
+        first.sort(key=lambda e: isinstance(e, threading.BrokenBarrierError))
+        if first:
+            raise first[0]
+        return results
+
+    def gather(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's t, in rank order (all ranks call)."""
+        self._slots[self._local.rank] = t.clone()
+        self._barrier.wait()
+        parts = list(self._slots)
+        self._barrier.wait()  # nobody overwrites a slot before every rank has read them
+        return parts
+
+
 def _through_host(t: torch.Tensor, group) -> bool:
     """A gloo group moves CUDA tensors through the host (gloo's collectives take CPU tensors), so
     the ranks may also share one GPU."""
+    if isinstance(group, LocalGroup):
+        return False
     return t.device.type != "cpu" and dist.get_backend(group) == "gloo"
 
 
 def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
     """all_gather of t (any device; see _through_host)."""
+    if isinstance(group, LocalGroup):
+        return group.gather(t)
     if _through_host(t, group):
         return [p.to(t.device) for p in _gather(t.cpu(), group)]
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
@@ -99,6 +149,9 @@ def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
 
 def _all_reduce(t: torch.Tensor, group, op=dist.ReduceOp.SUM) -> torch.Tensor:
     """all_reduce of t (any device; see _through_host), returned."""
+    if isinstance(group, LocalGroup):
+        parts = torch.stack(group.gather(t))
+        return parts.amax(0) if op == dist.ReduceOp.MAX else parts.sum(0)
     if _through_host(t, group):
         return _all_reduce(t.cpu(), group, op).to(t.device)
     dist.all_reduce(t, op=op, group=group)
@@ -473,6 +526,8 @@ def _shared_seed(seed, offset, group, op: str, device=None) -> int:
     if seed is not None:
         return _args.seed_offset(seed, offset, op)[0]
     drawn = torch.tensor([_args.signed64(_args.seed_offset(None, offset, op)[0])], device=device)
+    if isinstance(group, LocalGroup):
+        return int(group.gather(drawn)[0][0]) & (2**64 - 1)
     if _through_host(drawn, group):
         drawn = drawn.cpu()
     dist.broadcast(drawn, src=dist.get_global_rank(group, 0) if group else 0, group=group)

@@ -447,6 +447,40 @@ def test_simulated_shards_equal_unsharded(device, V, dtype, confidence, temperat
             assert torch.equal(g_, w_), (world, name)
 
 
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("device", DEVICES)
+def test_local_group_equals_unsharded(device, world):
+    """Every case through tp.py's real code path with the ranks as threads of this process
+    (tp.LocalGroup), on one device: each rank's outputs equal the unsharded op's bit for bit,
+    without any all-gather of the logits (on CUDA: the CUDA shard kernels, top-p included)."""
+    gathered = []
+    all_gather = tp._gather_shards
+
+    def spy(*args, **kwargs):
+        gathered.append(1)
+        return all_gather(*args, **kwargs)
+
+    tp._gather_shards = spy
+    try:
+        for case in CASES:
+            case, (logits, x, uncond, eligible) = _on(device, case, _inputs(case))
+            want = _call(case, logits, x, uncond, eligible)
+            group = tp.LocalGroup(world)
+
+            def rank_call(rank, case=case, logits=logits, x=x, uncond=uncond, eligible=eligible):
+                vs, n = tp.vocab_range(case["V"], rank, world)
+                u = uncond[..., vs : vs + n] if uncond is not None else None
+                kw = dict(group=group, vocab_start=vs, V=case["V"])
+                return _call(case, logits[..., vs : vs + n], x, u, eligible, **kw)
+
+            for rank, got in enumerate(group.run(rank_call)):
+                for g, w in zip(got, want):
+                    assert torch.equal(g, w), f"rank {rank} of {world}: {case['name']}"
+    finally:
+        tp._gather_shards = all_gather
+    assert not gathered or not NATIVE
+
+
 def _float_key(v: torch.Tensor) -> torch.Tensor:
     """dllm::cuda float_key of float32 values, as int64 (-0 and +0 share a key)."""
     u = (v + 0.0).view(torch.int32).to(torch.int64) & 0xFFFFFFFF
@@ -552,12 +586,12 @@ def test_shard_ops_opcheck(device):
     torch.library.opcheck(op.top_p_shard_plan, plan, test_utils=utils)
 
 
-def _to_cuda(case, tensors):
-    """The case (its select tensors) and its inputs on cuda:0."""
+def _on(device, case, tensors):
+    """The case (its select tensors) and its inputs on `device`."""
     select = case["select"]
     if select is not None:
-        select = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in select.items()}
-    moved = [t.cuda() if t is not None else None for t in tensors]
+        select = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in select.items()}
+    moved = [t.to(device) if t is not None else None for t in tensors]
     return {**case, "select": select}, moved
 
 
@@ -577,7 +611,7 @@ def _cuda_sharded(rank, world):
     tp._gather_shards = spy
     out = []
     for case in CASES:
-        case, (logits, x, uncond, eligible) = _to_cuda(case, _inputs(case))
+        case, (logits, x, uncond, eligible) = _on("cuda", case, _inputs(case))
         vs, n = tp.vocab_range(case["V"], rank, world)
         u = uncond[..., vs : vs + n] if uncond is not None else None
         before = len(gathered)
@@ -602,7 +636,7 @@ def test_cuda_shards_equal_unsharded():
     result bit for bit, through the CUDA shard kernels in every case (top-p: the radix levels)."""
     per_rank = run_ranks(_cuda_sharded, 2)
     for i, case in enumerate(CASES):
-        cuda_case, (logits, x, uncond, eligible) = _to_cuda(case, _inputs(case))
+        cuda_case, (logits, x, uncond, eligible) = _on("cuda", case, _inputs(case))
         want = [w.cpu() for w in _call(cuda_case, logits, x, uncond, eligible)]
         for rank_out in per_rank:
             got, gathered = rank_out[i]
