@@ -46,11 +46,12 @@ using denoise_detail::RowState;
 // The state row layout (float64), as dllm::cpu::ShardState: m, best, best id, d at best, top1,
 // top2, max of z, its id (ids global; -1: none).
 constexpr int kStateSize = 8;
+constexpr int kExportThreads = 256;  // one warp per position
 
 // Merges each position's split states (pass 1) and writes its state row; z's max / argmax from
 // the argmax kernel (zmax non-null: with_argmax). One warp per position.
 template <denoise_detail::Stats kStats>
-__global__ void __launch_bounds__(denoise_detail::kWarpThreads)
+__global__ void __launch_bounds__(kExportThreads)
     shard_export_kernel(View2D<const int64_t> x,  // [B, L]
                         int64_t B, int64_t L, DenoiseParams p,
                         const RowState* partial,  // [B*L, splits]
@@ -271,9 +272,10 @@ cudaError_t denoise_shard_state(const denoise_detail::Rows<In>& r, const Denoise
         r, p, nullptr, nullptr, FastIO{thr, partial, true}, splits, NoEpilogue{});
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    const int64_t blocks = ceil_div(P, kWarpThreads / 32);
-    shard_detail::shard_export_kernel<kS><<<position_blocks(blocks), kWarpThreads, 0, stream>>>(
-        r.x, r.B, r.L, p, partial, splits, p.argmax ? zmax : nullptr, p.argmax, out);
+    const int64_t blocks = ceil_div(P, shard_detail::kExportThreads / 32);
+    shard_detail::shard_export_kernel<kS>
+        <<<position_blocks(blocks), shard_detail::kExportThreads, 0, stream>>>(
+            r.x, r.B, r.L, p, partial, splits, p.argmax ? zmax : nullptr, p.argmax, out);
     return cudaGetLastError();
   });
 }

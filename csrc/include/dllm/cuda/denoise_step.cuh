@@ -72,7 +72,6 @@ constexpr int kNoToken = 0x7FFFFFFF;
 constexpr float kGumbelBound = 17.0f;  // > max Gumbel draw -log(-log(1 - 2^-24)) = 16.64
 constexpr int kFastThreads = 256;
 constexpr int kFilterThreads = 512;
-constexpr int kWarpThreads = 256;  // one warp per position (merge / export / finalize kernels)
 
 // What the confidence needs: nothing (random), max / top-2 / sum e^{d-M} (prob, margin), or also
 // sum e^{d-M}(d-M) (neg_entropy).
