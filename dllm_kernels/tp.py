@@ -521,17 +521,12 @@ def _has_shard_kernels(device_type: str) -> bool:
 
 
 def _shared_seed(seed, offset, group, op: str, device=None) -> int:
-    """The call's seed, the same on every rank: seed None is drawn on the group's first rank and
-    broadcast (device: the logits', so that NCCL groups get a CUDA tensor)."""
+    """The call's seed, the same on every rank: seed None is drawn on every rank and the group's
+    first rank's draw is taken (device: the logits', so that NCCL groups get a CUDA tensor)."""
     if seed is not None:
         return _args.seed_offset(seed, offset, op)[0]
     drawn = torch.tensor([_args.signed64(_args.seed_offset(None, offset, op)[0])], device=device)
-    if isinstance(group, LocalGroup):
-        return int(group.gather(drawn)[0][0]) & (2**64 - 1)
-    if _through_host(drawn, group):
-        drawn = drawn.cpu()
-    dist.broadcast(drawn, src=dist.get_global_rank(group, 0) if group else 0, group=group)
-    return int(drawn[0]) & (2**64 - 1)
+    return int(_gather(drawn, group)[0][0]) & (2**64 - 1)
 
 
 def _local_ids(ids, vocab_start: int, v_shard: int, V: int | None, op: str):

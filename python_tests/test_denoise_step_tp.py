@@ -8,6 +8,8 @@ reference, and the same comparisons hold.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from tp_util import available, run_ranks
@@ -213,26 +215,38 @@ def _call(case, logits, x, uncond, eligible, **shard):
     return (*out, x)
 
 
+def _rank_call(case, inputs, rank, world, group):
+    """The case on this rank's vocabulary shard of its (whole) inputs."""
+    logits, x, uncond, eligible = inputs
+    vs, n = tp.vocab_range(case["V"], rank, world)
+    u = uncond[..., vs : vs + n] if uncond is not None else None
+    shard = dict(group=group, vocab_start=vs, V=case["V"])
+    return _call(case, logits[..., vs : vs + n], x, u, eligible, **shard)
+
+
+@contextlib.contextmanager
+def _all_gathers():
+    """Counts the calls that all-gathered the logits (the fallback) instead of running the shard
+    kernels: yields a list that gets one entry per such call."""
+    calls, all_gather = [], tp._gather_shards
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return all_gather(*args, **kwargs)
+
+    tp._gather_shards = spy
+    try:
+        yield calls
+    finally:
+        tp._gather_shards = all_gather
+
+
 def _sharded(rank, world):
     """Every case on this rank's shard: [outputs per case]."""
     import torch.distributed as dist
 
-    results = []
-    for case in CASES:
-        logits, x, uncond, eligible = _inputs(case)
-        vs, n = tp.vocab_range(case["V"], rank, world)
-        u = uncond[..., vs : vs + n] if uncond is not None else None
-        out = _call(
-            case,
-            logits[..., vs : vs + n],
-            x,
-            u,
-            eligible,
-            group=dist.group.WORLD,
-            vocab_start=vs,
-            V=case["V"],
-        )
-        results.append(out)
+    group = dist.group.WORLD
+    results = [_rank_call(case, _inputs(case), rank, world, group) for case in CASES]
     # seed None: drawn on rank 0 and broadcast, so every rank samples alike
     logits, x, _, _ = _inputs(CASES[1])
     vs, n = tp.vocab_range(logits.shape[-1], rank, world)
@@ -380,43 +394,6 @@ DEVICES = [
 ]
 
 
-def _pieces(logits, x, world, top_k=0, **opts):
-    """The sharded step run in one process: the shard ops on `world` vocabulary ranges, merged
-    and summed as tp.py does after its collectives (unfiltered, or top-k)."""
-    from dllm_kernels.ops import _denoise_args
-
-    V, mask_id = logits.shape[-1], opts.pop("mask_id")
-    seed, conf = opts["seed"], opts["confidence"]
-    shards = []
-    for r in range(world):
-        vs, n = tp.vocab_range(V, r, world)
-        part = logits[..., vs : vs + n]
-        args = _denoise_args(
-            part,
-            mask_id,
-            opts["temperature"],
-            top_k,
-            1.0,
-            "top_k_first",
-            conf,
-            "raw",
-            False,
-            None,
-            "denoise_step",
-        )
-        shards.append(tp._Shard(part, x, (*args, seed, 0), vs, None, None, 0.0))
-    thr = None
-    if 0 < top_k < V:
-        union = torch.cat([sh("top_k") for sh in shards], dim=-1)
-        thr = torch.topk(union, top_k, dim=-1).values[..., -1].contiguous()
-    states = [sh("state", threshold=thr, with_argmax=True) for sh in shards]
-    merged = tp._merge_states(states, list(range(world)))
-    M = merged[..., 0].float().contiguous()
-    sums = sum(sh("sums", threshold=thr, anchor=M) for sh in shards)
-    fin = torch.ops.dllm_kernels.denoise_shard_finalize
-    return fin(merged, sums, x, mask_id, conf, seed, 0, None)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     "V,dtype,confidence,temperature,top_k",
@@ -429,8 +406,8 @@ def _pieces(logits, x, world, top_k=0, **opts):
     ],
 )
 def test_simulated_shards_equal_unsharded(device, V, dtype, confidence, temperature, top_k):
-    """The shard kernels at tp = 1, 2, 3 (unequal shards) and odd vocabularies, in one process:
-    x0, conf and argmax equal the unsharded op's bit for bit (on CUDA the unsharded op splits V
+    """The shard kernels at tp = 1, 2, 3 (unequal shards) and odd vocabularies, the ranks as
+    threads (tp.LocalGroup): x0, conf and argmax equal the unsharded op's bit for bit (on CUDA the unsharded op splits V
     over blocks differently from every shard)."""
     g = torch.Generator().manual_seed(V + 7)
     B, L = 2, 7
@@ -442,9 +419,17 @@ def test_simulated_shards_equal_unsharded(device, V, dtype, confidence, temperat
     want = ops.denoise_step(logits, x, top_k=top_k, return_argmax=True, **opts)
     assert want[1][x == V - 1].unique().numel() > 3  # varied confidences: the test means something
     for world in (1, 2, 3):
-        got = _pieces(logits, x, world, top_k=top_k, **dict(opts))
-        for g_, w_, name in zip(got, want, ("x0", "conf", "argmax")):
-            assert torch.equal(g_, w_), (world, name)
+        group = tp.LocalGroup(world)
+
+        def rank_call(rank, world=world, group=group):
+            vs, n = tp.vocab_range(V, rank, world)
+            part = logits[..., vs : vs + n]
+            kw = dict(top_k=top_k, return_argmax=True, group=group, vocab_start=vs)
+            return ops.denoise_step(part, x, **kw, **opts)
+
+        for got in group.run(rank_call):
+            for g_, w_, name in zip(got, want, ("x0", "conf", "argmax")):
+                assert torch.equal(g_, w_), (world, name)
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -453,31 +438,15 @@ def test_local_group_equals_unsharded(device, world):
     """Every case through tp.py's real code path with the ranks as threads of this process
     (tp.LocalGroup), on one device: each rank's outputs equal the unsharded op's bit for bit,
     without any all-gather of the logits (on CUDA: the CUDA shard kernels, top-p included)."""
-    gathered = []
-    all_gather = tp._gather_shards
-
-    def spy(*args, **kwargs):
-        gathered.append(1)
-        return all_gather(*args, **kwargs)
-
-    tp._gather_shards = spy
-    try:
+    with _all_gathers() as gathered:
         for case in CASES:
-            case, (logits, x, uncond, eligible) = _on(device, case, _inputs(case))
-            want = _call(case, logits, x, uncond, eligible)
+            case, inputs = _on(device, case, _inputs(case))
+            want = _call(case, *inputs)
             group = tp.LocalGroup(world)
-
-            def rank_call(rank, case=case, logits=logits, x=x, uncond=uncond, eligible=eligible):
-                vs, n = tp.vocab_range(case["V"], rank, world)
-                u = uncond[..., vs : vs + n] if uncond is not None else None
-                kw = dict(group=group, vocab_start=vs, V=case["V"])
-                return _call(case, logits[..., vs : vs + n], x, u, eligible, **kw)
-
-            for rank, got in enumerate(group.run(rank_call)):
+            got_all = group.run(lambda rank: _rank_call(case, inputs, rank, world, group))
+            for rank, got in enumerate(got_all):
                 for g, w in zip(got, want):
                     assert torch.equal(g, w), f"rank {rank} of {world}: {case['name']}"
-    finally:
-        tp._gather_shards = all_gather
     assert not gathered or not NATIVE
 
 
@@ -601,31 +570,13 @@ def _cuda_sharded(rank, world):
     fallback) instead of running the shard kernels."""
     import torch.distributed as dist
 
-    gathered = []
-    all_gather = tp._gather_shards
-
-    def spy(*args, **kwargs):
-        gathered.append(1)
-        return all_gather(*args, **kwargs)
-
-    tp._gather_shards = spy
     out = []
-    for case in CASES:
-        case, (logits, x, uncond, eligible) = _on("cuda", case, _inputs(case))
-        vs, n = tp.vocab_range(case["V"], rank, world)
-        u = uncond[..., vs : vs + n] if uncond is not None else None
-        before = len(gathered)
-        got = _call(
-            case,
-            logits[..., vs : vs + n],
-            x,
-            u,
-            eligible,
-            group=dist.group.WORLD,
-            vocab_start=vs,
-            V=case["V"],
-        )
-        out.append(([g.cpu() for g in got], len(gathered) > before))
+    with _all_gathers() as gathered:
+        for case in CASES:
+            case, inputs = _on("cuda", case, _inputs(case))
+            before = len(gathered)
+            got = _rank_call(case, inputs, rank, world, dist.group.WORLD)
+            out.append(([g.cpu() for g in got], len(gathered) > before))
     return out
 
 
