@@ -407,8 +407,8 @@ DEVICES = [
 )
 def test_simulated_shards_equal_unsharded(device, V, dtype, confidence, temperature, top_k):
     """The shard kernels at tp = 1, 2, 3 (unequal shards) and odd vocabularies, the ranks as
-    threads (tp.LocalGroup): x0, conf and argmax equal the unsharded op's bit for bit (on CUDA the unsharded op splits V
-    over blocks differently from every shard)."""
+    threads (tp.LocalGroup): x0, conf and argmax equal the unsharded op's bit for bit (on CUDA
+    the unsharded op splits V over blocks differently from every shard)."""
     g = torch.Generator().manual_seed(V + 7)
     B, L = 2, 7
     logits = (torch.randn(B, L, V, generator=g) * 4).to(dtype).to(device)
